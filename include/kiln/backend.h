@@ -1,0 +1,79 @@
+/* kiln/backend.h: choosing a device, and what each device can do.
+ *
+ * A backend owns memory and runs ops. The registry picks one by name:
+ *   "cpu"        the CPU reference backend (always there)
+ *   "cuda"       CUDA device 0; "cuda:N" device N (only in a CUDA build, only with a GPU)
+ *   "auto"       CUDA device 0 when one can be used, else the CPU
+ * Asking for "cuda" without a usable GPU returns KILN_ERR_NO_DEVICE with the message
+ * "no CUDA device: <the driver's reason>". */
+#ifndef KILN_BACKEND_H
+#define KILN_BACKEND_H
+
+#include "kiln/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum kiln_backend_kind { KILN_BACKEND_CPU = 0, KILN_BACKEND_CUDA } kiln_backend_kind;
+
+/* Every op a backend can be asked to run. One switch over this per backend. */
+typedef enum kiln_op_type {
+    KILN_OP_FILL = 0,          /* dst = value                                  */
+    KILN_OP_COPY,              /* dst = src (src may be strided), any dtype     */
+    KILN_OP_CAST,              /* dst = (dst dtype) src                         */
+    KILN_OP_ADD,               /* dst = a + b   (b repeats over a's leading dims) */
+    KILN_OP_SUB,               /* dst = a - b                                   */
+    KILN_OP_MUL,               /* dst = a * b                                   */
+    KILN_OP_SCALE,             /* dst = alpha * a                               */
+    KILN_OP_AXPY,              /* dst += alpha * a                              */
+    KILN_OP_RELU,              /* dst = max(a, 0)                               */
+    KILN_OP_RELU_BACK,         /* dst = dy * (x > 0)                            */
+    KILN_OP_SUM,               /* dst = sum of a over the axes in a bitmask     */
+    KILN_OP_MEAN,              /* dst = mean of a over the axes in a bitmask    */
+    KILN_OP_GEMM,              /* C = alpha op(A) op(B) + beta C                */
+    KILN_OP_SOFTMAX,           /* softmax over the last axis                    */
+    KILN_OP_SOFTMAX_XENT,      /* probs and per-row loss from logits and labels */
+    KILN_OP_SOFTMAX_XENT_BACK, /* dlogits = scale (probs - onehot(labels))      */
+    KILN_OP_ARGMAX,            /* index of the largest value per row (i32)      */
+    KILN_OP_ACCURACY,          /* number of rows whose argmax equals the label  */
+    KILN_OP_COUNT
+} kiln_op_type;
+
+const char *kiln_op_name(kiln_op_type op);
+
+/* Opens a backend by name ("cpu", "cuda", "cuda:N", "auto"). */
+kiln_status kiln_backend_init(const char *name, kiln_backend **out);
+void kiln_backend_free(kiln_backend *be);
+
+/* "cpu", "cuda:0", ... */
+const char *kiln_backend_name(const kiln_backend *be);
+kiln_backend_kind kiln_backend_kind_of(const kiln_backend *be);
+
+/* Waits until every op and copy queued on the backend has finished; reports any deferred
+ * device error. */
+kiln_status kiln_backend_synchronize(kiln_backend *be);
+
+/* Whether `be` runs `op` on tensors of `dtype`. */
+bool kiln_backend_supports(const kiln_backend *be, kiln_op_type op, kiln_dtype dtype);
+
+/* True when this build contains the CUDA backend (whether or not a GPU is present). */
+bool kiln_cuda_built(void);
+
+/* Host memory suited to asynchronous copies (pinned on a CUDA backend, plain otherwise). */
+kiln_status kiln_host_alloc(kiln_backend *be, size_t nbytes, void **out);
+void kiln_host_free(kiln_backend *be, void *ptr);
+
+/* Bytes the backend holds from the system (its pool included) and how many times it has asked
+ * the system for device memory; a steady training loop leaves the second unchanged. */
+typedef struct kiln_memory_stats {
+    size_t bytes_reserved;
+    size_t bytes_in_use;
+    uint64_t system_allocs;
+} kiln_memory_stats;
+kiln_status kiln_backend_memory_stats(const kiln_backend *be, kiln_memory_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

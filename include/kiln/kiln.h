@@ -1,0 +1,14 @@
+/* kiln/kiln.h: the whole public API of kiln in one include. */
+#ifndef KILN_KILN_H
+#define KILN_KILN_H
+
+#include "kiln/status.h"
+#include "kiln/tensor.h"
+#include "kiln/backend.h"
+#include "kiln/ops.h"
+
+#define KILN_VERSION_MAJOR 0
+#define KILN_VERSION_MINOR 1
+#define KILN_VERSION_PATCH 0
+
+#endif

@@ -1,0 +1,22 @@
+/* cpu.h: the CPU backend's op families (internal). Each takes a checked kiln_op (src/ops.c
+ * has checked dtypes, shapes and contiguity) and runs it on host memory. */
+#ifndef KILN_CPU_H
+#define KILN_CPU_H
+
+#include "backend_impl.h"
+
+void kiln_cpu_fill(const kiln_op *op);
+void kiln_cpu_copy(const kiln_op *op);
+void kiln_cpu_cast(const kiln_op *op);
+void kiln_cpu_binary(const kiln_op *op);   /* ADD, SUB, MUL */
+void kiln_cpu_unary(const kiln_op *op);    /* SCALE, AXPY, RELU, RELU_BACK */
+kiln_status kiln_cpu_reduce(const kiln_op *op);   /* SUM, MEAN */
+void kiln_cpu_gemm(const kiln_op *op);
+void kiln_cpu_softmax(const kiln_op *op);  /* SOFTMAX, SOFTMAX_XENT, SOFTMAX_XENT_BACK */
+void kiln_cpu_argmax(const kiln_op *op);   /* ARGMAX, ACCURACY */
+
+/* element i of a tensor of any dtype, as a double (for fill, cast) */
+double kiln_cpu_load(const void *data, kiln_dtype t, int64_t i);
+void kiln_cpu_store(void *data, kiln_dtype t, int64_t i, double v);
+
+#endif

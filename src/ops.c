@@ -1,0 +1,319 @@
+/* ops.c: the device-independent front of every basic op.
+ *
+ * Each public op checks its arguments once, here, with messages that name the op, the tensors'
+ * shapes and what is wrong; then it fills a kiln_op and hands it to the tensors' backend.
+ * Slot meanings per op are written beside each builder. */
+#include <stdio.h>
+#include <string.h>
+
+#include "backend_impl.h"
+#include "error.h"
+#include "ops_check.h"
+
+const char *kiln_op_name(kiln_op_type op) {
+    static const char *const names[KILN_OP_COUNT] = {
+        "fill", "copy", "cast", "add", "sub", "mul", "scale", "axpy", "relu", "relu_backward",
+        "sum", "mean", "gemm", "softmax", "softmax_xent", "softmax_xent_backward", "argmax",
+        "accuracy",
+    };
+    if ((int)op < 0 || op >= KILN_OP_COUNT) return "?";
+    return names[op] ? names[op] : "?";
+}
+
+kiln_status kiln_op_run(const kiln_op *op) {
+    kiln_backend *be = op->dst[0]->backend;
+    const kiln_tensor *typed = op->src[0] ? op->src[0] : op->dst[0];
+    if (!be->iface->supports_op(be, op->type, typed->dtype))
+        return kiln_error(KILN_ERR_UNSUPPORTED, "kiln_%s: backend %s does not run it on %s", 
+                          kiln_op_name(op->type), be->name, kiln_dtype_name(typed->dtype));
+    return be->iface->compute(be, op);
+}
+
+/* ---- argument checks shared by every op (ops_check.h) ---- */
+
+kiln_status kiln_check_tensor(const char *fn, const char *arg, const kiln_tensor *t) {
+    if (!t) return kiln_error(KILN_ERR_INVALID_ARG, "%s: %s is NULL", fn, arg);
+    if (!kiln_tensor_is_contiguous(t))
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: %s '%s' is not contiguous", fn, arg, t->name);
+    return KILN_OK;
+}
+
+kiln_status kiln_check_dtype(const char *fn, const char *arg, const kiln_tensor *t,
+                             kiln_dtype want) {
+    if (t->dtype != want)
+        return kiln_error(KILN_ERR_DTYPE, "%s: %s '%s' is %s, want %s", fn, arg, t->name,
+                          kiln_dtype_name(t->dtype), kiln_dtype_name(want));
+    return KILN_OK;
+}
+
+kiln_status kiln_check_f32(const char *fn, const char *arg, const kiln_tensor *t) {
+    KILN_TRY(kiln_check_tensor(fn, arg, t));
+    return kiln_check_dtype(fn, arg, t, KILN_F32);
+}
+
+kiln_status kiln_check_same_backend(const char *fn, const kiln_tensor *a, const kiln_tensor *b) {
+    if (a->backend != b->backend)
+        return kiln_error(KILN_ERR_DEVICE_MISMATCH, "%s: '%s' is on %s, '%s' on %s", fn, a->name,
+                          a->backend->name, b->name, b->backend->name);
+    return KILN_OK;
+}
+
+kiln_status kiln_check_same_shape(const char *fn, const char *an, const kiln_tensor *a,
+                                  const char *bn, const kiln_tensor *b) {
+    if (!kiln_tensor_same_shape(a, b)) {
+        char sa[96], sb[96];
+        return kiln_error(KILN_ERR_SHAPE, "%s: shapes differ: %s is %s, %s is %s", fn, an,
+                          kiln_shape_str(a, sa, sizeof sa), bn, kiln_shape_str(b, sb, sizeof sb));
+    }
+    return kiln_check_same_backend(fn, a, b);
+}
+
+/* ---- fill, copy, cast ---- */
+
+/* FILL: dst[0] = d[0] */
+kiln_status kiln_fill(kiln_tensor *t, double value) {
+    KILN_TRY(kiln_check_tensor("kiln_fill", "t", t));
+    kiln_op op = {.type = KILN_OP_FILL, .dst = {t}, .d = {value}};
+    return kiln_op_run(&op);
+}
+
+/* COPY: dst[0] = src[0]; src[0] may be strided */
+kiln_status kiln_copy(const kiln_tensor *src, kiln_tensor *dst) {
+    if (!src) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_copy: src is NULL");
+    KILN_TRY(kiln_check_tensor("kiln_copy", "dst", dst));
+    KILN_TRY(kiln_check_same_shape("kiln_copy", "src", src, "dst", dst));
+    if (src->dtype != dst->dtype)
+        return kiln_error(KILN_ERR_DTYPE, "kiln_copy: src is %s, dst is %s (kiln_cast converts)",
+                          kiln_dtype_name(src->dtype), kiln_dtype_name(dst->dtype));
+    kiln_op op = {.type = KILN_OP_COPY, .src = {src}, .dst = {dst}};
+    return kiln_op_run(&op);
+}
+
+/* CAST: dst[0] = convert(src[0]) */
+kiln_status kiln_cast(const kiln_tensor *src, kiln_tensor *dst) {
+    KILN_TRY(kiln_check_tensor("kiln_cast", "src", src));
+    KILN_TRY(kiln_check_tensor("kiln_cast", "dst", dst));
+    KILN_TRY(kiln_check_same_shape("kiln_cast", "src", src, "dst", dst));
+    kiln_op op = {.type = KILN_OP_CAST, .src = {src}, .dst = {dst}};
+    return kiln_op_run(&op);
+}
+
+/* ---- elementwise ---- */
+
+/* ADD, SUB, MUL: dst[0] = src[0] (op) src[1], src[1] repeating over src[0]'s leading dims */
+static kiln_status binary(kiln_op_type type, const char *fn, const kiln_tensor *a,
+                          const kiln_tensor *b, kiln_tensor *out) {
+    KILN_TRY(kiln_check_f32(fn, "a", a));
+    KILN_TRY(kiln_check_f32(fn, "b", b));
+    KILN_TRY(kiln_check_f32(fn, "out", out));
+    KILN_TRY(kiln_check_same_shape(fn, "a", a, "out", out));
+    KILN_TRY(kiln_check_same_backend(fn, a, b));
+    /* b must be a's shape or a's trailing dimensions */
+    int lead = a->ndim - b->ndim;
+    bool ok = lead >= 0;
+    for (int i = 0; ok && i < b->ndim; i++) ok = b->shape[i] == a->shape[lead + i];
+    if (!ok) {
+        char sa[96], sb[96];
+        return kiln_error(KILN_ERR_SHAPE,
+                          "%s: b %s is neither a's shape %s nor its trailing dimensions", fn,
+                          kiln_shape_str(b, sb, sizeof sb), kiln_shape_str(a, sa, sizeof sa));
+    }
+    kiln_op op = {.type = type, .src = {a, b}, .dst = {out}};
+    return kiln_op_run(&op);
+}
+
+kiln_status kiln_add(const kiln_tensor *a, const kiln_tensor *b, kiln_tensor *out) {
+    return binary(KILN_OP_ADD, "kiln_add", a, b, out);
+}
+kiln_status kiln_sub(const kiln_tensor *a, const kiln_tensor *b, kiln_tensor *out) {
+    return binary(KILN_OP_SUB, "kiln_sub", a, b, out);
+}
+kiln_status kiln_mul(const kiln_tensor *a, const kiln_tensor *b, kiln_tensor *out) {
+    return binary(KILN_OP_MUL, "kiln_mul", a, b, out);
+}
+
+/* SCALE: dst[0] = f[0] * src[0];  AXPY: dst[0] += f[0] * src[0];  RELU: dst[0] = max(src[0], 0) */
+static kiln_status unary(kiln_op_type type, const char *fn, const kiln_tensor *x, float alpha,
+                         kiln_tensor *out) {
+    KILN_TRY(kiln_check_f32(fn, "x", x));
+    KILN_TRY(kiln_check_f32(fn, "out", out));
+    KILN_TRY(kiln_check_same_shape(fn, "x", x, "out", out));
+    kiln_op op = {.type = type, .src = {x}, .dst = {out}, .f = {alpha}};
+    return kiln_op_run(&op);
+}
+
+kiln_status kiln_scale(const kiln_tensor *x, float alpha, kiln_tensor *out) {
+    return unary(KILN_OP_SCALE, "kiln_scale", x, alpha, out);
+}
+kiln_status kiln_axpy(float alpha, const kiln_tensor *x, kiln_tensor *y) {
+    return unary(KILN_OP_AXPY, "kiln_axpy", x, alpha, y);
+}
+kiln_status kiln_relu(const kiln_tensor *x, kiln_tensor *y) {
+    return unary(KILN_OP_RELU, "kiln_relu", x, 0.0f, y);
+}
+
+/* RELU_BACK: dst[0] = src[1] * (src[0] > 0); src[0] = x, src[1] = dy */
+kiln_status kiln_relu_backward(const kiln_tensor *x, const kiln_tensor *dy, kiln_tensor *dx) {
+    const char *fn = "kiln_relu_backward";
+    KILN_TRY(kiln_check_f32(fn, "x", x));
+    KILN_TRY(kiln_check_f32(fn, "dy", dy));
+    KILN_TRY(kiln_check_f32(fn, "dx", dx));
+    KILN_TRY(kiln_check_same_shape(fn, "x", x, "dy", dy));
+    KILN_TRY(kiln_check_same_shape(fn, "x", x, "dx", dx));
+    kiln_op op = {.type = KILN_OP_RELU_BACK, .src = {x, dy}, .dst = {dx}};
+    return kiln_op_run(&op);
+}
+
+/* ---- reductions ---- */
+
+/* SUM, MEAN: dst[0] = reduce(src[0]) over the axes in bitmask i[0] */
+static kiln_status reduce(kiln_op_type type, const char *fn, const kiln_tensor *x, unsigned axes,
+                          kiln_tensor *out) {
+    KILN_TRY(kiln_check_f32(fn, "x", x));
+    KILN_TRY(kiln_check_f32(fn, "out", out));
+    KILN_TRY(kiln_check_same_backend(fn, x, out));
+    if (axes >> x->ndim)
+        return kiln_error(KILN_ERR_SHAPE, "%s: axes mask 0x%x names an axis past x's %d", fn,
+                          axes, x->ndim);
+    int64_t kept = 1;
+    for (int i = 0; i < x->ndim; i++)
+        if (!(axes >> i & 1u)) kept *= x->shape[i];
+    if (kiln_tensor_numel(out) != kept) {
+        char sx[96], so[96];
+        return kiln_error(KILN_ERR_SHAPE, "%s: x %s reduced over mask 0x%x keeps %lld values, out %s holds %lld",
+                          fn, kiln_shape_str(x, sx, sizeof sx), axes, (long long)kept,
+                          kiln_shape_str(out, so, sizeof so), (long long)kiln_tensor_numel(out));
+    }
+    kiln_op op = {.type = type, .src = {x}, .dst = {out}, .i = {(int32_t)axes}};
+    return kiln_op_run(&op);
+}
+
+kiln_status kiln_sum(const kiln_tensor *x, unsigned axes, kiln_tensor *out) {
+    return reduce(KILN_OP_SUM, "kiln_sum", x, axes, out);
+}
+kiln_status kiln_mean(const kiln_tensor *x, unsigned axes, kiln_tensor *out) {
+    return reduce(KILN_OP_MEAN, "kiln_mean", x, axes, out);
+}
+
+/* ---- GEMM ---- */
+
+/* GEMM: dst[0] = C, src[0] = A, src[1] = B; i[0] trans_a, i[1] trans_b, i[2] kiln_math;
+ * f[0] alpha, f[1] beta; i[3] M, i[4] N, i[5] K */
+kiln_status kiln_gemm(const kiln_tensor *a, bool trans_a, const kiln_tensor *b, bool trans_b,
+                      float alpha, float beta, kiln_tensor *c, kiln_math math) {
+    const char *fn = "kiln_gemm";
+    KILN_TRY(kiln_check_f32(fn, "A", a));
+    KILN_TRY(kiln_check_f32(fn, "B", b));
+    KILN_TRY(kiln_check_f32(fn, "C", c));
+    KILN_TRY(kiln_check_same_backend(fn, a, b));
+    KILN_TRY(kiln_check_same_backend(fn, a, c));
+    if (a->ndim != 2 || b->ndim != 2 || c->ndim != 2)
+        return kiln_error(KILN_ERR_SHAPE, "kiln_gemm: A, B and C must be 2-D (have %d, %d, %d dims)",
+                          a->ndim, b->ndim, c->ndim);
+    if (math != KILN_MATH_STRICT && math != KILN_MATH_TF32)
+        return kiln_error(KILN_ERR_INVALID_ARG, "kiln_gemm: unknown math mode %d", (int)math);
+    int64_t m = trans_a ? a->shape[1] : a->shape[0], ka = trans_a ? a->shape[0] : a->shape[1];
+    int64_t kb = trans_b ? b->shape[1] : b->shape[0], n = trans_b ? b->shape[0] : b->shape[1];
+    if (ka != kb)
+        return kiln_error(KILN_ERR_SHAPE, "kiln_gemm: inner dimensions differ: A%s is %lldx%lld, B%s is %lldx%lld",
+                          trans_a ? "^T" : "", (long long)m, (long long)ka, trans_b ? "^T" : "",
+                          (long long)kb, (long long)n);
+    if (c->shape[0] != m || c->shape[1] != n)
+        return kiln_error(KILN_ERR_SHAPE, "kiln_gemm: C is %lldx%lld, the product is %lldx%lld",
+                          (long long)c->shape[0], (long long)c->shape[1], (long long)m, (long long)n);
+    if (m > INT32_MAX || n > INT32_MAX || ka > INT32_MAX)
+        return kiln_error(KILN_ERR_SHAPE, "kiln_gemm: dimensions past 2^31 are not supported");
+    kiln_op op = {.type = KILN_OP_GEMM, .src = {a, b}, .dst = {c},
+                  .i = {trans_a, trans_b, (int32_t)math, (int32_t)m, (int32_t)n, (int32_t)ka},
+                  .f = {alpha, beta}};
+    return kiln_op_run(&op);
+}
+
+/* ---- softmax, cross-entropy, argmax, accuracy ---- */
+
+static kiln_status check_rows(const char *fn, const kiln_tensor *x) {
+    if (x->ndim < 1 || x->shape[x->ndim - 1] < 1) {
+        char s[96];
+        return kiln_error(KILN_ERR_SHAPE, "%s: x %s has no classes on its last axis", fn,
+                          kiln_shape_str(x, s, sizeof s));
+    }
+    return KILN_OK;
+}
+
+static kiln_status check_labels(const char *fn, const kiln_tensor *x, const kiln_tensor *labels) {
+    KILN_TRY(kiln_check_tensor(fn, "labels", labels));
+    KILN_TRY(kiln_check_dtype(fn, "labels", labels, KILN_I32));
+    KILN_TRY(kiln_check_same_backend(fn, x, labels));
+    int64_t rows = kiln_tensor_numel(x) / x->shape[x->ndim - 1];
+    if (kiln_tensor_numel(labels) != rows) {
+        char sx[96], sl[96];
+        return kiln_error(KILN_ERR_SHAPE, "%s: %lld rows in %s but %lld labels %s", fn,
+                          (long long)rows, kiln_shape_str(x, sx, sizeof sx),
+                          (long long)kiln_tensor_numel(labels), kiln_shape_str(labels, sl, sizeof sl));
+    }
+    return KILN_OK;
+}
+
+/* SOFTMAX: dst[0] = softmax(src[0]) over the last axis */
+kiln_status kiln_softmax(const kiln_tensor *x, kiln_tensor *y) {
+    KILN_TRY(kiln_check_f32("kiln_softmax", "x", x));
+    KILN_TRY(check_rows("kiln_softmax", x));
+    return unary(KILN_OP_SOFTMAX, "kiln_softmax", x, 0.0f, y);
+}
+
+/* SOFTMAX_XENT: src[0] logits, src[1] labels; dst[0] probs, dst[1] loss (rows) */
+kiln_status kiln_softmax_xent(const kiln_tensor *logits, const kiln_tensor *labels,
+                              kiln_tensor *probs, kiln_tensor *loss) {
+    const char *fn = "kiln_softmax_xent";
+    KILN_TRY(kiln_check_f32(fn, "logits", logits));
+    KILN_TRY(check_rows(fn, logits));
+    KILN_TRY(check_labels(fn, logits, labels));
+    KILN_TRY(kiln_check_f32(fn, "probs", probs));
+    KILN_TRY(kiln_check_same_shape(fn, "logits", logits, "probs", probs));
+    KILN_TRY(kiln_check_f32(fn, "loss", loss));
+    KILN_TRY(kiln_check_same_backend(fn, logits, loss));
+    if (kiln_tensor_numel(loss) != kiln_tensor_numel(labels))
+        return kiln_error(KILN_ERR_SHAPE, "%s: loss holds %lld values for %lld rows", fn,
+                          (long long)kiln_tensor_numel(loss), (long long)kiln_tensor_numel(labels));
+    kiln_op op = {.type = KILN_OP_SOFTMAX_XENT, .src = {logits, labels}, .dst = {probs, loss}};
+    return kiln_op_run(&op);
+}
+
+/* SOFTMAX_XENT_BACK: src[0] probs, src[1] labels; dst[0] dlogits; f[0] scale */
+kiln_status kiln_softmax_xent_backward(const kiln_tensor *probs, const kiln_tensor *labels,
+                                       float scale, kiln_tensor *dlogits) {
+    const char *fn = "kiln_softmax_xent_backward";
+    KILN_TRY(kiln_check_f32(fn, "probs", probs));
+    KILN_TRY(check_rows(fn, probs));
+    KILN_TRY(check_labels(fn, probs, labels));
+    KILN_TRY(kiln_check_f32(fn, "dlogits", dlogits));
+    KILN_TRY(kiln_check_same_shape(fn, "probs", probs, "dlogits", dlogits));
+    kiln_op op = {.type = KILN_OP_SOFTMAX_XENT_BACK, .src = {probs, labels}, .dst = {dlogits},
+                  .f = {scale}};
+    return kiln_op_run(&op);
+}
+
+/* ARGMAX: src[0] x; dst[0] idx (rows, i32) */
+kiln_status kiln_argmax(const kiln_tensor *x, kiln_tensor *idx) {
+    const char *fn = "kiln_argmax";
+    KILN_TRY(kiln_check_f32(fn, "x", x));
+    KILN_TRY(check_rows(fn, x));
+    KILN_TRY(check_labels(fn, x, idx));
+    kiln_op op = {.type = KILN_OP_ARGMAX, .src = {x}, .dst = {idx}};
+    return kiln_op_run(&op);
+}
+
+/* ACCURACY: src[0] x, src[1] labels; dst[0] correct (1 value) */
+kiln_status kiln_accuracy(const kiln_tensor *x, const kiln_tensor *labels, kiln_tensor *correct) {
+    const char *fn = "kiln_accuracy";
+    KILN_TRY(kiln_check_f32(fn, "x", x));
+    KILN_TRY(check_rows(fn, x));
+    KILN_TRY(check_labels(fn, x, labels));
+    KILN_TRY(kiln_check_f32(fn, "correct", correct));
+    KILN_TRY(kiln_check_same_backend(fn, x, correct));
+    if (kiln_tensor_numel(correct) != 1)
+        return kiln_error(KILN_ERR_SHAPE, "%s: correct must hold 1 value, holds %lld", fn,
+                          (long long)kiln_tensor_numel(correct));
+    kiln_op op = {.type = KILN_OP_ACCURACY, .src = {x, labels}, .dst = {correct}};
+    return kiln_op_run(&op);
+}

@@ -1,0 +1,233 @@
+/* harness.c: the shared test machinery declared in harness.h. */
+#include "harness.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "half.h"
+
+void kt_rng_seed(kt_rng *r, uint64_t seed) { r->s = seed * 0x9e3779b97f4a7c15ull + 1; }
+
+uint64_t kt_next(kt_rng *r) { /* splitmix64 */
+    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+double kt_uniform(kt_rng *r, double lo, double hi) {
+    return lo + (hi - lo) * ((double)(kt_next(r) >> 11) * 0x1.0p-53);
+}
+
+double kt_normal(kt_rng *r) {
+    double u1 = kt_uniform(r, 1e-300, 1.0), u2 = kt_uniform(r, 0.0, 1.0);
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+static kiln_backend *cpu_be, *cuda_be;
+static char cuda_reason[1024];
+static bool cuda_tried;
+
+kiln_backend *kt_cpu(void) {
+    if (!cpu_be) cr_assert_eq(kiln_backend_init("cpu", &cpu_be), KILN_OK, "%s", kiln_last_error());
+    return cpu_be;
+}
+
+kiln_backend *kt_cuda_or_skip(void) {
+    if (!cuda_tried) {
+        cuda_tried = true;
+        if (kiln_backend_init("cuda", &cuda_be) != KILN_OK) {
+            snprintf(cuda_reason, sizeof cuda_reason, "%s", kiln_last_error());
+            cuda_be = NULL;
+        }
+    }
+    if (!cuda_be) cr_skip_test("%s", cuda_reason);
+    return cuda_be;
+}
+
+kiln_tensor *kt_new(kiln_backend *be, kiln_dtype dt, int ndim, const int64_t *shape) {
+    kiln_tensor *t = NULL;
+    cr_assert_eq(kiln_tensor_new(be, dt, ndim, shape, "t", &t), KILN_OK, "%s", kiln_last_error());
+    return t;
+}
+
+static void *host_buf(size_t n) {
+    void *p = malloc(n ? n : 1);
+    cr_assert_not_null(p);
+    return p;
+}
+
+void kt_fill_random(kiln_tensor *t, kt_rng *r, double lo, double hi) {
+    int64_t n = kiln_tensor_numel(t);
+    size_t es = kiln_dtype_size(t->dtype);
+    unsigned char *h = host_buf((size_t)n * es);
+    bool any_nonzero = n == 0;
+    for (int64_t i = 0; i < n; i++) {
+        double v = kt_uniform(r, lo, hi);
+        switch (t->dtype) {
+        case KILN_F32: ((float *)h)[i] = (float)v; break;
+        case KILN_F16: ((uint16_t *)h)[i] = kiln_f32_to_f16((float)v); break;
+        case KILN_BF16: ((uint16_t *)h)[i] = kiln_f32_to_bf16((float)v); break;
+        case KILN_I32: ((int32_t *)h)[i] = (int32_t)floor(v); break;
+        case KILN_U8: ((uint8_t *)h)[i] = (uint8_t)floor(v); break;
+        default: cr_assert_fail("bad dtype");
+        }
+        for (size_t b = 0; b < es; b++) any_nonzero |= h[(size_t)i * es + b] != 0;
+    }
+    cr_assert(any_nonzero, "random input of %lld elements came out all zero", (long long)n);
+    cr_assert_eq(kiln_tensor_set(t, h, (size_t)n * es), KILN_OK, "%s", kiln_last_error());
+    free(h);
+}
+
+void kt_set_f32(kiln_tensor *t, const float *v) {
+    cr_assert_eq(kiln_tensor_set(t, v, kiln_tensor_nbytes(t)), KILN_OK, "%s", kiln_last_error());
+}
+
+#define POISON_F32 0x7fffdeadu
+
+bool kt_is_poison_f32(float v) { return kiln_f32_bits(v) == POISON_F32; }
+
+void kt_poison(kiln_tensor *t) {
+    int64_t n = kiln_tensor_numel(t);
+    size_t es = kiln_dtype_size(t->dtype);
+    unsigned char *h = host_buf((size_t)n * es);
+    for (int64_t i = 0; i < n; i++) {
+        switch (t->dtype) {
+        case KILN_F32: { uint32_t u = POISON_F32; memcpy(h + i * 4, &u, 4); break; }
+        case KILN_F16: ((uint16_t *)h)[i] = 0x7e5d; break;
+        case KILN_BF16: ((uint16_t *)h)[i] = 0x7fad; break;
+        case KILN_I32: ((int32_t *)h)[i] = 0x5a5a5a5a; break;
+        case KILN_U8: h[i] = 0xa5; break;
+        default: break;
+        }
+    }
+    cr_assert_eq(kiln_tensor_set(t, h, (size_t)n * es), KILN_OK, "%s", kiln_last_error());
+    free(h);
+}
+
+void *kt_get_bytes(const kiln_tensor *t) {
+    size_t nb = kiln_tensor_nbytes(t);
+    void *h = host_buf(nb);
+    cr_assert_eq(kiln_tensor_get(t, h, nb), KILN_OK, "%s", kiln_last_error());
+    return h;
+}
+
+float *kt_get_f32(const kiln_tensor *t) {
+    int64_t n = kiln_tensor_numel(t);
+    unsigned char *raw = kt_get_bytes(t);
+    float *out = host_buf((size_t)n * sizeof(float));
+    for (int64_t i = 0; i < n; i++) {
+        switch (t->dtype) {
+        case KILN_F32: memcpy(&out[i], raw + i * 4, 4); break;
+        case KILN_F16: out[i] = kiln_f16_to_f32(((uint16_t *)raw)[i]); break;
+        case KILN_BF16: out[i] = kiln_bf16_to_f32(((uint16_t *)raw)[i]); break;
+        case KILN_I32: {
+            int32_t v = ((int32_t *)raw)[i];
+            out[i] = v == 0x5a5a5a5a ? kiln_bits_f32(POISON_F32) : (float)v;
+            break;
+        }
+        case KILN_U8: out[i] = raw[i]; break;
+        default: break;
+        }
+        if ((t->dtype == KILN_F16 && ((uint16_t *)raw)[i] == 0x7e5d) ||
+            (t->dtype == KILN_BF16 && ((uint16_t *)raw)[i] == 0x7fad))
+            out[i] = kiln_bits_f32(POISON_F32);
+    }
+    free(raw);
+    return out;
+}
+
+kiln_tensor *kt_clone(kiln_backend *be, const kiln_tensor *t) {
+    kiln_tensor *c = kt_new(be, t->dtype, t->ndim, t->shape);
+    cr_assert_eq(kiln_tensor_transfer(t, c), KILN_OK, "%s", kiln_last_error());
+    return c;
+}
+
+static double check_elems(const char *what, const float *got, int64_t n,
+                          double (*want)(const void *, int64_t), const void *wv, double tol) {
+    double scale = 1e-30, worst = 0.0;
+    int64_t worst_i = -1;
+    for (int64_t i = 0; i < n; i++) {
+        double w = want(wv, i);
+        if (isfinite(w) && fabs(w) > scale) scale = fabs(w);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        double g = got[i], w = want(wv, i);
+        cr_assert(!kt_is_poison_f32(got[i]), "%s: element %lld was never written (poison)", what,
+                  (long long)i);
+        if (isnan(w)) {
+            cr_assert(isnan(g), "%s: element %lld is %g, the reference is NaN", what, (long long)i, g);
+            continue;
+        }
+        if (isinf(w)) {
+            cr_assert(g == w, "%s: element %lld is %g, the reference is %g", what, (long long)i, g, w);
+            continue;
+        }
+        cr_assert(isfinite(g), "%s: element %lld is %g, the reference is %.9g", what, (long long)i,
+                  g, w);
+        double e = fabs(g - w) / scale;
+        if (e > worst) { worst = e; worst_i = i; }
+    }
+    if (worst_i >= 0)
+        cr_expect(worst <= tol, "%s: error %.3g over tolerance %.3g at element %lld: got %.9g, want %.9g (scale %.3g)",
+                  what, worst, tol, (long long)worst_i, (double)got[worst_i], want(wv, worst_i), scale);
+    return worst;
+}
+
+static double want_f32(const void *v, int64_t i) { return ((const float *)v)[i]; }
+static double want_f64(const void *v, int64_t i) { return ((const double *)v)[i]; }
+
+double kt_expect_close(const char *what, const float *got, const float *want, int64_t n, double tol) {
+    return check_elems(what, got, n, want_f32, want, tol);
+}
+
+double kt_expect_close_f64(const char *what, const float *got, const double *want, int64_t n,
+                           double tol) {
+    return check_elems(what, got, n, want_f64, want, tol);
+}
+
+void kt_expect_bitwise(const char *what, const void *a, const void *b, size_t nbytes) {
+    const unsigned char *x = a, *y = b;
+    for (size_t i = 0; i < nbytes; i++)
+        if (x[i] != y[i]) cr_assert_fail("%s: first differing byte at %zu of %zu", what, i, nbytes);
+}
+
+/* ---- parity ---- */
+
+static void make_inputs(const kt_case *c, kiln_backend *be, kiln_tensor **in, kt_rng *r) {
+    for (int k = 0; k < c->n_in; k++) {
+        in[k] = kt_new(be, c->in[k].dtype, c->in[k].ndim, c->in[k].shape);
+        kt_fill_random(in[k], r, c->in[k].lo, c->in[k].hi);
+    }
+}
+
+void kt_parity_run(const kt_case *c) {
+    kiln_backend *cuda = kt_cuda_or_skip();
+    kiln_backend *cpu = kt_cpu();
+    kt_rng r;
+    kt_rng_seed(&r, c->seed ? c->seed : 1234);
+    kiln_tensor *in_cpu[6] = {0}, *in_gpu[6] = {0}, *out_cpu[4] = {0}, *out_gpu[4] = {0};
+    make_inputs(c, cpu, in_cpu, &r);
+    for (int k = 0; k < c->n_in; k++) in_gpu[k] = kt_clone(cuda, in_cpu[k]);
+    for (int k = 0; k < c->n_out; k++) {
+        out_cpu[k] = kt_new(cpu, c->out[k].dtype, c->out[k].ndim, c->out[k].shape);
+        if (k == 0 && c->out_is_input) kt_fill_random(out_cpu[k], &r, c->out[k].lo, c->out[k].hi);
+        else kt_poison(out_cpu[k]);
+        out_gpu[k] = kt_clone(cuda, out_cpu[k]);
+    }
+    cr_assert_eq(c->run(c, in_cpu, out_cpu), KILN_OK, "%s on cpu: %s", c->name, kiln_last_error());
+    cr_assert_eq(c->run(c, in_gpu, out_gpu), KILN_OK, "%s on cuda: %s", c->name, kiln_last_error());
+    cr_assert_eq(kiln_backend_synchronize(cuda), KILN_OK, "%s: %s", c->name, kiln_last_error());
+    for (int k = 0; k < c->n_out; k++) {
+        float *a = kt_get_f32(out_gpu[k]), *b = kt_get_f32(out_cpu[k]);
+        char what[160];
+        snprintf(what, sizeof what, "%s: output %d (cuda vs cpu)", c->name, k);
+        kt_expect_close(what, a, b, kiln_tensor_numel(out_cpu[k]), c->tol);
+        free(a);
+        free(b);
+    }
+    for (int k = 0; k < 6; k++) { kiln_tensor_free(in_cpu[k]); kiln_tensor_free(in_gpu[k]); }
+    for (int k = 0; k < 4; k++) { kiln_tensor_free(out_cpu[k]); kiln_tensor_free(out_gpu[k]); }
+}

@@ -1,0 +1,87 @@
+/* harness.h: what every kiln test shares: seeded random inputs, poisoned outputs, backends
+ * (CUDA skipped with the reason when there is none), element-by-element comparison, and the
+ * parity runner that takes one table row and checks CPU against CUDA.
+ *
+ * Error measure (docs/testing.md): for outputs `got` and reference `want` of n elements,
+ *   err = max_i |got_i - want_i| / max(max_i |want_i|, 1e-30)
+ * (the worst error normalised by the output's scale). Every element is checked besides: a NaN
+ * or poison value where the reference has a finite value fails on its own, as does a finite
+ * value where the reference has NaN or inf (NaN must propagate). */
+#ifndef KILN_TEST_HARNESS_H
+#define KILN_TEST_HARNESS_H
+
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <stdint.h>
+
+#include "kiln/kiln.h"
+
+/* ---- random numbers (splitmix64 -> xoshiro-like; fixed across platforms) ---- */
+typedef struct kt_rng { uint64_t s; } kt_rng;
+void kt_rng_seed(kt_rng *r, uint64_t seed);
+uint64_t kt_next(kt_rng *r);
+double kt_uniform(kt_rng *r, double lo, double hi);
+double kt_normal(kt_rng *r);
+
+/* ---- backends ---- */
+kiln_backend *kt_cpu(void);              /* one per test process */
+kiln_backend *kt_cuda_or_skip(void);     /* cr_skip_test("no CUDA device: ...") when none */
+
+/* ---- tensors (each cr_asserts success) ---- */
+kiln_tensor *kt_new(kiln_backend *be, kiln_dtype dt, int ndim, const int64_t *shape);
+/* uniform in [lo, hi) for floats; integers uniform in [lo, hi) (labels, pixels).
+ * Fails the test if the drawn values are all zero. */
+void kt_fill_random(kiln_tensor *t, kt_rng *r, double lo, double hi);
+void kt_set_f32(kiln_tensor *t, const float *v);
+/* every element set to a sentinel: a NaN with payload 0x7fdead for floats (0x7e5d for f16,
+ * 0x7fad for bf16), 0x5a5a5a5a for i32, 0xa5 for u8 */
+void kt_poison(kiln_tensor *t);
+bool kt_is_poison_f32(float v);
+/* downloads and converts to float (malloc'ed; caller frees) */
+float *kt_get_f32(const kiln_tensor *t);
+/* the same raw bytes (malloc'ed) */
+void *kt_get_bytes(const kiln_tensor *t);
+/* a copy of t on backend be */
+kiln_tensor *kt_clone(kiln_backend *be, const kiln_tensor *t);
+
+/* ---- comparison ---- */
+/* Checks every element as described above and the normalised error against tol; reports the
+ * worst element with `what`. Returns the error. */
+double kt_expect_close(const char *what, const float *got, const float *want, int64_t n, double tol);
+double kt_expect_close_f64(const char *what, const float *got, const double *want, int64_t n,
+                           double tol);
+/* Same bits, element for element. */
+void kt_expect_bitwise(const char *what, const void *a, const void *b, size_t nbytes);
+
+/* ---- the parity table ---- */
+typedef struct kt_tspec {
+    kiln_dtype dtype;
+    int ndim;
+    int64_t shape[KILN_MAX_DIMS];
+    double lo, hi;   /* inputs: the random range; outputs: unused */
+} kt_tspec;
+
+typedef struct kt_case kt_case;
+/* Runs the op of a row on whatever backend the tensors live on. */
+typedef kiln_status (*kt_run_fn)(const kt_case *c, kiln_tensor *const *in, kiln_tensor *const *out);
+
+struct kt_case {
+    const char *name;
+    kt_run_fn run;
+    int n_in, n_out;
+    kt_tspec in[6];
+    kt_tspec out[4];
+    float f[4];        /* op parameters for run() */
+    int32_t i[4];
+    double tol;        /* CPU vs CUDA, normalised error (docs/testing.md) */
+    uint64_t seed;
+    bool out_is_input; /* out[0] starts as a copy of in[0]'s shape, random (axpy, beta != 0) */
+};
+
+/* Draws the inputs on the CPU, copies them to CUDA (skipping without a device), poisons the
+ * outputs on both, runs the op on both, and checks every element of every output. */
+void kt_parity_run(const kt_case *c);
+
+#define KT_SHAPE(...) {__VA_ARGS__}
+
+#endif
