@@ -12,9 +12,24 @@
 
 const char *kiln_op_name(kiln_op_type op) {
     static const char *const names[KILN_OP_COUNT] = {
-        "fill", "copy", "cast", "add", "sub", "mul", "scale", "axpy", "relu", "relu_backward",
-        "sum", "mean", "gemm", "softmax", "softmax_xent", "softmax_xent_backward", "argmax",
-        "accuracy",
+        [KILN_OP_FILL] = "fill",
+        [KILN_OP_COPY] = "copy",
+        [KILN_OP_CAST] = "cast",
+        [KILN_OP_ADD] = "add",
+        [KILN_OP_SUB] = "sub",
+        [KILN_OP_MUL] = "mul",
+        [KILN_OP_SCALE] = "scale",
+        [KILN_OP_AXPY] = "axpy",
+        [KILN_OP_RELU] = "relu",
+        [KILN_OP_RELU_BACK] = "relu_backward",
+        [KILN_OP_SUM] = "sum",
+        [KILN_OP_MEAN] = "mean",
+        [KILN_OP_GEMM] = "gemm",
+        [KILN_OP_SOFTMAX] = "softmax",
+        [KILN_OP_SOFTMAX_XENT] = "softmax_xent",
+        [KILN_OP_SOFTMAX_XENT_BACK] = "softmax_xent_backward",
+        [KILN_OP_ARGMAX] = "argmax",
+        [KILN_OP_ACCURACY] = "accuracy",
     };
     if ((int)op < 0 || op >= KILN_OP_COUNT) return "?";
     return names[op] ? names[op] : "?";
