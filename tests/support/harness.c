@@ -203,9 +203,15 @@ static void make_inputs(const kt_case *c, kiln_backend *be, kiln_tensor **in, kt
     }
 }
 
-void kt_parity_run(const kt_case *c) {
-    kiln_backend *cuda = kt_cuda_or_skip();
-    kiln_backend *cpu = kt_cpu();
+void kt_parity_run(const kt_case *c) { kt_parity_run_between(c, kt_cpu(), kt_cuda_or_skip()); }
+
+kiln_backend *kt_cpu_second(void) {
+    static kiln_backend *be;
+    if (!be) cr_assert_eq(kiln_backend_init("cpu", &be), KILN_OK, "%s", kiln_last_error());
+    return be;
+}
+
+void kt_parity_run_between(const kt_case *c, kiln_backend *cpu, kiln_backend *cuda) {
     kt_rng r;
     kt_rng_seed(&r, c->seed ? c->seed : 1234);
     kiln_tensor *in_cpu[6] = {0}, *in_gpu[6] = {0}, *out_cpu[4] = {0}, *out_gpu[4] = {0};
@@ -218,12 +224,12 @@ void kt_parity_run(const kt_case *c) {
         out_gpu[k] = kt_clone(cuda, out_cpu[k]);
     }
     cr_assert_eq(c->run(c, in_cpu, out_cpu), KILN_OK, "%s on cpu: %s", c->name, kiln_last_error());
-    cr_assert_eq(c->run(c, in_gpu, out_gpu), KILN_OK, "%s on cuda: %s", c->name, kiln_last_error());
+    cr_assert_eq(c->run(c, in_gpu, out_gpu), KILN_OK, "%s on %s: %s", c->name, kiln_backend_name(cuda), kiln_last_error());
     cr_assert_eq(kiln_backend_synchronize(cuda), KILN_OK, "%s: %s", c->name, kiln_last_error());
     for (int k = 0; k < c->n_out; k++) {
         float *a = kt_get_f32(out_gpu[k]), *b = kt_get_f32(out_cpu[k]);
         char what[160];
-        snprintf(what, sizeof what, "%s: output %d (cuda vs cpu)", c->name, k);
+        snprintf(what, sizeof what, "%s: output %d (%s vs %s)", c->name, k, kiln_backend_name(cuda), kiln_backend_name(cpu));
         kt_expect_close(what, a, b, kiln_tensor_numel(out_cpu[k]), c->tol);
         free(a);
         free(b);

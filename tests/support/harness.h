@@ -81,7 +81,30 @@ struct kt_case {
 /* Draws the inputs on the CPU, copies them to CUDA (skipping without a device), poisons the
  * outputs on both, runs the op on both, and checks every element of every output. */
 void kt_parity_run(const kt_case *c);
+/* The same between any two backends. With two CPU backends (kt_cpu_second) it checks that the
+ * row itself is sound (every output element written, no NaN where none belongs); it is no
+ * substitute for the CUDA run. */
+void kt_parity_run_between(const kt_case *c, kiln_backend *ref, kiln_backend *other);
+kiln_backend *kt_cpu_second(void);
 
-#define KT_SHAPE(...) {__VA_ARGS__}
+/* A parity table as two parameterized Criterion tests: `suite::cuda_vs_cpu` (each row on CPU
+ * and CUDA, skipped without a GPU) and `suite::cpu_self` (each row on two CPU backends, to show
+ * the row sound). Criterion runs each test in a fresh process of the same program, where the
+ * parent's pointers (the rows' function pointers and names) are not valid: never pass a kt_case
+ * itself as a Criterion parameter; this passes row indices. */
+#define KT_PARITY_SUITE(suite, rows)                                                     \
+    static size_t suite##_row_index[sizeof(rows) / sizeof((rows)[0])];                  \
+    static struct criterion_test_params suite##_params(void) {                           \
+        for (size_t k = 0; k < sizeof(rows) / sizeof((rows)[0]); k++)                   \
+            suite##_row_index[k] = k;                                                    \
+        return cr_make_param_array(size_t, suite##_row_index,                            \
+                                   sizeof(rows) / sizeof((rows)[0]));                    \
+    }                                                                                    \
+    ParameterizedTestParameters(suite, cuda_vs_cpu) { return suite##_params(); }         \
+    ParameterizedTest(size_t *k, suite, cuda_vs_cpu) { kt_parity_run(&(rows)[*k]); }     \
+    ParameterizedTestParameters(suite, cpu_self) { return suite##_params(); }            \
+    ParameterizedTest(size_t *k, suite, cpu_self) {                                      \
+        kt_parity_run_between(&(rows)[*k], kt_cpu(), kt_cpu_second());                   \
+    }
 
 #endif
