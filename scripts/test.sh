@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# scripts/test.sh: kiln's test command (the README's second quick-start command; .ci/run
+# calls exactly this). On a fresh Debian machine it installs what is missing (apt-get, when
+# root), then builds and runs every test twice:
+#   1. build/       the default build: the CUDA backend too when nvcc is found (its tests skip,
+#                   saying why, when there is no GPU), warnings as errors;
+#   2. build-asan/  the CPU-only build (-DKILN_CUDA=OFF) under AddressSanitizer and
+#                   UndefinedBehaviorSanitizer;
+# and checks that an installed kiln is usable from another project (CMake and pkg-config).
+# Exits non-zero when anything fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+jobs=$(nproc 2>/dev/null || echo 2)
+
+need_pkgs="cmake ninja-build pkg-config gcc g++ libopenblas-dev libcjson-dev zlib1g-dev libcriterion-dev"
+missing=""
+for p in $need_pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing:$missing"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  else
+    echo "missing packages:$missing (install them, or run as root to have this script do it)" >&2
+    exit 1
+  fi
+fi
+
+run_suite() { # dir, cmake args...
+  local dir=$1; shift
+  echo "== configure $dir: $*"
+  cmake -S "$root" -B "$dir" -G Ninja -DKILN_WERROR=ON "$@" >"$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; return 1; }
+  grep -E "kiln:" "$dir.configure.log" || true
+  echo "== build $dir"
+  cmake --build "$dir" -j "$jobs"
+  echo "== test $dir"
+  (cd "$dir" && ctest --output-on-failure -j 1 --timeout 1200)
+}
+
+run_suite build
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  run_suite build-asan -DKILN_CUDA=OFF -DKILN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+
+echo "== install and use from another project"
+prefix=$(mktemp -d)
+trap 'rm -rf "$prefix"' EXIT
+cmake --install build --prefix "$prefix" >/dev/null
+cmake -S tests/consumer -B "$prefix/consumer-build" -G Ninja -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$prefix/consumer-build" >/dev/null
+"$prefix/consumer-build/consumer"
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+cc tests/consumer/consumer.c -o "$prefix/consumer-pc" $(pkg-config --cflags --libs kiln) -Wl,-rpath,"$prefix/lib"
+"$prefix/consumer-pc"
+echo "== all tests passed"
