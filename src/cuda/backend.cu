@@ -1,0 +1,234 @@
+// cuda/backend.cu: the CUDA backend: device selection, the function table (memory through the
+// caching pool, copies on the backend's own stream, pinned host memory), the cuBLAS, cuDNN and
+// scratch resources shared by the op families, and `compute`, the one switch over op types.
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "common.cuh"
+
+static kiln_cuda_ctx *ctx_of(const kiln_backend *be) { return kiln_cuda_ctx_of(be); }
+
+// Each entry point makes the backend's device current for the calling thread (cheap when it
+// already is), so several cuda:N backends can be used from one thread.
+static kiln_status activate(const kiln_backend *be) {
+    KILN_CUDA_TRY(cudaSetDevice(ctx_of(be)->device));
+    return KILN_OK;
+}
+
+// ---- memory ----------------------------------------------------------------------------------
+
+static kiln_status cuda_alloc(kiln_backend *be, size_t nbytes, void **out) {
+    KILN_TRY(activate(be));
+    return kiln_cuda_pool_alloc(ctx_of(be)->pool, nbytes, out);
+}
+
+static void cuda_release(kiln_backend *be, void *ptr) {
+    kiln_cuda_pool_release(ctx_of(be)->pool, ptr);
+}
+
+extern "C" kiln_status kiln_cuda_scratch(kiln_backend *be, size_t bytes, void **out) {
+    kiln_cuda_ctx *c = ctx_of(be);
+    if (bytes > c->scratch_bytes || !c->scratch) {
+        size_t want = bytes > 2 * c->scratch_bytes ? bytes : 2 * c->scratch_bytes;
+        if (want < 4096) want = 4096;
+        void *p = NULL;
+        KILN_TRY(cuda_alloc(be, want, &p));
+        kiln_cuda_pool_release(c->pool, c->scratch); // queued work still using it runs first
+        c->scratch = p;
+        c->scratch_bytes = want;
+    }
+    *out = c->scratch;
+    return KILN_OK;
+}
+
+static kiln_status cuda_memory_stats(const kiln_backend *be, kiln_memory_stats *out) {
+    kiln_cuda_pool_stats(ctx_of(be)->pool, out);
+    return KILN_OK;
+}
+
+// ---- copies and synchronization --------------------------------------------------------------
+
+static kiln_status cuda_synchronize(kiln_backend *be) {
+    KILN_TRY(activate(be));
+    KILN_CUDA_TRY(cudaStreamSynchronize(ctx_of(be)->stream));
+    return KILN_OK;
+}
+
+static kiln_status cuda_upload(kiln_backend *be, void *dst, const void *host, size_t n,
+                               bool async) {
+    KILN_TRY(activate(be));
+    KILN_CUDA_TRY(cudaMemcpyAsync(dst, host, n, cudaMemcpyHostToDevice, ctx_of(be)->stream));
+    return async ? KILN_OK : cuda_synchronize(be);
+}
+
+static kiln_status cuda_download(kiln_backend *be, void *host, const void *src, size_t n,
+                                 bool async) {
+    KILN_TRY(activate(be));
+    KILN_CUDA_TRY(cudaMemcpyAsync(host, src, n, cudaMemcpyDeviceToHost, ctx_of(be)->stream));
+    return async ? KILN_OK : cuda_synchronize(be);
+}
+
+static kiln_status cuda_host_alloc(kiln_backend *be, size_t nbytes, void **out) {
+    KILN_TRY(activate(be));
+    KILN_CUDA_TRY(cudaMallocHost(out, nbytes ? nbytes : 1));
+    return KILN_OK;
+}
+
+static void cuda_host_free(kiln_backend *be, void *ptr) {
+    if (cudaFreeHost(ptr) != cudaSuccess) (void)cudaGetLastError();
+}
+
+// ---- handles ---------------------------------------------------------------------------------
+
+extern "C" cudnnHandle_t kiln_cuda_cudnn(kiln_backend *be, kiln_status *status) {
+    kiln_cuda_ctx *c = ctx_of(be);
+    kiln_status s = KILN_OK;
+    if (!c->cudnn) {
+        cudnnHandle_t h = NULL;
+        s = activate(be);
+        if (s == KILN_OK) s = kiln_cuda_check_dnn(cudnnCreate(&h), "cudnnCreate", __FILE__, __LINE__);
+        if (s == KILN_OK) {
+            s = kiln_cuda_check_dnn(cudnnSetStream(h, c->stream), "cudnnSetStream", __FILE__,
+                                    __LINE__);
+            if (s != KILN_OK) cudnnDestroy(h);
+            else c->cudnn = h;
+        }
+    }
+    if (status) *status = s;
+    return s == KILN_OK ? c->cudnn : NULL;
+}
+
+// ---- ops -------------------------------------------------------------------------------------
+
+static bool cuda_supports_op(const kiln_backend *be, kiln_op_type op, kiln_dtype dtype) {
+    switch (op) {
+    case KILN_OP_FILL:
+    case KILN_OP_COPY:
+    case KILN_OP_CAST: return (int)dtype >= 0 && dtype < KILN_DTYPE_COUNT;
+    case KILN_OP_ADD:
+    case KILN_OP_SUB:
+    case KILN_OP_MUL:
+    case KILN_OP_SCALE:
+    case KILN_OP_AXPY:
+    case KILN_OP_RELU:
+    case KILN_OP_RELU_BACK:
+    case KILN_OP_SUM:
+    case KILN_OP_MEAN:
+    case KILN_OP_GEMM:
+    case KILN_OP_SOFTMAX:
+    case KILN_OP_SOFTMAX_XENT:
+    case KILN_OP_SOFTMAX_XENT_BACK:
+    case KILN_OP_ARGMAX:
+    case KILN_OP_ACCURACY: return dtype == KILN_F32;
+    default: return false;
+    }
+}
+
+static kiln_status cuda_compute(kiln_backend *be, const kiln_op *op) {
+    KILN_TRY(activate(be));
+    switch (op->type) {
+    case KILN_OP_FILL: return kiln_cuda_fill(be, op);
+    case KILN_OP_COPY: return kiln_cuda_copy(be, op);
+    case KILN_OP_CAST: return kiln_cuda_cast(be, op);
+    case KILN_OP_ADD:
+    case KILN_OP_SUB:
+    case KILN_OP_MUL: return kiln_cuda_binary(be, op);
+    case KILN_OP_SCALE:
+    case KILN_OP_AXPY:
+    case KILN_OP_RELU:
+    case KILN_OP_RELU_BACK: return kiln_cuda_unary(be, op);
+    case KILN_OP_SUM:
+    case KILN_OP_MEAN: return kiln_cuda_reduce(be, op);
+    case KILN_OP_GEMM: return kiln_cuda_gemm(be, op);
+    case KILN_OP_SOFTMAX:
+    case KILN_OP_SOFTMAX_XENT:
+    case KILN_OP_SOFTMAX_XENT_BACK: return kiln_cuda_softmax(be, op);
+    case KILN_OP_ARGMAX:
+    case KILN_OP_ACCURACY: return kiln_cuda_argmax(be, op);
+    default:
+        return kiln_error(KILN_ERR_UNSUPPORTED, "%s: op %s is not implemented", be->name,
+                          kiln_op_name(op->type));
+    }
+}
+
+// ---- lifetime --------------------------------------------------------------------------------
+
+static void cuda_free(kiln_backend *be) {
+    if (!be) return;
+    kiln_cuda_ctx *c = ctx_of(be);
+    if (c) {
+        if (cudaSetDevice(c->device) != cudaSuccess) (void)cudaGetLastError();
+        if (c->stream && cudaStreamSynchronize(c->stream) != cudaSuccess) (void)cudaGetLastError();
+        if (c->pool && c->scratch) kiln_cuda_pool_release(c->pool, c->scratch);
+        if (c->cudnn) cudnnDestroy(c->cudnn);
+        if (c->cublas) cublasDestroy(c->cublas);
+        kiln_cuda_pool_free(c->pool);
+        if (c->stream) (void)cudaStreamDestroy(c->stream);
+        (void)cudaGetLastError();
+        free(c);
+    }
+    free(be);
+}
+
+static const kiln_backend_iface cuda_iface = {
+    /* .free = */ cuda_free,
+    /* .alloc = */ cuda_alloc,
+    /* .release = */ cuda_release,
+    /* .upload = */ cuda_upload,
+    /* .download = */ cuda_download,
+    /* .synchronize = */ cuda_synchronize,
+    /* .host_alloc = */ cuda_host_alloc,
+    /* .host_free = */ cuda_host_free,
+    /* .supports_op = */ cuda_supports_op,
+    /* .compute = */ cuda_compute,
+    /* .memory_stats = */ cuda_memory_stats,
+};
+
+// The device must exist: the driver's reason when none can be used, never a crash.
+static kiln_status pick_device(int device) {
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return kiln_error(KILN_ERR_NO_DEVICE, "no CUDA device: %s", cudaGetErrorString(e));
+    }
+    if (count <= 0 || device < 0 || device >= count)
+        return kiln_error(KILN_ERR_NO_DEVICE, "no CUDA device: %d devices found, asked for cuda:%d",
+                          count, device);
+    KILN_CUDA_TRY(cudaSetDevice(device));
+    return KILN_OK;
+}
+
+extern "C" kiln_status kiln_backend_cuda_init(int device, kiln_backend **out) {
+    if (!out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_backend_cuda_init: out is NULL");
+    *out = NULL;
+    KILN_TRY(pick_device(device));
+    kiln_backend *be = (kiln_backend *)calloc(1, sizeof *be);
+    kiln_cuda_ctx *c = (kiln_cuda_ctx *)calloc(1, sizeof *c);
+    if (!be || !c) {
+        free(be);
+        free(c);
+        return kiln_error(KILN_ERR_OOM, "cuda: out of host memory opening the backend");
+    }
+    be->iface = &cuda_iface;
+    be->ctx = c;
+    be->kind = KILN_BACKEND_CUDA;
+    be->device = device;
+    snprintf(be->name, sizeof be->name, "cuda:%d", device);
+    c->device = device;
+    kiln_status s = kiln_cuda_pool_new(device, &c->pool);
+    if (s == KILN_OK)
+        s = kiln_cuda_check_rt(cudaStreamCreateWithFlags(&c->stream, cudaStreamDefault),
+                               "cudaStreamCreateWithFlags", __FILE__, __LINE__);
+    if (s == KILN_OK)
+        s = kiln_cuda_check_blas(cublasCreate(&c->cublas), "cublasCreate", __FILE__, __LINE__);
+    if (s == KILN_OK)
+        s = kiln_cuda_check_blas(cublasSetStream(c->cublas, c->stream), "cublasSetStream",
+                                 __FILE__, __LINE__);
+    if (s != KILN_OK) {
+        cuda_free(be);
+        return s;
+    }
+    *out = be;
+    return KILN_OK;
+}
