@@ -7,11 +7,6 @@
         return kiln_error(KILN_ERR_UNSUPPORTED, "%s: kiln_%s is not implemented yet",       \
                           be->name, kiln_op_name(op->type));                               \
     }
-KILN_CUDA_PENDING(kiln_cuda_fill)
-KILN_CUDA_PENDING(kiln_cuda_copy)
-KILN_CUDA_PENDING(kiln_cuda_cast)
-KILN_CUDA_PENDING(kiln_cuda_binary)
-KILN_CUDA_PENDING(kiln_cuda_unary)
 KILN_CUDA_PENDING(kiln_cuda_reduce)
 KILN_CUDA_PENDING(kiln_cuda_gemm)
 KILN_CUDA_PENDING(kiln_cuda_softmax)
