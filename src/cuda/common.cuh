@@ -89,9 +89,15 @@ static inline kiln_status kiln_cuda_map(cudaStream_t stream, int64_t n, const F 
 // A butterfly over the 32 lanes of a warp: lane i combines with lane i^o, so with a commutative
 // op every lane ends with the same bits, and the order depends on nothing at run time.
 
+// kiln_shfl_xor moves a value between lanes; a struct type gets its own overload (found by
+// argument-dependent lookup) that moves each field.
+template <class T> __device__ __forceinline__ T kiln_shfl_xor(T v, int o) {
+    return __shfl_xor_sync(0xffffffffu, v, o);
+}
+
 template <class T, class Op> __device__ __forceinline__ T kiln_warp_reduce(T v, Op op) {
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+    for (int o = 16; o > 0; o >>= 1) v = op(v, kiln_shfl_xor(v, o));
     return v;
 }
 
