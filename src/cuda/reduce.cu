@@ -26,7 +26,7 @@ struct reduce_plan {
 };
 
 // x offset of the idx-th index (row-major) of the n dims (size, stride)
-__device__ __forceinline__ int64_t offset_of(int64_t idx, int n, const int64_t *size,
+__host__ __device__ __forceinline__ int64_t offset_of(int64_t idx, int n, const int64_t *size,
                                              const int64_t *stride) {
     int64_t off = 0;
 #pragma unroll
@@ -123,6 +123,8 @@ static bool make_plan(const kiln_tensor *x, unsigned axes, reduce_plan *p) {
         }
     }
     const bool row = n > 0 && red[0] && size[0] >= 32;
+    p->G = p->L = 1;
+    if (p->nout == 0) return row; // nothing to write
     // enough (output, chunk) work items to fill a GPU, chunks no shorter than `min_len`
     const int64_t want = row ? 8192 : (int64_t)1 << 18, min_len = row ? 2048 : 64;
     int64_t g = ceil_div(want, p->nout), gmax = ceil_div(p->R, min_len);
