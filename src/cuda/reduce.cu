@@ -29,7 +29,9 @@ struct reduce_plan {
 __host__ __device__ __forceinline__ int64_t offset_of(int64_t idx, int n, const int64_t *size,
                                              const int64_t *stride) {
     int64_t off = 0;
+#ifdef __CUDA_ARCH__ // (the host compiler does not know the pragma)
 #pragma unroll
+#endif
     for (int d = KILN_MAX_DIMS - 1; d >= 0; d--) {
         if (d < n) {
             off += idx % size[d] * stride[d];
