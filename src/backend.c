@@ -32,6 +32,7 @@ kiln_status kiln_backend_init(const char *name, kiln_backend **out) {
     *out = NULL;
     if (!name || !strcmp(name, "auto")) {
         if (open_cuda(0, out) == KILN_OK) return KILN_OK;
+        kiln_clear_error(); /* no GPU is no error for "auto" */
         return kiln_backend_cpu_init(out);
     }
     if (!strcmp(name, "cpu")) return kiln_backend_cpu_init(out);
