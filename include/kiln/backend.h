@@ -37,6 +37,30 @@ typedef enum kiln_op_type {
     KILN_OP_SOFTMAX_XENT_BACK, /* dlogits = scale (probs - onehot(labels))      */
     KILN_OP_ARGMAX,            /* index of the largest value per row (i32)      */
     KILN_OP_ACCURACY,          /* number of rows whose argmax equals the label  */
+    KILN_OP_BN_FWD_TRAIN,      /* batch norm forward, training mode (batchnorm.h) */
+    KILN_OP_BN_FWD_INFER,      /* batch norm forward with the moving statistics */
+    KILN_OP_BN_BWD,            /* batch norm backward: dx, dgamma, dbeta        */
+    KILN_OP_BN_BWD_INFER,      /* batch norm backward of the inference forward  */
+    /* nn ops (include/kiln/nn.h, src/nn_ops.c) */
+    KILN_OP_CONV2D,            /* y = conv(x, w) + b, NHWC, kernel (kh, kw, in, out) */
+    KILN_OP_CONV2D_BACK_DATA,  /* dx of conv2d                                  */
+    KILN_OP_CONV2D_BACK_FILTER,/* dw (and db) of conv2d                         */
+    KILN_OP_MAX_POOL2D,        /* window max, NHWC                              */
+    KILN_OP_MAX_POOL2D_BACK,   /* dy to each window's first maximal element     */
+    KILN_OP_AVG_POOL2D,        /* window mean over in-range elements            */
+    KILN_OP_AVG_POOL2D_BACK,   /* dy / count spread over each window            */
+    KILN_OP_GLOBAL_AVG_POOL2D, /* (N, H, W, C) -> (N, C) mean                   */
+    KILN_OP_GLOBAL_AVG_POOL2D_BACK, /* dx = dy / (H W)                          */
+    KILN_OP_SIGMOID,           /* y = 1 / (1 + exp(-x))                         */
+    KILN_OP_SIGMOID_BACK,      /* dx = dy y (1 - y)                             */
+    KILN_OP_TANH,              /* y = tanh(x)                                   */
+    KILN_OP_TANH_BACK,         /* dx = dy (1 - y^2)                             */
+    KILN_OP_DROPOUT,           /* y = keep(seed, i) ? x / (1 - rate) : 0 (forward and backward) */
+    /* optimizer ops (include/kiln/optim_ops.h, src/optim_ops.c) */
+    KILN_OP_ADAM,              /* fused Adam / AdamW / AMSGrad step             */
+    KILN_OP_SGD,               /* fused SGD (momentum, Nesterov) step           */
+    KILN_OP_SUMSQ_ACC,         /* acc += sum(g^2)                               */
+    KILN_OP_CLIP_SCALE,        /* global-norm clip factor from a sum of squares */
     KILN_OP_COUNT
 } kiln_op_type;
 

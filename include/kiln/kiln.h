@@ -6,6 +6,9 @@
 #include "kiln/tensor.h"
 #include "kiln/backend.h"
 #include "kiln/ops.h"
+#include "kiln/batchnorm.h"
+#include "kiln/nn.h"
+#include "kiln/optim_ops.h"
 
 #define KILN_VERSION_MAJOR 0
 #define KILN_VERSION_MINOR 1

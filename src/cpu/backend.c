@@ -61,6 +61,10 @@ static bool cpu_supports_op(const kiln_backend *be, kiln_op_type op, kiln_dtype 
     case KILN_OP_FILL:
     case KILN_OP_COPY:
     case KILN_OP_CAST: return dtype < KILN_DTYPE_COUNT;
+    case KILN_OP_BN_FWD_TRAIN:
+    case KILN_OP_BN_FWD_INFER:
+    case KILN_OP_BN_BWD:
+    case KILN_OP_BN_BWD_INFER: return dtype == KILN_F32 || dtype == KILN_F16 || dtype == KILN_BF16;
     default: return dtype == KILN_F32;
     }
 }
@@ -85,6 +89,28 @@ static kiln_status cpu_compute(kiln_backend *be, const kiln_op *op) {
     case KILN_OP_SOFTMAX_XENT_BACK: kiln_cpu_softmax(op); break;
     case KILN_OP_ARGMAX:
     case KILN_OP_ACCURACY: kiln_cpu_argmax(op); break;
+    case KILN_OP_CONV2D:
+    case KILN_OP_CONV2D_BACK_DATA:
+    case KILN_OP_CONV2D_BACK_FILTER: return kiln_cpu_conv2d(op);
+    case KILN_OP_MAX_POOL2D:
+    case KILN_OP_MAX_POOL2D_BACK:
+    case KILN_OP_AVG_POOL2D:
+    case KILN_OP_AVG_POOL2D_BACK:
+    case KILN_OP_GLOBAL_AVG_POOL2D:
+    case KILN_OP_GLOBAL_AVG_POOL2D_BACK: return kiln_cpu_pool2d(op);
+    case KILN_OP_SIGMOID:
+    case KILN_OP_SIGMOID_BACK:
+    case KILN_OP_TANH:
+    case KILN_OP_TANH_BACK:
+    case KILN_OP_DROPOUT: kiln_cpu_activation(op); break;
+    case KILN_OP_ADAM:
+    case KILN_OP_SGD:
+    case KILN_OP_SUMSQ_ACC:
+    case KILN_OP_CLIP_SCALE: kiln_cpu_optim(op); break;
+    case KILN_OP_BN_FWD_TRAIN:
+    case KILN_OP_BN_FWD_INFER:
+    case KILN_OP_BN_BWD:
+    case KILN_OP_BN_BWD_INFER: return kiln_cpu_batchnorm(op);
     default:
         return kiln_error(KILN_ERR_UNSUPPORTED, "cpu: op %s is not implemented",
                           kiln_op_name(op->type));

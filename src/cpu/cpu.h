@@ -14,6 +14,11 @@ kiln_status kiln_cpu_reduce(const kiln_op *op);   /* SUM, MEAN */
 void kiln_cpu_gemm(const kiln_op *op);
 void kiln_cpu_softmax(const kiln_op *op);  /* SOFTMAX, SOFTMAX_XENT, SOFTMAX_XENT_BACK */
 void kiln_cpu_argmax(const kiln_op *op);   /* ARGMAX, ACCURACY */
+kiln_status kiln_cpu_conv2d(const kiln_op *op); /* CONV2D, _BACK_DATA, _BACK_FILTER (conv.c) */
+kiln_status kiln_cpu_pool2d(const kiln_op *op); /* MAX/AVG_POOL2D(_BACK), GLOBAL_AVG_POOL2D(_BACK) */
+void kiln_cpu_activation(const kiln_op *op); /* SIGMOID(_BACK), TANH(_BACK), DROPOUT */
+void kiln_cpu_optim(const kiln_op *op);      /* ADAM, SGD, SUMSQ_ACC, CLIP_SCALE */
+kiln_status kiln_cpu_batchnorm(const kiln_op *op); /* BN_FWD_TRAIN, BN_FWD_INFER, BN_BWD, BN_BWD_INFER */
 
 /* element i of a tensor of any dtype, as a double (for fill, cast) */
 double kiln_cpu_load(const void *data, kiln_dtype t, int64_t i);

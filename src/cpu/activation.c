@@ -1,0 +1,56 @@
+/* cpu/activation.c: sigmoid and tanh forward and backward, and dropout, on the CPU.
+ *
+ * The forwards are computed in double and rounded once (the correctly rounded value, nearly
+ * always): the reference the CUDA backend's f32 expf / tanhf answer to. The backwards and
+ * dropout are f32, one IEEE operation per statement in the CUDA kernels' order (no fused
+ * multiply-add: C11 mode compiles with -ffp-contract=off), so both backends give the same bits. */
+#include <math.h>
+#include <string.h>
+
+#include "counter_rng.h"
+#include "cpu.h"
+
+static void forward(const kiln_op *op) {
+    const float *x = op->src[0]->data;
+    float *y = op->dst[0]->data;
+    int64_t n = kiln_tensor_numel(op->src[0]);
+    if (op->type == KILN_OP_SIGMOID)
+        for (int64_t i = 0; i < n; i++) y[i] = (float)(1.0 / (1.0 + exp(-(double)x[i])));
+    else
+        for (int64_t i = 0; i < n; i++) y[i] = (float)tanh((double)x[i]);
+}
+
+/* sigmoid: dx = (dy * y) * (1 - y);  tanh: dx = dy * (1 - y * y) */
+static void backward(const kiln_op *op) {
+    const float *y = op->src[0]->data, *dy = op->src[1]->data;
+    float *dx = op->dst[0]->data;
+    int64_t n = kiln_tensor_numel(op->src[0]);
+    bool sigmoid = op->type == KILN_OP_SIGMOID_BACK;
+    for (int64_t i = 0; i < n; i++) {
+        float a = sigmoid ? dy[i] * y[i] : y[i] * y[i];
+        float b = sigmoid ? 1.0f - y[i] : 1.0f - a;
+        dx[i] = sigmoid ? a * b : dy[i] * b;
+    }
+}
+
+/* y = keep(seed, i) ? x * scale : 0 (forward on x, backward on dy: the same mask) */
+static void dropout(const kiln_op *op) {
+    const float *x = op->src[0]->data;
+    float *y = op->dst[0]->data, rate = op->f[0], scale = op->f[1];
+    uint64_t seed;
+    memcpy(&seed, op->i, sizeof seed);
+    uint64_t key = kiln_dropout_key(seed);
+    int64_t n = kiln_tensor_numel(op->src[0]);
+    for (int64_t i = 0; i < n; i++)
+        y[i] = kiln_dropout_keep(key, (uint64_t)i, rate) ? x[i] * scale : 0.0f;
+}
+
+void kiln_cpu_activation(const kiln_op *op) {
+    switch (op->type) {
+    case KILN_OP_SIGMOID:
+    case KILN_OP_TANH: forward(op); break;
+    case KILN_OP_SIGMOID_BACK:
+    case KILN_OP_TANH_BACK: backward(op); break;
+    default: dropout(op); break;
+    }
+}

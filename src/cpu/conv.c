@@ -1,0 +1,176 @@
+/* cpu/conv.c: Conv2D on the CPU: im2col + OpenBLAS sgemm, NHWC, with the kernel in Keras'
+ * (kh, kw, in, out) layout, which read row-major is the (K = kh kw in, out) matrix the patch
+ * matrix multiplies, so no transpose is needed anywhere.
+ *   forward          y (rows, out)  = col (rows, K) . W (K, out) + b
+ *   backward data    dcol (rows, K) = dy (rows, out) . W^T, then col2im adds dcol into dx
+ *   backward filter  dW (K, out)   += col^T . dy, summed over batch chunks; db = sum of dy rows
+ * with rows = images x OH x OW. Images are taken in chunks so the patch matrix stays under
+ * CONV_CHUNK_BYTES (at least one image a chunk). A 1x1, stride-1 convolution without padding
+ * uses x itself as the patch matrix. */
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu.h"
+#include "error.h"
+
+#define CONV_CHUNK_BYTES ((size_t)64 << 20)
+
+typedef struct conv_dims {
+    int64_t n, h, w, c;   /* x (N, H, W, C) */
+    int64_t kh, kw, oc;   /* w (kh, kw, C, OC) */
+    int64_t oh, ow;       /* y (N, OH, OW, OC) */
+    int sh, sw, dh, dw, pt, pl;
+    int64_t k;            /* kh kw C: columns of the patch matrix */
+    int64_t rows_per_image; /* OH OW */
+    bool direct;          /* 1x1, stride 1, no padding: x is the patch matrix */
+} conv_dims;
+
+/* x, w, y: the image, kernel and output-image tensors of the op, whatever their slots */
+static conv_dims dims_of(const kiln_op *op, const kiln_tensor *x, const kiln_tensor *w,
+                         const kiln_tensor *y) {
+    conv_dims d = {
+        .n = x->shape[0], .h = x->shape[1], .w = x->shape[2], .c = x->shape[3],
+        .kh = w->shape[0], .kw = w->shape[1], .oc = w->shape[3],
+        .oh = y->shape[1], .ow = y->shape[2],
+        .sh = op->i[0], .sw = op->i[1], .dh = op->i[2], .dw = op->i[3],
+        .pt = op->i[4], .pl = op->i[5],
+    };
+    d.k = d.kh * d.kw * d.c;
+    d.rows_per_image = d.oh * d.ow;
+    d.direct = d.kh == 1 && d.kw == 1 && d.sh == 1 && d.sw == 1 && d.pt == 0 && d.pl == 0;
+    return d;
+}
+
+/* Walks the patch matrix of images [n0, n0 + nb): row (n, oh, ow), column block (ky, kx) of C
+ * values <-> x[n, oh sh - pt + ky dh, ow sw - pl + kx dw, :]. gather: col = x (zeros where the
+ * window leaves the image: im2col); otherwise x += col (col2im, out-of-image parts dropped). */
+static void patch_walk(const conv_dims *d, int64_t n0, int64_t nb, float *col, float *x,
+                       bool gather) {
+    int64_t r = 0;
+    for (int64_t n = n0; n < n0 + nb; n++)
+        for (int64_t oh = 0; oh < d->oh; oh++)
+            for (int64_t ow = 0; ow < d->ow; ow++, r++)
+                for (int64_t ky = 0; ky < d->kh; ky++) {
+                    int64_t ih = oh * d->sh - d->pt + ky * d->dh;
+                    for (int64_t kx = 0; kx < d->kw; kx++) {
+                        int64_t iw = ow * d->sw - d->pl + kx * d->dw;
+                        float *cp = col + r * d->k + (ky * d->kw + kx) * d->c;
+                        bool inside = ih >= 0 && ih < d->h && iw >= 0 && iw < d->w;
+                        float *xp = inside ? x + ((n * d->h + ih) * d->w + iw) * d->c : NULL;
+                        if (gather && inside) memcpy(cp, xp, (size_t)d->c * sizeof *cp);
+                        else if (gather) memset(cp, 0, (size_t)d->c * sizeof *cp);
+                        else if (inside)
+                            for (int64_t ci = 0; ci < d->c; ci++) xp[ci] += cp[ci];
+                    }
+                }
+}
+
+/* images per chunk and the patch buffer (NULL for a direct convolution) */
+static kiln_status chunk_buffer(const conv_dims *d, const char *opname, int64_t *nb, float **col) {
+    *col = NULL;
+    size_t per_image = (size_t)d->rows_per_image * (size_t)d->k * sizeof(float);
+    int64_t fit = per_image ? (int64_t)(CONV_CHUNK_BYTES / per_image) : d->n;
+    *nb = fit < 1 ? 1 : fit > d->n ? d->n : fit;
+    if (d->direct) { /* sgemm's row count is an int */
+        int64_t cap = INT32_MAX / (d->rows_per_image ? d->rows_per_image : 1);
+        *nb = d->n < cap ? d->n : cap < 1 ? 1 : cap;
+        return KILN_OK;
+    }
+    *col = malloc(per_image * (size_t)*nb);
+    if (!*col)
+        return kiln_error(KILN_ERR_OOM, "kiln_%s: out of host memory for a %zu-byte patch matrix",
+                          opname, per_image * (size_t)*nb);
+    return KILN_OK;
+}
+
+/* y (N, OH, OW, OC) = x * w + b */
+static kiln_status conv_forward(const kiln_op *op) {
+    const kiln_tensor *xt = op->src[0], *wt = op->src[1], *bt = op->src[2];
+    kiln_tensor *yt = op->dst[0];
+    conv_dims d = dims_of(op, xt, wt, yt);
+    float *y = yt->data, *col;
+    const float *x = xt->data, *w = wt->data, *b = bt ? bt->data : NULL;
+    int64_t nb;
+    KILN_TRY(chunk_buffer(&d, kiln_op_name(op->type), &nb, &col));
+    int64_t rows = d.n * d.rows_per_image;
+    for (int64_t r = 0; r < rows; r++) /* the bias (or 0) first; sgemm then adds (beta 1) */
+        for (int64_t o = 0; o < d.oc; o++) y[r * d.oc + o] = b ? b[o] : 0.0f;
+    for (int64_t n0 = 0; n0 < d.n; n0 += nb) {
+        int64_t cnt = n0 + nb <= d.n ? nb : d.n - n0, m = cnt * d.rows_per_image;
+        const float *a = x + n0 * d.h * d.w * d.c;
+        if (!d.direct) {
+            patch_walk(&d, n0, cnt, col, (float *)x, true);
+            a = col;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)d.oc, (int)d.k, 1.0f,
+                    a, (int)d.k, w, (int)d.oc, 1.0f, y + n0 * d.rows_per_image * d.oc, (int)d.oc);
+    }
+    free(col);
+    return KILN_OK;
+}
+
+/* dx (N, H, W, C) from dy (N, OH, OW, OC) and w */
+static kiln_status conv_backward_data(const kiln_op *op) {
+    const kiln_tensor *dyt = op->src[0], *wt = op->src[1];
+    kiln_tensor *dxt = op->dst[0];
+    conv_dims d = dims_of(op, dxt, wt, dyt);
+    float *dx = dxt->data, *col;
+    const float *dy = dyt->data, *w = wt->data;
+    int64_t nb;
+    KILN_TRY(chunk_buffer(&d, kiln_op_name(op->type), &nb, &col));
+    memset(dx, 0, kiln_tensor_nbytes(dxt));
+    for (int64_t n0 = 0; n0 < d.n; n0 += nb) {
+        int64_t cnt = n0 + nb <= d.n ? nb : d.n - n0, m = cnt * d.rows_per_image;
+        float *c = d.direct ? dx + n0 * d.h * d.w * d.c : col;
+        if (!d.direct) memset(c, 0, (size_t)(m * d.k) * sizeof *c);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)d.k, (int)d.oc, 1.0f,
+                    dy + n0 * d.rows_per_image * d.oc, (int)d.oc, w, (int)d.oc, 1.0f, c, (int)d.k);
+        if (!d.direct) patch_walk(&d, n0, cnt, col, dx, false);
+    }
+    free(col);
+    return KILN_OK;
+}
+
+/* dw (kh, kw, C, OC) and db (OC) from x and dy */
+static kiln_status conv_backward_filter(const kiln_op *op) {
+    const kiln_tensor *xt = op->src[0], *dyt = op->src[1];
+    kiln_tensor *dwt = op->dst[0], *dbt = op->dst[1];
+    conv_dims d = dims_of(op, xt, dwt, dyt);
+    float *dw = dwt->data, *col;
+    const float *x = xt->data, *dy = dyt->data;
+    int64_t nb;
+    KILN_TRY(chunk_buffer(&d, kiln_op_name(op->type), &nb, &col));
+    memset(dw, 0, kiln_tensor_nbytes(dwt));
+    for (int64_t n0 = 0; n0 < d.n; n0 += nb) {
+        int64_t cnt = n0 + nb <= d.n ? nb : d.n - n0, m = cnt * d.rows_per_image;
+        const float *a = x + n0 * d.h * d.w * d.c;
+        if (!d.direct) {
+            patch_walk(&d, n0, cnt, col, (float *)x, true);
+            a = col;
+        }
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d.k, (int)d.oc, (int)m, 1.0f, a,
+                    (int)d.k, dy + n0 * d.rows_per_image * d.oc, (int)d.oc, 1.0f, dw, (int)d.oc);
+    }
+    free(col);
+    if (!dbt) return KILN_OK;
+    double *acc = calloc((size_t)d.oc, sizeof *acc);
+    if (!acc)
+        return kiln_error(KILN_ERR_OOM, "kiln_%s: out of host memory for %lld accumulators",
+                          kiln_op_name(op->type), (long long)d.oc);
+    int64_t rows = d.n * d.rows_per_image;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t o = 0; o < d.oc; o++) acc[o] += dy[r * d.oc + o];
+    float *db = dbt->data;
+    for (int64_t o = 0; o < d.oc; o++) db[o] = (float)acc[o];
+    free(acc);
+    return KILN_OK;
+}
+
+kiln_status kiln_cpu_conv2d(const kiln_op *op) {
+    switch (op->type) {
+    case KILN_OP_CONV2D: return conv_forward(op);
+    case KILN_OP_CONV2D_BACK_DATA: return conv_backward_data(op);
+    default: return conv_backward_filter(op);
+    }
+}

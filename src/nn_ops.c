@@ -1,0 +1,386 @@
+/* nn_ops.c: the device-independent front of the layer ops (include/kiln/nn.h): Conv2D,
+ * pooling, sigmoid/tanh and dropout. Each checks its arguments once, with messages that name
+ * the op, the shapes and the problem, computes the window geometry (padding), fills a kiln_op
+ * and hands it to the tensors' backend. Slot meanings are written beside each builder. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "backend_impl.h"
+#include "error.h"
+#include "kiln/nn.h"
+#include "ops_check.h"
+
+/* ---- window geometry, shared by convolution and pooling ---- */
+
+/* Output positions and padding before the first element along one axis of `in` elements,
+ * window k, stride s, dilation d. "same" follows TensorFlow: out = ceil(in / s), pad_total =
+ * max((out - 1) s + (k - 1) d + 1 - in, 0), pad_before = pad_total / 2. */
+static kiln_status window_axis(const char *fn, const char *axis, int64_t in, int k, int s, int d,
+                               kiln_padding pad, int64_t *out, int *pad_before) {
+    int64_t eff = (int64_t)(k - 1) * d + 1;
+    if (in < 1)
+        return kiln_error(KILN_ERR_SHAPE, "%s: the input's %s is %lld, want at least 1", fn, axis,
+                          (long long)in);
+    if (pad == KILN_PADDING_SAME) {
+        *out = (in + s - 1) / s;
+        int64_t total = (*out - 1) * s + eff - in;
+        *pad_before = (int)(total > 0 ? total / 2 : 0);
+        return KILN_OK;
+    }
+    if (in < eff)
+        return kiln_error(KILN_ERR_SHAPE,
+                          "%s: with padding \"valid\" the window's %s of %lld (size %d, dilation "
+                          "%d) does not fit the input's %lld",
+                          fn, axis, (long long)eff, k, d, (long long)in);
+    *out = (in - eff) / s + 1;
+    *pad_before = 0;
+    return KILN_OK;
+}
+
+static kiln_status check_padding(const char *fn, kiln_padding pad) {
+    if (pad != KILN_PADDING_VALID && pad != KILN_PADDING_SAME)
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: unknown padding %d (valid or same)", fn,
+                          (int)pad);
+    return KILN_OK;
+}
+
+/* a positive int parameter no larger than 2^20 (a window or step past that is a mistake) */
+static kiln_status check_param(const char *fn, const char *name, int v) {
+    if (v < 1 || v > (1 << 20))
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: %s is %d, want 1 .. 2^20", fn, name, v);
+    return KILN_OK;
+}
+
+static kiln_status check_4d(const char *fn, const char *arg, const kiln_tensor *t,
+                            const char *layout) {
+    KILN_TRY(kiln_check_f32(fn, arg, t));
+    if (t->ndim != 4) {
+        char s[96];
+        return kiln_error(KILN_ERR_SHAPE, "%s: %s %s must be 4-D %s", fn, arg,
+                          kiln_shape_str(t, s, sizeof s), layout);
+    }
+    for (int i = 0; i < 4; i++)
+        if (t->shape[i] > INT32_MAX)
+            return kiln_error(KILN_ERR_SHAPE, "%s: %s has a dimension past 2^31", fn, arg);
+    return KILN_OK;
+}
+
+static kiln_status check_shape_is(const char *fn, const char *arg, const kiln_tensor *t,
+                                  const int64_t want[4]) {
+    for (int i = 0; i < 4; i++)
+        if (t->shape[i] != want[i]) {
+            char s[96];
+            return kiln_error(KILN_ERR_SHAPE, "%s: %s is %s, want (%lld, %lld, %lld, %lld)", fn,
+                              arg, kiln_shape_str(t, s, sizeof s), (long long)want[0],
+                              (long long)want[1], (long long)want[2], (long long)want[3]);
+        }
+    return KILN_OK;
+}
+
+/* ---- Conv2D ---- */
+
+typedef struct conv_geom {
+    int64_t y[4];
+    int pad_top, pad_left;
+} conv_geom;
+
+static kiln_status conv_geometry(const char *fn, const int64_t xs[4], const int64_t ws[4],
+                                 const kiln_conv2d_params *p, conv_geom *g) {
+    if (!p) return kiln_error(KILN_ERR_INVALID_ARG, "%s: params is NULL", fn);
+    KILN_TRY(check_param(fn, "stride_h", p->stride_h));
+    KILN_TRY(check_param(fn, "stride_w", p->stride_w));
+    KILN_TRY(check_param(fn, "dilation_h", p->dilation_h));
+    KILN_TRY(check_param(fn, "dilation_w", p->dilation_w));
+    KILN_TRY(check_padding(fn, p->padding));
+    if (p->math != KILN_MATH_STRICT && p->math != KILN_MATH_TF32)
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: unknown math mode %d", fn, (int)p->math);
+    for (int i = 0; i < 4; i++)
+        if (ws[i] < 1 || ws[i] > (1 << 20))
+            return kiln_error(KILN_ERR_SHAPE,
+                              "%s: kernel (%lld, %lld, %lld, %lld) (kh, kw, in, out) needs every "
+                              "dimension in 1 .. 2^20",
+                              fn, (long long)ws[0], (long long)ws[1], (long long)ws[2],
+                              (long long)ws[3]);
+    if (xs[3] != ws[2])
+        return kiln_error(KILN_ERR_SHAPE,
+                          "%s: x (%lld, %lld, %lld, %lld) has %lld channels, the kernel "
+                          "(%lld, %lld, %lld, %lld) (kh, kw, in, out) takes %lld",
+                          fn, (long long)xs[0], (long long)xs[1], (long long)xs[2],
+                          (long long)xs[3], (long long)xs[3], (long long)ws[0], (long long)ws[1],
+                          (long long)ws[2], (long long)ws[3], (long long)ws[2]);
+    g->y[0] = xs[0];
+    g->y[3] = ws[3];
+    KILN_TRY(window_axis(fn, "height", xs[1], (int)ws[0], p->stride_h, p->dilation_h, p->padding,
+                         &g->y[1], &g->pad_top));
+    KILN_TRY(window_axis(fn, "width", xs[2], (int)ws[1], p->stride_w, p->dilation_w, p->padding,
+                         &g->y[2], &g->pad_left));
+    return KILN_OK;
+}
+
+kiln_status kiln_conv2d_output_shape(const int64_t x_shape[4], const int64_t w_shape[4],
+                                     const kiln_conv2d_params *p, int64_t y_shape[4]) {
+    const char *fn = "kiln_conv2d_output_shape";
+    if (!x_shape || !w_shape || !y_shape)
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: NULL shape", fn);
+    conv_geom g;
+    KILN_TRY(conv_geometry(fn, x_shape, w_shape, p, &g));
+    memcpy(y_shape, g.y, sizeof g.y);
+    return KILN_OK;
+}
+
+/* Checks x (image), w (kernel) and y (output image) of one conv op; fills the op's slots:
+ * i[0] stride_h, i[1] stride_w, i[2] dilation_h, i[3] dilation_w, i[4] pad_top, i[5] pad_left,
+ * i[6] kiln_math. (The bottom/right padding follows from the shapes.) */
+static kiln_status conv_check(const char *fn, const char *xn, const kiln_tensor *x,
+                              const char *wn, const kiln_tensor *w, const char *yn,
+                              const kiln_tensor *y, const kiln_conv2d_params *p, kiln_op *op) {
+    KILN_TRY(check_4d(fn, xn, x, "(N, H, W, C)"));
+    KILN_TRY(check_4d(fn, wn, w, "(kh, kw, in, out)"));
+    KILN_TRY(check_4d(fn, yn, y, "(N, OH, OW, out)"));
+    KILN_TRY(kiln_check_same_backend(fn, x, w));
+    KILN_TRY(kiln_check_same_backend(fn, x, y));
+    conv_geom g;
+    KILN_TRY(conv_geometry(fn, x->shape, w->shape, p, &g));
+    KILN_TRY(check_shape_is(fn, yn, y, g.y));
+    int32_t slots[7] = {p->stride_h, p->stride_w, p->dilation_h, p->dilation_w,
+                        g.pad_top,   g.pad_left,  (int32_t)p->math};
+    memcpy(op->i, slots, sizeof slots);
+    return KILN_OK;
+}
+
+static kiln_status check_bias(const char *fn, const char *arg, const kiln_tensor *b,
+                              const kiln_tensor *x, int64_t c) {
+    KILN_TRY(kiln_check_f32(fn, arg, b));
+    KILN_TRY(kiln_check_same_backend(fn, x, b));
+    if (kiln_tensor_numel(b) != c || b->ndim != 1) {
+        char s[96];
+        return kiln_error(KILN_ERR_SHAPE, "%s: %s %s must be (%lld,), one per output channel", fn,
+                          arg, kiln_shape_str(b, s, sizeof s), (long long)c);
+    }
+    return KILN_OK;
+}
+
+/* CONV2D: src[0] x (N, H, W, in), src[1] w (kh, kw, in, out), src[2] b (out) or NULL;
+ * dst[0] y (N, OH, OW, out); i[] as conv_check */
+kiln_status kiln_conv2d(const kiln_tensor *x, const kiln_tensor *w, const kiln_tensor *b,
+                        const kiln_conv2d_params *p, kiln_tensor *y) {
+    const char *fn = "kiln_conv2d";
+    kiln_op op = {.type = KILN_OP_CONV2D, .src = {x, w, b}, .dst = {y}};
+    KILN_TRY(conv_check(fn, "x", x, "w", w, "y", y, p, &op));
+    if (b) KILN_TRY(check_bias(fn, "b", b, x, w->shape[3]));
+    if (kiln_tensor_numel(y) == 0) return KILN_OK;
+    return kiln_op_run(&op);
+}
+
+/* CONV2D_BACK_DATA: src[0] dy (N, OH, OW, out), src[1] w; dst[0] dx (N, H, W, in); i[] as
+ * conv_check */
+kiln_status kiln_conv2d_backward_data(const kiln_tensor *dy, const kiln_tensor *w,
+                                      const kiln_conv2d_params *p, kiln_tensor *dx) {
+    const char *fn = "kiln_conv2d_backward_data";
+    kiln_op op = {.type = KILN_OP_CONV2D_BACK_DATA, .src = {dy, w}, .dst = {dx}};
+    KILN_TRY(conv_check(fn, "dx", dx, "w", w, "dy", dy, p, &op));
+    if (kiln_tensor_numel(dx) == 0) return KILN_OK;
+    return kiln_op_run(&op);
+}
+
+/* CONV2D_BACK_FILTER: src[0] x, src[1] dy; dst[0] dw (kh, kw, in, out), dst[1] db (out) or
+ * NULL; i[] as conv_check */
+kiln_status kiln_conv2d_backward_filter(const kiln_tensor *x, const kiln_tensor *dy,
+                                        const kiln_conv2d_params *p, kiln_tensor *dw,
+                                        kiln_tensor *db) {
+    const char *fn = "kiln_conv2d_backward_filter";
+    kiln_op op = {.type = KILN_OP_CONV2D_BACK_FILTER, .src = {x, dy}, .dst = {dw, db}};
+    KILN_TRY(conv_check(fn, "x", x, "dw", dw, "dy", dy, p, &op));
+    if (db) KILN_TRY(check_bias(fn, "db", db, x, dw->shape[3]));
+    if (x->shape[0] == 0) { /* an empty batch: the gradients are zero */
+        KILN_TRY(kiln_fill(dw, 0.0));
+        return db ? kiln_fill(db, 0.0) : KILN_OK;
+    }
+    return kiln_op_run(&op);
+}
+
+/* ---- pooling ---- */
+
+typedef struct pool_geom {
+    int64_t y[4];
+    int stride_h, stride_w, pad_top, pad_left;
+} pool_geom;
+
+static kiln_status pool_geometry(const char *fn, const int64_t xs[4], const kiln_pool2d_params *p,
+                                 pool_geom *g) {
+    if (!p) return kiln_error(KILN_ERR_INVALID_ARG, "%s: params is NULL", fn);
+    KILN_TRY(check_param(fn, "pool_h", p->pool_h));
+    KILN_TRY(check_param(fn, "pool_w", p->pool_w));
+    g->stride_h = p->stride_h ? p->stride_h : p->pool_h;
+    g->stride_w = p->stride_w ? p->stride_w : p->pool_w;
+    KILN_TRY(check_param(fn, "stride_h", g->stride_h));
+    KILN_TRY(check_param(fn, "stride_w", g->stride_w));
+    KILN_TRY(check_padding(fn, p->padding));
+    g->y[0] = xs[0];
+    g->y[3] = xs[3];
+    KILN_TRY(window_axis(fn, "height", xs[1], p->pool_h, g->stride_h, 1, p->padding, &g->y[1],
+                         &g->pad_top));
+    KILN_TRY(window_axis(fn, "width", xs[2], p->pool_w, g->stride_w, 1, p->padding, &g->y[2],
+                         &g->pad_left));
+    return KILN_OK;
+}
+
+kiln_status kiln_pool2d_output_shape(const int64_t x_shape[4], const kiln_pool2d_params *p,
+                                     int64_t y_shape[4]) {
+    const char *fn = "kiln_pool2d_output_shape";
+    if (!x_shape || !y_shape) return kiln_error(KILN_ERR_INVALID_ARG, "%s: NULL shape", fn);
+    pool_geom g;
+    KILN_TRY(pool_geometry(fn, x_shape, p, &g));
+    memcpy(y_shape, g.y, sizeof g.y);
+    return KILN_OK;
+}
+
+/* MAX_POOL2D, AVG_POOL2D: src[0] x (N, H, W, C); dst[0] y (N, OH, OW, C).
+ * MAX_POOL2D_BACK: src[0] x, src[1] dy (N, OH, OW, C); dst[0] dx (N, H, W, C).
+ * AVG_POOL2D_BACK: src[0] dy; dst[0] dx.
+ * All: i[0] pool_h, i[1] pool_w, i[2] stride_h, i[3] stride_w, i[4] pad_top, i[5] pad_left. */
+static kiln_status pool_op(kiln_op_type type, const char *fn, const char *xn,
+                           const kiln_tensor *x, const char *yn, const kiln_tensor *y,
+                           const kiln_pool2d_params *p, kiln_op *op) {
+    KILN_TRY(check_4d(fn, xn, x, "(N, H, W, C)"));
+    KILN_TRY(check_4d(fn, yn, y, "(N, OH, OW, C)"));
+    KILN_TRY(kiln_check_same_backend(fn, x, y));
+    pool_geom g;
+    KILN_TRY(pool_geometry(fn, x->shape, p, &g));
+    KILN_TRY(check_shape_is(fn, yn, y, g.y));
+    op->type = type;
+    int32_t slots[6] = {p->pool_h, p->pool_w, g.stride_h, g.stride_w, g.pad_top, g.pad_left};
+    memcpy(op->i, slots, sizeof slots);
+    if (kiln_tensor_numel(x) == 0) return KILN_OK;
+    return kiln_op_run(op);
+}
+
+kiln_status kiln_max_pool2d(const kiln_tensor *x, const kiln_pool2d_params *p, kiln_tensor *y) {
+    kiln_op op = {.src = {x}, .dst = {y}};
+    return pool_op(KILN_OP_MAX_POOL2D, "kiln_max_pool2d", "x", x, "y", y, p, &op);
+}
+
+kiln_status kiln_avg_pool2d(const kiln_tensor *x, const kiln_pool2d_params *p, kiln_tensor *y) {
+    kiln_op op = {.src = {x}, .dst = {y}};
+    return pool_op(KILN_OP_AVG_POOL2D, "kiln_avg_pool2d", "x", x, "y", y, p, &op);
+}
+
+kiln_status kiln_max_pool2d_backward(const kiln_tensor *x, const kiln_tensor *dy,
+                                     const kiln_pool2d_params *p, kiln_tensor *dx) {
+    const char *fn = "kiln_max_pool2d_backward";
+    KILN_TRY(check_4d(fn, "dx", dx, "(N, H, W, C)"));
+    KILN_TRY(check_4d(fn, "x", x, "(N, H, W, C)"));
+    KILN_TRY(kiln_check_same_shape(fn, "x", x, "dx", dx));
+    kiln_op op = {.src = {x, dy}, .dst = {dx}};
+    return pool_op(KILN_OP_MAX_POOL2D_BACK, fn, "dx", dx, "dy", dy, p, &op);
+}
+
+kiln_status kiln_avg_pool2d_backward(const kiln_tensor *dy, const kiln_pool2d_params *p,
+                                     kiln_tensor *dx) {
+    kiln_op op = {.src = {dy}, .dst = {dx}};
+    return pool_op(KILN_OP_AVG_POOL2D_BACK, "kiln_avg_pool2d_backward", "dx", dx, "dy", dy, p,
+                   &op);
+}
+
+/* y (N, C) or (N, 1, 1, C) for x (N, H, W, C) */
+static kiln_status check_pooled(const char *fn, const char *xn, const kiln_tensor *x,
+                                const char *yn, const kiln_tensor *y) {
+    KILN_TRY(check_4d(fn, xn, x, "(N, H, W, C)"));
+    KILN_TRY(kiln_check_f32(fn, yn, y));
+    KILN_TRY(kiln_check_same_backend(fn, x, y));
+    bool flat = y->ndim == 2 && y->shape[0] == x->shape[0] && y->shape[1] == x->shape[3];
+    bool kept = y->ndim == 4 && y->shape[0] == x->shape[0] && y->shape[1] == 1 &&
+                y->shape[2] == 1 && y->shape[3] == x->shape[3];
+    if (!flat && !kept) {
+        char sx[96], sy[96];
+        return kiln_error(KILN_ERR_SHAPE, "%s: %s %s must be (%lld, %lld) or (%lld, 1, 1, %lld) for %s %s",
+                          fn, yn, kiln_shape_str(y, sy, sizeof sy), (long long)x->shape[0],
+                          (long long)x->shape[3], (long long)x->shape[0], (long long)x->shape[3],
+                          xn, kiln_shape_str(x, sx, sizeof sx));
+    }
+    if (x->shape[1] < 1 || x->shape[2] < 1) {
+        char sx[96];
+        return kiln_error(KILN_ERR_SHAPE, "%s: %s %s has no pixels to average", fn, xn,
+                          kiln_shape_str(x, sx, sizeof sx));
+    }
+    return KILN_OK;
+}
+
+/* GLOBAL_AVG_POOL2D: src[0] x (N, H, W, C); dst[0] y (N, C) */
+kiln_status kiln_global_avg_pool2d(const kiln_tensor *x, kiln_tensor *y) {
+    KILN_TRY(check_pooled("kiln_global_avg_pool2d", "x", x, "y", y));
+    kiln_op op = {.type = KILN_OP_GLOBAL_AVG_POOL2D, .src = {x}, .dst = {y}};
+    return kiln_tensor_numel(x) == 0 ? KILN_OK : kiln_op_run(&op);
+}
+
+/* GLOBAL_AVG_POOL2D_BACK: src[0] dy (N, C); dst[0] dx (N, H, W, C) */
+kiln_status kiln_global_avg_pool2d_backward(const kiln_tensor *dy, kiln_tensor *dx) {
+    KILN_TRY(check_pooled("kiln_global_avg_pool2d_backward", "dx", dx, "dy", dy));
+    kiln_op op = {.type = KILN_OP_GLOBAL_AVG_POOL2D_BACK, .src = {dy}, .dst = {dx}};
+    return kiln_tensor_numel(dx) == 0 ? KILN_OK : kiln_op_run(&op);
+}
+
+/* ---- activations ---- */
+
+/* SIGMOID, TANH: src[0] x; dst[0] y */
+static kiln_status activation(kiln_op_type type, const char *fn, const kiln_tensor *x,
+                              kiln_tensor *y) {
+    KILN_TRY(kiln_check_f32(fn, "x", x));
+    KILN_TRY(kiln_check_f32(fn, "y", y));
+    KILN_TRY(kiln_check_same_shape(fn, "x", x, "y", y));
+    kiln_op op = {.type = type, .src = {x}, .dst = {y}};
+    return kiln_tensor_numel(x) == 0 ? KILN_OK : kiln_op_run(&op);
+}
+
+/* SIGMOID_BACK, TANH_BACK: src[0] y (the forward's output), src[1] dy; dst[0] dx */
+static kiln_status activation_back(kiln_op_type type, const char *fn, const kiln_tensor *y,
+                                   const kiln_tensor *dy, kiln_tensor *dx) {
+    KILN_TRY(kiln_check_f32(fn, "y", y));
+    KILN_TRY(kiln_check_f32(fn, "dy", dy));
+    KILN_TRY(kiln_check_f32(fn, "dx", dx));
+    KILN_TRY(kiln_check_same_shape(fn, "y", y, "dy", dy));
+    KILN_TRY(kiln_check_same_shape(fn, "y", y, "dx", dx));
+    kiln_op op = {.type = type, .src = {y, dy}, .dst = {dx}};
+    return kiln_tensor_numel(y) == 0 ? KILN_OK : kiln_op_run(&op);
+}
+
+kiln_status kiln_sigmoid(const kiln_tensor *x, kiln_tensor *y) {
+    return activation(KILN_OP_SIGMOID, "kiln_sigmoid", x, y);
+}
+kiln_status kiln_sigmoid_backward(const kiln_tensor *y, const kiln_tensor *dy, kiln_tensor *dx) {
+    return activation_back(KILN_OP_SIGMOID_BACK, "kiln_sigmoid_backward", y, dy, dx);
+}
+kiln_status kiln_tanh(const kiln_tensor *x, kiln_tensor *y) {
+    return activation(KILN_OP_TANH, "kiln_tanh", x, y);
+}
+kiln_status kiln_tanh_backward(const kiln_tensor *y, const kiln_tensor *dy, kiln_tensor *dx) {
+    return activation_back(KILN_OP_TANH_BACK, "kiln_tanh_backward", y, dy, dx);
+}
+
+/* ---- dropout ---- */
+
+/* DROPOUT: src[0] x (or dy); dst[0] y (or dx); f[0] rate, f[1] scale = 1 / (1 - rate);
+ * i[0..1] the 64-bit seed (memcpy'd: i[0] holds the low half on little-endian hosts) */
+static kiln_status dropout(const char *fn, const char *xn, const kiln_tensor *x, float rate,
+                           uint64_t seed, const char *yn, kiln_tensor *y) {
+    KILN_TRY(kiln_check_f32(fn, xn, x));
+    KILN_TRY(kiln_check_f32(fn, yn, y));
+    KILN_TRY(kiln_check_same_shape(fn, xn, x, yn, y));
+    if (!(rate >= 0.0f && rate < 1.0f))
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: rate %g is outside [0, 1)", fn, (double)rate);
+    /* Keras: 1 / (1 - rate) in Python floats (double), then the tensor's f32 */
+    kiln_op op = {.type = KILN_OP_DROPOUT, .src = {x}, .dst = {y},
+                  .f = {rate, (float)(1.0 / (1.0 - (double)rate))}};
+    memcpy(op.i, &seed, sizeof seed);
+    return kiln_tensor_numel(x) == 0 ? KILN_OK : kiln_op_run(&op);
+}
+
+kiln_status kiln_dropout(const kiln_tensor *x, float rate, uint64_t seed, kiln_tensor *y) {
+    return dropout("kiln_dropout", "x", x, rate, seed, "y", y);
+}
+
+kiln_status kiln_dropout_backward(const kiln_tensor *dy, float rate, uint64_t seed,
+                                  kiln_tensor *dx) {
+    return dropout("kiln_dropout_backward", "dy", dy, rate, seed, "dx", dx);
+}
