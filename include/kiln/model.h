@@ -1,0 +1,270 @@
+/* kiln/model.h: Keras-style models: layers, Sequential and graph (DAG) models, summary,
+ * freezing, compile, fit, evaluate, predict.
+ *
+ * A model is built by appending layers; each takes the outputs of earlier layers (by id), or,
+ * when no input is named, the previous layer's (Sequential). kiln_model_build infers every
+ * shape, allocates the weights on a backend and initializes them (Keras' initializers).
+ * Weights are named "<layer>.<weight>" with Keras' layer and weight names and layouts
+ * (conv2d.kernel (kh, kw, in, out), dense.kernel (in, out), batch_normalization.gamma, ...).
+ * docs/layers.md and docs/training.md tell the rest. */
+#ifndef KILN_MODEL_H
+#define KILN_MODEL_H
+
+#include <stdio.h>
+
+#include "kiln/batchnorm.h"
+#include "kiln/nn.h"
+#include "kiln/optim_ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum kiln_layer_type {
+    KILN_LAYER_INPUT = 0,
+    KILN_LAYER_CONV2D,
+    KILN_LAYER_DENSE,
+    KILN_LAYER_BATCHNORM,
+    KILN_LAYER_MAX_POOL2D,
+    KILN_LAYER_AVG_POOL2D,
+    KILN_LAYER_GLOBAL_AVG_POOL2D,
+    KILN_LAYER_FLATTEN,
+    KILN_LAYER_DROPOUT,
+    KILN_LAYER_ACTIVATION,
+    KILN_LAYER_ADD,
+    KILN_LAYER_TYPE_COUNT
+} kiln_layer_type;
+
+typedef enum kiln_activation {
+    KILN_ACT_LINEAR = 0,
+    KILN_ACT_RELU,
+    KILN_ACT_SOFTMAX,
+    KILN_ACT_SIGMOID,
+    KILN_ACT_TANH,
+    KILN_ACT_COUNT
+} kiln_activation;
+
+#define KILN_LAYER_MAX_INPUTS 4
+
+/* One layer's configuration, Keras' arguments. Start from a kiln_*_layer() function below
+ * (Keras' defaults) and change fields as needed. */
+typedef struct kiln_layer_config {
+    kiln_layer_type type;
+    char name[KILN_NAME_MAX];   /* "" for Keras' automatic name (conv2d, conv2d_1, ...) */
+    bool trainable;             /* false: frozen (BatchNormalization then runs in inference mode) */
+    kiln_activation activation; /* Conv2D, Dense, Activation */
+    int units;                  /* Dense */
+    int filters, kernel_h, kernel_w; /* Conv2D */
+    bool use_bias;              /* Conv2D, Dense */
+    kiln_conv2d_params conv;    /* Conv2D: strides, dilation, padding, math */
+    kiln_pool2d_params pool;    /* MaxPooling2D, AveragePooling2D */
+    kiln_bn_params bn;          /* BatchNormalization */
+    float rate;                 /* Dropout */
+    uint64_t seed;              /* Dropout: 0 for the model's seed */
+    int input_ndim;             /* Input: the shape without the batch axis, e.g. (32, 32, 3) */
+    int64_t input_shape[3];
+} kiln_layer_config;
+
+kiln_layer_config kiln_input_layer(int ndim, const int64_t *shape);
+kiln_layer_config kiln_conv2d_layer(int filters, int kernel_h, int kernel_w, kiln_activation act);
+kiln_layer_config kiln_dense_layer(int units, kiln_activation act);
+kiln_layer_config kiln_batchnorm_layer(void);
+kiln_layer_config kiln_max_pool2d_layer(int pool_h, int pool_w);
+kiln_layer_config kiln_avg_pool2d_layer(int pool_h, int pool_w);
+kiln_layer_config kiln_global_avg_pool2d_layer(void);
+kiln_layer_config kiln_flatten_layer(void);
+kiln_layer_config kiln_dropout_layer(float rate);
+kiln_layer_config kiln_activation_layer(kiln_activation act);
+kiln_layer_config kiln_add_layer(void);
+
+const char *kiln_layer_type_name(kiln_layer_type t);     /* Keras class: "Conv2D" */
+const char *kiln_activation_name(kiln_activation a);      /* Keras name: "relu" */
+/* Parses a Keras activation name ("linear", "relu", ...). */
+kiln_status kiln_activation_parse(const char *name, kiln_activation *out);
+
+typedef struct kiln_model kiln_model;
+
+kiln_status kiln_model_new(const char *name, kiln_model **out);
+void kiln_model_free(kiln_model *m);
+
+/* Appends a layer fed by the layers `inputs` (ids returned by earlier calls); with
+ * n_inputs = 0 it is fed by the previous layer. The first layer must be an Input. The new
+ * layer's id goes to *id (may be NULL). Errors name the layer. */
+kiln_status kiln_model_add(kiln_model *m, const kiln_layer_config *cfg, int n_inputs,
+                           const int *inputs, int *id);
+
+/* A built-in model, not yet built: "seed-cnn" (the Sequential model of docs/training.md) or
+ * "resnet20" (ResNet-20 v1, a graph model), for h x w x c inputs and `classes` classes. */
+kiln_status kiln_model_builtin(const char *name, int h, int w, int c, int classes, kiln_model **out);
+
+/* Infers every shape, allocates the weights on `be` and initializes them from `seed`. */
+kiln_status kiln_model_build(kiln_model *m, kiln_backend *be, uint64_t seed);
+
+int kiln_model_layer_count(const kiln_model *m);
+const kiln_layer_config *kiln_model_layer(const kiln_model *m, int id);
+/* The id of the layer named `name`, or -1. */
+int kiln_model_find_layer(const kiln_model *m, const char *name);
+/* The ids feeding layer `id` (count returned, ids into `inputs`). */
+int kiln_model_layer_inputs(const kiln_model *m, int id, int inputs[KILN_LAYER_MAX_INPUTS]);
+/* The output shape of a built layer without the batch axis. */
+kiln_status kiln_model_output_shape(const kiln_model *m, int id, int *ndim, int64_t shape[3]);
+kiln_backend *kiln_model_backend(const kiln_model *m);
+const char *kiln_model_name(const kiln_model *m);
+
+/* Freezing (Keras' layer.trainable). May change between fits; optimizer state of a frozen
+ * weight is dropped and it gets no update. */
+kiln_status kiln_model_set_trainable(kiln_model *m, int id, bool trainable);
+kiln_status kiln_model_set_all_trainable(kiln_model *m, bool trainable);
+/* Freezes every layer but those of type `keep` (all-but-batchnorm: KILN_LAYER_BATCHNORM). */
+kiln_status kiln_model_freeze_all_but(kiln_model *m, kiln_layer_type keep);
+
+/* Keras' parameter counts (BatchNormalization's moving statistics are non-trainable). */
+void kiln_model_param_counts(const kiln_model *m, int64_t *total, int64_t *trainable,
+                             int64_t *non_trainable);
+/* Keras' summary table to `out`. */
+kiln_status kiln_model_summary(const kiln_model *m, FILE *out);
+
+/* Every weight: name "<layer>.<weight>", the tensor (on the model's backend), and whether an
+ * optimizer updates it. */
+int kiln_model_weight_count(const kiln_model *m);
+kiln_status kiln_model_weight(const kiln_model *m, int i, const char **name, kiln_tensor **t,
+                              bool *trainable);
+kiln_tensor *kiln_model_find_weight(const kiln_model *m, const char *name);
+
+/* ---- architecture as Keras JSON, weights as safetensors ---- */
+
+/* The architecture as Keras 3's model.to_json() writes it (free with free()). */
+kiln_status kiln_model_to_json(const kiln_model *m, char **out);
+
+/* Writes the weights to a safetensors file, atomically, named "<layer>.<weight>" in Keras'
+ * layouts, with the architecture (kiln_model_to_json) in the header's __metadata__ under
+ * "kiln.model". With `full`, also the optimizer's state ("optimizer.<weight>.m" ...), the
+ * iteration count, the learning rate and `epoch` (the epochs completed), so that
+ * kiln_model_load(..., full) resumes training as if never stopped. */
+kiln_status kiln_model_save(const kiln_model *m, const char *path, bool full, int epoch);
+
+/* Loads weights by name into a built model (shapes checked). A tensor of the file that is no
+ * weight of the model is an error (optimizer entries aside); a weight of the model missing
+ * from the file is an error unless `subset` is set (--init-weights). With `full`, also the optimizer state, iterations and learning rate (the
+ * model must be compiled with the same optimizer); *epoch (may be NULL) receives the epochs
+ * completed. */
+kiln_status kiln_model_load(kiln_model *m, const char *path, bool subset, bool full, int *epoch);
+
+/* ---- compile: optimizer, schedule, clipping, loss ---- */
+
+typedef enum kiln_optimizer_type { KILN_OPT_ADAM = 0, KILN_OPT_SGD, KILN_OPT_ADAMW } kiln_optimizer_type;
+typedef enum kiln_lr_schedule { KILN_LR_CONSTANT = 0, KILN_LR_STEP, KILN_LR_COSINE } kiln_lr_schedule;
+
+typedef struct kiln_optimizer_config {
+    kiln_optimizer_type type;
+    kiln_adam_params adam;   /* Adam and AdamW (weight_decay) */
+    kiln_sgd_params sgd;
+    /* learning rate = base * schedule(step): step decay multiplies by step_gamma every
+     * step_size steps (Keras ExponentialDecay with staircase); cosine goes from 1 to
+     * cosine_alpha over decay_steps (Keras CosineDecay) */
+    kiln_lr_schedule schedule;
+    int64_t step_size;
+    double step_gamma;
+    int64_t decay_steps;
+    double cosine_alpha;
+    float global_clipnorm;   /* > 0: clip gradients by their global norm */
+} kiln_optimizer_config;
+
+/* Keras' defaults for each optimizer (Adam lr 1e-3, SGD lr 1e-2, AdamW wd 0.004). */
+kiln_optimizer_config kiln_optimizer_defaults(kiln_optimizer_type type);
+
+typedef enum kiln_loss {
+    KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY = 0,
+    KILN_LOSS_CATEGORICAL_CROSSENTROPY,
+    KILN_LOSS_MEAN_SQUARED_ERROR
+} kiln_loss;
+
+typedef struct kiln_compile_config {
+    kiln_optimizer_config optimizer;
+    kiln_loss loss;
+    /* true: the model's outputs are logits; false: probabilities (Keras' default). When the
+     * last layer's activation is softmax, the loss is computed from its logits by the fused,
+     * stable softmax + cross-entropy either way (docs/training.md). */
+    bool from_logits;
+} kiln_compile_config;
+
+kiln_status kiln_model_compile(kiln_model *m, const kiln_compile_config *cfg);
+/* The learning rate the next step will use. */
+double kiln_model_learning_rate(const kiln_model *m);
+/* Sets the base learning rate (ReduceLROnPlateau, or a fine-tuning phase). */
+kiln_status kiln_model_set_learning_rate(kiln_model *m, double lr);
+/* Optimizer steps taken so far. */
+int64_t kiln_model_iterations(const kiln_model *m);
+
+/* ---- data, history, callbacks ---- */
+
+/* Host data: x (n, input shape...) f32, y (n) i32 class labels (sparse losses) or
+ * y_dense (n, classes) f32 (categorical cross-entropy, mean squared error). */
+typedef struct kiln_data {
+    const float *x;
+    const int32_t *y;
+    const float *y_dense;
+    int64_t n;
+} kiln_data;
+
+typedef struct kiln_epoch_logs {
+    int epoch;               /* 0-based */
+    double loss, accuracy;   /* accuracy is NaN for losses without class labels */
+    double val_loss, val_accuracy; /* NaN without validation */
+    double learning_rate;
+    double seconds;
+} kiln_epoch_logs;
+
+typedef struct kiln_history {
+    int epochs;
+    kiln_epoch_logs *logs;   /* epochs entries; free with kiln_history_free */
+    bool stopped_early;
+} kiln_history;
+void kiln_history_free(kiln_history *h);
+
+/* A callback: any member may be NULL. Return non-OK to stop training with that status;
+ * set *stop to end training after this epoch (EarlyStopping). */
+typedef struct kiln_callback {
+    void *ctx;
+    kiln_status (*on_train_begin)(void *ctx, kiln_model *m);
+    kiln_status (*on_epoch_end)(void *ctx, kiln_model *m, const kiln_epoch_logs *logs, bool *stop);
+    kiln_status (*on_batch_end)(void *ctx, kiln_model *m, int64_t step, double loss);
+    kiln_status (*on_train_end)(void *ctx, kiln_model *m);
+    void (*free)(void *ctx);
+} kiln_callback;
+
+typedef struct kiln_fit_config {
+    int epochs;              /* 1 */
+    int batch_size;          /* 32 */
+    bool shuffle;            /* true, seeded */
+    uint64_t seed;           /* shuffling and dropout */
+    kiln_data validation;    /* validation_data (n = 0: none) */
+    double validation_split; /* Keras: the last fraction of the data, taken before shuffling */
+    int initial_epoch;
+    int verbose;             /* 0 silent, 1 progress bar (a line per epoch when not a tty), 2 a line per epoch */
+    FILE *progress;          /* stdout when NULL */
+    int log_every;           /* steps between metric downloads on a device (0: auto) */
+    kiln_callback *callbacks;
+    int n_callbacks;
+    /* called with every step's loss and accuracy, once they are on the host */
+    void (*on_step)(void *ctx, int64_t step, int epoch, double loss, double accuracy);
+    void *on_step_ctx;
+} kiln_fit_config;
+
+kiln_fit_config kiln_fit_defaults(void);
+
+kiln_status kiln_model_fit(kiln_model *m, const kiln_data *train, const kiln_fit_config *cfg,
+                           kiln_history *history);
+/* Loss and accuracy in inference mode. */
+kiln_status kiln_model_evaluate(kiln_model *m, const kiln_data *data, int batch_size,
+                                double *loss, double *accuracy);
+/* The model's outputs (probabilities after a softmax) for n rows into out (n x outputs). */
+kiln_status kiln_model_predict(kiln_model *m, const float *x, int64_t n, int batch_size,
+                               float *out);
+
+/* ---- built-in callbacks (include/kiln/callbacks.h has the configs) ---- */
+
+#ifdef __cplusplus
+}
+#endif
+#endif

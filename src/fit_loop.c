@@ -1,0 +1,170 @@
+/* fit_loop.c: the epochs and steps of fit. Per-step loss sums and correct counts are written
+ * by the device into per-epoch arrays and downloaded once per log interval (and at the end of
+ * the epoch), so the device is not stopped every step. A NaN or infinite loss stops training
+ * with a message naming the epoch and the step. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "fit_impl.h"
+
+typedef struct epoch_state {
+    kiln_tensor *loss, *correct;         /* (steps) on the device */
+    kiln_tensor **loss_at, **correct_at; /* one-element views, made once per fit */
+    float *h_loss, *h_correct;           /* host copies */
+    int64_t steps, fetched;              /* steps whose values are on the host */
+    double loss_sum, correct_sum;
+    int64_t seen;                        /* examples in fetched steps */
+} epoch_state;
+
+static void epoch_state_free(epoch_state *e) {
+    for (int64_t s = 0; s < e->steps && e->loss_at; s++) {
+        kiln_tensor_free(e->loss_at[s]);
+        kiln_tensor_free(e->correct_at[s]);
+    }
+    free(e->loss_at);
+    free(e->correct_at);
+    free(e->h_loss);
+    free(e->h_correct);
+    kiln_tensor_free(e->loss);
+    kiln_tensor_free(e->correct);
+}
+
+static kiln_status epoch_state_new(kiln_model *m, int64_t steps, epoch_state *e) {
+    memset(e, 0, sizeof *e);
+    e->steps = steps;
+    KILN_TRY(kiln_tensor_new(m->be, KILN_F32, 1, &steps, "step_loss", &e->loss));
+    KILN_TRY(kiln_tensor_new(m->be, KILN_F32, 1, &steps, "step_correct", &e->correct));
+    e->loss_at = calloc((size_t)steps, sizeof *e->loss_at);
+    e->correct_at = calloc((size_t)steps, sizeof *e->correct_at);
+    e->h_loss = calloc((size_t)steps, sizeof(float));
+    e->h_correct = calloc((size_t)steps, sizeof(float));
+    if (!e->loss_at || !e->correct_at || !e->h_loss || !e->h_correct)
+        return kiln_error(KILN_ERR_OOM, "kiln_model_fit: out of host memory for %lld steps", (long long)steps);
+    int64_t one = 1;
+    for (int64_t s = 0; s < steps; s++) {
+        KILN_TRY(kiln_tensor_view(e->loss, s, 1, &one, &e->loss_at[s]));
+        KILN_TRY(kiln_tensor_view(e->correct, s, 1, &one, &e->correct_at[s]));
+    }
+    return KILN_OK;
+}
+
+/* brings steps [fetched, upto) to the host; checks their losses */
+static kiln_status fetch(kiln_model *m, epoch_state *e, int64_t upto, int64_t n_train, int batch,
+                         int epoch, const kiln_fit_config *c) {
+    if (upto <= e->fetched) return KILN_OK;
+    /* the whole arrays are small (steps floats): one download each */
+    KILN_TRY(kiln_tensor_get(e->loss, e->h_loss, sizeof(float) * (size_t)e->steps));
+    KILN_TRY(kiln_tensor_get(e->correct, e->h_correct, sizeof(float) * (size_t)e->steps));
+    for (int64_t s = e->fetched; s < upto; s++) {
+        int64_t b = (s + 1) * batch <= n_train ? batch : n_train - s * batch;
+        if (!isfinite(e->h_loss[s]))
+            return kiln_error(KILN_ERR_NUMERIC, "kiln_model_fit: the loss is %s at epoch %d, step %lld (of %lld); training stopped",
+                              isnan(e->h_loss[s]) ? "NaN" : "infinite", epoch + 1, (long long)s + 1, (long long)e->steps);
+        e->loss_sum += e->h_loss[s];
+        e->correct_sum += e->h_correct[s];
+        e->seen += b;
+        if (c->on_step)
+            c->on_step(c->on_step_ctx, m->iterations - (upto - 1 - s), epoch, e->h_loss[s] / (double)b,
+                       e->h_correct[s] / (double)b);
+    }
+    e->fetched = upto;
+    return KILN_OK;
+}
+
+static void shuffle(int64_t *idx, int64_t n, kiln_rng *r) {
+    for (int64_t i = n - 1; i > 0; i--) { /* Fisher-Yates */
+        int64_t j = (int64_t)(kiln_rng_next(r) % (uint64_t)(i + 1));
+        int64_t t = idx[i];
+        idx[i] = idx[j];
+        idx[j] = t;
+    }
+}
+
+static kiln_status train_step(kiln_model *m, kiln_plan *p, epoch_state *e, int64_t s, uint64_t seed) {
+    KILN_TRY(kiln_model_forward(m, p, true, seed));
+    KILN_TRY(kiln_model_loss(m, p, true));
+    KILN_TRY(kiln_sum(p->loss_rows, 0x1, e->loss_at[s]));
+    if (m->compile.loss == KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY)
+        KILN_TRY(kiln_accuracy(p->v[m->n_nodes - 1].z, p->labels, e->correct_at[s]));
+    else
+        KILN_TRY(kiln_fill(e->correct_at[s], 0.0));
+    KILN_TRY(kiln_model_backward(m, p, seed));
+    return kiln_model_apply_gradients(m);
+}
+
+static kiln_status run_callbacks_end(const kiln_fit_config *c, kiln_model *m, const kiln_epoch_logs *l, bool *stop) {
+    for (int k = 0; k < c->n_callbacks; k++)
+        if (c->callbacks[k].on_epoch_end) KILN_TRY(c->callbacks[k].on_epoch_end(c->callbacks[k].ctx, m, l, stop));
+    return KILN_OK;
+}
+
+kiln_status kiln_fit_loop(kiln_model *m, const kiln_data *train, const kiln_data *val,
+                          const kiln_fit_config *c, kiln_history *history, kiln_eval_fn eval) {
+    int batch = c->batch_size;
+    int64_t n = train->n, steps = (n + batch - 1) / batch;
+    int log_every = c->log_every > 0 ? c->log_every : (kiln_backend_kind_of(m->be) == KILN_BACKEND_CPU ? 1 : 32);
+    bool labels = m->compile.loss == KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY;
+    kiln_progress prog = {c->progress ? c->progress : stdout, c->verbose, false, 0, 0, 0};
+    kiln_fit_staging st;
+    epoch_state e = {0};
+    int64_t *idx = malloc(sizeof(int64_t) * (size_t)n);
+    if (!idx) return kiln_error(KILN_ERR_OOM, "kiln_model_fit: out of host memory");
+    kiln_status s = kiln_fit_staging_new(m, batch, &st);
+    if (s == KILN_OK) s = epoch_state_new(m, steps, &e);
+    kiln_rng rng;
+    kiln_rng_seed(&rng, c->seed);
+    int epochs = c->epochs;
+    if (history && s == KILN_OK) {
+        history->logs = calloc((size_t)(epochs > c->initial_epoch ? epochs - c->initial_epoch : 1), sizeof *history->logs);
+        if (!history->logs) s = kiln_error(KILN_ERR_OOM, "kiln_model_fit: out of host memory");
+    }
+    for (int k = 0; s == KILN_OK && k < c->n_callbacks; k++)
+        if (c->callbacks[k].on_train_begin) s = c->callbacks[k].on_train_begin(c->callbacks[k].ctx, m);
+    bool stop = false;
+    for (int epoch = c->initial_epoch; s == KILN_OK && epoch < epochs && !stop; epoch++) {
+        /* the same shuffle for a given (seed, epoch), whatever epoch training resumed at */
+        kiln_rng_seed(&rng, c->seed * 1000003u + (uint64_t)epoch);
+        for (int64_t i = 0; i < n; i++) idx[i] = i;
+        if (c->shuffle) shuffle(idx, n, &rng);
+        kiln_progress_epoch_begin(&prog, epoch, epochs, steps);
+        double t0 = kiln_now(), lr = kiln_model_learning_rate(m);
+        e.fetched = e.seen = 0;
+        e.loss_sum = e.correct_sum = 0.0;
+        for (int64_t st_i = 0; s == KILN_OK && st_i < steps; st_i++) {
+            int b = (int)((st_i + 1) * batch <= n ? batch : n - st_i * batch);
+            kiln_plan *p;
+            uint64_t seed = c->seed * 0x2545f4914f6cdd1dull + (uint64_t)m->iterations + 1;
+            if ((s = kiln_model_plan(m, b, &p)) != KILN_OK) break;
+            if ((s = kiln_fit_upload(m, p, train, idx, st_i * batch, b, &st)) != KILN_OK) break;
+            if ((s = train_step(m, p, &e, st_i, seed)) != KILN_OK) break;
+            bool last = st_i + 1 == steps;
+            if (last || (st_i + 1) % log_every == 0) {
+                if ((s = fetch(m, &e, st_i + 1, n, batch, epoch, c)) != KILN_OK) break;
+                kiln_progress_update(&prog, st_i + 1, e.loss_sum / (double)e.seen,
+                                     labels ? e.correct_sum / (double)e.seen : NAN);
+            }
+            for (int k = 0; s == KILN_OK && k < c->n_callbacks; k++)
+                if (c->callbacks[k].on_batch_end && e.fetched == st_i + 1)
+                    s = c->callbacks[k].on_batch_end(c->callbacks[k].ctx, m, m->iterations, e.h_loss[st_i] / b);
+        }
+        if (s != KILN_OK) break;
+        kiln_epoch_logs l = {epoch, e.loss_sum / (double)n, labels ? e.correct_sum / (double)n : NAN, NAN, NAN, lr, 0};
+        if (val && (s = eval(m, val, batch, &l.val_loss, &l.val_accuracy)) != KILN_OK) break;
+        l.seconds = kiln_now() - t0;
+        kiln_progress_epoch_end(&prog, &l, labels);
+        if (history) history->logs[history->epochs++] = l;
+        s = run_callbacks_end(c, m, &l, &stop);
+    }
+    if (history) history->stopped_early = stop;
+    for (int k = 0; k < c->n_callbacks; k++)
+        if (c->callbacks[k].on_train_end) {
+            kiln_status s2 = c->callbacks[k].on_train_end(c->callbacks[k].ctx, m);
+            if (s == KILN_OK) s = s2;
+        }
+    epoch_state_free(&e);
+    kiln_fit_staging_free(&st);
+    free(idx);
+    return s;
+}

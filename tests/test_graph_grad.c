@@ -1,0 +1,129 @@
+/* test_graph_grad.c: reverse-mode autograd over a layer graph, checked end to end: the
+ * gradient of the loss with respect to every weight of a small residual graph model
+ * (Conv2D, BatchNormalization in training mode, Add with fan-out, pooling, Dense, fused
+ * softmax cross-entropy) against central finite differences of the loss; and ResNet-20's
+ * parameter counts against Keras'. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "model_impl.h"
+
+#define OK(expr) cr_assert_eq((expr), KILN_OK, "%s", kiln_last_error())
+
+static double loss_of(kiln_model *m, kiln_plan *p) {
+    OK(kiln_model_forward(m, p, true, 1));
+    OK(kiln_model_loss(m, p, false));
+    float *rows = kt_get_f32(p->loss_rows);
+    double s = 0;
+    for (int i = 0; i < p->batch; i++) s += rows[i];
+    free(rows);
+    return s / p->batch;
+}
+
+Test(graph, gradients_match_finite_differences, .timeout = 120) {
+    kiln_model *m;
+    OK(kiln_model_new("residual", &m));
+    int64_t in[3] = {5, 5, 2};
+    int x, a, b, s;
+    kiln_layer_config l = kiln_input_layer(3, in);
+    OK(kiln_model_add(m, &l, 0, NULL, &x));
+    l = kiln_conv2d_layer(3, 3, 3, KILN_ACT_TANH);
+    l.conv.padding = KILN_PADDING_SAME;
+    OK(kiln_model_add(m, &l, 1, &x, &a));
+    l = kiln_batchnorm_layer();
+    OK(kiln_model_add(m, &l, 1, &a, &b));
+    l = kiln_conv2d_layer(3, 3, 3, KILN_ACT_LINEAR);
+    l.conv.padding = KILN_PADDING_SAME;
+    OK(kiln_model_add(m, &l, 1, &b, &s));
+    int pair[2] = {a, s}; /* a feeds both the BN and the Add: gradients sum */
+    l = kiln_add_layer();
+    OK(kiln_model_add(m, &l, 2, pair, &s));
+    l = kiln_avg_pool2d_layer(2, 2);
+    OK(kiln_model_add(m, &l, 1, &s, &s));
+    l = kiln_flatten_layer();
+    OK(kiln_model_add(m, &l, 1, &s, &s));
+    l = kiln_dense_layer(4, KILN_ACT_SOFTMAX);
+    OK(kiln_model_add(m, &l, 1, &s, &s));
+    OK(kiln_model_build(m, kt_cpu(), 7));
+    kiln_compile_config cc = {kiln_optimizer_defaults(KILN_OPT_SGD), KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, false};
+    OK(kiln_model_compile(m, &cc));
+    enum { B = 6 };
+    kiln_plan *p;
+    OK(kiln_model_plan(m, B, &p));
+    kt_rng r;
+    kt_rng_seed(&r, 123);
+    kt_fill_random(p->v[0].y, &r, -1, 1);
+    int32_t labels[B] = {0, 1, 2, 3, 1, 2};
+    OK(kiln_tensor_set(p->labels, labels, sizeof labels));
+    /* analytic gradients */
+    OK(kiln_model_forward(m, p, true, 1));
+    OK(kiln_model_loss(m, p, true));
+    OK(kiln_model_backward(m, p, 1));
+    int checked = 0;
+    for (int i = 0; i < m->n_nodes; i++) {
+        kiln_node *n = &m->nodes[i];
+        for (int w = 0; w < n->n_w; w++) {
+            if (!n->g[w]) continue;
+            float *g = kt_get_f32(n->g[w]), *wv = kt_get_f32(n->w[w]);
+            int64_t k = kiln_tensor_numel(n->w[w]);
+            double *fd = malloc(sizeof(double) * (size_t)k);
+            for (int64_t j = 0; j < k; j++) {
+                /* h = 1e-2 in float32: truncation ~h^2 |L'''| ~ 1e-5, rounding ~ 2^-24 |L| / h
+                 * ~ 1e-5; against gradients of ~1e-2..1e-1 that is the 1e-2 bound below */
+                float save = wv[j], h = 1e-2f;
+                wv[j] = save + h;
+                kt_set_f32(n->w[w], wv);
+                double up = loss_of(m, p);
+                wv[j] = save - h;
+                kt_set_f32(n->w[w], wv);
+                double dn = loss_of(m, p);
+                wv[j] = save;
+                kt_set_f32(n->w[w], wv);
+                fd[j] = (up - dn) / (2.0 * h);
+            }
+            kt_expect_close_f64(n->w_name[w], g, fd, k, 1e-2);
+            checked++;
+            free(fd); free(g); free(wv);
+        }
+    }
+    cr_expect_eq(checked, 8, "checked %d weights (2 convs x2, BN gamma/beta, dense x2)", checked);
+    kiln_model_free(m);
+}
+
+Test(graph, resnet20_counts_and_trains) {
+    kiln_model *m;
+    OK(kiln_model_builtin("resnet20", 32, 32, 3, 10, &m));
+    OK(kiln_model_build(m, kt_cpu(), 1));
+    int64_t t, tr, nt;
+    kiln_model_param_counts(m, &t, &tr, &nt);
+    /* Keras' resnet_v1(depth=20) for CIFAR-10 */
+    cr_expect_eq(t, 274442);
+    cr_expect_eq(tr, 273066);
+    cr_expect_eq(nt, 1376);
+    kiln_model_free(m);
+    /* a few steps on 8x8 inputs: the graph runs forward and backward */
+    OK(kiln_model_builtin("resnet20", 8, 8, 3, 10, &m));
+    OK(kiln_model_build(m, kt_cpu(), 1));
+    kiln_compile_config cc = {kiln_optimizer_defaults(KILN_OPT_ADAM), KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, false};
+    OK(kiln_model_compile(m, &cc));
+    kt_rng r;
+    kt_rng_seed(&r, 5);
+    float *x = malloc(sizeof(float) * 16 * 8 * 8 * 3);
+    int32_t y[16];
+    for (int i = 0; i < 16 * 8 * 8 * 3; i++) x[i] = (float)kt_uniform(&r, 0, 1);
+    for (int i = 0; i < 16; i++) y[i] = i % 10;
+    kiln_data d = {x, y, NULL, 16};
+    kiln_fit_config fc = kiln_fit_defaults();
+    fc.verbose = 0;
+    fc.batch_size = 8;
+    fc.epochs = 2;
+    kiln_history h;
+    OK(kiln_model_fit(m, &d, &fc, &h));
+    cr_expect(isfinite(h.logs[1].loss));
+    cr_expect_eq(kiln_model_iterations(m), 4);
+    kiln_history_free(&h);
+    free(x);
+    kiln_model_free(m);
+}
