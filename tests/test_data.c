@@ -33,7 +33,7 @@ static size_t idx_make(uint32_t magic, int ndim, const uint32_t *dims, const uin
     for (int b = 0; b < 4; b++) p[b] = (uint8_t)(magic >> (24 - 8 * b));
     for (int d = 0; d < ndim; d++)
         for (int b = 0; b < 4; b++) p[4 + 4 * d + b] = (uint8_t)(dims[d] >> (24 - 8 * b));
-    memcpy(p + 4 + 4 * ndim, data, n);
+    if (n) memcpy(p + 4 + 4 * ndim, data, n);
     *out = p;
     return len;
 }
