@@ -39,6 +39,15 @@ double kiln_now(void) {
 static int64_t example_numel(const kiln_model *m) { return kiln_node_out_numel(&m->nodes[0]); }
 static int64_t output_numel(const kiln_model *m) { return kiln_node_out_numel(&m->nodes[m->n_nodes - 1]); }
 static bool uses_labels(const kiln_model *m) { return m->compile.loss == KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY; }
+/* accuracy is logged for both cross-entropies (categorical: against the target's argmax) */
+bool kiln_fit_has_accuracy(const kiln_model *m) { return m->compile.loss != KILN_LOSS_MEAN_SQUARED_ERROR; }
+
+static int32_t argmax_row(const float *t, int64_t k) {
+    int32_t best = 0;
+    for (int64_t j = 1; j < k; j++)
+        if (t[j] > t[best]) best = (int32_t)j;
+    return best;
+}
 
 kiln_status kiln_fit_check_data(const kiln_model *m, const kiln_data *d, const char *what) {
     if (!d || d->n < 1)
@@ -53,6 +62,20 @@ kiln_status kiln_fit_check_data(const kiln_model *m, const kiln_data *d, const c
                                   what, (long long)i, d->y[i], (long long)k, (long long)k);
     } else if (!d->y_dense) {
         return kiln_error(KILN_ERR_INVALID_ARG, "%s: this loss needs dense targets y_dense", what);
+    } else if (m->compile.loss == KILN_LOSS_CATEGORICAL_CROSSENTROPY) {
+        int64_t k = output_numel(m);
+        for (int64_t i = 0; i < d->n; i++) { /* each target a distribution */
+            double s = 0.0;
+            bool neg = false;
+            for (int64_t j = 0; j < k; j++) {
+                s += d->y_dense[i * k + j];
+                neg |= d->y_dense[i * k + j] < 0.0f;
+            }
+            if (neg || !(fabs(s - 1.0) <= 1e-3))
+                return kiln_error(KILN_ERR_INVALID_ARG, "%s: categorical_crossentropy target row %lld %s (sum %g); "
+                                  "targets must be distributions (one-hot or smoothed)",
+                                  what, (long long)i, neg ? "has a negative entry" : "does not sum to 1", s);
+        }
     }
     return KILN_OK;
 }
@@ -66,12 +89,17 @@ kiln_status kiln_fit_upload(kiln_model *m, kiln_plan *p, const kiln_data *d, con
     for (int r = 0; r < b; r++) {
         int64_t i = idx ? idx[first + r] : first + r;
         memcpy(st->x + (size_t)r * (size_t)ex, d->x + (size_t)i * (size_t)ex, sizeof(float) * (size_t)ex);
-        if (d->y) st->y[r] = d->y[i];
-        if (d->y_dense && !uses_labels(m))
-            memcpy(st->t + (size_t)r * (size_t)out, d->y_dense + (size_t)i * (size_t)out, sizeof(float) * (size_t)out);
+        if (uses_labels(m)) {
+            st->y[r] = d->y[i];
+            continue;
+        }
+        const float *t = d->y_dense + (size_t)i * (size_t)out;
+        memcpy(st->t + (size_t)r * (size_t)out, t, sizeof(float) * (size_t)out);
+        st->y[r] = argmax_row(t, out);
     }
     KILN_TRY(kiln_tensor_set_async(p->v[0].y, st->x, sizeof(float) * (size_t)(ex * b)));
-    if (uses_labels(m)) return kiln_tensor_set_async(p->labels, st->y, sizeof(int32_t) * (size_t)b);
+    KILN_TRY(kiln_tensor_set_async(p->labels, st->y, sizeof(int32_t) * (size_t)b));
+    if (uses_labels(m)) return KILN_OK;
     return kiln_tensor_set_async(p->y_dense, st->t, sizeof(float) * (size_t)(out * b));
 }
 
@@ -112,9 +140,10 @@ static kiln_status eval_sums(kiln_model *m, const kiln_data *d, int batch, doubl
         if ((s = kiln_model_forward(m, p, false, 0)) != KILN_OK) break;
         if ((s = kiln_model_loss(m, p, false)) != KILN_OK) break;
         if ((s = kiln_sum(p->loss_rows, 0x1, lt)) != KILN_OK) break;
-        if (uses_labels(m) && (s = kiln_accuracy(p->v[m->n_nodes - 1].z, p->labels, ct)) != KILN_OK) break;
+        bool with_acc = kiln_fit_has_accuracy(m);
+        if (with_acc && (s = kiln_accuracy(p->v[m->n_nodes - 1].z, p->labels, ct)) != KILN_OK) break;
         if ((s = kiln_tensor_get(lt, &lv, sizeof lv)) != KILN_OK) break;
-        if (uses_labels(m) && (s = kiln_tensor_get(ct, &cv, sizeof cv)) != KILN_OK) break;
+        if (with_acc && (s = kiln_tensor_get(ct, &cv, sizeof cv)) != KILN_OK) break;
         lsum += lv;
         csum += cv;
     }
@@ -122,7 +151,7 @@ static kiln_status eval_sums(kiln_model *m, const kiln_data *d, int batch, doubl
     kiln_tensor_free(ct);
     kiln_fit_staging_free(&st);
     *loss = lsum / (double)d->n;
-    *acc = uses_labels(m) ? csum / (double)d->n : NAN;
+    *acc = kiln_fit_has_accuracy(m) ? csum / (double)d->n : NAN;
     return s;
 }
 

@@ -16,6 +16,7 @@ void kiln_fit_staging_free(kiln_fit_staging *st);
 kiln_status kiln_fit_upload(kiln_model *m, kiln_plan *p, const kiln_data *d, const int64_t *idx,
                             int64_t first, int b, kiln_fit_staging *st);
 kiln_status kiln_fit_check_data(const kiln_model *m, const kiln_data *d, const char *what);
+bool kiln_fit_has_accuracy(const kiln_model *m);
 
 typedef kiln_status (*kiln_eval_fn)(kiln_model *m, const kiln_data *d, int batch, double *loss, double *acc);
 kiln_status kiln_fit_loop(kiln_model *m, const kiln_data *train, const kiln_data *val,

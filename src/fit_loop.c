@@ -86,7 +86,7 @@ static kiln_status train_step(kiln_model *m, kiln_plan *p, epoch_state *e, int64
     KILN_TRY(kiln_model_forward(m, p, true, seed));
     KILN_TRY(kiln_model_loss(m, p, true));
     KILN_TRY(kiln_sum(p->loss_rows, 0x1, e->loss_at[s]));
-    if (m->compile.loss == KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY)
+    if (kiln_fit_has_accuracy(m))
         KILN_TRY(kiln_accuracy(p->v[m->n_nodes - 1].z, p->labels, e->correct_at[s]));
     else
         KILN_TRY(kiln_fill(e->correct_at[s], 0.0));
@@ -105,7 +105,7 @@ kiln_status kiln_fit_loop(kiln_model *m, const kiln_data *train, const kiln_data
     int batch = c->batch_size;
     int64_t n = train->n, steps = (n + batch - 1) / batch;
     int log_every = c->log_every > 0 ? c->log_every : (kiln_backend_kind_of(m->be) == KILN_BACKEND_CPU ? 1 : 32);
-    bool labels = m->compile.loss == KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY;
+    bool labels = kiln_fit_has_accuracy(m);
     kiln_progress prog = {c->progress ? c->progress : stdout, c->verbose, false, 0, 0, 0};
     kiln_fit_staging st;
     epoch_state e = {0};

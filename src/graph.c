@@ -43,6 +43,8 @@ void kiln_model_free_plans(kiln_model *m) {
         kiln_tensor_free(pl->loss_rows);
         kiln_tensor_free(pl->labels);
         kiln_tensor_free(pl->y_dense);
+        kiln_tensor_free(pl->rows_tmp);
+        kiln_tensor_free(pl->zero_labels);
         memset(pl, 0, sizeof *pl);
     }
     m->n_plans = 0;
@@ -124,6 +126,9 @@ kiln_status kiln_model_plan(kiln_model *m, int batch, kiln_plan **out) {
     int ynd;
     shape_of(last, batch, &ynd, ys);
     KILN_TRY(kiln_tensor_new(m->be, KILN_F32, 1, &b, "loss_rows", &pl->loss_rows));
+    KILN_TRY(kiln_tensor_new(m->be, KILN_F32, 1, &b, "rows_tmp", &pl->rows_tmp));
+    KILN_TRY(kiln_tensor_new(m->be, KILN_I32, 1, &b, "zero_labels", &pl->zero_labels));
+    KILN_TRY(kiln_fill(pl->zero_labels, 0.0));
     KILN_TRY(kiln_tensor_new(m->be, KILN_I32, 1, &b, "labels", &pl->labels));
     KILN_TRY(kiln_tensor_new(m->be, KILN_F32, ynd, ys, "targets", &pl->y_dense));
     *out = pl;
@@ -133,8 +138,37 @@ kiln_status kiln_model_plan(kiln_model *m, int batch, kiln_plan **out) {
 /* true when the loss takes the last layer's logits (softmax fused into the cross-entropy) */
 static bool fused_softmax(const kiln_model *m) {
     const kiln_node *last = &m->nodes[m->n_nodes - 1];
-    return m->compile.loss == KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY &&
+    return m->compile.loss != KILN_LOSS_MEAN_SQUARED_ERROR &&
            (last->cfg.activation == KILN_ACT_SOFTMAX || m->compile.from_logits);
+}
+
+static kiln_status need_fused(const kiln_model *m, const char *loss) {
+    const kiln_node *last = &m->nodes[m->n_nodes - 1];
+    if (fused_softmax(m)) return KILN_OK;
+    return kiln_error(KILN_ERR_UNSUPPORTED,
+                      "%s from probabilities needs a softmax on the last layer (layer '%s' has activation %s); "
+                      "use from_logits or a softmax", loss, last->cfg.name, kiln_activation_name(last->cfg.activation));
+}
+
+/* categorical cross-entropy from logits z (B, K) and target distributions t (rows sum to 1,
+ * checked by fit): loss = logsumexp(z) - sum_j t_j z_j, dz = (softmax(z) - t) / B.
+ * logsumexp comes from the sparse op with label 0: (lse - z_0) + z_0. */
+static kiln_status categorical(kiln_plan *p, node_views *v, kiln_tensor *probs, bool need_grad) {
+    int64_t k = v->z->shape[v->z->ndim - 1];
+    kiln_tensor z0 = *v->z; /* column 0 of z: a strided (B,) view */
+    z0.ndim = 1;
+    z0.shape[0] = p->batch;
+    z0.stride[0] = k;
+    z0.shape[1] = z0.shape[2] = z0.shape[3] = 1;
+    KILN_TRY(kiln_softmax_xent(v->z, p->zero_labels, probs, p->loss_rows));
+    KILN_TRY(kiln_copy(&z0, p->rows_tmp));
+    KILN_TRY(kiln_add(p->loss_rows, p->rows_tmp, p->loss_rows));
+    KILN_TRY(kiln_mul(v->z, p->y_dense, v->dz)); /* dz as room for t * z */
+    KILN_TRY(kiln_sum(v->dz, 1u << (v->z->ndim - 1), p->rows_tmp));
+    KILN_TRY(kiln_sub(p->loss_rows, p->rows_tmp, p->loss_rows));
+    if (!need_grad) return KILN_OK;
+    KILN_TRY(kiln_sub(probs, p->y_dense, v->dz));
+    return kiln_scale(v->dz, 1.0f / (float)p->batch, v->dz);
 }
 
 kiln_status kiln_model_forward(kiln_model *m, kiln_plan *p, bool training, uint64_t step_seed) {
@@ -159,12 +193,11 @@ kiln_status kiln_model_loss(kiln_model *m, kiln_plan *p, bool need_grad) {
     node_views *v = &p->v[last];
     float inv_b = 1.0f / (float)p->batch;
     switch (m->compile.loss) {
+    case KILN_LOSS_CATEGORICAL_CROSSENTROPY:
+        KILN_TRY(need_fused(m, "categorical_crossentropy"));
+        return categorical(p, v, v->y != v->z ? v->y : v->scratch[0], need_grad);
     case KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY:
-        if (!fused_softmax(m))
-            return kiln_error(KILN_ERR_UNSUPPORTED,
-                              "sparse_categorical_crossentropy from probabilities needs a softmax on the last layer "
-                              "(layer '%s' has activation %s); use from_logits or a softmax",
-                              m->nodes[last].cfg.name, kiln_activation_name(m->nodes[last].cfg.activation));
+        KILN_TRY(need_fused(m, "sparse_categorical_crossentropy"));
         {
             /* probabilities into y (a separate buffer when y holds the logits) */
             kiln_tensor *probs = v->y != v->z ? v->y : v->scratch[0];

@@ -51,6 +51,8 @@ typedef struct kiln_plan {
     int batch;
     node_views *v; /* one per node */
     kiln_tensor *loss_rows, *labels, *y_dense; /* (batch), (batch) i32, (batch, outputs) */
+    kiln_tensor *rows_tmp;                     /* (batch) */
+    kiln_tensor *zero_labels;                  /* (batch) i32 zeros */
 } kiln_plan;
 
 struct kiln_node {

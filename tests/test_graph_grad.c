@@ -127,3 +127,76 @@ Test(graph, resnet20_counts_and_trains) {
     free(x);
     kiln_model_free(m);
 }
+
+/* a Dense model's weight gradients under a loss with dense targets, against finite differences */
+static void dense_targets_fd(kiln_loss loss, kiln_activation last) {
+    kiln_model *m;
+    OK(kiln_model_new("mlp", &m));
+    int64_t in[1] = {5};
+    kiln_layer_config l = kiln_input_layer(1, in);
+    OK(kiln_model_add(m, &l, 0, NULL, NULL));
+    l = kiln_dense_layer(6, KILN_ACT_TANH);
+    OK(kiln_model_add(m, &l, 0, NULL, NULL));
+    l = kiln_dense_layer(3, last);
+    OK(kiln_model_add(m, &l, 0, NULL, NULL));
+    OK(kiln_model_build(m, kt_cpu(), 9));
+    kiln_compile_config cc = {kiln_optimizer_defaults(KILN_OPT_SGD), loss, false};
+    OK(kiln_model_compile(m, &cc));
+    enum { B = 4 };
+    kiln_plan *p;
+    OK(kiln_model_plan(m, B, &p));
+    kt_rng r;
+    kt_rng_seed(&r, 321);
+    kt_fill_random(p->v[0].y, &r, -1, 1);
+    /* smoothed one-hot distributions (rows sum to 1), as label smoothing makes */
+    float t[B * 3];
+    for (int i = 0; i < B; i++)
+        for (int j = 0; j < 3; j++) t[i * 3 + j] = j == i % 3 ? 0.8f : 0.1f;
+    kt_set_f32(p->y_dense, t);
+    /* the loss value against a double oracle of the forward's output */
+    OK(kiln_model_forward(m, p, true, 1));
+    OK(kiln_model_loss(m, p, true));
+    float *z = kt_get_f32(p->v[2].z), *y = kt_get_f32(p->v[2].y), *rows = kt_get_f32(p->loss_rows);
+    double want[B];
+    for (int i = 0; i < B; i++) {
+        double s = 0, mx = z[i * 3];
+        for (int j = 1; j < 3; j++) mx = z[i * 3 + j] > mx ? z[i * 3 + j] : mx;
+        double se = 0;
+        for (int j = 0; j < 3; j++) se += exp(z[i * 3 + j] - mx);
+        for (int j = 0; j < 3; j++) {
+            double logp = z[i * 3 + j] - mx - log(se), d = (double)y[i * 3 + j] - t[i * 3 + j];
+            s += loss == KILN_LOSS_CATEGORICAL_CROSSENTROPY ? -t[i * 3 + j] * logp : d * d / 3.0;
+        }
+        want[i] = s;
+    }
+    /* (lse - z0) + z0 - sum t z: a few ulps of the logits' size */
+    kt_expect_close_f64("loss rows vs double oracle", rows, want, B, 1e-6);
+    free(z); free(y); free(rows);
+    OK(kiln_model_backward(m, p, 1));
+    for (int i = 1; i < m->n_nodes; i++) {
+        kiln_node *n = &m->nodes[i];
+        for (int w = 0; w < n->n_w; w++) {
+            float *g = kt_get_f32(n->g[w]), *wv = kt_get_f32(n->w[w]);
+            int64_t k = kiln_tensor_numel(n->w[w]);
+            double fd[64];
+            for (int64_t j = 0; j < k; j++) {
+                float save = wv[j], h = 1e-2f; /* float32 central differences: see above */
+                wv[j] = save + h;
+                kt_set_f32(n->w[w], wv);
+                double up = loss_of(m, p);
+                wv[j] = save - h;
+                kt_set_f32(n->w[w], wv);
+                double dn = loss_of(m, p);
+                wv[j] = save;
+                kt_set_f32(n->w[w], wv);
+                fd[j] = (up - dn) / (2.0 * h);
+            }
+            kt_expect_close_f64(n->w_name[w], g, fd, k, 1e-2);
+            free(g); free(wv);
+        }
+    }
+    kiln_model_free(m);
+}
+
+Test(graph, categorical_crossentropy_gradients) { dense_targets_fd(KILN_LOSS_CATEGORICAL_CROSSENTROPY, KILN_ACT_SOFTMAX); }
+Test(graph, mean_squared_error_gradients) { dense_targets_fd(KILN_LOSS_MEAN_SQUARED_ERROR, KILN_ACT_SIGMOID); }
