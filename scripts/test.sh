@@ -13,19 +13,8 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 jobs=$(nproc 2>/dev/null || echo 2)
 
-need_pkgs="cmake ninja-build pkg-config gcc g++ libopenblas-dev libcjson-dev zlib1g-dev libcriterion-dev"
-missing=""
-for p in $need_pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
-if [ -n "$missing" ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "== installing:$missing"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
-  else
-    echo "missing packages:$missing (install them, or run as root to have this script do it)" >&2
-    exit 1
-  fi
-fi
+. scripts/deps.sh
+kiln_install_deps
 
 run_suite() { # dir, cmake args...
   local dir=$1; shift

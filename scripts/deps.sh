@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# scripts/deps.sh: installs the Debian packages kiln builds with, when they are missing
+# (apt-get, as root). Sourced by scripts/train.sh and scripts/test.sh.
+kiln_install_deps() {
+  local need="cmake ninja-build pkg-config gcc g++ libopenblas-dev libcjson-dev zlib1g-dev libcriterion-dev $*"
+  local missing="" p
+  for p in $need; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+  [ -z "$missing" ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing:$missing"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  else
+    echo "missing packages:$missing (install them, or run as root to have this script do it)" >&2
+    return 1
+  fi
+}
