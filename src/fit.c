@@ -121,22 +121,18 @@ void kiln_fit_staging_free(kiln_fit_staging *st) {
 
 /* ---- evaluate and predict ---- */
 
-/* loss and accuracy sums over d in inference mode (loss NaN-aware: a NaN stays) */
-static kiln_status eval_sums(kiln_model *m, const kiln_data *d, int batch, double *loss, double *acc) {
-    kiln_fit_staging st;
-    KILN_TRY(kiln_fit_staging_new(m, batch, &st));
+/* mean loss and accuracy over d in inference mode, through staging st (batch rows) */
+static kiln_status eval_sums(kiln_model *m, const kiln_data *d, int batch, kiln_fit_staging *st,
+                             double *loss, double *acc) {
     kiln_status s = KILN_OK;
     double lsum = 0.0, csum = 0.0;
-    int64_t one = 1;
-    kiln_tensor *lt = NULL, *ct = NULL;
-    if ((s = kiln_tensor_new(m->be, KILN_F32, 1, &one, "eval_loss", &lt)) == KILN_OK)
-        s = kiln_tensor_new(m->be, KILN_F32, 1, &one, "eval_correct", &ct);
+    kiln_tensor *lt = m->eval_loss, *ct = m->eval_correct;
     for (int64_t first = 0; s == KILN_OK && first < d->n; first += batch) {
         int b = (int)(d->n - first < batch ? d->n - first : batch);
         kiln_plan *p;
         float lv = 0.0f, cv = 0.0f;
         if ((s = kiln_model_plan(m, b, &p)) != KILN_OK) break;
-        if ((s = kiln_fit_upload(m, p, d, NULL, first, b, &st)) != KILN_OK) break;
+        if ((s = kiln_fit_upload(m, p, d, NULL, first, b, st)) != KILN_OK) break;
         if ((s = kiln_model_forward(m, p, false, 0)) != KILN_OK) break;
         if ((s = kiln_model_loss(m, p, false)) != KILN_OK) break;
         if ((s = kiln_sum(p->loss_rows, 0x1, lt)) != KILN_OK) break;
@@ -147,9 +143,6 @@ static kiln_status eval_sums(kiln_model *m, const kiln_data *d, int batch, doubl
         lsum += lv;
         csum += cv;
     }
-    kiln_tensor_free(lt);
-    kiln_tensor_free(ct);
-    kiln_fit_staging_free(&st);
     *loss = lsum / (double)d->n;
     *acc = kiln_fit_has_accuracy(m) ? csum / (double)d->n : NAN;
     return s;
@@ -167,7 +160,11 @@ kiln_status kiln_model_evaluate(kiln_model *m, const kiln_data *data, int batch_
     KILN_TRY(check_ready(m, batch_size, "kiln_model_evaluate"));
     KILN_TRY(kiln_fit_check_data(m, data, "kiln_model_evaluate"));
     double l, a;
-    KILN_TRY(eval_sums(m, data, batch_size, &l, &a));
+    kiln_fit_staging st;
+    KILN_TRY(kiln_fit_staging_new(m, batch_size, &st));
+    kiln_status s = eval_sums(m, data, batch_size, &st, &l, &a);
+    kiln_fit_staging_free(&st);
+    KILN_TRY(s);
     if (loss) *loss = l;
     if (accuracy) *accuracy = a;
     return KILN_OK;

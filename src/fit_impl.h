@@ -18,7 +18,8 @@ kiln_status kiln_fit_upload(kiln_model *m, kiln_plan *p, const kiln_data *d, con
 kiln_status kiln_fit_check_data(const kiln_model *m, const kiln_data *d, const char *what);
 bool kiln_fit_has_accuracy(const kiln_model *m);
 
-typedef kiln_status (*kiln_eval_fn)(kiln_model *m, const kiln_data *d, int batch, double *loss, double *acc);
+typedef kiln_status (*kiln_eval_fn)(kiln_model *m, const kiln_data *d, int batch, kiln_fit_staging *st,
+                                    double *loss, double *acc);
 kiln_status kiln_fit_loop(kiln_model *m, const kiln_data *train, const kiln_data *val,
                           const kiln_fit_config *c, kiln_history *history, kiln_eval_fn eval);
 double kiln_now(void);

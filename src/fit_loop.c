@@ -151,7 +151,7 @@ kiln_status kiln_fit_loop(kiln_model *m, const kiln_data *train, const kiln_data
         }
         if (s != KILN_OK) break;
         kiln_epoch_logs l = {epoch, e.loss_sum / (double)n, labels ? e.correct_sum / (double)n : NAN, NAN, NAN, lr, 0};
-        if (val && (s = eval(m, val, batch, &l.val_loss, &l.val_accuracy)) != KILN_OK) break;
+        if (val && (s = eval(m, val, batch, &st, &l.val_loss, &l.val_accuracy)) != KILN_OK) break;
         l.seconds = kiln_now() - t0;
         kiln_progress_epoch_end(&prog, &l, labels);
         if (history) history->logs[history->epochs++] = l;

@@ -148,6 +148,8 @@ void kiln_model_free(kiln_model *m) {
     for (int k = 0; k < KILN_LAYER_MAX_INPUTS; k++) kiln_tensor_free(m->scratch_buf[k]);
     kiln_tensor_free(m->clip_sumsq);
     kiln_tensor_free(m->clip_scale);
+    kiln_tensor_free(m->eval_loss);
+    kiln_tensor_free(m->eval_correct);
     free(m->nodes);
     free(m);
 }
@@ -286,6 +288,8 @@ kiln_status kiln_model_build(kiln_model *m, kiln_backend *be, uint64_t seed) {
     int64_t one = 1;
     KILN_TRY(kiln_tensor_new(be, KILN_F32, 1, &one, "clip_sumsq", &m->clip_sumsq));
     KILN_TRY(kiln_tensor_new(be, KILN_F32, 1, &one, "clip_scale", &m->clip_scale));
+    KILN_TRY(kiln_tensor_new(be, KILN_F32, 1, &one, "eval_loss", &m->eval_loss));
+    KILN_TRY(kiln_tensor_new(be, KILN_F32, 1, &one, "eval_correct", &m->eval_correct));
     m->built = true;
     return KILN_OK;
 }

@@ -100,6 +100,7 @@ struct kiln_model {
     int n_plans;
     kiln_tensor *scratch_buf[KILN_LAYER_MAX_INPUTS]; /* fan-in gradients, largest activation */
     kiln_tensor *clip_sumsq, *clip_scale;
+    kiln_tensor *eval_loss, *eval_correct; /* 1-element sums for evaluate */
     kiln_tensor *dummy_labels;
 };
 

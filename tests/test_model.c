@@ -268,3 +268,50 @@ Test(model, bad_input_is_refused) {
     cr_expect(strstr(kiln_last_error(), "layer 'dense' (Dense)") && strstr(kiln_last_error(), "add a Flatten"), "%s", kiln_last_error());
     kiln_model_free(g);
 }
+
+/* every batch end of the second epoch: the backend has not asked the system for memory since
+ * the end of the first (buffers are planned once per batch size, the partial one included) */
+typedef struct alloc_watch { uint64_t first_epoch_end, max_later; int64_t steps; } alloc_watch;
+
+static kiln_status watch_batch(void *ctx, kiln_model *m, int64_t step, double loss) {
+    alloc_watch *w = ctx;
+    kiln_memory_stats st;
+    kiln_status s = kiln_backend_memory_stats(kiln_model_backend(m), &st);
+    if (step > w->steps && st.system_allocs > w->max_later) w->max_later = st.system_allocs;
+    return s;
+}
+
+static kiln_status watch_epoch(void *ctx, kiln_model *m, const kiln_epoch_logs *l, bool *stop) {
+    alloc_watch *w = ctx;
+    kiln_memory_stats st;
+    kiln_status s = kiln_backend_memory_stats(kiln_model_backend(m), &st);
+    if (l->epoch == 0) w->first_epoch_end = w->max_later = st.system_allocs;
+    return s;
+}
+
+Test(model, no_allocation_in_steady_steps) {
+    kt_rng r;
+    kt_rng_seed(&r, 81);
+    float *x;
+    int32_t *y;
+    make_data(&r, 70, 8, 8, &x, &y); /* 70 = 4 batches of 16 and one of 6 */
+    kiln_data d = {x, y, NULL, 70};
+    kiln_model *m = seed_cnn(8, 8, true);
+    OK(kiln_model_build(m, kt_cpu(), 2));
+    compile_adam(m, 1e-3);
+    alloc_watch w = {0, 0, 5};
+    kiln_callback cb = {&w, NULL, watch_epoch, watch_batch, NULL, NULL};
+    kiln_fit_config fc = kiln_fit_defaults();
+    fc.verbose = 0;
+    fc.epochs = 2;
+    fc.batch_size = 16;
+    fc.validation_split = 0.1;
+    fc.callbacks = &cb;
+    fc.n_callbacks = 1;
+    OK(kiln_model_fit(m, &d, &fc, NULL));
+    cr_expect_gt(w.first_epoch_end, 0);
+    cr_expect_eq(w.max_later, w.first_epoch_end, "system allocations grew from %llu to %llu in the second epoch",
+                 (unsigned long long)w.first_epoch_end, (unsigned long long)w.max_later);
+    kiln_model_free(m);
+    free(x); free(y);
+}
