@@ -119,7 +119,29 @@ static bool cuda_supports_op(const kiln_backend *be, kiln_op_type op, kiln_dtype
     case KILN_OP_SOFTMAX_XENT:
     case KILN_OP_SOFTMAX_XENT_BACK:
     case KILN_OP_ARGMAX:
-    case KILN_OP_ACCURACY: return dtype == KILN_F32;
+    case KILN_OP_ACCURACY:
+    case KILN_OP_CONV2D:
+    case KILN_OP_CONV2D_BACK_DATA:
+    case KILN_OP_CONV2D_BACK_FILTER:
+    case KILN_OP_MAX_POOL2D:
+    case KILN_OP_MAX_POOL2D_BACK:
+    case KILN_OP_AVG_POOL2D:
+    case KILN_OP_AVG_POOL2D_BACK:
+    case KILN_OP_GLOBAL_AVG_POOL2D:
+    case KILN_OP_GLOBAL_AVG_POOL2D_BACK:
+    case KILN_OP_SIGMOID:
+    case KILN_OP_SIGMOID_BACK:
+    case KILN_OP_TANH:
+    case KILN_OP_TANH_BACK:
+    case KILN_OP_DROPOUT:
+    case KILN_OP_ADAM:
+    case KILN_OP_SGD:
+    case KILN_OP_SUMSQ_ACC:
+    case KILN_OP_CLIP_SCALE: return dtype == KILN_F32;
+    case KILN_OP_BN_FWD_TRAIN:
+    case KILN_OP_BN_FWD_INFER:
+    case KILN_OP_BN_BWD:
+    case KILN_OP_BN_BWD_INFER: return dtype == KILN_F32 || dtype == KILN_F16 || dtype == KILN_BF16;
     default: return false;
     }
 }
@@ -145,6 +167,28 @@ static kiln_status cuda_compute(kiln_backend *be, const kiln_op *op) {
     case KILN_OP_SOFTMAX_XENT_BACK: return kiln_cuda_softmax(be, op);
     case KILN_OP_ARGMAX:
     case KILN_OP_ACCURACY: return kiln_cuda_argmax(be, op);
+    case KILN_OP_CONV2D:
+    case KILN_OP_CONV2D_BACK_DATA:
+    case KILN_OP_CONV2D_BACK_FILTER: return kiln_cuda_conv2d(be, op);
+    case KILN_OP_MAX_POOL2D:
+    case KILN_OP_MAX_POOL2D_BACK:
+    case KILN_OP_AVG_POOL2D:
+    case KILN_OP_AVG_POOL2D_BACK:
+    case KILN_OP_GLOBAL_AVG_POOL2D:
+    case KILN_OP_GLOBAL_AVG_POOL2D_BACK: return kiln_cuda_pool2d(be, op);
+    case KILN_OP_SIGMOID:
+    case KILN_OP_SIGMOID_BACK:
+    case KILN_OP_TANH:
+    case KILN_OP_TANH_BACK:
+    case KILN_OP_DROPOUT: return kiln_cuda_activation(be, op);
+    case KILN_OP_ADAM:
+    case KILN_OP_SGD:
+    case KILN_OP_SUMSQ_ACC:
+    case KILN_OP_CLIP_SCALE: return kiln_cuda_optim(be, op);
+    case KILN_OP_BN_FWD_TRAIN:
+    case KILN_OP_BN_FWD_INFER:
+    case KILN_OP_BN_BWD:
+    case KILN_OP_BN_BWD_INFER: return kiln_cuda_batchnorm(be, op);
     default:
         return kiln_error(KILN_ERR_UNSUPPORTED, "%s: op %s is not implemented", be->name,
                           kiln_op_name(op->type));

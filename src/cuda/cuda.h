@@ -77,6 +77,19 @@ kiln_status kiln_cuda_gemm(kiln_backend *be, const kiln_op *op);
 /* softmax.cu */
 kiln_status kiln_cuda_softmax(kiln_backend *be, const kiln_op *op); /* SOFTMAX, _XENT, _XENT_BACK */
 kiln_status kiln_cuda_argmax(kiln_backend *be, const kiln_op *op);  /* ARGMAX, ACCURACY */
+/* conv.cu (cuDNN): CONV2D, CONV2D_BACK_DATA, CONV2D_BACK_FILTER */
+kiln_status kiln_cuda_conv2d(kiln_backend *be, const kiln_op *op);
+/* pooling.cu: MAX/AVG_POOL2D(_BACK), GLOBAL_AVG_POOL2D(_BACK) */
+kiln_status kiln_cuda_pool2d(kiln_backend *be, const kiln_op *op);
+/* activation.cu: SIGMOID(_BACK), TANH(_BACK), DROPOUT */
+kiln_status kiln_cuda_activation(kiln_backend *be, const kiln_op *op);
+/* optim.cu: ADAM, SGD, SUMSQ_ACC, CLIP_SCALE */
+kiln_status kiln_cuda_optim(kiln_backend *be, const kiln_op *op);
+/* batchnorm.cu: BN_FWD_TRAIN, BN_FWD_INFER, BN_BWD, BN_BWD_INFER (kiln's kernels, or cuDNN's
+ * when the op's impl asks for it) */
+kiln_status kiln_cuda_batchnorm(kiln_backend *be, const kiln_op *op);
+/* batchnorm_cudnn.cu: the BN ops that cuDNN has, through cuDNN (called by kiln_cuda_batchnorm) */
+kiln_status kiln_cuda_batchnorm_cudnn(kiln_backend *be, const kiln_op *op);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,81 @@
+// cuda/activation.cu: sigmoid and tanh forward and backward, and dropout, on CUDA: one
+// elementwise kernel each (kiln_cuda_map).
+//
+// Forwards use f32 expf / tanhf (at most 2 ulp; the CPU computes in double: the parity table
+// allows 1e-6). Backwards and dropout are f32 with explicit round-to-nearest intrinsics
+// (__fmul_rn, __fsub_rn), which nvcc never fuses into an FMA: the CPU's operations in the CPU's
+// order, so both backends give the same bits. Dropout's mask comes from counter_rng.h, the
+// header the CPU backend uses too.
+#define KILN_HOST_DEVICE __host__ __device__
+#include "counter_rng.h"
+
+#include "common.cuh"
+
+namespace {
+
+// y = 1 / (1 + e^-x), with exp of a non-positive argument only: x >= 0 as 1 / (1 + e),
+// x < 0 as e / (1 + e), e = exp(-|x|). NaN takes the second branch and stays NaN.
+struct sigmoid_fwd {
+    const float *x;
+    float *y;
+    __device__ void operator()(int64_t i) const {
+        const float v = x[i], e = expf(-fabsf(v)), d = __fadd_rn(1.0f, e);
+        y[i] = v >= 0.0f ? __fdiv_rn(1.0f, d) : __fdiv_rn(e, d);
+    }
+};
+
+struct tanh_fwd {
+    const float *x;
+    float *y;
+    __device__ void operator()(int64_t i) const { y[i] = tanhf(x[i]); }
+};
+
+// sigmoid: dx = (dy * y) * (1 - y);  tanh: dx = dy * (1 - y * y)  (src/cpu/activation.c)
+struct act_bwd {
+    const float *y, *dy;
+    float *dx;
+    bool sigmoid;
+    __device__ void operator()(int64_t i) const {
+        const float yv = y[i], g = dy[i];
+        if (sigmoid) {
+            dx[i] = __fmul_rn(__fmul_rn(g, yv), __fsub_rn(1.0f, yv));
+        } else {
+            dx[i] = __fmul_rn(g, __fsub_rn(1.0f, __fmul_rn(yv, yv)));
+        }
+    }
+};
+
+// y = keep(key, i) ? x * scale : 0
+struct dropout_fwd {
+    const float *x;
+    float *y;
+    uint64_t key;
+    float rate, scale;
+    __device__ void operator()(int64_t i) const {
+        y[i] = kiln_dropout_keep(key, (uint64_t)i, rate) ? __fmul_rn(x[i], scale) : 0.0f;
+    }
+};
+
+} // namespace
+
+extern "C" kiln_status kiln_cuda_activation(kiln_backend *be, const kiln_op *op) {
+    const cudaStream_t s = kiln_cuda_stream(be);
+    const int64_t n = kiln_tensor_numel(op->src[0]);
+    const float *a = (const float *)op->src[0]->data;
+    float *out = (float *)op->dst[0]->data;
+    switch (op->type) {
+    case KILN_OP_SIGMOID: return kiln_cuda_map(s, n, sigmoid_fwd{a, out}, "sigmoid");
+    case KILN_OP_TANH: return kiln_cuda_map(s, n, tanh_fwd{a, out}, "tanh");
+    case KILN_OP_SIGMOID_BACK:
+    case KILN_OP_TANH_BACK: {
+        act_bwd f{a, (const float *)op->src[1]->data, out, op->type == KILN_OP_SIGMOID_BACK};
+        return kiln_cuda_map(s, n, f, "activation backward");
+    }
+    default: { // DROPOUT: f[0] rate, f[1] scale, i[0..1] the seed (src/nn_ops.c)
+        uint64_t seed;
+        memcpy(&seed, op->i, sizeof seed);
+        dropout_fwd f{a, out, kiln_dropout_key(seed), op->f[0], op->f[1]};
+        return kiln_cuda_map(s, n, f, "dropout");
+    }
+    }
+}
