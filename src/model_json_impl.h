@@ -1,0 +1,29 @@
+/* model_json_impl.h: the pieces of the Keras JSON reader shared between model_json_read.c
+ * (the model: Sequential or Functional, the graph) and model_json_layer.c (one layer's
+ * config) (internal). */
+#ifndef KILN_MODEL_JSON_IMPL_H
+#define KILN_MODEL_JSON_IMPL_H
+
+#include <cjson/cJSON.h>
+
+#include "kiln/model.h"
+
+/* Fills *out from one Keras layer: its class_name `cls` and its "config" object `cfg`.
+ * `in_rank` is the rank (without the batch axis) of the layer's first input, 0 for an
+ * InputLayer. Anything kiln cannot do exactly (an unknown class, channels_first, an activation
+ * kiln lacks, groups != 1, a regularizer, ...) is KILN_ERR_UNSUPPORTED naming the layer and the
+ * option. The shape of an InputLayer comes from batch_shape (Keras 3) or batch_input_shape
+ * (Keras 2). */
+kiln_status kiln_layer_config_from_json(const char *cls, const cJSON *cfg, int in_rank,
+                                        kiln_layer_config *out);
+
+/* The input shape in cfg's batch_shape or batch_input_shape into an Input layer config; false
+ * when cfg has neither key. Errors (a bad shape) go to *status. */
+bool kiln_json_input_shape(const cJSON *cfg, const char *layer, kiln_layer_config *out,
+                           kiln_status *status);
+
+/* The rank, without the batch axis, of what a layer of config c gives for an input of rank
+ * in_rank. */
+int kiln_layer_output_rank(const kiln_layer_config *c, int in_rank);
+
+#endif
