@@ -275,7 +275,7 @@ kiln_status kiln_model_build(kiln_model *m, kiln_backend *be, uint64_t seed) {
         }
         for (int w = 0; w < n->n_w; w++) {
             char full[KILN_NAME_MAX * 2];
-            snprintf(full, sizeof full, "%s.%s", n->cfg.name, n->w_name[w]);
+            snprintf(full, sizeof full, "%.63s.%.60s", n->cfg.name, n->w_name[w]);
             memcpy(n->w_name[w], full, sizeof full);
             KILN_TRY(kiln_tensor_new(be, KILN_F32, n->w_ndim[w], n->w_shape[w], full, &n->w[w]));
         }
