@@ -73,6 +73,9 @@ kiln_status kiln_prefetcher_new(const kiln_dataset *ds, int64_t batch_size, cons
     *out = NULL;
     if (batch_size < 1 || batch_size > (int64_t)1 << 30)
         return kiln_error(KILN_ERR_INVALID_ARG, "kiln_prefetcher_new: batch size %lld", (long long)batch_size);
+    if (aug && (aug->pad < 0 || aug->pad > ds->h || aug->pad > ds->w))
+        return kiln_error(KILN_ERR_INVALID_ARG, "kiln_prefetcher_new: padding %d for %dx%d images", aug->pad,
+                          ds->h, ds->w);
     size_t img_bytes, per = kiln_dataset_image_numel(ds);
     if (!kiln_mul_size(per * sizeof(float), (size_t)batch_size, &img_bytes))
         return kiln_error(KILN_ERR_OOM, "kiln_prefetcher_new: batch of %lld images overflows", (long long)batch_size);

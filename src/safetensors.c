@@ -226,6 +226,25 @@ static kiln_status build(const st_ctx *c, const cJSON *root, const unsigned char
 
 static bool is_space(unsigned char ch) { return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r'; }
 
+/* Offset of the first byte that breaks well-formed UTF-8 (no overlongs, no surrogates, at
+ * most U+10FFFF), or n when there is none. */
+static size_t utf8_invalid_at(const unsigned char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+        if (!len || len > n - i) return i;
+        uint32_t cp = len == 1 ? c : c & (0x7fu >> len);
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80) return i;
+            cp = cp << 6 | (s[i + k] & 0x3fu);
+        }
+        static const uint32_t least[5] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < least[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
+        i += len;
+    }
+    return n;
+}
+
 kiln_status kiln_safetensors_parse(const void *buf, size_t len, const char *name, kiln_safetensors **out) {
     if (!name) name = "safetensors buffer";
     if ((!buf && len) || !out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_safetensors_parse: %s: NULL argument", name);
@@ -243,6 +262,8 @@ kiln_status kiln_safetensors_parse(const void *buf, size_t len, const char *name
                     (unsigned long long)hl, len);
     if (hl < 2 || b[8] != '{') return fail(&c, NULL, "offset 8: the header does not start with '{'");
     c.data_len = len - 8 - hl;
+    size_t bad = utf8_invalid_at(b + 8, (size_t)hl);
+    if (bad != hl) return fail(&c, NULL, "offset %zu: the header is not valid UTF-8", 8 + bad);
     /* a NUL-terminated copy, so the JSON parser can never read past the header */
     char *text = malloc((size_t)hl + 1);
     if (!text) return kiln_error(KILN_ERR_OOM, "%s: out of host memory for a %llu-byte header", name, (unsigned long long)hl);

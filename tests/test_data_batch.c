@@ -330,6 +330,8 @@ Test(prefetch, bad_arguments) {
     kiln_dataset *ds = random_dataset(9, 4, 2, 2, 1, 2);
     kiln_prefetcher *p;
     expect_error(kiln_prefetcher_new(ds, 0, NULL, NULL, true, &p), KILN_ERR_INVALID_ARG, "batch size 0");
+    kiln_augment bad = {-1, false};
+    expect_error(kiln_prefetcher_new(ds, 2, &bad, NULL, true, &p), KILN_ERR_INVALID_ARG, "padding -1");
     OK(kiln_prefetcher_new(ds, 3, NULL, NULL, true, &p));
     int64_t order[3] = {0, 4, 1};
     expect_error(kiln_prefetcher_start(p, order, 3, 0), KILN_ERR_INVALID_ARG, "order[1] = 4 is outside [0, 4)");

@@ -150,6 +150,10 @@ Test(safetensors, header_errors) {
     BAD("{\"__metadata__\":[1]}", 0, "__metadata__ is not an object");
     BAD("{\"__metadata__\":{},\"__metadata__\":{}}", 0, "two __metadata__ entries");
     BAD("{\"__metadata__\":{\"k\":\"a\",\"k\":\"b\"}}", 0, "__metadata__ key 'k' appears twice");
+    BAD("{\"a\xff\":{}}", 0, "offset 11: the header is not valid UTF-8");
+    BAD("{\"\xc0\x80\":{}}", 0, "offset 10: the header is not valid UTF-8"); /* overlong NUL */
+    BAD("{\"\xed\xa0\x80\":{}}", 0, "not valid UTF-8");                      /* a surrogate */
+    OK(parse_header("{\"na\xc3\xafve \xe2\x82\xac \xf0\x9f\x94\xa5\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]}}", 0));
     OK(parse_header("{}      ", 0));
     kiln_safetensors *st;
     const char *p = kt_path("raw.safetensors");
