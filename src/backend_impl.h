@@ -26,6 +26,8 @@ typedef struct kiln_op {
     float f[8];     /* float parameters (alpha, beta, epsilon, momentum, ...) */
     int32_t i[8];   /* integer parameters (flags, axes, layout, ...) */
     double d[2];    /* double parameters (fill value) */
+    const void *ext; /* an op's extra argument, NULL for most (ADAM, SGD: a kiln_param_group,
+                      * src/optim_group.h) */
 } kiln_op;
 
 typedef struct kiln_backend_iface {

@@ -245,6 +245,70 @@ Test(adam, grad_scale_is_applied_first) {
     for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++) kiln_tensor_free(ts[k]);
 }
 
+/* ---- parameter groups ---- */
+
+/* A group of 37 tensors (two launches on CUDA: 32 + 5), one of them empty, equals 37 single
+ * updates bit for bit, for Adam with amsgrad and weight decay and for Nesterov SGD. */
+Test(group, equals_single_updates) {
+    enum { N = 37 };
+    kt_rng r;
+    kt_rng_seed(&r, 1000);
+    kiln_tensor *w[2][N], *m[2][N], *v[2][N], *vh[2][N], *g[N];
+    for (int k = 0; k < N; k++) {
+        int64_t n = k == 5 ? 0 : 1 + (int64_t)(kt_next(&r) % 300);
+        g[k] = vec(n);
+        w[0][k] = vec(n);
+        if (n) {
+            kt_fill_random(g[k], &r, -1, 1);
+            kt_fill_random(w[0][k], &r, -1, 1);
+        }
+        w[1][k] = kt_clone(kt_cpu(), w[0][k]);
+        for (int c = 0; c < 2; c++) {
+            m[c][k] = vec(n);
+            v[c][k] = vec(n);
+            vh[c][k] = vec(n);
+            OK(kiln_fill(m[c][k], 0));
+            OK(kiln_fill(v[c][k], 0));
+            OK(kiln_fill(vh[c][k], 0));
+        }
+    }
+    float half = 0.5f;
+    kiln_tensor *scale = vec_of(1, &half);
+    kiln_adam_params p = {0.01, 0.9, 0.99, 1e-7, 0.01, true};
+    kiln_sgd_params q = {0.05, 0.9, true, 0.001};
+    for (int t = 1; t <= 2; t++) {
+        OK(kiln_adam_update_group(w[0], (const kiln_tensor *const *)g, m[0], v[0], vh[0], N, &p, t, scale));
+        for (int k = 0; k < N; k++) OK(kiln_adam_update(w[1][k], g[k], m[1][k], v[1][k], vh[1][k], &p, t, scale));
+    }
+    OK(kiln_sgd_update_group(w[0], (const kiln_tensor *const *)g, m[0], N, &q, NULL));
+    for (int k = 0; k < N; k++) OK(kiln_sgd_update(w[1][k], g[k], m[1][k], &q, NULL));
+    for (int k = 0; k < N; k++) {
+        kiln_tensor *pairs[4][2] = {{w[0][k], w[1][k]}, {m[0][k], m[1][k]}, {v[0][k], v[1][k]}, {vh[0][k], vh[1][k]}};
+        for (int j = 0; j < 4; j++) {
+            float *a = kt_get_f32(pairs[j][0]), *b = kt_get_f32(pairs[j][1]);
+            char what[64];
+            snprintf(what, sizeof what, "group tensor %d slot %d", k, j);
+            kt_expect_bitwise(what, a, b, kiln_tensor_nbytes(pairs[j][0]));
+            free(a);
+            free(b);
+        }
+    }
+    /* a member's error names its index */
+    kiln_tensor *odd = vec(kiln_tensor_numel(w[0][1]) + 1);
+    kiln_tensor *ws[2] = {w[0][0], w[0][1]}, *us[2] = {m[0][0], odd};
+    const kiln_tensor *gs2[2] = {g[0], g[1]};
+    cr_expect_eq(kiln_sgd_update_group(ws, gs2, us, 2, &q, NULL), KILN_ERR_SHAPE);
+    cr_expect(strstr(kiln_last_error(), "kiln_sgd_update_group (tensor 1)"), "%s", kiln_last_error());
+    kiln_tensor_free(odd);
+    kiln_tensor_free(scale);
+    for (int k = 0; k < N; k++) {
+        kiln_tensor_free(g[k]);
+        for (int c = 0; c < 2; c++) {
+            kiln_tensor_free(w[c][k]); kiln_tensor_free(m[c][k]); kiln_tensor_free(v[c][k]); kiln_tensor_free(vh[c][k]);
+        }
+    }
+}
+
 /* ---- global-norm clipping ---- */
 
 Test(clip, global_norm_scale) {
@@ -349,6 +413,32 @@ static kiln_status run_sgd(const kt_case *c, kiln_tensor *const *in, kiln_tensor
     return kiln_sgd_update(out[0], in[1], slots > 1 ? out[1] : NULL, &p, c->i[2] ? in[slots + 1] : NULL);
 }
 
+/* A group over views: in[0..3] (w, g, m, v) are each cut into pieces of the sizes below;
+ * out[0..2] get the updated w, m, v. i[0] amsgrad is off; f[0] lr, f[1] weight decay. */
+static const int64_t group_sizes[] = {1000, 1, 0, 517, 2048, 33};
+#define GROUP_TOTAL 3599
+static kiln_status run_adam_group(const kt_case *c, kiln_tensor *const *in, kiln_tensor *const *out) {
+    enum { K = sizeof group_sizes / sizeof group_sizes[0] };
+    kiln_adam_params p = KILN_ADAM_DEFAULTS;
+    p.learning_rate = c->f[0];
+    p.weight_decay = c->f[1];
+    kiln_status s = copy_state(in, out, 3);
+    kiln_tensor *w[K] = {0}, *g[K] = {0}, *m[K] = {0}, *v[K] = {0};
+    int64_t off = 0;
+    for (int k = 0; k < K && s == KILN_OK; k++) {
+        s = kiln_tensor_view(out[0], off, 1, &group_sizes[k], &w[k]);
+        if (s == KILN_OK) s = kiln_tensor_view(in[1], off, 1, &group_sizes[k], &g[k]);
+        if (s == KILN_OK) s = kiln_tensor_view(out[1], off, 1, &group_sizes[k], &m[k]);
+        if (s == KILN_OK) s = kiln_tensor_view(out[2], off, 1, &group_sizes[k], &v[k]);
+        off += group_sizes[k];
+    }
+    if (s == KILN_OK) s = kiln_adam_update_group(w, (const kiln_tensor *const *)g, m, v, NULL, K, &p, 4, NULL);
+    for (int k = 0; k < K; k++) {
+        kiln_tensor_free(w[k]); kiln_tensor_free(g[k]); kiln_tensor_free(m[k]); kiln_tensor_free(v[k]);
+    }
+    return s;
+}
+
 static kiln_status run_sumsq(const kt_case *c, kiln_tensor *const *in, kiln_tensor *const *out) {
     kiln_status s = kiln_fill(out[0], 0.0);
     if (s == KILN_OK) s = kiln_sum_squares_accumulate(in[0], out[0]);
@@ -376,6 +466,7 @@ static kt_case rows[] = {
     {"sgd plain weight decay grad_scale", run_sgd, 3, 1, .in = {W(5000), W(5000), SCALE}, .out = {W(5000)}, .f = {0.01f, 0, 0.05f}, .i = {0, 0, 1}, .tol = 0},
     {"sgd momentum", run_sgd, 3, 2, .in = {W(4097), W(4097), MOM(4097)}, .out = {W(4097), W(4097)}, .f = {0.05f, 0.9f}, .tol = 0},
     {"sgd nesterov weight decay", run_sgd, 3, 2, .in = {W(4097), W(4097), MOM(4097)}, .out = {W(4097), W(4097)}, .f = {0.05f, 0.9f, 0.01f}, .i = {1}, .tol = 0},
+    {"adamw group of 6 (views, one empty)", run_adam_group, 4, 3, .in = {W(GROUP_TOTAL), W(GROUP_TOTAL), MOM(GROUP_TOTAL), VEL(GROUP_TOTAL)}, .out = {W(GROUP_TOTAL), W(GROUP_TOTAL), W(GROUP_TOTAL)}, .f = {1e-3f, 0.004f}, .tol = 0},
     /* sum of squares: double sums in different orders, rounded to f32: 1e-6 */
     {"sum of squares", run_sumsq, 2, 1, .in = {V(-0.1, 0.1, 300007), V(-5, 5, 33)}, .out = {V(0, 0, 1)}, .tol = 1e-6},
     {"clip scale", run_clip, 1, 1, .in = {V(0, 100, 1)}, .out = {V(0, 0, 1)}, .f = {2.0f}, .tol = 0},

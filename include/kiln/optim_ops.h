@@ -61,6 +61,20 @@ typedef struct kiln_sgd_params {
 kiln_status kiln_sgd_update(kiln_tensor *w, const kiln_tensor *g, kiln_tensor *velocity,
                             const kiln_sgd_params *p, const kiln_tensor *grad_scale);
 
+/* ---- parameter groups ---- */
+
+/* The same updates over n parameter tensors at once: set k is w[k], g[k] and its slots (m[k],
+ * v[k], v_hat[k] for Adam, v_hat NULL without amsgrad; velocity[k] for SGD, velocity NULL
+ * without momentum). One fused kernel per 32 tensors on CUDA (a loop on the CPU); the results
+ * equal n single updates bit for bit. Every tensor on one backend; grad_scale applies to all. */
+kiln_status kiln_adam_update_group(kiln_tensor *const *w, const kiln_tensor *const *g,
+                                   kiln_tensor *const *m, kiln_tensor *const *v,
+                                   kiln_tensor *const *v_hat, int n, const kiln_adam_params *p,
+                                   int64_t step, const kiln_tensor *grad_scale);
+kiln_status kiln_sgd_update_group(kiln_tensor *const *w, const kiln_tensor *const *g,
+                                  kiln_tensor *const *velocity, int n, const kiln_sgd_params *p,
+                                  const kiln_tensor *grad_scale);
+
 /* ---- global-norm clipping (Keras' global_clipnorm) ---- */
 
 /* acc (1 f32 element) += sum of g * g (summed in double within g, in a fixed order). */

@@ -4,22 +4,23 @@
  * The update arithmetic is f32, one IEEE operation per statement in Keras' order and the CUDA
  * kernels' (src/cuda/optim.cu), with no fused multiply-add (C11 mode compiles with
  * -ffp-contract=off; a statement per operation keeps even a contracting compiler from fusing):
- * both backends give the same bits. Slots: src/optim_ops.c. */
+ * both backends give the same bits. Slots: src/optim_ops.c. A parameter group (optim_group.h)
+ * is a loop over its tensors. */
 #include <math.h>
 
 #include "cpu.h"
+#include "optim_group.h"
 
-/* ADAM: dst w, m, v, v_hat; src g, grad_scale; f alpha, 1 - beta_1, 1 - beta_2, epsilon,
- * weight_decay, lr; i amsgrad, has weight decay */
-static void adam(const kiln_op *op) {
-    float *w = op->dst[0]->data, *m = op->dst[1]->data, *v = op->dst[2]->data;
-    float *vh = op->dst[3] ? op->dst[3]->data : NULL;
-    const float *g = op->src[0]->data;
-    const float *gs = op->src[1] ? op->src[1]->data : NULL;
+/* one tensor of an ADAM op: f alpha, 1 - beta_1, 1 - beta_2, epsilon, weight_decay, lr;
+ * i amsgrad, weight decay on; gs the grad_scale value or NULL */
+static void adam_tensor(const kiln_op *op, kiln_tensor *wt, const kiln_tensor *gt, kiln_tensor *mt,
+                        kiln_tensor *vt, kiln_tensor *vht, const float *gs) {
+    float *w = wt->data, *m = mt->data, *v = vt->data, *vh = vht ? vht->data : NULL;
+    const float *g = gt->data;
     float alpha = op->f[0], omb1 = op->f[1], omb2 = op->f[2], eps = op->f[3], wd = op->f[4],
           lr = op->f[5];
     bool amsgrad = op->i[0], decay = op->i[1];
-    int64_t n = kiln_tensor_numel(op->dst[0]);
+    int64_t n = kiln_tensor_numel(wt);
     for (int64_t i = 0; i < n; i++) {
         float gv = g[i], wv = w[i], mv = m[i], vv = v[i];
         if (gs) gv = gv * gs[0];
@@ -52,15 +53,15 @@ static void adam(const kiln_op *op) {
     }
 }
 
-/* SGD: dst w, velocity; src g, grad_scale; f lr, momentum, weight_decay; i nesterov, has
- * momentum, has weight decay */
-static void sgd(const kiln_op *op) {
-    float *w = op->dst[0]->data, *u = op->dst[1] ? op->dst[1]->data : NULL;
-    const float *g = op->src[0]->data;
-    const float *gs = op->src[1] ? op->src[1]->data : NULL;
+/* one tensor of an SGD op: f lr, momentum, weight_decay; i nesterov, momentum on, weight
+ * decay on; ut the velocity (NULL without momentum) */
+static void sgd_tensor(const kiln_op *op, kiln_tensor *wt, const kiln_tensor *gt, kiln_tensor *ut,
+                       const float *gs) {
+    float *w = wt->data, *u = ut ? ut->data : NULL;
+    const float *g = gt->data;
     float lr = op->f[0], mom = op->f[1], wd = op->f[2];
     bool nesterov = op->i[0], momentum = op->i[1], decay = op->i[2];
-    int64_t n = kiln_tensor_numel(op->dst[0]);
+    int64_t n = kiln_tensor_numel(wt);
     for (int64_t i = 0; i < n; i++) {
         float gv = g[i], wv = w[i];
         if (gs) gv = gv * gs[0];
@@ -84,6 +85,20 @@ static void sgd(const kiln_op *op) {
         } else {
             w[i] = wv + uv;
         }
+    }
+}
+
+/* ADAM, SGD: every tensor of the op's group (a single update is a group of one); src[1] is the
+ * grad_scale tensor or NULL */
+static void update(const kiln_op *op) {
+    kiln_param_group one;
+    const kiln_param_group *grp = kiln_param_group_of(op, &one);
+    const float *gs = op->src[1] ? op->src[1]->data : NULL;
+    for (int k = 0; k < grp->n; k++) {
+        if (op->type == KILN_OP_ADAM)
+            adam_tensor(op, grp->w[k], grp->g[k], grp->s0[k], grp->s1[k], grp->s2[k], gs);
+        else
+            sgd_tensor(op, grp->w[k], grp->g[k], grp->s0[k], gs);
     }
 }
 
@@ -112,8 +127,8 @@ static void clip_scale(const kiln_op *op) {
 
 void kiln_cpu_optim(const kiln_op *op) {
     switch (op->type) {
-    case KILN_OP_ADAM: adam(op); break;
-    case KILN_OP_SGD: sgd(op); break;
+    case KILN_OP_ADAM:
+    case KILN_OP_SGD: update(op); break;
     case KILN_OP_SUMSQ_ACC: sum_squares(op); break;
     default: clip_scale(op); break;
     }

@@ -17,8 +17,8 @@
 // Algorithms: cuDNN's heuristic ranking (cudnnGet*Algorithm_v7), once per shape and mode,
 // cached. The first usable deterministic one wins: forward algorithms are all deterministic;
 // backward-data skips ALGO_0 and backward-filter ALGO_0 and ALGO_3 (atomics), as the ranking's
-// determinism field says. If the ranking offers nothing usable, IMPLICIT_GEMM (forward) or
-// ALGO_1 (backward; deterministic, exact) is the fallback. Workspace comes from
+// determinism field says. If the ranking offers nothing usable, IMPLICIT_PRECOMP_GEMM or
+// IMPLICIT_GEMM (forward) or ALGO_1 (backward; deterministic, exact) is the fallback. Workspace comes from
 // kiln_cuda_scratch, capped at CONV_WS_LIMIT. The bias is added and db (a deterministic
 // double-precision sum over N, OH, OW through the backend's SUM) computed by kiln's own kernels.
 #include <mutex>
@@ -212,8 +212,15 @@ kiln_status choose(cudnnHandle_t h, conv_kind k, const conv_geom &g, const conv_
     KILN_CUDNN_TRY(cudnnSetConvolutionMathType(d.conv, want));
     std::vector<candidate> c;
     KILN_TRY(ranked(h, k, d, &c));
-    const int fallback = k == CONV_FWD ? (int)CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM : 1;
-    c.push_back({fallback, CUDNN_STATUS_SUCCESS, CUDNN_DETERMINISTIC, want});
+    // fallbacks, deterministic and exact: the algorithms cuDNN documents for an NHWC filter
+    if (k == CONV_FWD) {
+        c.push_back({CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, CUDNN_STATUS_SUCCESS,
+                     CUDNN_DETERMINISTIC, want});
+        c.push_back({CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, CUDNN_STATUS_SUCCESS,
+                     CUDNN_DETERMINISTIC, want});
+    } else {
+        c.push_back({1, CUDNN_STATUS_SUCCESS, CUDNN_DETERMINISTIC, want}); // BWD_{DATA,FILTER}_ALGO_1
+    }
     for (int pass = 0; pass < 2; pass++) // deterministic algorithms first
         for (const candidate &a : c) {
             if (a.status != CUDNN_STATUS_SUCCESS) continue;
