@@ -1,7 +1,10 @@
 /* fit_loop.c: the epochs and steps of fit. Per-step loss sums and correct counts are written
  * by the device into per-epoch arrays and downloaded once per log interval (and at the end of
  * the epoch), so the device is not stopped every step. A NaN or infinite loss stops training
- * with a message naming the epoch and the step. */
+ * with a message naming the epoch and the step. Batches are copied from the training rows, or,
+ * with kiln_fit_config.batches, taken from a batch source (a prefetcher thread) in the same
+ * order; the source's buffer is uploaded directly, and the device synchronized before the
+ * source may refill it. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +97,36 @@ static kiln_status train_step(kiln_model *m, kiln_plan *p, epoch_state *e, int64
     return kiln_model_apply_gradients(m);
 }
 
+/* a batch from cfg->batches, uploaded straight from the source's buffers; the previous
+ * upload from them must be done before the source may reuse them */
+static kiln_status source_upload(kiln_model *m, kiln_plan *p, kiln_batch_source *src, int b) {
+    KILN_TRY(kiln_backend_synchronize(m->be));
+    kiln_batch bt;
+    KILN_TRY(src->next(src->ctx, &bt));
+    if (bt.count != b)
+        return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_fit: the batch source gave %lld rows for a step of %d",
+                          (long long)bt.count, b);
+    int64_t ex = kiln_node_out_numel(&m->nodes[0]), k = kiln_node_out_numel(&m->nodes[m->n_nodes - 1]);
+    for (int r = 0; r < b; r++)
+        if (bt.labels[r] < 0 || bt.labels[r] >= k)
+            return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_fit: the batch source gave label %d, outside the model's %lld classes",
+                              bt.labels[r], (long long)k);
+    KILN_TRY(kiln_tensor_set_async(p->v[0].y, bt.images, sizeof(float) * (size_t)(ex * b)));
+    return kiln_tensor_set_async(p->labels, bt.labels, sizeof(int32_t) * (size_t)b);
+}
+
+static kiln_status source_start(kiln_model *m, const kiln_fit_config *c, const int64_t *idx, int64_t n, int epoch) {
+    if (!c->batches) return KILN_OK;
+    KILN_TRY(kiln_backend_synchronize(m->be));
+    return c->batches->start(c->batches->ctx, idx, n, c->seed * 0x9e3779b97f4a7c15ull + (uint64_t)epoch + 1);
+}
+
+static void source_stop(kiln_model *m, const kiln_fit_config *c) {
+    if (!c->batches) return;
+    (void)kiln_backend_synchronize(m->be); /* an error here was or will be reported by the loop */
+    if (c->batches->stop) c->batches->stop(c->batches->ctx);
+}
+
 static kiln_status run_callbacks_end(const kiln_fit_config *c, kiln_model *m, const kiln_epoch_logs *l, bool *stop) {
     for (int k = 0; k < c->n_callbacks; k++)
         if (c->callbacks[k].on_epoch_end) KILN_TRY(c->callbacks[k].on_epoch_end(c->callbacks[k].ctx, m, l, stop));
@@ -111,7 +144,11 @@ kiln_status kiln_fit_loop(kiln_model *m, const kiln_data *train, const kiln_data
     epoch_state e = {0};
     int64_t *idx = malloc(sizeof(int64_t) * (size_t)n);
     if (!idx) return kiln_error(KILN_ERR_OOM, "kiln_model_fit: out of host memory");
-    kiln_status s = kiln_fit_staging_new(m, batch, &st);
+    kiln_status s = c->batches && (!labels || !c->batches->start || !c->batches->next)
+                        ? kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_fit: a batch source needs start() and next() and "
+                                     "a loss with integer labels")
+                        : KILN_OK;
+    if (s == KILN_OK) s = kiln_fit_staging_new(m, batch, &st);
     if (s == KILN_OK) s = epoch_state_new(m, steps, &e);
     kiln_rng rng;
     kiln_rng_seed(&rng, c->seed);
@@ -128,6 +165,7 @@ kiln_status kiln_fit_loop(kiln_model *m, const kiln_data *train, const kiln_data
         kiln_rng_seed(&rng, c->seed * 1000003u + (uint64_t)epoch);
         for (int64_t i = 0; i < n; i++) idx[i] = i;
         if (c->shuffle) shuffle(idx, n, &rng);
+        if ((s = source_start(m, c, idx, n, epoch)) != KILN_OK) break;
         kiln_progress_epoch_begin(&prog, epoch, epochs, steps);
         double t0 = kiln_now(), lr = kiln_model_learning_rate(m);
         e.fetched = e.seen = 0;
@@ -137,7 +175,8 @@ kiln_status kiln_fit_loop(kiln_model *m, const kiln_data *train, const kiln_data
             kiln_plan *p;
             uint64_t seed = c->seed * 0x2545f4914f6cdd1dull + (uint64_t)m->iterations + 1;
             if ((s = kiln_model_plan(m, b, &p)) != KILN_OK) break;
-            if ((s = kiln_fit_upload(m, p, train, idx, st_i * batch, b, &st)) != KILN_OK) break;
+            s = c->batches ? source_upload(m, p, c->batches, b) : kiln_fit_upload(m, p, train, idx, st_i * batch, b, &st);
+            if (s != KILN_OK) break;
             if ((s = train_step(m, p, &e, st_i, seed)) != KILN_OK) break;
             bool last = st_i + 1 == steps;
             if (last || (st_i + 1) % log_every == 0) {
@@ -157,6 +196,7 @@ kiln_status kiln_fit_loop(kiln_model *m, const kiln_data *train, const kiln_data
         if (history) history->logs[history->epochs++] = l;
         s = run_callbacks_end(c, m, &l, &stop);
     }
+    source_stop(m, c);
     if (history) history->stopped_early = stop;
     for (int k = 0; k < c->n_callbacks; k++)
         if (c->callbacks[k].on_train_end) {

@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "kiln/batchnorm.h"
+#include "kiln/data.h"
 #include "kiln/nn.h"
 #include "kiln/optim_ops.h"
 
@@ -135,6 +136,10 @@ kiln_tensor *kiln_model_find_weight(const kiln_model *m, const char *name);
 
 /* The architecture as Keras 3's model.to_json() writes it (free with free()). */
 kiln_status kiln_model_to_json(const kiln_model *m, char **out);
+/* A model (not yet built) from the JSON of Keras' model.to_json(), Keras 2 or 3, Sequential or
+ * Functional, for the layers above; an unsupported layer or option is KILN_ERR_UNSUPPORTED and
+ * malformed JSON KILN_ERR_FORMAT, naming the layer and the option. docs/cli.md has the rules. */
+kiln_status kiln_model_from_json(const char *json, size_t len, kiln_model **out);
 
 /* Writes the weights to a safetensors file, atomically, named "<layer>.<weight>" in Keras'
  * layouts, with the architecture (kiln_model_to_json) in the header's __metadata__ under
@@ -233,6 +238,24 @@ typedef struct kiln_callback {
     void (*free)(void *ctx);
 } kiln_callback;
 
+/* Where fit's training batches come from instead of rows of train->x and train->y (sparse
+ * labels only). Each epoch, start() gets the epoch's order of the training rows (shuffled by
+ * fit exactly as it shuffles its own) and a seed of the (fit seed, epoch); each step, next()
+ * must give the next rows of that order, as many as the step takes, in host memory that stays
+ * untouched until the following next() or stop(); fit finishes using a batch before asking for
+ * the next one. stop() ends an epoch early (may be NULL). The same rows give the same result,
+ * bit for bit, as fit's own copying. kiln_prefetcher_batch_source wraps a prefetcher (data.h),
+ * which gathers (and augments) the next batch on a background thread. */
+typedef struct kiln_batch_source {
+    void *ctx;
+    kiln_status (*start)(void *ctx, const int64_t *order, int64_t n, uint64_t seed);
+    kiln_status (*next)(void *ctx, kiln_batch *out);
+    void (*stop)(void *ctx);
+} kiln_batch_source;
+
+/* A batch source over p, whose dataset holds the training rows of fit's `train` (x, y). */
+kiln_batch_source kiln_prefetcher_batch_source(kiln_prefetcher *p);
+
 typedef struct kiln_fit_config {
     int epochs;              /* 1 */
     int batch_size;          /* 32 */
@@ -249,6 +272,8 @@ typedef struct kiln_fit_config {
     /* called with every step's loss and accuracy, once they are on the host */
     void (*on_step)(void *ctx, int64_t step, int epoch, double loss, double accuracy);
     void *on_step_ctx;
+    /* NULL: batches are copied from train's rows; else they come from this source */
+    kiln_batch_source *batches;
 } kiln_fit_config;
 
 kiln_fit_config kiln_fit_defaults(void);

@@ -1,0 +1,94 @@
+/* cli.h: the pieces of the `kiln` command (src/cli_main.c, the files of src/cli), which are built into
+ * the executable only: the parsed command line, the usage text, dataset and model opening, the
+ * four commands, and training's outputs (step log, checkpoints, chart). docs/cli.md describes
+ * the command; this header only ties its files together. */
+#ifndef KILN_CLI_H
+#define KILN_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kiln/callbacks.h"
+#include "kiln/data.h"
+#include "kiln/kiln.h"
+#include "kiln/model.h"
+
+typedef enum kiln_cli_command {
+    KILN_CLI_TRAIN = 0,
+    KILN_CLI_EVALUATE,
+    KILN_CLI_PREDICT,
+    KILN_CLI_SUMMARY,
+    KILN_CLI_COMMAND_COUNT
+} kiln_cli_command;
+
+/* The command line, after kiln_cli_args_parse. Strings point into argv; NULL when not given. */
+typedef struct kiln_cli_options {
+    kiln_cli_command command;
+    const char *model, *data, *validation_data, *device, *optimizer, *init_weights, *resume;
+    const char *freeze, *log_steps, *out, *weights;
+    int epochs, batch_size, verbose;
+    double lr;                 /* NaN: the optimizer's default */
+    double validation_split;   /* 0: none */
+    uint64_t seed;
+    bool no_shuffle, standardize, augment, help;
+    /* dataset options (kiln_data_options); synthetic_flag names the first synthetic-only flag given */
+    kiln_data_options data_opt;
+    const char *synthetic_flag;
+    bool classes_given;
+} kiln_cli_options;
+
+/* The usage text (docs/cli.md holds the same block). */
+extern const char kiln_cli_usage[];
+
+/* Parses argv[0..argc) (the arguments after the command name) for `cmd`. Errors are
+ * KILN_ERR_INVALID_ARG with a message naming the flag. */
+kiln_status kiln_cli_args_parse(kiln_cli_command cmd, int argc, char **argv, kiln_cli_options *o);
+
+/* ---- data (cli_data.c) ---- */
+
+/* The training set of --data, standardized when asked, and the validation set (--validation-split
+ * or --validation-data; NULL when neither), standardized with the training set's statistics. */
+kiln_status kiln_cli_data_train(const kiln_cli_options *o, kiln_dataset **train, kiln_dataset **val);
+/* The split evaluate and predict use: --data's test split when it has one, else its training
+ * split; standardized with the training split's statistics when asked. */
+kiln_status kiln_cli_data_eval(const kiln_cli_options *o, kiln_dataset **out);
+
+/* ---- models (cli_model.c) ---- */
+
+/* A model (not built) from M: a built-in name (input h x w x c, `classes` outputs), a Keras JSON
+ * file, or a safetensors file holding kiln's "kiln.model" metadata. */
+kiln_status kiln_cli_model_open(const char *spec, int h, int w, int c, int classes, kiln_model **out);
+/* Checks that a built model takes ds's images and has an output for each of its classes. */
+kiln_status kiln_cli_model_check_data(const kiln_model *m, const kiln_dataset *ds, const char *what);
+/* Reads a whole file (at most max bytes) into a NUL-terminated buffer (free with free()). */
+kiln_status kiln_cli_file_read(const char *path, size_t max, char **buf, size_t *len);
+
+/* ---- commands (cli_train.c, cli_infer.c) ---- */
+
+kiln_status kiln_cli_train(const kiln_cli_options *o);
+kiln_status kiln_cli_evaluate(const kiln_cli_options *o);
+kiln_status kiln_cli_predict(const kiln_cli_options *o);
+kiln_status kiln_cli_summary(const kiln_cli_options *o);
+
+/* ---- training's outputs (cli_outputs.c, cli_chart.c) ---- */
+
+/* Creates dir and its missing parents. */
+kiln_status kiln_cli_dir_make(const char *dir);
+/* "dir/name" into buf (an error when it does not fit). */
+kiln_status kiln_cli_path_join(const char *dir, const char *name, char *buf, size_t n);
+/* A callback saving a full checkpoint (kiln_model_save(..., full, epochs done)) to path at the
+ * end of every epoch. */
+kiln_status kiln_cli_checkpoint_callback(const char *path, kiln_callback *out);
+
+/* --log-steps: a CSV of every step (step,epoch,loss,accuracy) through kiln_fit_config.on_step. */
+typedef struct kiln_cli_step_log kiln_cli_step_log;
+kiln_status kiln_cli_step_log_open(const char *path, bool append, kiln_cli_step_log **out);
+void kiln_cli_step_log_write(void *ctx, int64_t step, int epoch, double loss, double accuracy);
+/* Closes the file; reports a write error that happened on the way. */
+kiln_status kiln_cli_step_log_close(kiln_cli_step_log *log);
+
+/* An SVG chart of history.csv (CSVLogger's columns): loss and accuracy per epoch, train and
+ * validation, in two panels. */
+kiln_status kiln_cli_chart_write(const char *history_csv, const char *svg_path, const char *title);
+
+#endif

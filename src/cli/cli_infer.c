@@ -1,0 +1,112 @@
+/* cli_infer.c: `kiln evaluate`, `kiln predict` and `kiln summary`. evaluate and predict
+ * rebuild the model from the architecture saved in --weights ("kiln.model" metadata), load its
+ * weights and run in inference mode (BatchNormalization with its moving statistics, Dropout
+ * off) on the evaluation split of --data. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "error.h"
+
+typedef struct infer_run {
+    kiln_backend *be;
+    kiln_dataset *data;
+    kiln_model *m;
+} infer_run;
+
+static void infer_free(infer_run *r) {
+    kiln_model_free(r->m);
+    kiln_dataset_free(r->data);
+    kiln_backend_free(r->be);
+}
+
+/* the backend, the data and the model of --weights, loaded and checked */
+static kiln_status infer_setup(infer_run *r, const kiln_cli_options *o) {
+    memset(r, 0, sizeof *r);
+    KILN_TRY(kiln_backend_init(o->device, &r->be));
+    KILN_TRY(kiln_cli_model_open(o->weights, 0, 0, 0, 0, &r->m));
+    KILN_TRY(kiln_model_build(r->m, r->be, 0));
+    KILN_TRY(kiln_model_load(r->m, o->weights, false, false, NULL));
+    KILN_TRY(kiln_cli_data_eval(o, &r->data));
+    return kiln_cli_model_check_data(r->m, r->data, "data");
+}
+
+kiln_status kiln_cli_evaluate(const kiln_cli_options *o) {
+    infer_run r;
+    kiln_status s = infer_setup(&r, o);
+    /* the loss needs a compiled model; the optimizer is never used */
+    kiln_compile_config cc = {kiln_optimizer_defaults(KILN_OPT_ADAM), KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, false};
+    if (s == KILN_OK) s = kiln_model_compile(r.m, &cc);
+    double loss = 0, acc = 0;
+    if (s == KILN_OK) {
+        kiln_data d = {r.data->images, r.data->labels, NULL, r.data->n};
+        s = kiln_model_evaluate(r.m, &d, o->batch_size, &loss, &acc);
+    }
+    if (s == KILN_OK) printf("%lld examples - loss: %.4f - accuracy: %.4f\n", (long long)r.data->n, loss, acc);
+    infer_free(&r);
+    return s;
+}
+
+static kiln_status write_rows(FILE *f, const float *p, int64_t n, int64_t k) {
+    for (int64_t j = 0; j < k; j++) fprintf(f, "%sclass_%lld", j ? "," : "", (long long)j);
+    fputc('\n', f);
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t j = 0; j < k; j++) fprintf(f, "%s%.9g", j ? "," : "", (double)p[i * k + j]);
+        if (fputc('\n', f) == EOF) break;
+    }
+    return ferror(f) ? kiln_error(KILN_ERR_IO, "writing the predictions failed") : KILN_OK;
+}
+
+kiln_status kiln_cli_predict(const kiln_cli_options *o) {
+    infer_run r;
+    kiln_status s = infer_setup(&r, o);
+    int nd;
+    int64_t shape[3], k = 0;
+    float *probs = NULL;
+    if (s == KILN_OK) s = kiln_model_output_shape(r.m, kiln_model_layer_count(r.m) - 1, &nd, shape);
+    if (s == KILN_OK) {
+        k = shape[0];
+        probs = malloc(sizeof(float) * (size_t)r.data->n * (size_t)k);
+        if (!probs) s = kiln_error(KILN_ERR_OOM, "out of host memory for %lld x %lld predictions", (long long)r.data->n, (long long)k);
+    }
+    if (s == KILN_OK) s = kiln_model_predict(r.m, r.data->images, r.data->n, o->batch_size, probs);
+    FILE *f = NULL;
+    if (s == KILN_OK) {
+        f = o->out ? fopen(o->out, "w") : stdout;
+        if (!f) s = kiln_error(KILN_ERR_IO, "cannot open '%s' for writing: %s", o->out, strerror(errno));
+    }
+    if (s == KILN_OK) s = write_rows(f, probs, r.data->n, k);
+    if (f && f != stdout && fclose(f) != 0 && s == KILN_OK) s = kiln_error(KILN_ERR_IO, "writing '%s' failed", o->out);
+    free(probs);
+    infer_free(&r);
+    return s;
+}
+
+kiln_status kiln_cli_summary(const kiln_cli_options *o) {
+    kiln_backend *be = NULL;
+    kiln_dataset *ds = NULL;
+    kiln_model *m = NULL;
+    int h = 32, w = 32, c = 3, classes = 10;
+    /* a built-in takes the shape of --data when it is given; a file's model has its own */
+    bool builtin = !strcmp(o->model, "seed-cnn") || !strcmp(o->model, "resnet20");
+    bool want_data = builtin && (strcmp(o->data, "synthetic") || o->synthetic_flag || o->classes_given);
+    kiln_dataset *unused = NULL;
+    kiln_status s = want_data ? kiln_cli_data_train(o, &ds, &unused) : KILN_OK;
+    kiln_dataset_free(unused);
+    if (s == KILN_OK && ds) {
+        h = ds->h;
+        w = ds->w;
+        c = ds->c;
+        classes = ds->num_classes;
+    }
+    if (s == KILN_OK) s = kiln_backend_init("cpu", &be);
+    if (s == KILN_OK) s = kiln_cli_model_open(o->model, h, w, c, classes, &m);
+    if (s == KILN_OK) s = kiln_model_build(m, be, 0);
+    if (s == KILN_OK) s = kiln_model_summary(m, stdout);
+    kiln_model_free(m);
+    kiln_dataset_free(ds);
+    kiln_backend_free(be);
+    return s;
+}

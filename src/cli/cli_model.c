@@ -1,0 +1,107 @@
+/* cli_model.c: the model of a `kiln` command: a built-in (seed-cnn, resnet20) shaped for the
+ * data, a Keras model.to_json() file, or the architecture kiln saved in a safetensors file's
+ * metadata ("kiln.model"), which is how evaluate and predict need only --weights. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "error.h"
+#include "kiln/safetensors.h"
+
+#define MODEL_JSON_MAX ((size_t)64 << 20)
+
+kiln_status kiln_cli_file_read(const char *path, size_t max, char **buf, size_t *len) {
+    *buf = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return kiln_error(KILN_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    size_t cap = 4096, n = 0;
+    char *b = malloc(cap + 1);
+    kiln_status s = b ? KILN_OK : kiln_error(KILN_ERR_OOM, "out of host memory reading '%s'", path);
+    while (s == KILN_OK) {
+        if (n == cap) {
+            char *nb = cap < max ? realloc(b, (cap *= 2) + 1) : NULL;
+            if (!nb) {
+                s = kiln_error(cap < max ? KILN_ERR_OOM : KILN_ERR_FORMAT, "'%s' is larger than %zu bytes", path, max);
+                break;
+            }
+            b = nb;
+        }
+        size_t got = fread(b + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) {
+            if (ferror(f)) s = kiln_error(KILN_ERR_IO, "reading '%s' failed", path);
+            break;
+        }
+    }
+    fclose(f);
+    if (s != KILN_OK) {
+        free(b);
+        return s;
+    }
+    b[n] = '\0';
+    *buf = b;
+    *len = n;
+    return KILN_OK;
+}
+
+/* the "kiln.model" metadata of a safetensors file */
+static kiln_status from_weights(const char *path, kiln_model **out) {
+    kiln_safetensors *st;
+    KILN_TRY(kiln_safetensors_open(path, &st));
+    const char *json = kiln_safetensors_metadata(st, "kiln.model");
+    kiln_status s = json && *json ? kiln_model_from_json(json, strlen(json), out)
+                                  : kiln_error(KILN_ERR_FORMAT, "%s: no model architecture in it (no \"kiln.model\" in its "
+                                               "__metadata__; kiln writes one with every model it saves)", path);
+    kiln_safetensors_free(st);
+    if (s != KILN_OK && json && *json) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", kiln_last_error());
+        return kiln_error(s, "%s: %s", path, msg);
+    }
+    return s;
+}
+
+kiln_status kiln_cli_model_open(const char *spec, int h, int w, int c, int classes, kiln_model **out) {
+    *out = NULL;
+    if (!strcmp(spec, "seed-cnn") || !strcmp(spec, "resnet20")) return kiln_model_builtin(spec, h, w, c, classes, out);
+    char *buf;
+    size_t len;
+    KILN_TRY(kiln_cli_file_read(spec, MODEL_JSON_MAX, &buf, &len));
+    size_t i = 0;
+    while (i < len && (buf[i] == ' ' || buf[i] == '\n' || buf[i] == '\r' || buf[i] == '\t')) i++;
+    bool json = i < len && buf[i] == '{';
+    kiln_status s = json ? kiln_model_from_json(buf, len, out) : KILN_OK;
+    free(buf);
+    if (!json) return from_weights(spec, out);
+    if (s != KILN_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", kiln_last_error());
+        return kiln_error(s, "%s: %s", spec, msg);
+    }
+    return KILN_OK;
+}
+
+kiln_status kiln_cli_model_check_data(const kiln_model *m, const kiln_dataset *ds, const char *what) {
+    int nd, last = kiln_model_layer_count(m) - 1;
+    int64_t in[3], out[3];
+    KILN_TRY(kiln_model_output_shape(m, 0, &nd, in));
+    int64_t numel = 1;
+    for (int d = 0; d < nd; d++) numel *= in[d];
+    bool image = nd == 3 && in[0] == ds->h && in[1] == ds->w && in[2] == ds->c;
+    if (!image && numel != (int64_t)ds->h * ds->w * ds->c) { /* a flat input takes the images' pixels in order */
+        char shape[64];
+        int o = snprintf(shape, sizeof shape, "(");
+        for (int d = 0; d < nd; d++) o += snprintf(shape + o, sizeof shape - (size_t)o, "%s%lld", d ? ", " : "", (long long)in[d]);
+        snprintf(shape + o, sizeof shape - (size_t)o, "%s)", nd == 1 ? "," : "");
+        return kiln_error(KILN_ERR_SHAPE, "model '%s' takes inputs of shape %s, but the %s %s has %dx%dx%d images",
+                          kiln_model_name(m), shape, what, ds->source, ds->h, ds->w, ds->c);
+    }
+    KILN_TRY(kiln_model_output_shape(m, last, &nd, out));
+    if (nd != 1 || out[0] < ds->num_classes)
+        return kiln_error(KILN_ERR_SHAPE, "model '%s' has %lld outputs, but the %s %s has %d classes", kiln_model_name(m),
+                          (long long)(nd == 1 ? out[0] : -1), what, ds->source, ds->num_classes);
+    return KILN_OK;
+}
