@@ -188,6 +188,46 @@ double kt_expect_close_f64(const char *what, const float *got, const double *wan
     return check_elems(what, got, n, want_f64, want, tol);
 }
 
+/* the spacing of dt's values at magnitude v (subnormals included) */
+static double half_ulp_spacing(kiln_dtype dt, double v) {
+    int e;
+    (void)frexp(v, &e); /* v = m 2^e, m in [0.5, 1): the binade's ulp is 2^(e - 1 - mantissa bits) */
+    int min_e = dt == KILN_F16 ? -13 : -125, bits = dt == KILN_F16 ? 10 : 7;
+    if (v == 0.0) e = min_e;
+    return ldexp(1.0, (e < min_e ? min_e : e) - 1 - bits);
+}
+
+double kt_expect_rounded(const char *what, const float *got, const float *want, int64_t n,
+                         kiln_dtype dt, double tol) {
+    double scale = 1e-30, worst = 0.0;
+    int64_t worst_i = -1;
+    for (int64_t i = 0; i < n; i++)
+        if (isfinite(want[i]) && fabs(want[i]) > scale) scale = fabs(want[i]);
+    for (int64_t i = 0; i < n; i++) {
+        double g = got[i], w = want[i];
+        cr_assert(!kt_is_poison_f32(got[i]), "%s: element %lld was never written (poison)", what,
+                  (long long)i);
+        if (isnan(w)) {
+            cr_assert(isnan(g), "%s: element %lld is %g, the reference is NaN", what, (long long)i, g);
+            continue;
+        }
+        if (isinf(w)) {
+            cr_assert(g == w, "%s: element %lld is %g, the reference is %g", what, (long long)i, g, w);
+            continue;
+        }
+        cr_assert(isfinite(g), "%s: element %lld is %g, the reference is %.9g", what, (long long)i,
+                  g, w);
+        double bound = 0.5 * half_ulp_spacing(dt, fmax(fabs(g), fabs(w))) + tol * scale;
+        double r = fabs(g - w) / bound;
+        if (r > worst) { worst = r; worst_i = i; }
+    }
+    if (worst_i >= 0)
+        cr_expect(worst <= 1.0, "%s: element %lld is %.9g, the f32 reference %.9g: %.3g times the bound (half an ulp of %s + %.3g x scale %.3g)",
+                  what, (long long)worst_i, (double)got[worst_i], (double)want[worst_i], worst,
+                  kiln_dtype_name(dt), tol, scale);
+    return worst;
+}
+
 void kt_expect_bitwise(const char *what, const void *a, const void *b, size_t nbytes) {
     const unsigned char *x = a, *y = b;
     for (size_t i = 0; i < nbytes; i++)
@@ -195,6 +235,8 @@ void kt_expect_bitwise(const char *what, const void *a, const void *b, size_t nb
 }
 
 /* ---- parity ---- */
+
+static bool is_half(kiln_dtype t) { return t == KILN_F16 || t == KILN_BF16; }
 
 static void make_inputs(const kt_case *c, kiln_backend *be, kiln_tensor **in, kt_rng *r) {
     for (int k = 0; k < c->n_in; k++) {
@@ -217,11 +259,29 @@ void kt_parity_run_between(const kt_case *c, kiln_backend *cpu, kiln_backend *cu
     kiln_tensor *in_cpu[6] = {0}, *in_gpu[6] = {0}, *out_cpu[4] = {0}, *out_gpu[4] = {0};
     make_inputs(c, cpu, in_cpu, &r);
     for (int k = 0; k < c->n_in; k++) in_gpu[k] = kt_clone(cuda, in_cpu[k]);
+    if (c->ref_f32) /* the reference computes on exact f32 copies of the half inputs */
+        for (int k = 0; k < c->n_in; k++)
+            if (is_half(in_cpu[k]->dtype)) {
+                kiln_tensor *w = kt_new(cpu, KILN_F32, in_cpu[k]->ndim, in_cpu[k]->shape);
+                float *v = kt_get_f32(in_cpu[k]);
+                kt_set_f32(w, v);
+                free(v);
+                kiln_tensor_free(in_cpu[k]);
+                in_cpu[k] = w;
+            }
     for (int k = 0; k < c->n_out; k++) {
-        out_cpu[k] = kt_new(cpu, c->out[k].dtype, c->out[k].ndim, c->out[k].shape);
+        kiln_dtype ref_dt = c->ref_f32 && is_half(c->out[k].dtype) ? KILN_F32 : c->out[k].dtype;
+        cr_assert(ref_dt == c->out[k].dtype || !(k == 0 && c->out_is_input),
+                  "%s: ref_f32 with a half out_is_input output is not supported", c->name);
+        out_cpu[k] = kt_new(cpu, ref_dt, c->out[k].ndim, c->out[k].shape);
         if (k == 0 && c->out_is_input) kt_fill_random(out_cpu[k], &r, c->out[k].lo, c->out[k].hi);
         else kt_poison(out_cpu[k]);
-        out_gpu[k] = kt_clone(cuda, out_cpu[k]);
+        if (ref_dt == c->out[k].dtype) {
+            out_gpu[k] = kt_clone(cuda, out_cpu[k]);
+        } else {
+            out_gpu[k] = kt_new(cuda, c->out[k].dtype, c->out[k].ndim, c->out[k].shape);
+            kt_poison(out_gpu[k]);
+        }
     }
     cr_assert_eq(c->run(c, in_cpu, out_cpu), KILN_OK, "%s on cpu: %s", c->name, kiln_last_error());
     cr_assert_eq(c->run(c, in_gpu, out_gpu), KILN_OK, "%s on %s: %s", c->name, kiln_backend_name(cuda), kiln_last_error());
@@ -230,7 +290,10 @@ void kt_parity_run_between(const kt_case *c, kiln_backend *cpu, kiln_backend *cu
         float *a = kt_get_f32(out_gpu[k]), *b = kt_get_f32(out_cpu[k]);
         char what[160];
         snprintf(what, sizeof what, "%s: output %d (%s vs %s)", c->name, k, kiln_backend_name(cuda), kiln_backend_name(cpu));
-        kt_expect_close(what, a, b, kiln_tensor_numel(out_cpu[k]), c->tol);
+        if (c->ref_f32 && is_half(c->out[k].dtype))
+            kt_expect_rounded(what, a, b, kiln_tensor_numel(out_cpu[k]), c->out[k].dtype, c->tol);
+        else
+            kt_expect_close(what, a, b, kiln_tensor_numel(out_cpu[k]), c->tol);
         free(a);
         free(b);
     }

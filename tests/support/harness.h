@@ -50,6 +50,12 @@ kiln_tensor *kt_clone(kiln_backend *be, const kiln_tensor *t);
 double kt_expect_close(const char *what, const float *got, const float *want, int64_t n, double tol);
 double kt_expect_close_f64(const char *what, const float *got, const double *want, int64_t n,
                            double tol);
+/* A f16/bf16 output `got` of a computation whose f32 reference is `want`: every element within
+ * half a unit in the last place of dt (at the larger of |got|, |want|) plus tol times the
+ * output's scale (max |want|), i.e. one rounding of a result within tol of the reference.
+ * NaN, inf and poison as kt_expect_close. Returns the worst error / bound ratio. */
+double kt_expect_rounded(const char *what, const float *got, const float *want, int64_t n,
+                         kiln_dtype dt, double tol);
 /* Same bits, element for element. */
 void kt_expect_bitwise(const char *what, const void *a, const void *b, size_t nbytes);
 
@@ -76,6 +82,10 @@ struct kt_case {
     double tol;        /* CPU vs CUDA, normalised error (docs/testing.md) */
     uint64_t seed;
     bool out_is_input; /* out[0] starts as a copy of in[0]'s shape, random (axpy, beta != 0) */
+    /* f16/bf16 rows: the reference backend runs on f32 copies of the f16/bf16 inputs (exact)
+     * with f32 outputs; each f16/bf16 output of the other backend is then checked against that
+     * f32 result rounded once (kt_expect_rounded, with tol), f32 outputs as usual */
+    bool ref_f32;
 };
 
 /* Draws the inputs on the CPU, copies them to CUDA (skipping without a device), poisons the

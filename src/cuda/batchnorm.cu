@@ -1,0 +1,319 @@
+// cuda/batchnorm.cu: the CUDA backend's batch-norm ops (BN_FWD_TRAIN, BN_FWD_INFER, BN_BWD,
+// BN_BWD_INFER): the plan of each call (channels last or first, vector width, mode, splits,
+// how many items stay on chip) and the launches of kiln's kernels (bn_kernels.cuh); cuDNN's
+// implementation (batchnorm_cudnn.cu) when the op asks for it and has a cuDNN counterpart.
+#include "bn_kernels.cuh"
+
+using namespace kiln_bn;
+
+namespace {
+
+typedef void (*kernel_fn)(bn_args);
+
+struct device_info {
+    int sms, coop, smem_block_optin, smem_sm;
+};
+
+kiln_status query_device(kiln_backend *be, device_info *d) {
+    const int dev = kiln_cuda_ctx_of(be)->device;
+    KILN_CUDA_TRY(cudaDeviceGetAttribute(&d->sms, cudaDevAttrMultiProcessorCount, dev));
+    KILN_CUDA_TRY(cudaDeviceGetAttribute(&d->coop, cudaDevAttrCooperativeLaunch, dev));
+    KILN_CUDA_TRY(cudaDeviceGetAttribute(&d->smem_block_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    KILN_CUDA_TRY(cudaDeviceGetAttribute(&d->smem_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
+    return KILN_OK;
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+struct plan {
+    bool cl, vec;
+    int vw;                          // elements per vector access
+    int L;                           // channel slots per warp
+    int64_t cv, items, step, tiles;  // see bn_args; step: items per block per k; tiles = gridDim.x
+    int mode, S, kc;                 // mode, splits (gridDim.y), items kept per thread
+    size_t dyn;                      // dynamic shared memory per block
+};
+
+// The shape's part of the plan. Vectors of 16 bytes need every access aligned: the base
+// pointers (checked by the caller) and a row (C, channels last) or plane (H*W, channels first)
+// that is a whole number of vectors.
+plan shape_plan(const kiln_bn_geom &g, size_t esz, bool aligned) {
+    plan p = {};
+    const int V = (int)(16 / esz);
+    p.cl = g.inner == 1;
+    if (p.cl) { // (rows, C): lanes across channel vectors, the rest of the warp across rows
+        p.vec = aligned && g.c % V == 0;
+        p.vw = p.vec ? V : 1;
+        p.cv = g.c / p.vw;
+        p.L = 1;
+        while (p.L < 32 && p.L < p.cv) p.L <<= 1;
+        p.items = g.outer;
+        p.step = (int64_t)kWarps * (32 / p.L);
+        p.tiles = ceil_div(p.cv, p.L);
+    } else { // (N, C, H*W): a block on one channel, its threads along the N planes of H*W
+        p.vec = aligned && g.inner % V == 0;
+        p.vw = p.vec ? V : 1;
+        p.cv = g.inner / p.vw;
+        p.L = 1;
+        p.items = g.outer * p.cv;
+        p.step = kThreads;
+        p.tiles = g.c;
+    }
+    return p;
+}
+
+// Splits of a streaming pass: about four blocks per SM, at least one item per thread.
+int streaming_splits(const plan &p, int sms) {
+    int64_t s = ceil_div(4LL * sms, p.tiles), most = ceil_div(p.items, p.step);
+    if (s > most) s = most;
+    if (s > 65535) s = 65535;
+    return (int)(s < 1 ? 1 : s);
+}
+
+bool aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
+
+// The mode of a reducing call (docs/batchnorm.md): LOCAL when there are channel tiles enough to
+// fill the GPU twice over; else COOP when every item fits on chip with all blocks resident;
+// else MULTI. A forced impl takes its mode or fails.
+kiln_status choose_mode(const device_info &d, kernel_fn kern, int nin, size_t esz,
+                        kiln_bn_impl impl, plan *p) {
+    cudaFuncAttributes fa;
+    KILN_CUDA_TRY(cudaFuncGetAttributes(&fa, (const void *)kern));
+    const int64_t max_dyn = (int64_t)d.smem_block_optin - (int64_t)fa.sharedSizeBytes;
+    if (max_dyn > 0)
+        KILN_CUDA_TRY(cudaFuncSetAttribute((const void *)kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           (int)max_dyn));
+    const int64_t per_k = (int64_t)nin * kThreads * p->vw * (int64_t)esz; // bytes per kept k
+    p->kc = 0;
+    p->dyn = 0;
+    if (impl == KILN_BN_IMPL_KILN_BLOCK || (impl == KILN_BN_IMPL_KILN && p->tiles >= 2LL * d.sms)) {
+        // LOCAL: keep what fits while two blocks share an SM; the rest is read again (from L2)
+        int64_t room = (int64_t)d.smem_sm / 2 - (int64_t)fa.sharedSizeBytes - 1024;
+        if (room > max_dyn) room = max_dyn;
+        int64_t kc = room > 0 ? room / per_k : 0, need = ceil_div(p->items, p->step);
+        if (kc > need) kc = need;
+        p->mode = MODE_LOCAL;
+        p->S = 1;
+        p->kc = (int)kc;
+        p->dyn = (size_t)(kc * per_k);
+        return KILN_OK;
+    }
+    if (impl != KILN_BN_IMPL_KILN_MULTI && d.coop) {
+        // COOP: the most splits (blocks per SM b = 8 .. 1) whose items all fit, all resident
+        const int64_t most = ceil_div(p->items, p->step);
+        for (int b = 8; b >= 1; b--) {
+            int64_t S = (int64_t)b * d.sms / p->tiles;
+            if (S > most) S = most;
+            if (S > 65535) S = 65535;
+            if (S < 1) continue;
+            const int64_t kc = ceil_div(p->items, S * p->step), dyn = kc * per_k;
+            if (dyn > max_dyn) continue;
+            int occ = 0;
+            KILN_CUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, (const void *)kern, kThreads,
+                                                                       (size_t)dyn));
+            if ((int64_t)occ * d.sms >= p->tiles * S) {
+                p->mode = MODE_COOP;
+                p->S = (int)S;
+                p->kc = (int)kc;
+                p->dyn = (size_t)dyn;
+                return KILN_OK;
+            }
+        }
+    }
+    if (impl == KILN_BN_IMPL_KILN_GRID)
+        return kiln_error(KILN_ERR_UNSUPPORTED,
+                          "batchnorm: the cooperative path cannot take %lld x %lld items on this GPU "
+                          "(%d SMs, cooperative launch %s)",
+                          (long long)p->tiles, (long long)p->items, d.sms, d.coop ? "yes" : "no");
+    p->mode = MODE_MULTI;
+    p->S = streaming_splits(*p, d.sms);
+    return KILN_OK;
+}
+
+// Scratch: the [S][C] partials (MULTI, COOP) and the [C] coefficients.
+kiln_status carve(kiln_backend *be, size_t part_bytes, int64_t C, bn_args *a) {
+    const size_t off = (part_bytes + 255) & ~(size_t)255;
+    void *s = NULL;
+    KILN_TRY(kiln_cuda_scratch(be, off + (size_t)C * sizeof(coef_t), &s));
+    a->part = part_bytes ? s : NULL;
+    a->coef = reinterpret_cast<coef_t *>(static_cast<char *>(s) + off);
+    return KILN_OK;
+}
+
+// Runs a plan. `kern` reduces (and, LOCAL/COOP, applies); MULTI applies with `apply`, reading
+// `apply_in` as its x (the frozen backward scales dy alone).
+kiln_status launch(kiln_backend *be, bn_args a, const plan &p, kernel_fn kern, kernel_fn fin,
+                   kernel_fn apply, const void *apply_in) {
+    cudaStream_t st = kiln_cuda_stream(be);
+    const dim3 grid((unsigned)p.tiles, (unsigned)p.S), block(kThreads);
+    a.L = p.L;
+    a.S = p.S;
+    a.kc = p.kc;
+    a.cv = p.cv;
+    a.items = p.items;
+    a.mode = p.mode;
+    switch (p.mode) {
+    case MODE_LOCAL:
+        kern<<<grid, block, p.dyn, st>>>(a);
+        KILN_CUDA_CHECK_LAUNCH("bn_kernel (a block per channel tile)");
+        return KILN_OK;
+    case MODE_COOP: {
+        void *args[] = {&a};
+        KILN_CUDA_TRY(cudaLaunchCooperativeKernel((const void *)kern, grid, block, args, p.dyn, st));
+        KILN_CUDA_CHECK_LAUNCH("bn_kernel (cooperative)");
+        return KILN_OK;
+    }
+    case MODE_MULTI:
+        a.mode = MODE_REDUCE;
+        kern<<<grid, block, 0, st>>>(a);
+        KILN_CUDA_CHECK_LAUNCH("bn_kernel (reduce)");
+        fin<<<kiln_cuda_blocks(a.C * 32, kThreads), kThreads, 0, st>>>(a);
+        KILN_CUDA_CHECK_LAUNCH("bn_finalize_kernel");
+        a.mode = MODE_APPLY;
+        a.kc = 0;
+        a.x = apply_in;
+        apply<<<grid, block, 0, st>>>(a);
+        KILN_CUDA_CHECK_LAUNCH("bn_kernel (apply)");
+        return KILN_OK;
+    default: // MODE_APPLY
+        a.kc = 0;
+        kern<<<grid, block, 0, st>>>(a);
+        KILN_CUDA_CHECK_LAUNCH("bn_kernel (apply)");
+        return KILN_OK;
+    }
+}
+
+template <int RED, class T> kernel_fn pick(const plan &p) {
+    constexpr int V = (int)(16 / sizeof(T));
+    if (p.cl) return p.vec ? bn_kernel<RED, true, T, V> : bn_kernel<RED, true, T, 1>;
+    return p.vec ? bn_kernel<RED, false, T, V> : bn_kernel<RED, false, T, 1>;
+}
+
+template <int RED, class T> kernel_fn pick_finalize(const plan &p) {
+    return p.cl ? bn_finalize_kernel<RED, true, T> : bn_finalize_kernel<RED, false, T>;
+}
+
+// Coefficients per channel, then one elementwise pass over a.x (x, or dy).
+template <class T>
+kiln_status elementwise(kiln_backend *be, bn_args a, const kiln_bn_geom &g, int kind,
+                        bool aligned, const device_info &d) {
+    KILN_TRY(carve(be, 0, g.c, &a));
+    bn_coef_kernel<<<kiln_cuda_blocks(g.c, kThreads), kThreads, 0, kiln_cuda_stream(be)>>>(a, kind);
+    KILN_CUDA_CHECK_LAUNCH("bn_coef_kernel");
+    if (g.n == 0) return KILN_OK;
+    plan p = shape_plan(g, sizeof(T), aligned);
+    p.mode = MODE_APPLY;
+    p.S = streaming_splits(p, d.sms);
+    return launch(be, a, p, pick<RED_STATS, T>(p), NULL, NULL, NULL);
+}
+
+// Statistics (RED_STATS: forward training) or gradient sums (RED_GRAD: backward), then apply.
+template <int RED, class T>
+kiln_status reduce_apply(kiln_backend *be, bn_args a, const kiln_bn_geom &g, kiln_bn_impl impl,
+                         bool aligned, const device_info &d) {
+    plan p = shape_plan(g, sizeof(T), aligned);
+    const kernel_fn kern = pick<RED, T>(p);
+    if (a.flags & KILN_BN_FROZEN) { // dgamma, dbeta by reduction; dx = A dy by the apply kernel
+        p.mode = MODE_MULTI;
+        p.S = streaming_splits(p, d.sms);
+    } else {
+        KILN_TRY(choose_mode(d, kern, RED == RED_GRAD ? 2 : 1, sizeof(T), impl, &p));
+    }
+    const size_t part = (p.mode == MODE_LOCAL) ? 0
+                        : (size_t)p.S * (size_t)g.c * (RED == RED_STATS ? sizeof(wpart) : sizeof(gpart));
+    KILN_TRY(carve(be, part, g.c, &a));
+    const bool frozen = (a.flags & KILN_BN_FROZEN) != 0;
+    return launch(be, a, p, kern, pick_finalize<RED, T>(p), frozen ? pick<RED_STATS, T>(p) : kern,
+                  frozen ? a.dy : a.x);
+}
+
+const float *f32_or_null(const kiln_tensor *t) { return t ? static_cast<const float *>(t->data) : NULL; }
+float *f32_or_null(kiln_tensor *t) { return t ? static_cast<float *>(t->data) : NULL; }
+
+template <class T> kiln_status bn_run(kiln_backend *be, const kiln_op *op) {
+    const kiln_bn_geom g = kiln_bn_geometry(op->src[0], op->i[0]);
+    if (g.n > INT32_MAX || g.c > INT32_MAX)
+        return kiln_error(KILN_ERR_UNSUPPORTED,
+                          "kiln_%s: %lld values per channel, %lld channels: the CUDA kernels take "
+                          "fewer than 2^31 of each", kiln_op_name(op->type), (long long)g.n,
+                          (long long)g.c);
+    device_info d;
+    KILN_TRY(query_device(be, &d));
+    const kiln_bn_impl impl = (kiln_bn_impl)op->i[2];
+    bn_args a = {};
+    a.outer = g.outer;
+    a.C = g.c;
+    a.inner = g.inner;
+    a.n = g.n;
+    a.eps = op->f[0];
+    a.flags = op->i[1];
+    a.gamma = f32_or_null(op->src[1]);
+    switch (op->type) {
+    case KILN_OP_BN_FWD_TRAIN:
+        a.x = op->src[0]->data;
+        a.out = op->dst[0]->data;
+        a.beta = f32_or_null(op->src[2]);
+        a.mm = op->src[3] ? static_cast<float *>(op->src[3]->data) : NULL; // updated in place
+        a.mv = op->src[4] ? static_cast<float *>(op->src[4]->data) : NULL;
+        a.save_mean = f32_or_null(op->dst[1]);
+        a.save_invstd = f32_or_null(op->dst[2]);
+        a.keep = op->d[0];
+        a.w = op->d[1];
+        return reduce_apply<RED_STATS, T>(be, a, g, impl, aligned16(a.x) && aligned16(a.out), d);
+    case KILN_OP_BN_FWD_INFER:
+        a.x = op->src[0]->data;
+        a.out = op->dst[0]->data;
+        a.beta = f32_or_null(op->src[2]);
+        a.mean_in = f32_or_null(op->src[3]);
+        a.var_in = f32_or_null(op->src[4]);
+        a.save_mean = f32_or_null(op->dst[1]);
+        a.save_invstd = f32_or_null(op->dst[2]);
+        return elementwise<T>(be, a, g, COEF_INFER, aligned16(a.x) && aligned16(a.out), d);
+    case KILN_OP_BN_BWD:
+        a.x = op->src[0]->data;
+        a.dy = op->src[1]->data;
+        a.out = op->dst[0]->data;
+        a.mean_in = f32_or_null(op->src[3]);
+        a.invstd_in = f32_or_null(op->src[4]);
+        a.dgamma = f32_or_null(op->dst[1]);
+        a.dbeta = f32_or_null(op->dst[2]);
+        if ((a.flags & KILN_BN_FROZEN) && !a.dgamma && !a.dbeta) { // dx = dy gamma invstd
+            a.x = a.dy;
+            return elementwise<T>(be, a, g, COEF_DX_INVSTD, aligned16(a.x) && aligned16(a.out), d);
+        }
+        return reduce_apply<RED_GRAD, T>(be, a, g, impl,
+                                         aligned16(a.x) && aligned16(a.dy) && aligned16(a.out), d);
+    case KILN_OP_BN_BWD_INFER:
+        a.x = op->src[0]->data; // dy
+        a.out = op->dst[0]->data;
+        a.var_in = f32_or_null(op->src[2]);
+        return elementwise<T>(be, a, g, COEF_DX_VAR, aligned16(a.x) && aligned16(a.out), d);
+    default:
+        return kiln_error(KILN_ERR_UNSUPPORTED, "batchnorm: op %s is not a BN op", kiln_op_name(op->type));
+    }
+}
+
+// cuDNN has a counterpart for the training forward, the plain inference forward and the
+// training backward; frozen layers and backward_infer always run kiln's kernels.
+bool cudnn_can(const kiln_op *op) {
+    switch (op->type) {
+    case KILN_OP_BN_FWD_TRAIN: return true;
+    case KILN_OP_BN_FWD_INFER: return !op->dst[1] && !op->dst[2];
+    case KILN_OP_BN_BWD: return !(op->i[1] & KILN_BN_FROZEN);
+    default: return false;
+    }
+}
+
+} // namespace
+
+extern "C" kiln_status kiln_cuda_batchnorm(kiln_backend *be, const kiln_op *op) {
+    if (op->i[2] == KILN_BN_IMPL_CUDNN && cudnn_can(op)) return kiln_cuda_batchnorm_cudnn(be, op);
+    switch (op->src[0]->dtype) {
+    case KILN_F32: return bn_run<float>(be, op);
+    case KILN_F16: return bn_run<__half>(be, op);
+    case KILN_BF16: return bn_run<__nv_bfloat16>(be, op);
+    default:
+        return kiln_error(KILN_ERR_DTYPE, "kiln_%s: %s on CUDA", kiln_op_name(op->type),
+                          kiln_dtype_name(op->src[0]->dtype));
+    }
+}
