@@ -23,8 +23,9 @@ if ! command -v clang >/dev/null || ! have_fuzzer_rt; then
 fi
 
 echo "== build build-fuzz/"
+mkdir -p build-fuzz
 CC=clang cmake -S . -B build-fuzz -G Ninja -DKILN_FUZZ=ON -DKILN_CUDA=OFF -DKILN_TESTS=OFF \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo >build-fuzz.configure.log 2>&1 || { cat build-fuzz.configure.log; exit 1; }
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo >build-fuzz/configure.log 2>&1 || { cat build-fuzz/configure.log; exit 1; }
 cmake --build build-fuzz --target $(for t in $targets; do printf 'fuzz_%s ' "$t"; done)
 
 failed=""
