@@ -344,3 +344,41 @@ Test(prefetch, bad_arguments) {
     kiln_prefetcher_free(p);
     kiln_dataset_free(ds);
 }
+
+/* Pinned buffers from a CUDA backend: the same batches, and each can be uploaded
+ * asynchronously and read back unchanged (skipped without a GPU). */
+Test(prefetch, pinned_buffers_on_cuda) {
+    kiln_backend *cuda = kt_cuda_or_skip();
+    kiln_dataset *ds = random_dataset(10, 20, 4, 4, 3, 3);
+    int64_t order[20];
+    OK(kiln_dataset_shuffle_indices(order, 20, 5));
+    kiln_augment aug = {1, true};
+    kiln_prefetcher *pinned, *plain;
+    OK(kiln_prefetcher_new(ds, 8, &aug, cuda, true, &pinned));
+    OK(kiln_prefetcher_new(ds, 8, &aug, NULL, false, &plain));
+    OK(kiln_prefetcher_start(pinned, order, 20, 1));
+    OK(kiln_prefetcher_start(plain, order, 20, 1));
+    int64_t shape[4] = {8, 4, 4, 3};
+    kiln_tensor *t = kt_new(cuda, KILN_F32, 4, shape);
+    static float back[8 * 48];
+    for (;;) {
+        kiln_batch a, b;
+        OK(kiln_prefetcher_next(pinned, &a));
+        OK(kiln_prefetcher_next(plain, &b));
+        cr_assert_eq(a.count, b.count);
+        if (!a.count) break;
+        kt_expect_bitwise("pinned vs plain", a.images, b.images, (size_t)a.count * 48 * sizeof(float));
+        int64_t vshape[4] = {a.count, 4, 4, 3};
+        kiln_tensor *v;
+        OK(kiln_tensor_view(t, 0, 4, vshape, &v)); /* the last batch is smaller */
+        OK(kiln_tensor_set_async(v, a.images, (size_t)a.count * 48 * sizeof(float)));
+        OK(kiln_backend_synchronize(cuda));
+        OK(kiln_tensor_get(v, back, (size_t)a.count * 48 * sizeof(float)));
+        kiln_tensor_free(v);
+        kt_expect_bitwise("uploaded batch", back, b.images, (size_t)a.count * 48 * sizeof(float));
+    }
+    kiln_tensor_free(t);
+    kiln_prefetcher_free(pinned);
+    kiln_prefetcher_free(plain);
+    kiln_dataset_free(ds);
+}
