@@ -150,6 +150,9 @@ void kiln_model_free(kiln_model *m) {
     kiln_tensor_free(m->clip_scale);
     kiln_tensor_free(m->eval_loss);
     kiln_tensor_free(m->eval_correct);
+    free(m->group_w);
+    free(m->group_g);
+    for (int k = 0; k < 3; k++) free(m->group_slot[k]);
     free(m->nodes);
     free(m);
 }

@@ -101,6 +101,10 @@ struct kiln_model {
     kiln_tensor *scratch_buf[KILN_LAYER_MAX_INPUTS]; /* fan-in gradients, largest activation */
     kiln_tensor *clip_sumsq, *clip_scale;
     kiln_tensor *eval_loss, *eval_correct; /* 1-element sums for evaluate */
+    /* the parameter group: every trainable weight with its gradient and optimizer slots,
+     * gathered by kiln_model_sync_slots for one fused update call per step */
+    int n_group;
+    kiln_tensor **group_w, **group_g, **group_slot[3];
     kiln_tensor *dummy_labels;
 };
 

@@ -2,6 +2,7 @@
  * trainable weights, one fused update op per weight. Frozen weights have no gradient buffer
  * and no optimizer state: they are never touched. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
@@ -36,6 +37,28 @@ static void mark_flow(kiln_model *m) {
     }
 }
 
+/* gathers the trainable weights into the parameter group */
+static kiln_status gather_group(kiln_model *m) {
+    int total = kiln_model_weight_count(m), n = 0;
+    kiln_tensor ***arrays[5] = {&m->group_w, &m->group_g, &m->group_slot[0], &m->group_slot[1], &m->group_slot[2]};
+    for (int a = 0; a < 5; a++) {
+        free(*arrays[a]);
+        *arrays[a] = calloc((size_t)(total ? total : 1), sizeof(kiln_tensor *));
+        if (!*arrays[a]) return kiln_error(KILN_ERR_OOM, "compile: out of host memory");
+    }
+    for (int i = 0; i < m->n_nodes; i++)
+        for (int w = 0; w < m->nodes[i].n_w; w++) {
+            kiln_node *nd = &m->nodes[i];
+            if (!nd->g[w]) continue;
+            m->group_w[n] = nd->w[w];
+            m->group_g[n] = nd->g[w];
+            for (int k = 0; k < 3; k++) m->group_slot[k][n] = nd->slot[w][k];
+            n++;
+        }
+    m->n_group = n;
+    return KILN_OK;
+}
+
 kiln_status kiln_model_sync_slots(kiln_model *m) {
     int want = n_slots(m);
     for (int i = 0; i < m->n_nodes; i++) {
@@ -62,7 +85,7 @@ kiln_status kiln_model_sync_slots(kiln_model *m) {
         }
     }
     mark_flow(m);
-    return KILN_OK;
+    return gather_group(m);
 }
 
 kiln_status kiln_model_compile(kiln_model *m, const kiln_compile_config *cfg) {
@@ -114,44 +137,38 @@ kiln_status kiln_model_set_learning_rate(kiln_model *m, double lr) {
 
 int64_t kiln_model_iterations(const kiln_model *m) { return m->iterations; }
 
+/* one optimizer step: the clip factor (when asked) and one fused group update over every
+ * trainable weight (one CUDA launch per 32 tensors) */
 kiln_status kiln_model_apply_gradients(kiln_model *m) {
     const kiln_optimizer_config *o = &m->compile.optimizer;
     double lr = kiln_model_learning_rate(m);
     const kiln_tensor *scale = NULL;
+    kiln_status s = KILN_OK;
+    if (m->n_group == 0) {
+        m->iterations++;
+        return KILN_OK;
+    }
     if (o->global_clipnorm > 0.0f) {
-        const kiln_tensor *grads[512];
-        int ng = 0;
-        for (int i = 0; i < m->n_nodes; i++)
-            for (int w = 0; w < m->nodes[i].n_w; w++)
-                if (m->nodes[i].g[w]) {
-                    if (ng == 512) return kiln_error(KILN_ERR_UNSUPPORTED, "more than 512 trainable weights with clipping");
-                    grads[ng++] = m->nodes[i].g[w];
-                }
-        if (ng) KILN_TRY(kiln_global_norm_clip_scale(grads, ng, o->global_clipnorm, m->clip_sumsq, m->clip_scale));
+        KILN_TRY(kiln_global_norm_clip_scale((const kiln_tensor *const *)m->group_g, m->n_group, o->global_clipnorm,
+                                             m->clip_sumsq, m->clip_scale));
         scale = m->clip_scale;
     }
-    for (int i = 0; i < m->n_nodes; i++) {
-        kiln_node *n = &m->nodes[i];
-        for (int w = 0; w < n->n_w; w++) {
-            if (!n->g[w]) continue;
-            kiln_status s;
-            if (o->type == KILN_OPT_SGD) {
-                kiln_sgd_params p = o->sgd;
-                p.learning_rate = lr;
-                s = kiln_sgd_update(n->w[w], n->g[w], n->slot[w][0], &p, scale);
-            } else {
-                kiln_adam_params p = o->adam;
-                p.learning_rate = lr;
-                if (o->type == KILN_OPT_ADAM) p.weight_decay = 0.0;
-                s = kiln_adam_update(n->w[w], n->g[w], n->slot[w][0], n->slot[w][1], n->slot[w][2], &p,
-                                     m->iterations + 1, scale);
-            }
-            if (s != KILN_OK) {
-                char msg[1024];
-                snprintf(msg, sizeof msg, "%s", kiln_last_error());
-                return kiln_error(s, "updating '%s': %s", n->w_name[w], msg);
-            }
-        }
+    const kiln_tensor *const *g = (const kiln_tensor *const *)m->group_g;
+    if (o->type == KILN_OPT_SGD) {
+        kiln_sgd_params p = o->sgd;
+        p.learning_rate = lr;
+        s = kiln_sgd_update_group(m->group_w, g, p.momentum != 0.0 ? m->group_slot[0] : NULL, m->n_group, &p, scale);
+    } else {
+        kiln_adam_params p = o->adam;
+        p.learning_rate = lr;
+        if (o->type == KILN_OPT_ADAM) p.weight_decay = 0.0;
+        s = kiln_adam_update_group(m->group_w, g, m->group_slot[0], m->group_slot[1],
+                                   p.amsgrad ? m->group_slot[2] : NULL, m->n_group, &p, m->iterations + 1, scale);
+    }
+    if (s != KILN_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", kiln_last_error());
+        return kiln_error(s, "optimizer step %lld: %s", (long long)m->iterations + 1, msg);
     }
     m->iterations++;
     return KILN_OK;
