@@ -1,0 +1,19 @@
+/* cli_run.h: running a program (the built `kiln` command) from a test: its arguments, exit
+ * status, and what it wrote to stdout and stderr; for tests/test_cli*.c. */
+#ifndef KILN_TEST_CLI_RUN_H
+#define KILN_TEST_CLI_RUN_H
+
+#include <stdbool.h>
+
+typedef struct kt_run {
+    int status;     /* the exit status, or 128 + the signal that ended it */
+    bool signaled;  /* ended by a signal (a crash) */
+    char *out, *err;/* what it wrote (NUL-terminated, malloc'ed) */
+} kt_run;
+
+/* Runs `exe` with the arguments of `args`, split at spaces (so no argument may contain one),
+ * and waits for it. `args` is a printf format. */
+kt_run kt_run_program(const char *exe, const char *args, ...) __attribute__((format(printf, 2, 3)));
+void kt_run_free(kt_run *r);
+
+#endif
