@@ -33,13 +33,15 @@ static const char *str(const cJSON *o, const char *key) {
 }
 
 /* adds one layer fed by `inputs` (n_in 0: the previous layer); ranks[] tracks each id's rank */
-static kiln_status add_layer(kiln_model *m, const char *cls, const cJSON *cfg, int n_in, const int *inputs,
-                             int *ranks, int *id) {
+static kiln_status add_layer(kiln_model *m, const char *cls, const cJSON *cfg, const char *name, int n_in,
+                             const int *inputs, int *ranks, int *id) {
     int count = kiln_model_layer_count(m), in_rank = 0;
     if (n_in) in_rank = ranks[inputs[0]];
     else if (count) in_rank = ranks[count - 1];
     kiln_layer_config c;
     KILN_TRY(kiln_layer_config_from_json(cls, cfg, in_rank, &c));
+    if (name && strlen(name) < sizeof c.name) /* a Functional layer's own name, which the graph refers to */
+        snprintf(c.name, sizeof c.name, "%s", name);
     if ((c.type == KILN_LAYER_INPUT) != (count == 0))
         return kiln_error(KILN_ERR_UNSUPPORTED, "model JSON: layer '%s' (%s): %s", c.name, cls,
                           count ? "an InputLayer can only come first (one input per model)"
@@ -68,13 +70,13 @@ static kiln_status sequential(kiln_model *m, const cJSON *root, const cJSON *lay
             const cJSON *shape = item(cfg, "batch_input_shape") ? item(cfg, "batch_input_shape") : build;
             if (shape) cJSON_AddItemReferenceToObject(in, "batch_input_shape", (cJSON *)shape);
             cJSON_AddStringToObject(in, "name", "input_layer");
-            kiln_status s = shape ? add_layer(m, "InputLayer", in, 0, NULL, ranks, NULL)
+            kiln_status s = shape ? add_layer(m, "InputLayer", in, NULL, 0, NULL, ranks, NULL)
                                   : kiln_error(KILN_ERR_FORMAT, "model JSON: the Sequential model has no input shape "
                                                "(no InputLayer, and no batch_input_shape on its first layer)");
             cJSON_Delete(in);
             KILN_TRY(s);
         }
-        KILN_TRY(add_layer(m, cls, cfg, 0, NULL, ranks, NULL));
+        KILN_TRY(add_layer(m, cls, cfg, NULL, 0, NULL, ranks, NULL));
     }
     return KILN_OK;
 }
@@ -180,14 +182,14 @@ static kiln_status add_graph(kiln_model *m, jlayer *l, int n, const char *output
             if (!ready) continue;
             if (!l[i].n_in && strcmp(l[i].cls, "InputLayer"))
                 return kiln_error(KILN_ERR_FORMAT, "model JSON: layer '%s' has no inbound nodes", l[i].name);
-            KILN_TRY(add_layer(m, l[i].cls, l[i].cfg, l[i].n_in, in, ranks, &l[i].id));
+            KILN_TRY(add_layer(m, l[i].cls, l[i].cfg, l[i].name, l[i].n_in, in, ranks, &l[i].id));
             added++;
             break; /* start again from the top: the file's order wherever possible */
         }
         if (added == before) return kiln_error(KILN_ERR_FORMAT, "model JSON: the layers' inbound nodes form a cycle");
     }
     int last = kiln_model_layer_count(m) - 1;
-    if (strcmp(kiln_model_layer(m, last)->name, output))
+    if (l[find(l, n, output)].id != last)
         return kiln_error(KILN_ERR_UNSUPPORTED, "model JSON: the output '%s' must be the last layer, but '%s' follows it",
                           output, kiln_model_layer(m, last)->name);
     return KILN_OK;

@@ -1,8 +1,9 @@
 /* test_model_json.c: kiln_model_from_json, the Keras model.to_json() reader: the built-in
  * models round-trip through kiln_model_to_json (the same JSON, parameter counts and summary);
  * files as Keras 2 and Keras 3 write them (Sequential with and without an InputLayer,
- * Functional with both inbound_nodes forms) give the right graph; every unsupported layer or
- * option and every malformed file is refused with a message naming it. */
+ * Functional with both inbound_nodes forms, names outside the config) give the right graph;
+ * every unsupported layer or option and every malformed file is refused with a message naming
+ * it. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,7 +77,7 @@ static const char keras2_functional[] =
     " \"inbound_nodes\": [[[\"conv2d\", 0, 0, {}]]]},"
     "{\"class_name\": \"Add\", \"config\": {\"name\": \"add\", \"trainable\": true, \"dtype\": \"float32\"}, \"name\": \"add\","
     " \"inbound_nodes\": [[[\"conv2d\", 0, 0, {}], [\"bn\", 0, 0, {}]]]},"
-    "{\"class_name\": \"GlobalAveragePooling2D\", \"config\": {\"name\": \"gap\", \"data_format\": \"channels_last\","
+    "{\"class_name\": \"GlobalAveragePooling2D\", \"config\": {\"data_format\": \"channels_last\","
     " \"keepdims\": false}, \"name\": \"gap\", \"inbound_nodes\": [[[\"add\", 0, 0, {}]]]},"
     "{\"class_name\": \"Dense\", \"config\": {\"name\": \"dense\", \"units\": 5, \"activation\": \"softmax\", \"use_bias\": true},"
     " \"name\": \"dense\", \"inbound_nodes\": [[[\"gap\", 0, 0, {}]]]}],"
@@ -94,6 +95,7 @@ Test(model_json, keras2_functional) {
     cr_expect(!bn->trainable && !bn->bn.scale && bn->bn.center && bn->bn.momentum == 0.9f);
     const kiln_layer_config *conv = kiln_model_layer(m, 1);
     cr_expect(conv->conv.padding == KILN_PADDING_SAME && conv->activation == KILN_ACT_RELU && conv->filters == 4);
+    cr_expect_eq(kiln_model_find_layer(m, "gap"), 4, "a layer named only outside its config keeps that name");
     OK(kiln_model_build(m, kt_cpu(), 1));
     int nd;
     int64_t shape[3];

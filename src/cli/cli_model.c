@@ -32,7 +32,7 @@ kiln_status kiln_cli_file_read(const char *path, size_t max, char **buf, size_t 
         size_t got = fread(b + n, 1, cap - n, f);
         n += got;
         if (got == 0) {
-            if (ferror(f)) s = kiln_error(KILN_ERR_IO, "reading '%s' failed", path);
+            if (ferror(f)) s = kiln_error(KILN_ERR_IO, "reading '%s' failed: %s", path, strerror(errno));
             break;
         }
     }
@@ -64,18 +64,30 @@ static kiln_status from_weights(const char *path, kiln_model **out) {
     return s;
 }
 
+/* the first byte of the file that is not white space (EOF when none) */
+static kiln_status first_byte(const char *path, int *out) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return kiln_error(KILN_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    int c;
+    while ((c = fgetc(f)) == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
+    int err = ferror(f) ? errno : 0;
+    fclose(f);
+    if (err) return kiln_error(KILN_ERR_IO, "reading '%s' failed: %s", path, strerror(err));
+    *out = c;
+    return KILN_OK;
+}
+
 kiln_status kiln_cli_model_open(const char *spec, int h, int w, int c, int classes, kiln_model **out) {
     *out = NULL;
     if (!strcmp(spec, "seed-cnn") || !strcmp(spec, "resnet20")) return kiln_model_builtin(spec, h, w, c, classes, out);
+    int first = EOF;
+    KILN_TRY(first_byte(spec, &first));
+    if (first != '{') return from_weights(spec, out); /* a safetensors file starts with its header's length */
     char *buf;
     size_t len;
     KILN_TRY(kiln_cli_file_read(spec, MODEL_JSON_MAX, &buf, &len));
-    size_t i = 0;
-    while (i < len && (buf[i] == ' ' || buf[i] == '\n' || buf[i] == '\r' || buf[i] == '\t')) i++;
-    bool json = i < len && buf[i] == '{';
-    kiln_status s = json ? kiln_model_from_json(buf, len, out) : KILN_OK;
+    kiln_status s = kiln_model_from_json(buf, len, out);
     free(buf);
-    if (!json) return from_weights(spec, out);
     if (s != KILN_OK) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", kiln_last_error());
