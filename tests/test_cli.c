@@ -2,8 +2,9 @@
  * synthetic data: --help is docs/cli.md's usage block; train writes history.csv, the step log,
  * the chart, the checkpoint and the model; evaluate's accuracy is the last val_accuracy;
  * predict's rows are probabilities; summary prints Keras' counts; a resumed run equals an
- * uninterrupted one byte for byte; Keras 2 and Keras 3 JSON models train; --init-weights and
- * --freeze keep what they should. Bad input is tests/test_cli_errors.c. */
+ * uninterrupted one byte for byte; Keras 2 and Keras 3 JSON models train; your own NumPy data
+ * trains a built-in shaped for it; --init-weights and --freeze keep what they should. Bad
+ * input is tests/test_cli_errors.c. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -286,5 +287,47 @@ Test(cli, init_weights_and_freeze, .timeout = 120) {
     cr_expect(!same_tensor(a, c, "batch_normalization.gamma") && !same_tensor(a, c, "batch_normalization_1.beta"));
     free((void *)a);
     free((void *)b);
+    kt_tmpdir_remove();
+}
+
+/* a .npy v1 file: the header dict padded so the data starts at a multiple of 64 */
+static void write_npy(const char *path, const char *descr, const char *shape, const void *data, size_t nbytes) {
+    char head[256];
+    int n = snprintf(head, sizeof head, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }", descr, shape);
+    int pad = (64 - (10 + n + 1) % 64) % 64;
+    size_t hlen = (size_t)(n + pad + 1), len = 10 + hlen + nbytes;
+    unsigned char *buf = malloc(len);
+    memcpy(buf, "\x93NUMPY\x01\x00", 8);
+    buf[8] = (unsigned char)(hlen & 0xff);
+    buf[9] = (unsigned char)(hlen >> 8);
+    memcpy(buf + 10, head, (size_t)n);
+    memset(buf + 10 + n, ' ', (size_t)pad);
+    buf[10 + hlen - 1] = '\n';
+    memcpy(buf + 10 + hlen, data, nbytes);
+    kt_write_file(path, buf, len, false);
+    free(buf);
+}
+
+Test(cli, own_npy_data_trains, .timeout = 120) {
+    kt_tmpdir_new();
+    enum { N = 40 };
+    static unsigned char x[N * 8 * 8], y[N];
+    for (int i = 0; i < N; i++) {
+        y[i] = (unsigned char)(i % 3);
+        for (int p = 0; p < 64; p++) x[i * 64 + p] = (unsigned char)((p % 8 < 3 * (y[i] + 1)) ? 200 : 30 + (p * 7 + i) % 40);
+    }
+    write_npy(kt_path("x.npy"), "|u1", "(40, 8, 8)", x, sizeof x);
+    write_npy(kt_path("y.npy"), "|u1", "(40,)", y, sizeof y);
+    kt_run r = KILN("train --model seed-cnn --data npy:%s,%s --classes 4 --standardize --validation-split 0.25 --epochs 2 "
+                    "--batch-size 10 --verbose 0 --out %s", kt_path("x.npy"), kt_path("y.npy"), kt_path("out"));
+    expect_ok(&r, "train on npy");
+    kt_run_free(&r);
+    char *hist = read_text(kt_path("out/history.csv"));
+    cr_expect_eq(count_lines(hist), 3, "%s", hist);
+    free(hist);
+    r = KILN("summary --model %s", kt_path("out/model.safetensors"));
+    expect_ok(&r, "summary of the saved model");
+    cr_expect(strstr(r.out, "(None, 6, 6, 32)") && strstr(r.out, "(None, 4)"), "8x8x1 input, 4 classes: %s", r.out);
+    kt_run_free(&r);
     kt_tmpdir_remove();
 }
