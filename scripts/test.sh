@@ -6,7 +6,8 @@
 #                   saying why, when there is no GPU), warnings as errors;
 #   2. build-asan/  the CPU-only build (-DKILN_CUDA=OFF) under AddressSanitizer and
 #                   UndefinedBehaviorSanitizer;
-# and checks that an installed kiln is usable from another project (CMake and pkg-config).
+# then fuzzes each file parser for a few seconds (scripts/fuzz.sh), and checks that an
+# installed kiln is usable from another project (CMake and pkg-config).
 # Exits non-zero when anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,9 @@ run_suite() { # dir, cmake args...
 run_suite build
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   run_suite build-asan -DKILN_CUDA=OFF -DKILN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+
+echo "== fuzz the file parsers briefly (libFuzzer; scripts/fuzz.sh)"
+bash scripts/fuzz.sh "${KILN_FUZZ_SECONDS:-15}"
 
 echo "== install and use from another project"
 prefix=$(mktemp -d)
