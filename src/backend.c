@@ -80,3 +80,20 @@ kiln_status kiln_backend_memory_stats(const kiln_backend *be, kiln_memory_stats 
     if (!be || !out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_backend_memory_stats: NULL argument");
     return be->iface->memory_stats(be, out);
 }
+
+static kiln_status check_slot(const kiln_backend *be, int slot, const char *fn) {
+    if (!be) return kiln_error(KILN_ERR_INVALID_ARG, "%s: NULL backend", fn);
+    if (slot < 0 || slot >= KILN_MAX_MARKS)
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: marker %d outside 0..%d", fn, slot, KILN_MAX_MARKS - 1);
+    return KILN_OK;
+}
+
+kiln_status kiln_backend_mark(kiln_backend *be, int slot) {
+    KILN_TRY(check_slot(be, slot, "kiln_backend_mark"));
+    return be->iface->mark(be, slot);
+}
+
+kiln_status kiln_backend_wait_mark(kiln_backend *be, int slot) {
+    KILN_TRY(check_slot(be, slot, "kiln_backend_wait_mark"));
+    return be->iface->wait_mark(be, slot);
+}

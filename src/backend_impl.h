@@ -46,6 +46,11 @@ typedef struct kiln_backend_iface {
     bool (*supports_op)(const kiln_backend *be, kiln_op_type op, kiln_dtype dtype);
     kiln_status (*compute)(kiln_backend *be, const kiln_op *op);
     kiln_status (*memory_stats)(const kiln_backend *be, kiln_memory_stats *out);
+    /* markers: `mark` records marker `slot` (0 .. KILN_MAX_MARKS-1) behind everything queued
+     * so far; `wait_mark` blocks the host until the work before it is done (at once for a
+     * marker never recorded) */
+    kiln_status (*mark)(kiln_backend *be, int slot);
+    kiln_status (*wait_mark)(kiln_backend *be, int slot);
 } kiln_backend_iface;
 
 struct kiln_backend {

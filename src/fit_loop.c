@@ -97,10 +97,16 @@ static kiln_status train_step(kiln_model *m, kiln_plan *p, epoch_state *e, int64
     return kiln_model_apply_gradients(m);
 }
 
-/* a batch from cfg->batches, uploaded straight from the source's buffers; the previous
- * upload from them must be done before the source may reuse them */
+/* Host buffers an asynchronous upload reads must not change until the copy is done: each
+ * upload is followed by a marker, and a buffer is refilled only once its marker has passed.
+ * Fit's own staging alternates between two buffers (markers 0 and 1), so the host prepares a
+ * batch while the device still copies and trains on the one before; a batch source's buffers
+ * (marker 2) are handed back at the next next(). */
+enum { MARK_SOURCE = 2 };
+
+/* a batch from cfg->batches, uploaded straight from the source's buffers */
 static kiln_status source_upload(kiln_model *m, kiln_plan *p, kiln_batch_source *src, int b) {
-    KILN_TRY(kiln_backend_synchronize(m->be));
+    KILN_TRY(kiln_backend_wait_mark(m->be, MARK_SOURCE));
     kiln_batch bt;
     KILN_TRY(src->next(src->ctx, &bt));
     if (bt.count != b)
@@ -112,7 +118,16 @@ static kiln_status source_upload(kiln_model *m, kiln_plan *p, kiln_batch_source 
             return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_fit: the batch source gave label %d, outside the model's %lld classes",
                               bt.labels[r], (long long)k);
     KILN_TRY(kiln_tensor_set_async(p->v[0].y, bt.images, sizeof(float) * (size_t)(ex * b)));
-    return kiln_tensor_set_async(p->labels, bt.labels, sizeof(int32_t) * (size_t)b);
+    KILN_TRY(kiln_tensor_set_async(p->labels, bt.labels, sizeof(int32_t) * (size_t)b));
+    return kiln_backend_mark(m->be, MARK_SOURCE);
+}
+
+/* a batch of rows idx[first..] through staging buffer `which` (0 or 1) */
+static kiln_status staged_upload(kiln_model *m, kiln_plan *p, const kiln_data *d, const int64_t *idx,
+                                 int64_t first, int b, kiln_fit_staging *st, int which) {
+    KILN_TRY(kiln_backend_wait_mark(m->be, which));
+    KILN_TRY(kiln_fit_upload(m, p, d, idx, first, b, &st[which]));
+    return kiln_backend_mark(m->be, which);
 }
 
 static kiln_status source_start(kiln_model *m, const kiln_fit_config *c, const int64_t *idx, int64_t n, int epoch) {
@@ -140,7 +155,7 @@ kiln_status kiln_fit_loop(kiln_model *m, const kiln_data *train, const kiln_data
     int log_every = c->log_every > 0 ? c->log_every : (kiln_backend_kind_of(m->be) == KILN_BACKEND_CPU ? 1 : 32);
     bool labels = kiln_fit_has_accuracy(m);
     kiln_progress prog = {c->progress ? c->progress : stdout, c->verbose, false, 0, 0, 0};
-    kiln_fit_staging st;
+    kiln_fit_staging st[2] = {0};
     epoch_state e = {0};
     int64_t *idx = malloc(sizeof(int64_t) * (size_t)n);
     if (!idx) return kiln_error(KILN_ERR_OOM, "kiln_model_fit: out of host memory");
@@ -148,7 +163,7 @@ kiln_status kiln_fit_loop(kiln_model *m, const kiln_data *train, const kiln_data
                         ? kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_fit: a batch source needs start() and next() and "
                                      "a loss with integer labels")
                         : KILN_OK;
-    if (s == KILN_OK) s = kiln_fit_staging_new(m, batch, &st);
+    for (int k = 0; s == KILN_OK && k < 2; k++) s = kiln_fit_staging_new(m, batch, &st[k]);
     if (s == KILN_OK) s = epoch_state_new(m, steps, &e);
     kiln_rng rng;
     kiln_rng_seed(&rng, c->seed);
@@ -175,7 +190,8 @@ kiln_status kiln_fit_loop(kiln_model *m, const kiln_data *train, const kiln_data
             kiln_plan *p;
             uint64_t seed = c->seed * 0x2545f4914f6cdd1dull + (uint64_t)m->iterations + 1;
             if ((s = kiln_model_plan(m, b, &p)) != KILN_OK) break;
-            s = c->batches ? source_upload(m, p, c->batches, b) : kiln_fit_upload(m, p, train, idx, st_i * batch, b, &st);
+            s = c->batches ? source_upload(m, p, c->batches, b)
+                           : staged_upload(m, p, train, idx, st_i * batch, b, st, (int)(st_i & 1));
             if (s != KILN_OK) break;
             if ((s = train_step(m, p, &e, st_i, seed)) != KILN_OK) break;
             bool last = st_i + 1 == steps;
@@ -190,7 +206,9 @@ kiln_status kiln_fit_loop(kiln_model *m, const kiln_data *train, const kiln_data
         }
         if (s != KILN_OK) break;
         kiln_epoch_logs l = {epoch, e.loss_sum / (double)n, labels ? e.correct_sum / (double)n : NAN, NAN, NAN, lr, 0};
-        if (val && (s = eval(m, val, batch, &st, &l.val_loss, &l.val_accuracy)) != KILN_OK) break;
+        if (val && ((s = kiln_backend_synchronize(m->be)) != KILN_OK ||
+                    (s = eval(m, val, batch, &st[0], &l.val_loss, &l.val_accuracy)) != KILN_OK))
+            break;
         l.seconds = kiln_now() - t0;
         kiln_progress_epoch_end(&prog, &l, labels);
         if (history) history->logs[history->epochs++] = l;
@@ -204,7 +222,8 @@ kiln_status kiln_fit_loop(kiln_model *m, const kiln_data *train, const kiln_data
             if (s == KILN_OK) s = s2;
         }
     epoch_state_free(&e);
-    kiln_fit_staging_free(&st);
+    kiln_fit_staging_free(&st[0]);
+    kiln_fit_staging_free(&st[1]);
     free(idx);
     return s;
 }

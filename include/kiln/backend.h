@@ -78,6 +78,15 @@ kiln_backend_kind kiln_backend_kind_of(const kiln_backend *be);
  * device error. */
 kiln_status kiln_backend_synchronize(kiln_backend *be);
 
+/* Markers in the backend's queue, so the host can reuse a buffer once the copies from it are
+ * done without waiting for everything: kiln_backend_mark records marker `slot` (0 ..
+ * KILN_MAX_MARKS - 1) behind all work queued so far; kiln_backend_wait_mark waits until that
+ * work has finished (at once for a marker never recorded). The CPU backend runs everything at
+ * once, so both return at once there. */
+#define KILN_MAX_MARKS 8
+kiln_status kiln_backend_mark(kiln_backend *be, int slot);
+kiln_status kiln_backend_wait_mark(kiln_backend *be, int slot);
+
 /* Whether `be` runs `op` on tensors of `dtype`. */
 bool kiln_backend_supports(const kiln_backend *be, kiln_op_type op, kiln_dtype dtype);
 

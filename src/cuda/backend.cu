@@ -197,6 +197,23 @@ static kiln_status cuda_compute(kiln_backend *be, const kiln_op *op) {
 
 // ---- lifetime --------------------------------------------------------------------------------
 
+// Markers are CUDA events recorded on the backend's stream (timing off: cheaper).
+static kiln_status cuda_mark(kiln_backend *be, int slot) {
+    KILN_TRY(activate(be));
+    kiln_cuda_ctx *c = ctx_of(be);
+    if (!c->marks[slot]) KILN_CUDA_TRY(cudaEventCreateWithFlags(&c->marks[slot], cudaEventDisableTiming));
+    KILN_CUDA_TRY(cudaEventRecord(c->marks[slot], c->stream));
+    return KILN_OK;
+}
+
+static kiln_status cuda_wait_mark(kiln_backend *be, int slot) {
+    kiln_cuda_ctx *c = ctx_of(be);
+    if (!c->marks[slot]) return KILN_OK;
+    KILN_TRY(activate(be));
+    KILN_CUDA_TRY(cudaEventSynchronize(c->marks[slot]));
+    return KILN_OK;
+}
+
 static void cuda_free(kiln_backend *be) {
     if (!be) return;
     kiln_cuda_ctx *c = ctx_of(be);
@@ -204,6 +221,8 @@ static void cuda_free(kiln_backend *be) {
         if (cudaSetDevice(c->device) != cudaSuccess) (void)cudaGetLastError();
         if (c->stream && cudaStreamSynchronize(c->stream) != cudaSuccess) (void)cudaGetLastError();
         if (c->pool && c->scratch) kiln_cuda_pool_release(c->pool, c->scratch);
+        for (int k = 0; k < KILN_MAX_MARKS; k++)
+            if (c->marks[k]) (void)cudaEventDestroy(c->marks[k]);
         if (c->cudnn) cudnnDestroy(c->cudnn);
         if (c->cublas) cublasDestroy(c->cublas);
         kiln_cuda_pool_free(c->pool);
@@ -226,6 +245,8 @@ static const kiln_backend_iface cuda_iface = {
     /* .supports_op = */ cuda_supports_op,
     /* .compute = */ cuda_compute,
     /* .memory_stats = */ cuda_memory_stats,
+    /* .mark = */ cuda_mark,
+    /* .wait_mark = */ cuda_wait_mark,
 };
 
 // The device must exist: the driver's reason when none can be used, never a crash.

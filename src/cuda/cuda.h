@@ -41,6 +41,7 @@ typedef struct kiln_cuda_ctx {
     kiln_cuda_pool *pool;
     void *scratch;             /* kiln_cuda_scratch's buffer, from the pool, never shrinks */
     size_t scratch_bytes;
+    cudaEvent_t marks[KILN_MAX_MARKS]; /* kiln_backend_mark's events, created on first use */
 } kiln_cuda_ctx;
 
 static inline kiln_cuda_ctx *kiln_cuda_ctx_of(const kiln_backend *be) {
