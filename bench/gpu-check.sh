@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# bench/gpu-check.sh: the one script a session with the GPU machine runs (through the device
+# tool, with .gpu-deps carried): builds kiln for Hopper into build-gpu (kept between calls while
+# the machine stays warm), records the machine, and runs one stage:
+#
+#   tests      ctest (every test, the CUDA parity tests included) and compute-sanitizer's memcheck
+#              on the parity tests            -> env.txt ctest.log sanitizer.log
+#   bn [ARGS]  kiln-bench bn on the GPU (ARGS go to it, e.g. --dtype f32), torch_bn.py on the same
+#              configs, merged tables          -> env.txt bn_kiln.jsonl bn_kiln.md bn_torch.jsonl bn_table.md
+#   train      kiln-bench train and torch_train.py (seed-cnn at 32 and 256, resnet20 at 128), merged
+#                                              -> env.txt train.jsonl train_table.md
+#   all        the three in turn (rarely fits in one 10-minute call: prefer one call per stage)
+#
+# Everything goes under $OUT (at most 8 files come back; env.txt also holds the build log and
+# the benchmarks' progress). Each step is cut off in time so the call ends inside
+# GPU_CHECK_LIMIT seconds (default 560) with what it has. Pass the commit being measured as
+# KILN_COMMIT=<hash> (the machine gets the working tree without .git).
+#
+#   usage: source .gpu-deps/env.sh; [KILN_COMMIT=...] bench/gpu-check.sh tests|bn|train|all [ARGS]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+stage=${1:-all}
+shift || true
+OUT=${OUT:-$PWD/out}
+mkdir -p "$OUT"
+limit=${GPU_CHECK_LIMIT:-560}
+env_txt=$OUT/env.txt
+export KILN_COMMIT=${KILN_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
+export PYTHONUNBUFFERED=1
+failed=0 # steps that failed; the exit status
+
+fail() { failed=$((failed + 1)); log "FAILED: $*"; }
+log() { echo "== [$(date -u +%H:%M:%S) +${SECONDS}s] $*" | tee -a "$env_txt"; }
+# seconds left for a step that may take `share` percent of what remains (at least 10)
+left() { local r=$(( (limit - SECONDS) * ${1:-100} / 100 )); echo $(( r < 10 ? 10 : r )); }
+
+record_env() {
+  log "environment (stage $stage, commit $KILN_COMMIT)"
+  {
+    uname -a
+    ldd --version 2>&1 | head -1
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem,power.limit,persistence_mode --format=csv 2>&1
+    nvidia-smi 2>&1 | head -20
+    nvcc --version 2>&1 | tail -2
+    cmake --version | head -1
+    echo "CUDNN_ROOT=${CUDNN_ROOT:-unset}"
+    python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version(), torch.cuda.get_device_name(0))' 2>&1
+    ls /usr/include/cudnn*.h /usr/local/cuda/include/cudnn*.h 2>&1 | head -4
+  } >>"$env_txt" 2>&1
+}
+
+# The carried pkg-config files as packed by ../shared/gpu/pack-deps.sh (seen 2026-11-23, by
+# configuring with PKG_CONFIG_LIBDIR=/nonexistent on a development machine): Debian's
+# openblas.pc has no prefix= line, so its rewritten paths become "/include" and "/lib";
+# libcjson.pc (not cjson.pc) is not copied; criterion.pc requires (privately) boxfort, libffi,
+# libgit2 and nanomsg, whose .pc files are not carried. Each stops CMake on a machine without
+# those packages. Repaired here, idempotently, before configuring (the shared libraries
+# themselves are carried; only static linking would need the private requirements).
+repair_deps() {
+  local pc=.gpu-deps/lib/pkgconfig
+  [ -d "$pc" ] || { log "no .gpu-deps: carry it (run with carry [\".gpu-deps\"])"; return 0; }
+  for f in "$pc"/*.pc; do
+    grep -q '^prefix=' "$f" || sed -i '1i prefix=${pcfiledir}/../..' "$f"
+    sed -i '/^Requires.private:/d; /^Libs.private:/d' "$f"
+  done
+  if [ ! -e "$pc/libcjson.pc" ]; then
+    printf '%s\n' 'prefix=${pcfiledir}/../..' 'libdir=${prefix}/lib' 'includedir=${prefix}/include' \
+      'Name: libcjson' 'Description: cJSON (carried)' 'Version: 1.7.15' 'Libs: -L${libdir} -lcjson' \
+      'Cflags: -I${includedir} -I${includedir}/cjson' >"$pc/libcjson.pc"
+  fi
+}
+
+build() {
+  repair_deps
+  log "configure + build into build-gpu (CUDA arch 90)"
+  cmake -S . -B build-gpu -G Ninja -DKILN_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+    -DKILN_WERROR="${KILN_WERROR:-OFF}" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/tmp/gpu-configure.log 2>&1
+  local rc=$?
+  grep -E "kiln:|cuDNN|CUDA" /tmp/gpu-configure.log >>"$env_txt"
+  if [ $rc -ne 0 ]; then tail -40 /tmp/gpu-configure.log >>"$env_txt"; log "configure FAILED"; return 1; fi
+  timeout "$(left 100)" cmake --build build-gpu -j "$(nproc)" >/tmp/gpu-build.log 2>&1
+  rc=$?
+  echo "build: $(grep -c -i 'warning' /tmp/gpu-build.log) lines mention a warning" >>"$env_txt"
+  if [ $rc -ne 0 ]; then tail -60 /tmp/gpu-build.log >>"$env_txt"; log "build FAILED (rc $rc)"; return 1; fi
+  grep -E "CUDNN_(INCLUDE_DIR|LIBRARY)" build-gpu/CMakeCache.txt >>"$env_txt"
+  {
+    echo "-- libraries kiln-bench and test_batchnorm load:"
+    ldd build-gpu/bench/kiln-bench | grep -E "cudnn|cublas|cudart|openblas|cjson|libz|not found"
+    ldd build-gpu/tests/test_batchnorm 2>/dev/null | grep -E "criterion|boxfort|nanomsg|git2|not found"
+  } >>"$env_txt" 2>&1
+  log "build ok"
+}
+
+stage_tests() {
+  log "ctest (log: ctest.log)"
+  (cd build-gpu && timeout "$(left 70)" ctest --output-on-failure -j 4 --timeout 600) >"$OUT/ctest.log" 2>&1
+  local rc=$?
+  log "ctest rc $rc: $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -1)"
+  [ $rc -eq 0 ] || fail "ctest"
+  grep -E "Test +#|Failed|SKIP" "$OUT/ctest.log" | grep -v "Passed" | head -20 | tee -a "$env_txt"
+  log "compute-sanitizer memcheck on the parity tests (log: sanitizer.log)"
+  : >"$OUT/sanitizer.log"
+  for t in test_ops_parity test_batchnorm; do
+    [ -x "build-gpu/tests/$t" ] || continue
+    echo "=== $t" >>"$OUT/sanitizer.log"
+    timeout "$(left 50)" compute-sanitizer --tool memcheck --target-processes all --error-exitcode 99 \
+      "build-gpu/tests/$t" --jobs 1 >>"$OUT/sanitizer.log" 2>&1
+    rc=$?
+    log "sanitizer $t rc $rc ($(grep -E 'ERROR SUMMARY' "$OUT/sanitizer.log" | tail -1))"
+    [ $rc -eq 0 ] || fail "compute-sanitizer $t"
+  done
+}
+
+gpu_note() {
+  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1 |
+    sed 's/^/GPU, driver: /'
+}
+
+stage_bn() {
+  local kb=build-gpu/bench/kiln-bench
+  $kb bn --device cuda "$@" --list >/tmp/bn_cases.jsonl || { log "kiln-bench bn --list failed"; return 1; }
+  log "kiln-bench bn --device cuda $* ($(wc -l </tmp/bn_cases.jsonl) configs)"
+  timeout "$(left 55)" $kb bn --device cuda "$@" --json "$OUT/bn_kiln.jsonl" --md "$OUT/bn_kiln.md" 2>>"$env_txt"
+  local rc=$?
+  log "kiln-bench bn rc $rc"
+  [ $rc -eq 0 ] || fail "kiln-bench bn (rc $rc; 124: cut off in time)"
+  log "torch_bn.py on the same configs"
+  timeout "$(left 90)" python3 bench/torch_bn.py --device cuda --cases /tmp/bn_cases.jsonl --json "$OUT/bn_torch.jsonl" 2>>"$env_txt"
+  rc=$?
+  log "torch_bn.py rc $rc"
+  [ $rc -eq 0 ] || fail "torch_bn.py (rc $rc)"
+  python3 bench/merge_tables.py --kiln "$OUT/bn_kiln.jsonl" --torch "$OUT/bn_torch.jsonl" \
+    --out "$OUT/bn_table.md" --note "$(gpu_note)" && log "merged: bn_table.md"
+  grep "geomean" "$OUT/bn_table.md" 2>/dev/null | head -12
+}
+
+stage_train() {
+  log "kiln-bench train --device cuda"
+  timeout "$(left 50)" build-gpu/bench/kiln-bench train --device cuda --json /tmp/train_kiln.jsonl 2>>"$env_txt"
+  local rc=$?
+  log "kiln-bench train rc $rc"
+  [ $rc -eq 0 ] || fail "kiln-bench train (rc $rc)"
+  log "torch_train.py"
+  timeout "$(left 90)" python3 bench/torch_train.py --device cuda --json /tmp/train_torch.jsonl 2>>"$env_txt"
+  rc=$?
+  log "torch_train.py rc $rc"
+  [ $rc -eq 0 ] || fail "torch_train.py (rc $rc)"
+  cat /tmp/train_kiln.jsonl /tmp/train_torch.jsonl >"$OUT/train.jsonl" 2>/dev/null
+  python3 bench/merge_tables.py --train "$OUT/train.jsonl" --train-out "$OUT/train_table.md" \
+    --note "$(gpu_note)" && cat "$OUT/train_table.md"
+}
+
+case $stage in
+  tests | bn | train | all) ;;
+  *) echo "usage: bench/gpu-check.sh tests|bn|train|all [kiln-bench bn options]" >&2; exit 2 ;;
+esac
+record_env
+build || { fail "build"; exit 1; }
+case $stage in
+  tests) stage_tests ;;
+  bn) stage_bn "$@" ;;
+  train) stage_train ;;
+  all) stage_tests; stage_bn "$@"; stage_train ;;
+esac
+log "done (stage $stage, $failed failed steps); files in \$OUT: $(ls "$OUT" | tr '\n' ' ')"
+[ $failed -eq 0 ]
