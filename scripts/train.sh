@@ -15,10 +15,10 @@ cmake --build build-release -j "$jobs" --target kiln_cli >/dev/null
 # defaults for the flags the caller did not give
 args=()
 for flag in "--model seed-cnn" "--epochs 10" "--out ${KILN_OUT:-runs/seed-cnn}"; do
-  case " $* " in *" ${flag%% *} "*) ;; *) args+=($flag) ;; esac
+  case " $* " in *" ${flag%% *} "* | *" ${flag%% *}="*) ;; *) args+=($flag) ;; esac
 done
 case " $* " in  # the built-in dataset, validated on its test split
-  *" --data "*) ;;
+  *" --data "* | *" --data="*) ;;
   *" --validation-"*) args+=(--data synthetic) ;;
   *) args+=(--data synthetic --validation-data synthetic) ;;
 esac
