@@ -17,6 +17,10 @@ extern "C" {
 /* Records a message for the calling thread and returns `code`. */
 kiln_status kiln_error(kiln_status code, const char *fmt, ...) KILN_PRINTF(2, 3);
 
+/* Puts context before the thread's current message ("<context>: <message>") and returns
+ * `code`, for a caller that adds where the error happened ("layer 'dense' forward"). */
+kiln_status kiln_error_context(kiln_status code, const char *fmt, ...) KILN_PRINTF(2, 3);
+
 /* Propagate a non-OK status. */
 #define KILN_TRY(expr)                       \
     do {                                     \

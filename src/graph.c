@@ -179,11 +179,7 @@ kiln_status kiln_model_forward(kiln_model *m, kiln_plan *p, bool training, uint6
         kiln_status s = n->ops->forward(n, x, p->v[i].z, training, step_seed);
         if (s == KILN_OK && p->v[i].z != p->v[i].y)
             s = kiln_activation_forward(n->cfg.activation, p->v[i].z, p->v[i].y);
-        if (s != KILN_OK) {
-            char msg[1024];
-            snprintf(msg, sizeof msg, "%s", kiln_last_error());
-            return kiln_error(s, "layer '%s' forward: %s", n->cfg.name, msg);
-        }
+        if (s != KILN_OK) return kiln_error_context(s, "layer '%s' forward", n->cfg.name);
     }
     return KILN_OK;
 }
@@ -253,11 +249,7 @@ kiln_status kiln_model_backward(kiln_model *m, kiln_plan *p, uint64_t step_seed)
         if (s == KILN_OK) s = n->ops->backward(n, x, v->z, v->dz, dx, step_seed);
         for (int k = 0; s == KILN_OK && k < n->n_in; k++)
             if (add_after[k]) s = kiln_add(p->v[n->in[k]].dy, dx[k], p->v[n->in[k]].dy);
-        if (s != KILN_OK) {
-            char msg[1024];
-            snprintf(msg, sizeof msg, "%s", kiln_last_error());
-            return kiln_error(s, "layer '%s' backward: %s", n->cfg.name, msg);
-        }
+        if (s != KILN_OK) return kiln_error_context(s, "layer '%s' backward", n->cfg.name);
     }
     return KILN_OK;
 }

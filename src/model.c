@@ -271,11 +271,7 @@ kiln_status kiln_model_build(kiln_model *m, kiln_backend *be, uint64_t seed) {
             m->nodes[n->in[k]].n_consumers++;
         }
         kiln_status s = n->ops->infer(n, in);
-        if (s != KILN_OK) { /* prefix the layer's name to the message */
-            char msg[1024];
-            snprintf(msg, sizeof msg, "%s", kiln_last_error());
-            return kiln_error(s, "layer '%s' (%s): %s", n->cfg.name, kiln_layer_type_name(n->cfg.type), msg);
-        }
+        if (s != KILN_OK) return kiln_error_context(s, "layer '%s' (%s)", n->cfg.name, kiln_layer_type_name(n->cfg.type));
         for (int w = 0; w < n->n_w; w++) {
             char full[KILN_NAME_MAX * 2];
             snprintf(full, sizeof full, "%.63s.%.60s", n->cfg.name, n->w_name[w]);

@@ -47,11 +47,7 @@ static kiln_status add_layer(kiln_model *m, const char *cls, const cJSON *cfg, c
                           count ? "an InputLayer can only come first (one input per model)"
                                 : "the model must start with its input");
     kiln_status s = kiln_model_add(m, &c, n_in, inputs, id);
-    if (s != KILN_OK) {
-        char msg[768];
-        snprintf(msg, sizeof msg, "%s", kiln_last_error());
-        return kiln_error(s, "model JSON: %s", msg);
-    }
+    if (s != KILN_OK) return kiln_error_context(s, "model JSON");
     ranks[count] = kiln_layer_output_rank(&c, in_rank);
     return KILN_OK;
 }

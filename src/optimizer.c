@@ -165,11 +165,7 @@ kiln_status kiln_model_apply_gradients(kiln_model *m) {
         s = kiln_adam_update_group(m->group_w, g, m->group_slot[0], m->group_slot[1],
                                    p.amsgrad ? m->group_slot[2] : NULL, m->n_group, &p, m->iterations + 1, scale);
     }
-    if (s != KILN_OK) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", kiln_last_error());
-        return kiln_error(s, "optimizer step %lld: %s", (long long)m->iterations + 1, msg);
-    }
+    if (s != KILN_OK) return kiln_error_context(s, "optimizer step %lld", (long long)m->iterations + 1);
     m->iterations++;
     return KILN_OK;
 }

@@ -14,6 +14,17 @@ kiln_status kiln_error(kiln_status code, const char *fmt, ...) {
     return code;
 }
 
+kiln_status kiln_error_context(kiln_status code, const char *fmt, ...) {
+    char context[512], msg[sizeof last_error];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(context, sizeof context, fmt, ap);
+    va_end(ap);
+    snprintf(msg, sizeof msg, "%s", last_error);
+    snprintf(last_error, sizeof last_error, "%.500s: %.500s", context, msg); /* truncation is fine */
+    return code;
+}
+
 const char *kiln_last_error(void) { return last_error; }
 
 void kiln_clear_error(void) { last_error[0] = '\0'; }

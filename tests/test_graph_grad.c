@@ -22,6 +22,41 @@ static double loss_of(kiln_model *m, kiln_plan *p) {
     return s / p->batch;
 }
 
+/* every trainable weight's analytic gradient (already in n->g) against central differences of
+ * the plan's loss; returns the number of weights checked. h = 1e-2 in float32: truncation
+ * ~h^2 |L'''| ~ 1e-5, rounding ~ 2^-24 |L| / h ~ 1e-5; against gradients of ~1e-2..1e-1 that
+ * is the 1e-2 bound */
+static int check_weight_gradients(kiln_model *m, kiln_plan *p) {
+    int checked = 0;
+    for (int i = 0; i < m->n_nodes; i++) {
+        kiln_node *n = &m->nodes[i];
+        for (int w = 0; w < n->n_w; w++) {
+            if (!n->g[w]) continue;
+            float *g = kt_get_f32(n->g[w]), *wv = kt_get_f32(n->w[w]);
+            int64_t k = kiln_tensor_numel(n->w[w]);
+            double *fd = malloc(sizeof(double) * (size_t)k);
+            for (int64_t j = 0; j < k; j++) {
+                float save = wv[j], h = 1e-2f;
+                wv[j] = save + h;
+                kt_set_f32(n->w[w], wv);
+                double up = loss_of(m, p);
+                wv[j] = save - h;
+                kt_set_f32(n->w[w], wv);
+                double dn = loss_of(m, p);
+                wv[j] = save;
+                kt_set_f32(n->w[w], wv);
+                fd[j] = (up - dn) / (2.0 * h);
+            }
+            kt_expect_close_f64(n->w_name[w], g, fd, k, 1e-2);
+            checked++;
+            free(fd);
+            free(g);
+            free(wv);
+        }
+    }
+    return checked;
+}
+
 Test(graph, gradients_match_finite_differences, .timeout = 120) {
     kiln_model *m;
     OK(kiln_model_new("residual", &m));
@@ -61,33 +96,7 @@ Test(graph, gradients_match_finite_differences, .timeout = 120) {
     OK(kiln_model_forward(m, p, true, 1));
     OK(kiln_model_loss(m, p, true));
     OK(kiln_model_backward(m, p, 1));
-    int checked = 0;
-    for (int i = 0; i < m->n_nodes; i++) {
-        kiln_node *n = &m->nodes[i];
-        for (int w = 0; w < n->n_w; w++) {
-            if (!n->g[w]) continue;
-            float *g = kt_get_f32(n->g[w]), *wv = kt_get_f32(n->w[w]);
-            int64_t k = kiln_tensor_numel(n->w[w]);
-            double *fd = malloc(sizeof(double) * (size_t)k);
-            for (int64_t j = 0; j < k; j++) {
-                /* h = 1e-2 in float32: truncation ~h^2 |L'''| ~ 1e-5, rounding ~ 2^-24 |L| / h
-                 * ~ 1e-5; against gradients of ~1e-2..1e-1 that is the 1e-2 bound below */
-                float save = wv[j], h = 1e-2f;
-                wv[j] = save + h;
-                kt_set_f32(n->w[w], wv);
-                double up = loss_of(m, p);
-                wv[j] = save - h;
-                kt_set_f32(n->w[w], wv);
-                double dn = loss_of(m, p);
-                wv[j] = save;
-                kt_set_f32(n->w[w], wv);
-                fd[j] = (up - dn) / (2.0 * h);
-            }
-            kt_expect_close_f64(n->w_name[w], g, fd, k, 1e-2);
-            checked++;
-            free(fd); free(g); free(wv);
-        }
-    }
+    int checked = check_weight_gradients(m, p);
     cr_expect_eq(checked, 8, "checked %d weights (2 convs x2, BN gamma/beta, dense x2)", checked);
     kiln_model_free(m);
 }
@@ -173,28 +182,7 @@ static void dense_targets_fd(kiln_loss loss, kiln_activation last) {
     kt_expect_close_f64("loss rows vs double oracle", rows, want, B, 1e-6);
     free(z); free(y); free(rows);
     OK(kiln_model_backward(m, p, 1));
-    for (int i = 1; i < m->n_nodes; i++) {
-        kiln_node *n = &m->nodes[i];
-        for (int w = 0; w < n->n_w; w++) {
-            float *g = kt_get_f32(n->g[w]), *wv = kt_get_f32(n->w[w]);
-            int64_t k = kiln_tensor_numel(n->w[w]);
-            double fd[64];
-            for (int64_t j = 0; j < k; j++) {
-                float save = wv[j], h = 1e-2f; /* float32 central differences: see above */
-                wv[j] = save + h;
-                kt_set_f32(n->w[w], wv);
-                double up = loss_of(m, p);
-                wv[j] = save - h;
-                kt_set_f32(n->w[w], wv);
-                double dn = loss_of(m, p);
-                wv[j] = save;
-                kt_set_f32(n->w[w], wv);
-                fd[j] = (up - dn) / (2.0 * h);
-            }
-            kt_expect_close_f64(n->w_name[w], g, fd, k, 1e-2);
-            free(g); free(wv);
-        }
-    }
+    cr_expect_eq(check_weight_gradients(m, p), 4);
     kiln_model_free(m);
 }
 

@@ -56,11 +56,7 @@ static kiln_status from_weights(const char *path, kiln_model **out) {
                                   : kiln_error(KILN_ERR_FORMAT, "%s: no model architecture in it (no \"kiln.model\" in its "
                                                "__metadata__; kiln writes one with every model it saves)", path);
     kiln_safetensors_free(st);
-    if (s != KILN_OK && json && *json) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", kiln_last_error());
-        return kiln_error(s, "%s: %s", path, msg);
-    }
+    if (s != KILN_OK && json && *json) return kiln_error_context(s, "%s", path);
     return s;
 }
 
@@ -88,11 +84,7 @@ kiln_status kiln_cli_model_open(const char *spec, int h, int w, int c, int class
     KILN_TRY(kiln_cli_file_read(spec, MODEL_JSON_MAX, &buf, &len));
     kiln_status s = kiln_model_from_json(buf, len, out);
     free(buf);
-    if (s != KILN_OK) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", kiln_last_error());
-        return kiln_error(s, "%s: %s", spec, msg);
-    }
+    if (s != KILN_OK) return kiln_error_context(s, "%s", spec);
     return KILN_OK;
 }
 
