@@ -35,6 +35,7 @@ struct bench_device {
     size_t cache_bytes;       /* the cache a flush must defeat: the GPU's L2, the CPU's LLC */
     int sms;                  /* GPU multiprocessors, CPU cores */
     double copy_gbps;         /* the measured copy ceiling, bytes read + written; 0 = not yet */
+    double warmup_ms;         /* warm-up goes on, call by call, at least this long (clocks up) */
     void *ctx;
     /* evicts the cache: reads a buffer several times its size (reads, so that no dirty line
      * is left to be written back inside the next timed region) */
@@ -69,8 +70,9 @@ typedef struct bench_stats {
     int reps;
 } bench_stats;
 
-/* Runs fn(ctx) `warmup` times, then `reps` times each behind a flush and between start and
- * stop; the order statistics of the reps go to *out. */
+/* Runs fn(ctx) `warmup` times and for at least d->warmup_ms (waiting for each call), then
+ * `reps` times each behind a flush and between start and stop; the order statistics of the
+ * reps go to *out. */
 typedef kiln_status (*bench_fn)(void *ctx);
 kiln_status bench_time(bench_device *d, bench_fn fn, void *ctx, int warmup, int reps,
                        bench_stats *out);
