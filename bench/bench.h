@@ -160,9 +160,9 @@ typedef struct bench_bn_out {
  * *tol and *what describe the output closest to (or furthest past) its tolerance. */
 bool bench_bn_check(const bench_bn_host *h, int dir, const bench_bn_out *o, double *err,
                     double *tol, const char **what);
-/* The tolerance of an output of dtype t: elementwise outputs and statistics. The per-channel
- * sums of the backward pass (dgamma, dbeta: sums of products that mostly cancel) get
- * BENCH_SUM_TOL when that is larger: a float accumulator is not wrong, only less exact. */
+/* The tolerance of an output of dtype t (y, dx in x's dtype; the per-channel statistics are
+ * f32). The per-channel sums of the backward pass (dgamma, dbeta: sums of products that mostly
+ * cancel) get BENCH_SUM_TOL: a float accumulator is not wrong, only less exact. */
 double bench_bn_tolerance(kiln_dtype t);
 #define BENCH_SUM_TOL 1e-3
 

@@ -46,6 +46,8 @@ typedef struct bn_bufs {
 } bn_bufs;
 
 #define BN_BUFS_N 14
+_Static_assert(sizeof(bn_bufs) == BN_BUFS_N * sizeof(kiln_tensor *), "bn_bufs: 14 pointers");
+/* the tensors as an array, for allocating and freeing them in one loop */
 static kiln_tensor **bufs_slots(bn_bufs *b) { return (kiln_tensor **)b; }
 
 static void bufs_free(bn_bufs *b) {

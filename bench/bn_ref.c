@@ -238,8 +238,10 @@ static double check_channels(const bench_bn_host *h, const float *got, const dou
 bool bench_bn_check(const bench_bn_host *h, int dir, const bench_bn_out *o, double *err,
                     double *tol, const char **what) {
     double *A = h->coef[0], *P = h->coef[1], *Q = h->coef[2];
+    /* y and dx carry their dtype's rounding; the per-channel outputs are f32 computed from
+     * exact input values, whatever the dtype */
     const double eps = 1e-5, n = (double)h->n, t_data = bench_bn_tolerance(h->cfg->dtype);
-    const double t_sum = t_data > BENCH_SUM_TOL ? t_data : BENCH_SUM_TOL;
+    const double t_stat = bench_bn_tolerance(KILN_F32), t_sum = BENCH_SUM_TOL;
     for (int64_t c = 0; c < h->c; c++) {
         double g = h->gamma[c], b = h->beta[c];
         if (dir == BENCH_DIR_FWD_TRAIN) {
@@ -266,7 +268,7 @@ bool bench_bn_check(const bench_bn_host *h, int dir, const bench_bn_out *o, doub
         ch[1].name = "save_invstd", ch[1].want = h->invstd;
         ch[2].name = "moving_mean", ch[2].want = h->mm_new;
         ch[3].name = "moving_var", ch[3].want = h->mv_new;
-        for (int k = 0; k < 4; k++) ch[k].tol = t_data;
+        for (int k = 0; k < 4; k++) ch[k].tol = t_stat;
     } else if (dir == BENCH_DIR_BWD) {
         ch[0].name = "dgamma", ch[0].want = h->dgamma, ch[0].tol = t_sum;
         ch[1].name = "dbeta", ch[1].want = h->dbeta, ch[1].tol = t_sum;

@@ -127,6 +127,8 @@ stage_bn() {
   log "kiln-bench bn --device cuda $* ($(wc -l </tmp/bn_cases.jsonl) configs)"
   timeout "$(left 55)" $kb bn --device cuda "$@" --json "$OUT/bn_kiln.jsonl" --md "$OUT/bn_kiln.md" 2>>"$env_txt"
   local rc=$?
+  nvidia-smi --query-gpu=clocks.sm,clocks.mem,temperature.gpu,power.draw,clocks_throttle_reasons.active \
+    --format=csv >>"$env_txt" 2>&1
   log "kiln-bench bn rc $rc"
   [ $rc -eq 0 ] || fail "kiln-bench bn (rc $rc; 124: cut off in time)"
   log "torch_bn.py on the same configs"

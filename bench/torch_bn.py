@@ -176,7 +176,8 @@ def run_config(spec, timer, args, seed):
             graph["y"] = F.batch_norm(xg, None, None, gg, bg, training=True, momentum=MOMENTUM, eps=EPS)
             dx, dg, db = bwd()
             errs = {"dx": max_err(dx, ref["dx"]), "dgamma": max_err(dg, ref["dgamma"]), "dbeta": max_err(db, ref["dbeta"])}
-        tols = {k: max(tol, SUM_TOL) if k in ("dgamma", "dbeta") else tol for k in errs}
+        # y, dx in the dtype's precision; the f32 per-channel outputs as f32 (bench/bn_ref.c)
+        tols = {k: SUM_TOL if k in ("dgamma", "dbeta") else TOL["f32"] if k.startswith("moving") else tol for k in errs}
         what = max(errs, key=lambda k: errs[k] / tols[k])
         return all(errs[k] <= tols[k] for k in errs), errs[what], tols[what], what
 
