@@ -3,8 +3,9 @@
 # tool, with .gpu-deps carried): builds kiln for Hopper into build-gpu (kept between calls while
 # the machine stays warm), records the machine, and runs one stage:
 #
-#   tests      ctest (every test, the CUDA parity tests included) and compute-sanitizer's memcheck
-#              on the parity tests            -> env.txt ctest.log sanitizer.log
+#   tests      ctest (every test, the CUDA parity tests included), compute-sanitizer's memcheck
+#              on the parity tests, memcheck and racecheck on kiln-bench's small BN cases
+#                                             -> env.txt ctest.log sanitizer.log
 #   bn [ARGS]  kiln-bench bn on the GPU (ARGS go to it, e.g. --dtype f32), torch_bn.py on the same
 #              configs, merged tables          -> env.txt bn_kiln.jsonl bn_kiln.md bn_torch.jsonl bn_table.md
 #   train      kiln-bench train and torch_train.py (seed-cnn at 32 and 256, resnet20 at 128), merged
@@ -112,6 +113,16 @@ stage_tests() {
     rc=$?
     log "sanitizer $t rc $rc ($(grep -E 'ERROR SUMMARY' "$OUT/sanitizer.log" | tail -1))"
     [ $rc -eq 0 ] || fail "compute-sanitizer $t"
+  done
+  # the benchmark's own kernels and kiln's BN paths as the benchmark drives them, small shapes
+  for tool in memcheck racecheck; do
+    echo "=== kiln-bench bn --cases small under $tool" >>"$OUT/sanitizer.log"
+    timeout "$(left 50)" compute-sanitizer --tool $tool --error-exitcode 99 build-gpu/bench/kiln-bench bn \
+      --device cuda --cases small --dtype f32,bf16 --reps 2 --warmup 1 --cpu-reps 1 --json /dev/null \
+      >>"$OUT/sanitizer.log" 2>&1
+    rc=$?
+    log "sanitizer ($tool) kiln-bench rc $rc ($(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer.log" | tail -1))"
+    [ $rc -eq 0 ] || fail "compute-sanitizer $tool kiln-bench"
   done
 }
 
