@@ -315,10 +315,12 @@ static uint64_t config_seed(const bench_config *c) { /* FNV-1a of the name, dtyp
 static void print_progress(const bench_result *r, int k, int n) {
     fprintf(stderr, "[%d/%d] %-18s %-4s %-4s %-9s %-10s ", k, n, r->cfg->cs->name,
             bench_layout_name(r->cfg), kiln_dtype_name(r->cfg->dtype), bench_dir_name(r->dir), r->impl);
-    if (!strcmp(r->status, "ok"))
-        fprintf(stderr, "%9.4f ms %8.1f GB/s %5.1f%% of copy  %5.2fx cuDNN  err %.1e\n",
-                r->t.median_ms, r->gbps, r->pct_copy, r->speedup_cudnn, r->err);
-    else
+    if (!strcmp(r->status, "ok")) {
+        fprintf(stderr, "%9.4f ms %8.1f GB/s %5.1f%% of copy  err %.1e", r->t.median_ms, r->gbps,
+                r->pct_copy, r->err);
+        if (isfinite(r->speedup_cudnn)) fprintf(stderr, "  %5.2fx cuDNN", r->speedup_cudnn);
+        fputc('\n', stderr);
+    } else
         fprintf(stderr, "%s%s: %s\n", !strcmp(r->status, "invalid") ? "*** INVALID *** " : "",
                 r->status, r->message);
 }
