@@ -17,6 +17,7 @@ measured in the same run. Without CUDA it runs on the CPU with a host clock.
 import argparse
 import json
 import math
+import os
 import sys
 import time
 
@@ -103,15 +104,15 @@ def make_inputs(spec, device, seed):
     """x, dy in the config's dtype and layout; per channel f32 gamma, beta, moving stats"""
     shape, layout, dt = spec["shape"], spec["layout"], DTYPES[spec["dtype"]]
     c = shape[1]
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    u = lambda *s: torch.rand(*s, generator=g, dtype=torch.float64)
+    g = torch.Generator(device=device).manual_seed(seed)  # drawn where they are used
+    u = lambda *s: torch.rand(*s, generator=g, dtype=torch.float64, device=device)
     view = [1, c] + [1] * (len(shape) - 2)
     shift, scale = (2 * u(c) - 1).view(view), (0.5 + 1.5 * u(c)).view(view)
     x = (shift + scale * (2 * u(*shape) - 1)).to(dt)
     dy = (0.2 * (2 * u(c) - 1).view(view) + (2 * u(*shape) - 1)).to(dt)
     fmt = torch.channels_last if layout == "nhwc" else torch.contiguous_format
-    x, dy = (t.to(device).contiguous(memory_format=fmt) for t in (x, dy))
-    ch = lambda lo, hi: (lo + (hi - lo) * u(c)).float().to(device)
+    x, dy = (t.contiguous(memory_format=fmt) for t in (x, dy))
+    ch = lambda lo, hi: (lo + (hi - lo) * u(c)).float()
     return x, dy, ch(0.5, 1.5), ch(-0.5, 0.5), ch(-0.5, 0.5), ch(0.5, 2.0)
 
 
@@ -238,7 +239,7 @@ def main():
     meta = dict(bench="meta", what="bn", date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), device=dev.type,
                 name=timer.name, driver=f"torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}",
                 cache_bytes=timer.cache, units=torch.cuda.get_device_properties(dev).multi_processor_count if dev.type == "cuda" else torch.get_num_threads(),
-                copy_gbps=args.copy_gbps, command=" ".join(sys.argv), commit=None, impl="torch",
+                copy_gbps=args.copy_gbps, command=" ".join(sys.argv), commit=os.environ.get("KILN_COMMIT"), impl="torch",
                 cudnn_enabled=torch.backends.cudnn.enabled)
     print(json.dumps(meta), file=out, flush=True)
     bad = 0

@@ -21,6 +21,7 @@ median epoch gives steps/s. Without CUDA it runs on the CPU with a host clock.
 """
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -146,7 +147,8 @@ def main():
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     print(json.dumps(dict(bench="meta", what="train", impl="torch", date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                           device=dev.type, name=name, driver=f"torch {torch.__version__}, CUDA {torch.version.cuda}, "
-                          f"cuDNN {torch.backends.cudnn.version()}", command=" ".join(sys.argv), threads=torch.get_num_threads())),
+                          f"cuDNN {torch.backends.cudnn.version()}", command=" ".join(sys.argv), commit=os.environ.get("KILN_COMMIT"),
+                          threads=torch.get_num_threads())),
           file=out, flush=True)
     done = set()
     for model, batch in RUNS:
