@@ -7,7 +7,7 @@
 #              on the parity tests, memcheck and racecheck on kiln-bench's small BN cases
 #                                             -> env.txt ctest.log sanitizer.log
 #   bn [ARGS]  kiln-bench bn on the GPU (ARGS go to it, e.g. --dtype f32), torch_bn.py on the same
-#              configs, merged tables          -> env.txt bn_kiln.jsonl bn_kiln.md bn_torch.jsonl bn_table.md
+#              configs, merged tables          -> env.txt bn_kiln.jsonl bn_torch.jsonl bn_table.md
 #   train      kiln-bench train and torch_train.py (seed-cnn at 32 and 256, resnet20 at 128), merged
 #                                              -> env.txt train.jsonl train_table.md
 #   all        the three in turn (rarely fits in one 10-minute call: prefer one call per stage)
@@ -136,7 +136,7 @@ stage_bn() {
   [ -x $kb ] || { fail "no kiln-bench was built"; return 1; }
   $kb bn --device cuda "$@" --list >/tmp/bn_cases.jsonl || { log "kiln-bench bn --list failed"; return 1; }
   log "kiln-bench bn --device cuda $* ($(wc -l </tmp/bn_cases.jsonl) configs)"
-  timeout "$(left 55)" $kb bn --device cuda "$@" --json "$OUT/bn_kiln.jsonl" --md "$OUT/bn_kiln.md" 2>>"$env_txt"
+  timeout "$(left 55)" $kb bn --device cuda "$@" --json "$OUT/bn_kiln.jsonl" 2>>"$env_txt"
   local rc=$?
   nvidia-smi --query-gpu=clocks.sm,clocks.mem,temperature.gpu,power.draw,clocks_throttle_reasons.active \
     --format=csv >>"$env_txt" 2>&1

@@ -127,6 +127,39 @@ def bn_tables(rows):
     return out
 
 
+def summary_table(rows):
+    """geometric means per direction, layout and implementation: % of copy, and the speedup of
+    each implementation over cuDNN and over PyTorch on the configs where both ran"""
+    cells = {}
+    for r in rows:
+        if r.get("bench") == "bn":
+            cells.setdefault((r["case"], r["layout"], r["dtype"], r["dir"]), {})[r["impl"]] = r
+    present = {i for c in cells.values() for i in c}
+    out = ["\n### Geometric means per implementation\n",
+           "| dir | layout | impl | ok | % of copy | vs cuDNN | vs PyTorch |", "|---|---|---|---:|---:|---:|---:|"]
+    for d, _ in DIRS:
+        for layout in LAYOUTS:
+            for impl, label in IMPLS:
+                if impl not in present:
+                    continue
+                pc, vc, vt, n = [], [], [], 0
+                for (case, lay, dt, dd), c in cells.items():
+                    r = c.get(impl)
+                    if dd != d or lay != layout or r is None or r["status"] != "ok":
+                        continue
+                    n += 1
+                    pc.append(r["pct_copy"])
+                    for ref, acc in (("cudnn", vc), ("torch", vt)):
+                        t = ok_ms(c.get(ref))
+                        if t and ref != impl and c[ref]["device"] == r["device"]:
+                            acc.append(t / r["median_ms"])
+                if n:
+                    (gp, _), (gc, n2), (gt, n3) = geomean(pc), geomean(vc), geomean(vt)
+                    out.append(f"| {d} | {layout} | {label} | {n} | {gbs(gp)} | {fmt(gc, '{:.2f}x')} ({n2}) | "
+                               f"{fmt(gt, '{:.2f}x')} ({n3}) |")
+    return out
+
+
 def train_table(rows):
     runs, order = {}, []
     for r in rows:
@@ -165,7 +198,7 @@ def main():
                 "y written; backward: x, dy read + dx written); % of copy: GB/s on those bytes over the device-to-device "
                 "copy measured in the same run; speedups: cuDNN or PyTorch time over kiln's (default path) time; "
                 "geomean rows: over the configs where both sides ran (count in parentheses). n/a: the implementation "
-                "refused the shape; **INVALID**: it failed validation and was not timed."] + bn_tables(kr + tr)
+                "refused the shape; **INVALID**: it failed validation and was not timed."] + bn_tables(kr + tr) + summary_table(kr + tr)
         text = "\n".join(lines) + "\n"
         if args.out:
             with open(args.out, "w") as f:
