@@ -773,3 +773,57 @@ Test(bn_cpu, more_than_2pow24_per_channel, .timeout = 300) {
     kiln_tensor *all[] = {x, y, sm, sv, mm, mv, dy, dg, db};
     for (size_t k = 0; k < sizeof all / sizeof all[0]; k++) kiln_tensor_free(all[k]);
 }
+
+/* ---- argument checks: the right status, a message naming the op and the argument ---- */
+
+static void expect_error(kiln_status got, kiln_status want, const char *fn, const char *needle) {
+    cr_expect_eq(got, want, "%s: got %s, want %s (%s)", needle, kiln_status_name(got),
+                 kiln_status_name(want), kiln_last_error());
+    cr_expect(strstr(kiln_last_error(), fn) != NULL, "message does not name %s: %s", fn, kiln_last_error());
+    cr_expect(strstr(kiln_last_error(), needle) != NULL, "message does not name %s: %s", needle, kiln_last_error());
+}
+
+Test(bn_cpu, argument_checks) {
+    const char *ft = "kiln_batchnorm_forward_train", *fb = "kiln_batchnorm_backward";
+    int64_t s4[4] = {2, 3, 3, 4}, s1[1] = {12}, s0[2] = {0, 4};
+    kiln_backend *cpu = kt_cpu();
+    kiln_tensor *x = kt_new(cpu, KILN_F32, 4, s4), *y = kt_new(cpu, KILN_F32, 4, s4), *dy = kt_new(cpu, KILN_F32, 4, s4);
+    kiln_tensor *g = vec(4), *b = vec(4), *mm = vec(4), *mv = vec(4), *sm = vec(4), *sv = vec(4), *g5 = vec(5);
+    kiln_tensor *xi = kt_new(cpu, KILN_I32, 4, s4), *x1 = kt_new(cpu, KILN_F32, 1, s1), *yh = kt_new(cpu, KILN_F16, 4, s4);
+    kiln_tensor *x0 = kt_new(cpu, KILN_F32, 2, s0), *y0 = kt_new(cpu, KILN_F32, 2, s0), *gh = kt_new(cpu, KILN_F16, 1, (int64_t[]){4});
+    kiln_tensor *other = NULL;
+    cr_assert_eq(kiln_tensor_new(kt_cpu_second(), KILN_F32, 1, (int64_t[]){4}, "other", &other), KILN_OK);
+    kt_fill_random(x, &(kt_rng){7}, -1, 1);
+    kiln_bn_params p = kiln_bn_params_keras();
+    expect_error(kiln_batchnorm_forward_train(xi, g, b, mm, mv, &p, y, sm, sv), KILN_ERR_DTYPE, ft, "i32");
+    expect_error(kiln_batchnorm_forward_train(x1, g, b, mm, mv, &p, y, sm, sv), KILN_ERR_SHAPE, ft, "(12,)");
+    expect_error(kiln_batchnorm_forward_train(x, g5, b, mm, mv, &p, y, sm, sv), KILN_ERR_SHAPE, ft, "gamma");
+    expect_error(kiln_batchnorm_forward_train(x, NULL, b, mm, mv, &p, y, sm, sv), KILN_ERR_INVALID_ARG, ft, "gamma");
+    expect_error(kiln_batchnorm_forward_train(x, g, b, mm, mv, &p, yh, sm, sv), KILN_ERR_DTYPE, ft, "y");
+    expect_error(kiln_batchnorm_forward_train(x, g, b, mm, NULL, &p, y, sm, sv), KILN_ERR_INVALID_ARG, ft, "moving_var");
+    expect_error(kiln_batchnorm_forward_train(x, g, b, mm, mv, &p, x, sm, sv), KILN_ERR_INVALID_ARG, ft, "share memory");
+    expect_error(kiln_batchnorm_forward_train(x, g, b, mm, mv, &p, y, NULL, sv), KILN_ERR_INVALID_ARG, ft, "save_mean");
+    expect_error(kiln_batchnorm_forward_train(x0, g, b, mm, mv, &p, y0, sm, sv), KILN_ERR_SHAPE, ft, "no values per channel");
+    expect_error(kiln_batchnorm_forward_train(x, gh, b, mm, mv, &p, y, sm, sv), KILN_ERR_DTYPE, ft, "gamma");
+    expect_error(kiln_batchnorm_forward_train(x, g, b, mm, other, &p, y, sm, sv), KILN_ERR_DEVICE_MISMATCH, ft, "other");
+    cr_expect_eq(p.num_batches_tracked, 0, "a failed call counts no batch");
+    kiln_bn_params q = p;
+    q.momentum = 1.5f;
+    expect_error(kiln_batchnorm_forward_train(x, g, b, mm, mv, &q, y, sm, sv), KILN_ERR_INVALID_ARG, ft, "momentum");
+    q = p;
+    q.epsilon = -1.0f;
+    expect_error(kiln_batchnorm_forward_infer(x, g, b, mm, mv, &q, y), KILN_ERR_INVALID_ARG, "kiln_batchnorm_forward_infer", "epsilon");
+    q = p;
+    q.layout = (kiln_layout)7;
+    expect_error(kiln_batchnorm_forward_train(x, g, b, mm, mv, &q, y, sm, sv), KILN_ERR_INVALID_ARG, ft, "layout");
+    q = p;
+    q.impl = (kiln_bn_impl)99;
+    expect_error(kiln_batchnorm_backward(x, dy, g, sm, sv, &q, y, NULL, NULL), KILN_ERR_INVALID_ARG, fb, "impl");
+    expect_error(kiln_batchnorm_backward(x, yh, g, sm, sv, &p, y, NULL, NULL), KILN_ERR_DTYPE, fb, "dy");
+    expect_error(kiln_batchnorm_backward(x, dy, g, sm, sv, &p, y, g5, NULL), KILN_ERR_SHAPE, fb, "dgamma");
+    expect_error(kiln_batchnorm_backward(x, dy, g, sm, sv, &p, dy, NULL, NULL), KILN_ERR_INVALID_ARG, fb, "share memory");
+    expect_error(kiln_batchnorm_backward_infer(dy, g, NULL, &p, y), KILN_ERR_INVALID_ARG, "kiln_batchnorm_backward_infer", "moving_var");
+    expect_error(kiln_batchnorm_backward(x, dy, g, sm, sv, NULL, y, NULL, NULL), KILN_ERR_INVALID_ARG, fb, "params");
+    kiln_tensor *all[] = {x, y, dy, g, b, mm, mv, sm, sv, g5, xi, x1, yh, x0, y0, gh, other};
+    for (size_t k = 0; k < sizeof all / sizeof all[0]; k++) kiln_tensor_free(all[k]);
+}

@@ -145,11 +145,30 @@ __device__ void finalize_range(const bn_args &a, int64_t first, int64_t count) {
 
 // ---- the main kernel -------------------------------------------------------------------------
 
-// Where a thread's k-th item lies (element offset of its vector), or -1 past the end.
+// A thread's place in the work: its channel slot and channel vector (channels last), and its
+// items: item k is number first + k * stride of the tile's `items` (rows for channels last,
+// vectors of the channel for channels first), in the same order in every pass.
 template <bool CL, int VEC> struct walker {
-    int64_t base;          // CL: this thread's channels in row 0 (-1: no channel); CF: plane (0, c)
-    int64_t first, stride; // item index of k: first + k * stride
-    __device__ __forceinline__ int64_t offset(const bn_args &a, int k) const {
+    int slot;              // channel slot of the lane (0 for channels first)
+    int64_t cvec;          // channels last: the thread's channel vector (channels cvec*VEC ..)
+    bool cvalid;           // the thread has a channel (channels last: cvec < a.cv)
+    int64_t base;          // CL: cvec * VEC (-1 without a channel); CF: offset of plane (0, c)
+    int64_t first, stride;
+    int kmax;              // items per thread, rounded up: the same in every thread of the grid
+    __host__ __device__ walker(const bn_args &a, int64_t tile, int split, int tid) {
+        const int lane = tid & 31, warp = tid >> 5, L = CL ? a.L : 1;
+        slot = lane & (L - 1);
+        cvec = CL ? tile * L + slot : 0;
+        cvalid = CL ? cvec < a.cv : true;
+        // items per block per k: 8 warps x (32 / L) rows (CL), or one per thread (CF)
+        const int64_t step = CL ? (int64_t)kWarps * (32 / L) : kThreads;
+        base = CL ? (cvalid ? cvec * VEC : -1) : tile * a.inner;
+        first = (int64_t)split * step + (CL ? warp * (32 / L) + lane / L : tid);
+        stride = (int64_t)a.S * step;
+        kmax = (int)((a.items + stride - 1) / stride);
+    }
+    // the element offset of item k's vector, or -1 past the end (or without a channel)
+    __host__ __device__ __forceinline__ int64_t offset(const bn_args &a, int k) const {
         const int64_t it = first + (int64_t)k * stride;
         if (it >= a.items || base < 0) return -1;
         if constexpr (CL) return it * a.C + base; // (row, C) row-major
@@ -183,7 +202,7 @@ __device__ __forceinline__ void accumulate(S &st, const vec_t<T, VEC> &x, const 
 }
 
 template <int RED, bool CL, class T, int VEC>
-__global__ void __launch_bounds__(kThreads) bn_kernel(const bn_args a) {
+__global__ void __launch_bounds__(kThreads, 2) bn_kernel(const bn_args a) {
     using V = vec_t<T, VEC>;
     constexpr int NS = CL ? VEC : 1;              // channels per thread
     constexpr int NIN = RED == RED_GRAD ? 2 : 1;  // x, and dy
@@ -193,18 +212,13 @@ __global__ void __launch_bounds__(kThreads) bn_kernel(const bn_args a) {
     extern __shared__ __align__(16) unsigned char s_dyn[];
     V *cache = reinterpret_cast<V *>(s_dyn); // [kc][NIN][kThreads]
 
-    const int tid = (int)threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int L = CL ? a.L : 1, slot = lane & (L - 1), row = lane / L;
+    const int tid = (int)threadIdx.x, warp = tid >> 5, L = CL ? a.L : 1;
     const int64_t tile = blockIdx.x;
     const int split = (int)blockIdx.y;
-    const int64_t cvec = CL ? tile * L + slot : 0; // channels last: this thread's channel vector
-    const bool cvalid = CL ? cvec < a.cv : true;
-    const int64_t step = CL ? (int64_t)kWarps * (32 / L) : kThreads; // items per block and k
-    walker<CL, VEC> wk;
-    wk.base = CL ? (cvalid ? cvec * VEC : -1) : tile * a.inner;
-    wk.first = (int64_t)split * step + (CL ? warp * (32 / L) + row : tid);
-    wk.stride = (int64_t)a.S * step;
-    const int kmax = (int)((a.items + wk.stride - 1) / wk.stride); // the same in every thread
+    const walker<CL, VEC> wk(a, tile, split, tid);
+    const int slot = wk.slot, kmax = wk.kmax;
+    const int64_t cvec = wk.cvec;
+    const bool cvalid = wk.cvalid;
     const T *xp = static_cast<const T *>(a.x);
     const T *gp = static_cast<const T *>(a.dy);
 

@@ -223,7 +223,7 @@ __device__ __forceinline__ coef_t load_cg(const coef_t *p) {
 }
 
 // a / b for non-negative a, b > 0: 32-bit division when both fit (the common case)
-__device__ __forceinline__ int64_t div_nonneg(int64_t a, int64_t b) {
+__host__ __device__ __forceinline__ int64_t div_nonneg(int64_t a, int64_t b) {
     if (((a | b) >> 32) == 0) return (int64_t)((uint32_t)a / (uint32_t)b);
     return a / b;
 }
