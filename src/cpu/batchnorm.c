@@ -1,10 +1,15 @@
 /* cpu/batchnorm.c: the batch-norm reference (the oracle the CUDA kernels answer to). Plain
- * loops over the (outer, C, inner) view of x (src/batchnorm_impl.h), one channel at a time,
- * everything accumulated in double with a two-pass variance (no E[x^2] - E[x]^2), each result
- * rounded once to its dtype. Channels are independent: OpenMP threads take whole channels, so
- * the result does not depend on the thread count. */
+ * loops over the (outer, C, inner) view of x (src/batchnorm_impl.h), everything accumulated in
+ * double with a two-pass variance (no E[x^2] - E[x]^2), each result rounded once to its dtype.
+ * Channels go in blocks of BLOCK: each pass walks the block's elements in memory order, so
+ * NHWC tensors (channels innermost) stream through the cache instead of striding by C, while
+ * every channel still sums its values in the same order (o, then i) as a channel-at-a-time
+ * loop would. OpenMP threads take whole blocks: the result does not depend on the thread
+ * count. */
 #include "batchnorm_impl.h"
 #include "cpu.h"
+
+#define BLOCK 64
 
 /* index of element (o, c, i) */
 static inline int64_t at(const kiln_bn_geom *g, int64_t o, int64_t c, int64_t i) {
@@ -22,32 +27,36 @@ static inline void put(kiln_tensor *t, int64_t c, double v) {
     if (t) ((float *)t->data)[c] = (float)v;
 }
 
-/* out = (in - mean) * scale + shift over channel c */
-static void affine_channel(const kiln_bn_geom *g, int64_t c, const kiln_tensor *in, double mean,
-                           double scale, double shift, kiln_tensor *out) {
-    for (int64_t o = 0; o < g->outer; o++)
-        for (int64_t i = 0; i < g->inner; i++) {
-            int64_t k = at(g, o, c, i);
-            kiln_cpu_store(out->data, out->dtype, k, (ld(in, k) - mean) * scale + shift);
-        }
+/* channels [c0, c0 + nc) of one pass: the loop every pass below shares */
+#define EACH(g, c0, nc, body)                                   \
+    for (int64_t o = 0; o < (g)->outer; o++)                    \
+        for (int64_t j = 0; j < (nc); j++)                      \
+            for (int64_t i = 0; i < (g)->inner; i++) {          \
+                int64_t k = at((g), o, (c0) + j, i);            \
+                body                                            \
+            }
+
+/* out = (in - mean[j]) * scale[j] + shift[j] over the block */
+static void affine_block(const kiln_bn_geom *g, int64_t c0, int64_t nc, const kiln_tensor *in,
+                         const double *mean, const double *scale, const double *shift, kiln_tensor *out) {
+    EACH(g, c0, nc, kiln_cpu_store(out->data, out->dtype, k, (ld(in, k) - mean[j]) * scale[j] + shift[j]);)
 }
 
-/* mean and biased variance of channel c, two passes */
-static void channel_stats(const kiln_bn_geom *g, int64_t c, const kiln_tensor *x, double *mean,
-                          double *var) {
-    double sum = 0.0;
-    for (int64_t o = 0; o < g->outer; o++)
-        for (int64_t i = 0; i < g->inner; i++) sum += ld(x, at(g, o, c, i));
-    double m = sum / (double)g->n;
-    double ss = 0.0;
-    for (int64_t o = 0; o < g->outer; o++)
-        for (int64_t i = 0; i < g->inner; i++) {
-            double d = ld(x, at(g, o, c, i)) - m;
-            ss += d * d;
-        }
-    *var = ss / (double)g->n;
-    *mean = kiln_bn_mean_rule(m, *var);
+/* mean and biased variance of the block's channels, two passes */
+static void block_stats(const kiln_bn_geom *g, int64_t c0, int64_t nc, const kiln_tensor *x, double *mean,
+                        double *var) {
+    double sum[BLOCK] = {0}, ss[BLOCK] = {0}, m[BLOCK];
+    EACH(g, c0, nc, sum[j] += ld(x, k);)
+    for (int64_t j = 0; j < nc; j++) m[j] = sum[j] / (double)g->n;
+    EACH(g, c0, nc, { double d = ld(x, k) - m[j]; ss[j] += d * d; })
+    for (int64_t j = 0; j < nc; j++) {
+        var[j] = ss[j] / (double)g->n;
+        mean[j] = kiln_bn_mean_rule(m[j], var[j]);
+    }
 }
+
+static int64_t blocks(const kiln_bn_geom *g) { return (g->c + BLOCK - 1) / BLOCK; }
+static int64_t block_len(const kiln_bn_geom *g, int64_t b) { return g->c - b * BLOCK < BLOCK ? g->c - b * BLOCK : BLOCK; }
 
 static void forward_train(const kiln_op *op, const kiln_bn_geom *g) {
     const kiln_tensor *x = op->src[0], *gamma = op->src[1], *beta = op->src[2];
@@ -55,36 +64,49 @@ static void forward_train(const kiln_op *op, const kiln_bn_geom *g) {
     kiln_tensor *y = op->dst[0], *save_mean = op->dst[1], *save_invstd = op->dst[2];
     const double eps = op->f[0], keep = op->d[0], w = op->d[1];
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (blocks(g) > 1)
 #endif
-    for (int64_t c = 0; c < g->c; c++) {
-        double mean, var;
-        channel_stats(g, c, x, &mean, &var);
-        double invstd = kiln_bn_invstd(var, eps);
-        put(save_mean, c, mean);
-        put(save_invstd, c, invstd);
-        if (mm) {
-            float *m = mm->data, *v = mv->data;
-            m[c] = kiln_bn_moving(m[c], mean, keep, w);
-            v[c] = kiln_bn_moving(v[c], kiln_bn_sample_var(var, g->n, op->i[1]), keep, w);
+    for (int64_t b = 0; b < blocks(g); b++) {
+        int64_t c0 = b * BLOCK, nc = block_len(g, b);
+        double mean[BLOCK], var[BLOCK], scale[BLOCK], shift[BLOCK];
+        block_stats(g, c0, nc, x, mean, var);
+        for (int64_t j = 0; j < nc; j++) {
+            int64_t c = c0 + j;
+            double invstd = kiln_bn_invstd(var[j], eps);
+            put(save_mean, c, mean[j]);
+            put(save_invstd, c, invstd);
+            if (mm) {
+                float *m = mm->data, *v = mv->data;
+                m[c] = kiln_bn_moving(m[c], mean[j], keep, w);
+                v[c] = kiln_bn_moving(v[c], kiln_bn_sample_var(var[j], g->n, op->i[1]), keep, w);
+            }
+            scale[j] = chan(gamma, c, 1.0) * invstd;
+            shift[j] = chan(beta, c, 0.0);
         }
-        affine_channel(g, c, x, mean, chan(gamma, c, 1.0) * invstd, chan(beta, c, 0.0), y);
+        affine_block(g, c0, nc, x, mean, scale, shift, y);
     }
 }
 
 static void forward_infer(const kiln_op *op, const kiln_bn_geom *g) {
     const kiln_tensor *x = op->src[0], *gamma = op->src[1], *beta = op->src[2];
     const kiln_tensor *mm = op->src[3], *mv = op->src[4];
-    kiln_tensor *y = op->dst[0];
     const double eps = op->f[0];
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (blocks(g) > 1)
 #endif
-    for (int64_t c = 0; c < g->c; c++) {
-        double mean = chan(mm, c, 0.0), invstd = kiln_bn_invstd(chan(mv, c, 1.0), eps);
-        put(op->dst[1], c, mean);    /* a frozen layer's training forward */
-        put(op->dst[2], c, invstd);
-        affine_channel(g, c, x, mean, chan(gamma, c, 1.0) * invstd, chan(beta, c, 0.0), y);
+    for (int64_t b = 0; b < blocks(g); b++) {
+        int64_t c0 = b * BLOCK, nc = block_len(g, b);
+        double mean[BLOCK], scale[BLOCK], shift[BLOCK];
+        for (int64_t j = 0; j < nc; j++) {
+            int64_t c = c0 + j;
+            double invstd = kiln_bn_invstd(chan(mv, c, 1.0), eps);
+            mean[j] = chan(mm, c, 0.0);
+            put(op->dst[1], c, mean[j]); /* a frozen layer's training forward */
+            put(op->dst[2], c, invstd);
+            scale[j] = chan(gamma, c, 1.0) * invstd;
+            shift[j] = chan(beta, c, 0.0);
+        }
+        affine_block(g, c0, nc, x, mean, scale, shift, op->dst[0]);
     }
 }
 
@@ -94,30 +116,30 @@ static void backward(const kiln_op *op, const kiln_bn_geom *g) {
     kiln_tensor *dx = op->dst[0];
     const bool frozen = (op->i[1] & KILN_BN_FROZEN) != 0;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (blocks(g) > 1)
 #endif
-    for (int64_t c = 0; c < g->c; c++) {
-        double mean = chan(save_mean, c, 0.0), invstd = chan(save_invstd, c, 1.0);
-        double sum_dy = 0.0, sum_dy_xc = 0.0; /* sum(dy), sum(dy (x - mean)) */
-        for (int64_t o = 0; o < g->outer; o++)
-            for (int64_t i = 0; i < g->inner; i++) {
-                int64_t k = at(g, o, c, i);
-                double d = ld(dy, k);
-                sum_dy += d;
-                sum_dy_xc += d * (ld(x, k) - mean);
-            }
-        double dbeta = sum_dy, dgamma = sum_dy_xc * invstd;
-        put(op->dst[1], c, dgamma);
-        put(op->dst[2], c, dbeta);
-        kiln_bn_bwd_coef k = kiln_bn_backward_coef(chan(gamma, c, 1.0), invstd, dgamma, dbeta,
-                                                   g->n, op->i[1]);
-        for (int64_t o = 0; o < g->outer; o++)
-            for (int64_t i = 0; i < g->inner; i++) {
-                int64_t e = at(g, o, c, i);
-                double v = k.a * ld(dy, e) + k.q;
-                if (!frozen) v += k.p * (ld(x, e) - mean); /* the inference gradient reads no x */
-                kiln_cpu_store(dx->data, dx->dtype, e, v);
-            }
+    for (int64_t b = 0; b < blocks(g); b++) {
+        int64_t c0 = b * BLOCK, nc = block_len(g, b);
+        double mean[BLOCK], sum_dy[BLOCK] = {0}, sum_dy_xc[BLOCK] = {0}; /* sum(dy), sum(dy (x - mean)) */
+        kiln_bn_bwd_coef coef[BLOCK];
+        for (int64_t j = 0; j < nc; j++) mean[j] = chan(save_mean, c0 + j, 0.0);
+        EACH(g, c0, nc, {
+            double d = ld(dy, k);
+            sum_dy[j] += d;
+            sum_dy_xc[j] += d * (ld(x, k) - mean[j]);
+        })
+        for (int64_t j = 0; j < nc; j++) {
+            int64_t c = c0 + j;
+            double invstd = chan(save_invstd, c, 1.0), dbeta = sum_dy[j], dgamma = sum_dy_xc[j] * invstd;
+            put(op->dst[1], c, dgamma);
+            put(op->dst[2], c, dbeta);
+            coef[j] = kiln_bn_backward_coef(chan(gamma, c, 1.0), invstd, dgamma, dbeta, g->n, op->i[1]);
+        }
+        EACH(g, c0, nc, {
+            double v = coef[j].a * ld(dy, k) + coef[j].q;
+            if (!frozen) v += coef[j].p * (ld(x, k) - mean[j]); /* the inference gradient reads no x */
+            kiln_cpu_store(dx->data, dx->dtype, k, v);
+        })
     }
 }
 
@@ -125,11 +147,15 @@ static void backward_infer(const kiln_op *op, const kiln_bn_geom *g) {
     const kiln_tensor *dy = op->src[0], *gamma = op->src[1], *mv = op->src[2];
     const double eps = op->f[0];
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (blocks(g) > 1)
 #endif
-    for (int64_t c = 0; c < g->c; c++)
-        affine_channel(g, c, dy, 0.0, chan(gamma, c, 1.0) * kiln_bn_invstd(chan(mv, c, 1.0), eps),
-                       0.0, op->dst[0]);
+    for (int64_t b = 0; b < blocks(g); b++) {
+        int64_t c0 = b * BLOCK, nc = block_len(g, b);
+        double zero[BLOCK] = {0}, scale[BLOCK];
+        for (int64_t j = 0; j < nc; j++)
+            scale[j] = chan(gamma, c0 + j, 1.0) * kiln_bn_invstd(chan(mv, c0 + j, 1.0), eps);
+        affine_block(g, c0, nc, dy, zero, scale, zero, op->dst[0]);
+    }
 }
 
 kiln_status kiln_cpu_batchnorm(const kiln_op *op) {
