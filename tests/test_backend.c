@@ -78,7 +78,9 @@ Test(tensor, metadata_views_reshape) {
     for (int i = 0; i < 8; i++) cr_expect_eq(g[i], 12.5f + (float)i);
     free(g);
     int64_t bad[] = {4, 4};
-    expect_error(kiln_tensor_view(t, 12, 2, bad, &view), KILN_ERR_SHAPE, "overrun");
+    kiln_tensor *bad_view = NULL;
+    expect_error(kiln_tensor_view(t, 12, 2, bad, &bad_view), KILN_ERR_SHAPE, "overrun");
+    cr_expect_null(bad_view);
     int64_t flat[] = {24}, wrong[] = {5, 5};
     OK(kiln_tensor_reshape(t, 1, flat));
     cr_expect_eq(t->ndim, 1);
