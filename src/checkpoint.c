@@ -74,17 +74,19 @@ kiln_status kiln_model_save(const kiln_model *m, const char *path, bool full, in
     }
     char *json = NULL;
     if (s == KILN_OK) s = kiln_model_to_json(m, &json);
-    char iters[32], ep[32], lr[40], bn_count[32];
+    char iters[32], ep[32], lr[40], bn_count[32], seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)m->fit_seed);
     snprintf(iters, sizeof iters, "%lld", (long long)m->iterations);
     snprintf(ep, sizeof ep, "%d", epoch);
     snprintf(lr, sizeof lr, "%.17g", m->base_lr);
     snprintf(bn_count, sizeof bn_count, "%s", full ? "full" : "weights");
-    kiln_st_meta meta[6] = {{"format", "kiln"}, {"kiln.model", json ? json : ""}, {"kiln.checkpoint", bn_count}};
+    kiln_st_meta meta[7] = {{"format", "kiln"}, {"kiln.model", json ? json : ""}, {"kiln.checkpoint", bn_count}};
     size_t n_meta = 3;
     if (full) {
         meta[n_meta++] = (kiln_st_meta){"kiln.iterations", iters};
         meta[n_meta++] = (kiln_st_meta){"kiln.epoch", ep};
         meta[n_meta++] = (kiln_st_meta){"kiln.learning_rate", lr};
+        meta[n_meta++] = (kiln_st_meta){"kiln.seed", seed};
     }
     for (size_t i = 0; i < l.n; i++) l.t[i].name = l.names[i];
     if (s == KILN_OK) s = kiln_safetensors_write(path, l.t, l.n, meta, n_meta);
@@ -159,6 +161,8 @@ kiln_status kiln_model_load(kiln_model *m, const char *path, bool subset, bool f
         else {
             m->iterations = strtoll(it, NULL, 10);
             m->base_lr = strtod(lr, NULL);
+            const char *sd = kiln_safetensors_metadata(st, "kiln.seed");
+            if (sd) m->fit_seed = strtoull(sd, NULL, 10);
             if (epoch) *epoch = atoi(ep);
         }
     }

@@ -213,5 +213,6 @@ kiln_status kiln_model_fit(kiln_model *m, const kiln_data *train, const kiln_fit
     }
     if (val.n > 0) KILN_TRY(kiln_fit_check_data(m, &val, "kiln_model_fit (validation)"));
     if (history) memset(history, 0, sizeof *history);
+    m->fit_seed = c.seed;
     return kiln_fit_loop(m, &tr, val.n > 0 ? &val : NULL, &c, history, eval_sums);
 }

@@ -95,6 +95,7 @@ struct kiln_model {
     kiln_compile_config compile;
     double base_lr;
     int64_t iterations;
+    uint64_t fit_seed; /* the seed of the last fit (shuffles, dropout), kept in full checkpoints */
     /* plans */
     kiln_plan plans[KILN_MAX_PLANS];
     int n_plans;

@@ -137,6 +137,8 @@ kiln_status kiln_model_set_learning_rate(kiln_model *m, double lr) {
 
 int64_t kiln_model_iterations(const kiln_model *m) { return m->iterations; }
 
+uint64_t kiln_model_fit_seed(const kiln_model *m) { return m->fit_seed; }
+
 /* one optimizer step: the clip factor (when asked) and one fused group update over every
  * trainable weight (one CUDA launch per 32 tensors) */
 kiln_status kiln_model_apply_gradients(kiln_model *m) {

@@ -141,6 +141,8 @@ Test(checkpoint, resume_equals_uninterrupted, .timeout = 120) {
     OK(kiln_model_load(c, path("full.safetensors"), false, true, &epoch));
     cr_expect_eq(epoch, 2);
     cr_expect_eq(kiln_model_iterations(c), 10);
+    cr_expect_eq(kiln_model_fit_seed(c), 9);
+    fc.seed = kiln_model_fit_seed(c);
     fc.epochs = 4;
     fc.initial_epoch = epoch;
     OK(kiln_model_fit(c, &d, &fc, NULL));

@@ -155,13 +155,14 @@ Test(cli, summary_counts) {
 
 Test(cli, resume_equals_uninterrupted, .timeout = 120) {
     kt_tmpdir_new();
-#define RUN_ARGS "train --model seed-cnn " SMALL " --seed 7 --augment --standardize --validation-split 0.25 --verbose 0"
-    kt_run r = KILN(RUN_ARGS " --epochs 3 --out %s --log-steps %s", kt_path("a"), kt_path("a.csv"));
+#define RUN_ARGS "train --model seed-cnn " SMALL " --augment --standardize --validation-split 0.25 --verbose 0"
+    kt_run r = KILN(RUN_ARGS " --seed 7 --epochs 3 --out %s --log-steps %s", kt_path("a"), kt_path("a.csv"));
     expect_ok(&r, "uninterrupted");
     kt_run_free(&r);
-    r = KILN(RUN_ARGS " --epochs 2 --out %s --log-steps %s", kt_path("b"), kt_path("b.csv"));
+    r = KILN(RUN_ARGS " --seed 7 --epochs 2 --out %s --log-steps %s", kt_path("b"), kt_path("b.csv"));
     expect_ok(&r, "first part");
     kt_run_free(&r);
+    /* no --seed: the checkpoint's seed carries on */
     r = KILN(RUN_ARGS " --epochs 3 --resume %s --out %s --log-steps %s", kt_path("b/checkpoint.safetensors"), kt_path("b"),
              kt_path("b.csv"));
     expect_ok(&r, "resumed");

@@ -144,7 +144,7 @@ kiln_status kiln_model_from_json(const char *json, size_t len, kiln_model **out)
 /* Writes the weights to a safetensors file, atomically, named "<layer>.<weight>" in Keras'
  * layouts, with the architecture (kiln_model_to_json) in the header's __metadata__ under
  * "kiln.model". With `full`, also the optimizer's state ("optimizer.<weight>.m" ...), the
- * iteration count, the learning rate and `epoch` (the epochs completed), so that
+ * iteration count, the learning rate, the fit's seed and `epoch` (the epochs completed), so that
  * kiln_model_load(..., full) resumes training as if never stopped. */
 kiln_status kiln_model_save(const kiln_model *m, const char *path, bool full, int epoch);
 
@@ -200,6 +200,9 @@ double kiln_model_learning_rate(const kiln_model *m);
 kiln_status kiln_model_set_learning_rate(kiln_model *m, double lr);
 /* Optimizer steps taken so far. */
 int64_t kiln_model_iterations(const kiln_model *m);
+/* The seed of the last fit (or the one a full checkpoint restored): a resumed fit that uses it
+ * shuffles and drops out exactly as the interrupted one would have. */
+uint64_t kiln_model_fit_seed(const kiln_model *m);
 
 /* ---- data, history, callbacks ---- */
 

@@ -35,6 +35,7 @@ typedef struct kiln_cli_options {
     kiln_data_options data_opt;
     const char *synthetic_flag;
     bool classes_given;
+    bool seed_given; /* --seed was on the command line (else --resume takes the checkpoint's) */
 } kiln_cli_options;
 
 /* The usage text (docs/cli.md holds the same block). */

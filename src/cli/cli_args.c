@@ -143,6 +143,7 @@ kiln_status kiln_cli_args_parse(kiln_cli_command cmd, int argc, char **argv, kil
         seen[k] = true;
         if (a->synthetic && !o->synthetic_flag) o->synthetic_flag = a->name;
         if (a->offset == OFF(data_opt.num_classes)) o->classes_given = true;
+        if (a->offset == OFF(seed)) o->seed_given = true;
         if (a->kind == ARG_FLAG) {
             if (eq) return kiln_error(KILN_ERR_INVALID_ARG, "%s takes no value", a->name);
             *(bool *)(void *)((char *)o + a->offset) = true;

@@ -95,7 +95,8 @@ static kiln_status fit(train_run *r, const kiln_cli_options *o) {
     fc.epochs = o->epochs;
     fc.batch_size = o->batch_size;
     fc.shuffle = !o->no_shuffle;
-    fc.seed = o->seed;
+    /* a resumed run shuffles and drops out with the checkpoint's seed unless --seed says otherwise */
+    fc.seed = o->resume && !o->seed_given ? kiln_model_fit_seed(r->m) : o->seed;
     fc.initial_epoch = r->initial_epoch;
     fc.verbose = o->verbose;
     fc.callbacks = r->cb;
