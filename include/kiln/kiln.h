@@ -9,6 +9,10 @@
 #include "kiln/batchnorm.h"
 #include "kiln/nn.h"
 #include "kiln/optim_ops.h"
+#include "kiln/safetensors.h"
+#include "kiln/data.h"
+#include "kiln/model.h"
+#include "kiln/callbacks.h"
 
 #define KILN_VERSION_MAJOR 0
 #define KILN_VERSION_MINOR 1
