@@ -55,26 +55,13 @@ static void free_data(kiln_data d) {
     free((void *)d.y);
 }
 
-static void expect_same_weights(kiln_model *a, kiln_model *b) {
-    cr_assert_eq(kiln_model_weight_count(a), kiln_model_weight_count(b));
-    for (int i = 0; i < kiln_model_weight_count(a); i++) {
-        const char *name;
-        kiln_tensor *ta, *tb;
-        OK(kiln_model_weight(a, i, &name, &ta, NULL));
-        OK(kiln_model_weight(b, i, NULL, &tb, NULL));
-        void *x = kt_get_bytes(ta), *y = kt_get_bytes(tb);
-        kt_expect_bitwise(name, x, y, kiln_tensor_nbytes(ta));
-        free(x);
-        free(y);
-    }
-}
 
 Test(checkpoint, round_trip_and_names) {
     make_dir();
     kiln_model *a = small_model(1), *b = small_model(2);
     OK(kiln_model_save(a, path("w.safetensors"), false, 0));
     OK(kiln_model_load(b, path("w.safetensors"), false, false, NULL));
-    expect_same_weights(a, b);
+    kt_expect_same_weights(a, b);
     kiln_safetensors *st;
     OK(kiln_safetensors_open(path("w.safetensors"), &st));
     const kiln_st_entry *k = kiln_safetensors_find(st, "conv2d.kernel");
@@ -146,7 +133,7 @@ Test(checkpoint, resume_equals_uninterrupted, .timeout = 120) {
     fc.epochs = 4;
     fc.initial_epoch = epoch;
     OK(kiln_model_fit(c, &d, &fc, NULL));
-    expect_same_weights(a, c);
+    kt_expect_same_weights(a, c);
     kiln_model_free(a);
     kiln_model_free(c);
     free_data(d);

@@ -44,18 +44,6 @@ static kiln_fit_config config(int epochs) {
     return fc;
 }
 
-static void expect_same_weights(kiln_model *a, kiln_model *b) {
-    for (int i = 0; i < kiln_model_weight_count(a); i++) {
-        const char *name;
-        kiln_tensor *ta, *tb;
-        OK(kiln_model_weight(a, i, &name, &ta, NULL));
-        OK(kiln_model_weight(b, i, NULL, &tb, NULL));
-        void *x = kt_get_bytes(ta), *y = kt_get_bytes(tb);
-        kt_expect_bitwise(name, x, y, kiln_tensor_nbytes(ta));
-        free(x);
-        free(y);
-    }
-}
 
 /* fit of a fresh model with batches from a prefetcher over ds */
 static kiln_model *fit_with_prefetcher(kiln_dataset *ds, const kiln_augment *aug, bool threaded, kiln_fit_config fc,
@@ -81,8 +69,8 @@ Test(fit_source, prefetcher_equals_copying_bit_for_bit, .timeout = 120) {
     OK(kiln_model_fit(plain, &d, &fc, &hp));
     kiln_model *threaded = fit_with_prefetcher(ds, NULL, true, fc, &ht);
     kiln_model *inline_ = fit_with_prefetcher(ds, NULL, false, fc, &hu);
-    expect_same_weights(plain, threaded);
-    expect_same_weights(plain, inline_);
+    kt_expect_same_weights(plain, threaded);
+    kt_expect_same_weights(plain, inline_);
     cr_assert_eq(ht.epochs, hp.epochs);
     for (int e = 0; e < hp.epochs; e++) {
         cr_expect(hp.logs[e].loss == ht.logs[e].loss && hp.logs[e].accuracy == ht.logs[e].accuracy, "epoch %d", e);
@@ -102,7 +90,7 @@ Test(fit_source, augmented_runs_repeat_and_resume, .timeout = 120) {
     kiln_augment aug = {2, true};
     kiln_model *a = fit_with_prefetcher(ds, &aug, true, config(3), NULL);
     kiln_model *b = fit_with_prefetcher(ds, &aug, false, config(3), NULL);
-    expect_same_weights(a, b);
+    kt_expect_same_weights(a, b);
     /* interrupted after 2 epochs, resumed into a fresh model */
     char dir[] = "/tmp/kiln-source-XXXXXX", path[64];
     cr_assert_not_null(mkdtemp(dir));
@@ -121,7 +109,7 @@ Test(fit_source, augmented_runs_repeat_and_resume, .timeout = 120) {
     fc.batches = &src;
     kiln_data data = {ds->images, ds->labels, NULL, ds->n};
     OK(kiln_model_fit(d, &data, &fc, NULL));
-    expect_same_weights(a, d);
+    kt_expect_same_weights(a, d);
     /* and augmentation changes the result (it is applied at all) */
     kiln_model *plain = fit_with_prefetcher(ds, NULL, true, config(3), NULL);
     float *wa = kt_get_f32(kiln_model_find_weight(a, "conv2d.kernel")), *wp = kt_get_f32(kiln_model_find_weight(plain, "conv2d.kernel"));

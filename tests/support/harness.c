@@ -234,6 +234,20 @@ void kt_expect_bitwise(const char *what, const void *a, const void *b, size_t nb
         if (x[i] != y[i]) cr_assert_fail("%s: first differing byte at %zu of %zu", what, i, nbytes);
 }
 
+void kt_expect_same_weights(const kiln_model *a, const kiln_model *b) {
+    cr_assert_eq(kiln_model_weight_count(a), kiln_model_weight_count(b));
+    for (int i = 0; i < kiln_model_weight_count(a); i++) {
+        const char *name;
+        kiln_tensor *ta, *tb;
+        cr_assert_eq(kiln_model_weight(a, i, &name, &ta, NULL), KILN_OK, "%s", kiln_last_error());
+        cr_assert_eq(kiln_model_weight(b, i, NULL, &tb, NULL), KILN_OK, "%s", kiln_last_error());
+        void *x = kt_get_bytes(ta), *y = kt_get_bytes(tb);
+        kt_expect_bitwise(name, x, y, kiln_tensor_nbytes(ta));
+        free(x);
+        free(y);
+    }
+}
+
 /* ---- parity ---- */
 
 static bool is_half(kiln_dtype t) { return t == KILN_F16 || t == KILN_BF16; }

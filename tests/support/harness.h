@@ -58,6 +58,8 @@ double kt_expect_rounded(const char *what, const float *got, const float *want, 
                          kiln_dtype dt, double tol);
 /* Same bits, element for element. */
 void kt_expect_bitwise(const char *what, const void *a, const void *b, size_t nbytes);
+/* Two models' weights, the same bits, weight by weight (the same architecture). */
+void kt_expect_same_weights(const kiln_model *a, const kiln_model *b);
 
 /* ---- the parity table ---- */
 typedef struct kt_tspec {
