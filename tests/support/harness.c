@@ -145,6 +145,23 @@ kiln_tensor *kt_clone(kiln_backend *be, const kiln_tensor *t) {
     return c;
 }
 
+/* the checks every element gets: written (no poison), NaN and inf where and only where the
+ * reference has them; true when the element is settled (the reference is not finite) */
+static bool element_special(const char *what, int64_t i, float got, double w) {
+    double g = got;
+    cr_assert(!kt_is_poison_f32(got), "%s: element %lld was never written (poison)", what, (long long)i);
+    if (isnan(w)) {
+        cr_assert(isnan(g), "%s: element %lld is %g, the reference is NaN", what, (long long)i, g);
+        return true;
+    }
+    if (isinf(w)) {
+        cr_assert(g == w, "%s: element %lld is %g, the reference is %g", what, (long long)i, g, w);
+        return true;
+    }
+    cr_assert(isfinite(g), "%s: element %lld is %g, the reference is %.9g", what, (long long)i, g, w);
+    return false;
+}
+
 static double check_elems(const char *what, const float *got, int64_t n,
                           double (*want)(const void *, int64_t), const void *wv, double tol) {
     double scale = 1e-30, worst = 0.0;
@@ -155,18 +172,7 @@ static double check_elems(const char *what, const float *got, int64_t n,
     }
     for (int64_t i = 0; i < n; i++) {
         double g = got[i], w = want(wv, i);
-        cr_assert(!kt_is_poison_f32(got[i]), "%s: element %lld was never written (poison)", what,
-                  (long long)i);
-        if (isnan(w)) {
-            cr_assert(isnan(g), "%s: element %lld is %g, the reference is NaN", what, (long long)i, g);
-            continue;
-        }
-        if (isinf(w)) {
-            cr_assert(g == w, "%s: element %lld is %g, the reference is %g", what, (long long)i, g, w);
-            continue;
-        }
-        cr_assert(isfinite(g), "%s: element %lld is %g, the reference is %.9g", what, (long long)i,
-                  g, w);
+        if (element_special(what, i, got[i], w)) continue;
         double e = fabs(g - w) / scale;
         if (e > worst) { worst = e; worst_i = i; }
     }
@@ -205,18 +211,7 @@ double kt_expect_rounded(const char *what, const float *got, const float *want, 
         if (isfinite(want[i]) && fabs(want[i]) > scale) scale = fabs(want[i]);
     for (int64_t i = 0; i < n; i++) {
         double g = got[i], w = want[i];
-        cr_assert(!kt_is_poison_f32(got[i]), "%s: element %lld was never written (poison)", what,
-                  (long long)i);
-        if (isnan(w)) {
-            cr_assert(isnan(g), "%s: element %lld is %g, the reference is NaN", what, (long long)i, g);
-            continue;
-        }
-        if (isinf(w)) {
-            cr_assert(g == w, "%s: element %lld is %g, the reference is %g", what, (long long)i, g, w);
-            continue;
-        }
-        cr_assert(isfinite(g), "%s: element %lld is %g, the reference is %.9g", what, (long long)i,
-                  g, w);
+        if (element_special(what, i, got[i], w)) continue;
         double bound = 0.5 * half_ulp_spacing(dt, fmax(fabs(g), fabs(w))) + tol * scale;
         double r = fabs(g - w) / bound;
         if (r > worst) { worst = r; worst_i = i; }
