@@ -133,7 +133,7 @@ static kiln_status eval_sums(kiln_model *m, const kiln_data *d, int batch, kiln_
         float lv = 0.0f, cv = 0.0f;
         if ((s = kiln_model_plan(m, b, &p)) != KILN_OK) break;
         if ((s = kiln_fit_upload(m, p, d, NULL, first, b, st)) != KILN_OK) break;
-        if ((s = kiln_model_forward(m, p, false, 0)) != KILN_OK) break;
+        if ((s = kiln_model_forward(m, p, false, true, 0)) != KILN_OK) break;
         if ((s = kiln_model_loss(m, p, false)) != KILN_OK) break;
         if ((s = kiln_sum(p->loss_rows, 0x1, lt)) != KILN_OK) break;
         bool with_acc = kiln_fit_has_accuracy(m);
@@ -180,7 +180,7 @@ kiln_status kiln_model_predict(kiln_model *m, const float *x, int64_t n, int bat
         kiln_plan *p;
         KILN_TRY(kiln_model_plan(m, b, &p));
         KILN_TRY(kiln_tensor_set(p->v[0].y, x + (size_t)(first * ex), sizeof(float) * (size_t)(b * ex)));
-        KILN_TRY(kiln_model_forward(m, p, false, 0));
+        KILN_TRY(kiln_model_forward(m, p, false, false, 0));
         KILN_TRY(kiln_tensor_get(p->v[m->n_nodes - 1].y, out + (size_t)(first * k), sizeof(float) * (size_t)(b * k)));
     }
     return KILN_OK;

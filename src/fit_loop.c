@@ -86,7 +86,7 @@ static void shuffle(int64_t *idx, int64_t n, kiln_rng *r) {
 }
 
 static kiln_status train_step(kiln_model *m, kiln_plan *p, epoch_state *e, int64_t s, uint64_t seed) {
-    KILN_TRY(kiln_model_forward(m, p, true, seed));
+    KILN_TRY(kiln_model_forward(m, p, true, true, seed));
     KILN_TRY(kiln_model_loss(m, p, true));
     KILN_TRY(kiln_sum(p->loss_rows, 0x1, e->loss_at[s]));
     if (kiln_fit_has_accuracy(m))

@@ -171,13 +171,15 @@ static kiln_status categorical(kiln_plan *p, node_views *v, kiln_tensor *probs, 
     return kiln_scale(v->dz, 1.0f / (float)p->batch, v->dz);
 }
 
-kiln_status kiln_model_forward(kiln_model *m, kiln_plan *p, bool training, uint64_t step_seed) {
+
+kiln_status kiln_model_forward(kiln_model *m, kiln_plan *p, bool training, bool loss_follows, uint64_t step_seed) {
+    int last = loss_follows && fused_softmax(m) ? m->n_nodes - 1 : -1; /* its softmax comes with the loss */
     for (int i = 1; i < m->n_nodes; i++) {
         kiln_node *n = &m->nodes[i];
         const kiln_tensor *x[KILN_LAYER_MAX_INPUTS] = {0};
         for (int k = 0; k < n->n_in; k++) x[k] = p->v[n->in[k]].y;
         kiln_status s = n->ops->forward(n, x, p->v[i].z, training, step_seed);
-        if (s == KILN_OK && p->v[i].z != p->v[i].y)
+        if (s == KILN_OK && p->v[i].z != p->v[i].y && i != last)
             s = kiln_activation_forward(n->cfg.activation, p->v[i].z, p->v[i].y);
         if (s != KILN_OK) return kiln_error_context(s, "layer '%s' forward", n->cfg.name);
     }

@@ -117,8 +117,10 @@ bool kiln_node_trainable(const kiln_node *n, int w); /* by nature and not frozen
 /* plan.c */
 kiln_status kiln_model_plan(kiln_model *m, int batch, kiln_plan **out);
 void kiln_model_free_plans(kiln_model *m);
-/* forward over the graph; the output of the last node in plan->v[last].y */
-kiln_status kiln_model_forward(kiln_model *m, kiln_plan *p, bool training, uint64_t step_seed);
+/* forward over the graph; the output of the last node in plan->v[last].y. With loss_follows,
+ * a last softmax that the loss fuses is left to kiln_model_loss (which writes the
+ * probabilities into y), so it is not computed twice. */
+kiln_status kiln_model_forward(kiln_model *m, kiln_plan *p, bool training, bool loss_follows, uint64_t step_seed);
 /* loss rows and dz of the last node; then backward over the graph */
 kiln_status kiln_model_loss(kiln_model *m, kiln_plan *p, bool need_grad);
 kiln_status kiln_model_backward(kiln_model *m, kiln_plan *p, uint64_t step_seed);

@@ -13,7 +13,7 @@
 #define OK(expr) cr_assert_eq((expr), KILN_OK, "%s", kiln_last_error())
 
 static double loss_of(kiln_model *m, kiln_plan *p) {
-    OK(kiln_model_forward(m, p, true, 1));
+    OK(kiln_model_forward(m, p, true, true, 1));
     OK(kiln_model_loss(m, p, false));
     float *rows = kt_get_f32(p->loss_rows);
     double s = 0;
@@ -93,7 +93,7 @@ Test(graph, gradients_match_finite_differences, .timeout = 120) {
     int32_t labels[B] = {0, 1, 2, 3, 1, 2};
     OK(kiln_tensor_set(p->labels, labels, sizeof labels));
     /* analytic gradients */
-    OK(kiln_model_forward(m, p, true, 1));
+    OK(kiln_model_forward(m, p, true, true, 1));
     OK(kiln_model_loss(m, p, true));
     OK(kiln_model_backward(m, p, 1));
     int checked = check_weight_gradients(m, p);
@@ -163,7 +163,7 @@ static void dense_targets_fd(kiln_loss loss, kiln_activation last) {
         for (int j = 0; j < 3; j++) t[i * 3 + j] = j == i % 3 ? 0.8f : 0.1f;
     kt_set_f32(p->y_dense, t);
     /* the loss value against a double oracle of the forward's output */
-    OK(kiln_model_forward(m, p, true, 1));
+    OK(kiln_model_forward(m, p, true, true, 1));
     OK(kiln_model_loss(m, p, true));
     float *z = kt_get_f32(p->v[2].z), *y = kt_get_f32(p->v[2].y), *rows = kt_get_f32(p->loss_rows);
     double want[B];

@@ -54,7 +54,7 @@ static void one_step(kiln_backend *cuda) {
         OK(kiln_model_plan(ms[k], 32, &p));
         OK(kiln_tensor_set(p->v[0].y, d.x, sizeof(float) * 32 * 768));
         OK(kiln_tensor_set(p->labels, d.y, sizeof(int32_t) * 32));
-        OK(kiln_model_forward(ms[k], p, true, 1));
+        OK(kiln_model_forward(ms[k], p, true, true, 1));
         OK(kiln_model_loss(ms[k], p, true));
         OK(kiln_model_backward(ms[k], p, 1));
     }
