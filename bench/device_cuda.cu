@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "bench.h"
-#include "cuda/common.cuh"
+#include "common.cuh"
 
 namespace {
 

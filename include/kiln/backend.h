@@ -9,6 +9,8 @@
 #ifndef KILN_BACKEND_H
 #define KILN_BACKEND_H
 
+#include "kiln/api.h"
+
 #include "kiln/tensor.h"
 
 #ifdef __cplusplus
@@ -64,19 +66,19 @@ typedef enum kiln_op_type {
     KILN_OP_COUNT
 } kiln_op_type;
 
-const char *kiln_op_name(kiln_op_type op);
+KILN_API const char *kiln_op_name(kiln_op_type op);
 
 /* Opens a backend by name ("cpu", "cuda", "cuda:N", "auto"). */
-kiln_status kiln_backend_init(const char *name, kiln_backend **out);
-void kiln_backend_free(kiln_backend *be);
+KILN_API kiln_status kiln_backend_init(const char *name, kiln_backend **out);
+KILN_API void kiln_backend_free(kiln_backend *be);
 
 /* "cpu", "cuda:0", ... */
-const char *kiln_backend_name(const kiln_backend *be);
-kiln_backend_kind kiln_backend_kind_of(const kiln_backend *be);
+KILN_API const char *kiln_backend_name(const kiln_backend *be);
+KILN_API kiln_backend_kind kiln_backend_kind_of(const kiln_backend *be);
 
 /* Waits until every op and copy queued on the backend has finished; reports any deferred
  * device error. */
-kiln_status kiln_backend_synchronize(kiln_backend *be);
+KILN_API kiln_status kiln_backend_synchronize(kiln_backend *be);
 
 /* Markers in the backend's queue, so the host can reuse a buffer once the copies from it are
  * done without waiting for everything: kiln_backend_mark records marker `slot` (0 ..
@@ -84,18 +86,18 @@ kiln_status kiln_backend_synchronize(kiln_backend *be);
  * work has finished (at once for a marker never recorded). The CPU backend runs everything at
  * once, so both return at once there. */
 #define KILN_MAX_MARKS 8
-kiln_status kiln_backend_mark(kiln_backend *be, int slot);
-kiln_status kiln_backend_wait_mark(kiln_backend *be, int slot);
+KILN_API kiln_status kiln_backend_mark(kiln_backend *be, int slot);
+KILN_API kiln_status kiln_backend_wait_mark(kiln_backend *be, int slot);
 
 /* Whether `be` runs `op` on tensors of `dtype`. */
-bool kiln_backend_supports(const kiln_backend *be, kiln_op_type op, kiln_dtype dtype);
+KILN_API bool kiln_backend_supports(const kiln_backend *be, kiln_op_type op, kiln_dtype dtype);
 
 /* True when this build contains the CUDA backend (whether or not a GPU is present). */
-bool kiln_cuda_built(void);
+KILN_API bool kiln_cuda_built(void);
 
 /* Host memory suited to asynchronous copies (pinned on a CUDA backend, plain otherwise). */
-kiln_status kiln_host_alloc(kiln_backend *be, size_t nbytes, void **out);
-void kiln_host_free(kiln_backend *be, void *ptr);
+KILN_API kiln_status kiln_host_alloc(kiln_backend *be, size_t nbytes, void **out);
+KILN_API void kiln_host_free(kiln_backend *be, void *ptr);
 
 /* Bytes the backend holds from the system (its pool included) and how many times it has asked
  * the system for device memory; a steady training loop leaves the second unchanged. */
@@ -104,7 +106,7 @@ typedef struct kiln_memory_stats {
     size_t bytes_in_use;
     uint64_t system_allocs;
 } kiln_memory_stats;
-kiln_status kiln_backend_memory_stats(const kiln_backend *be, kiln_memory_stats *out);
+KILN_API kiln_status kiln_backend_memory_stats(const kiln_backend *be, kiln_memory_stats *out);
 
 #ifdef __cplusplus
 }

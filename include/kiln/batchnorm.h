@@ -15,6 +15,8 @@
 #ifndef KILN_BATCHNORM_H
 #define KILN_BATCHNORM_H
 
+#include "kiln/api.h"
+
 #include "kiln/backend.h"
 
 #ifdef __cplusplus
@@ -71,14 +73,14 @@ typedef struct kiln_bn_params {
 
 /* Keras' BatchNormalization defaults: momentum 0.99, epsilon 1e-3, biased moving variance,
  * NHWC, center and scale on, trainable; gamma 1, beta 0, moving mean 0, moving variance 1. */
-kiln_bn_params kiln_bn_params_keras(void);
+KILN_API kiln_bn_params kiln_bn_params_keras(void);
 /* PyTorch's BatchNorm2d defaults: momentum 0.1, epsilon 1e-5, unbiased moving variance
  * (n / (n - 1); with n = 1 the biased 0 is used, see docs/batchnorm.md), NCHW, affine, the
  * same initial values, num_batches_tracked 0. */
-kiln_bn_params kiln_bn_params_torch(void);
+KILN_API kiln_bn_params kiln_bn_params_torch(void);
 
 /* Fills gamma, beta, moving_mean, moving_var (each may be NULL) with the initializer values. */
-kiln_status kiln_batchnorm_init(const kiln_bn_params *p, kiln_tensor *gamma, kiln_tensor *beta,
+KILN_API kiln_status kiln_batchnorm_init(const kiln_bn_params *p, kiln_tensor *gamma, kiln_tensor *beta,
                                 kiln_tensor *moving_mean, kiln_tensor *moving_var);
 
 /* Training forward: per channel, the batch mean and biased variance var over every axis but
@@ -91,14 +93,14 @@ kiln_status kiln_batchnorm_init(const kiln_bn_params *p, kiln_tensor *gamma, kil
  * the moving mean and 1 / sqrt(moving_var + epsilon); nothing is updated.
  * A channel holding a NaN or an infinity gets NaN in y, in its saved and its moving
  * statistics (never a finite value that hides it). */
-kiln_status kiln_batchnorm_forward_train(const kiln_tensor *x, const kiln_tensor *gamma,
+KILN_API kiln_status kiln_batchnorm_forward_train(const kiln_tensor *x, const kiln_tensor *gamma,
                                          const kiln_tensor *beta, kiln_tensor *moving_mean,
                                          kiln_tensor *moving_var, kiln_bn_params *p,
                                          kiln_tensor *y, kiln_tensor *save_mean,
                                          kiln_tensor *save_invstd);
 
 /* Inference forward: y = gamma * (x - moving_mean) / sqrt(moving_var + epsilon) + beta. */
-kiln_status kiln_batchnorm_forward_infer(const kiln_tensor *x, const kiln_tensor *gamma,
+KILN_API kiln_status kiln_batchnorm_forward_infer(const kiln_tensor *x, const kiln_tensor *gamma,
                                          const kiln_tensor *beta, const kiln_tensor *moving_mean,
                                          const kiln_tensor *moving_var, const kiln_bn_params *p,
                                          kiln_tensor *y);
@@ -110,14 +112,14 @@ kiln_status kiln_batchnorm_forward_infer(const kiln_tensor *x, const kiln_tensor
  * with p->trainable false (the saved values then are the moving ones) the inference gradient
  *   dx = dy * gamma * save_invstd, and the same dgamma, dbeta.
  * dgamma and dbeta may be NULL (not computed); gamma may be NULL when p->scale is false. */
-kiln_status kiln_batchnorm_backward(const kiln_tensor *x, const kiln_tensor *dy,
+KILN_API kiln_status kiln_batchnorm_backward(const kiln_tensor *x, const kiln_tensor *dy,
                                     const kiln_tensor *gamma, const kiln_tensor *save_mean,
                                     const kiln_tensor *save_invstd, const kiln_bn_params *p,
                                     kiln_tensor *dx, kiln_tensor *dgamma, kiln_tensor *dbeta);
 
 /* Backward of the inference forward with respect to x only:
  *   dx = dy * gamma / sqrt(moving_var + epsilon). */
-kiln_status kiln_batchnorm_backward_infer(const kiln_tensor *dy, const kiln_tensor *gamma,
+KILN_API kiln_status kiln_batchnorm_backward_infer(const kiln_tensor *dy, const kiln_tensor *gamma,
                                           const kiln_tensor *moving_var, const kiln_bn_params *p,
                                           kiln_tensor *dx);
 

@@ -5,6 +5,8 @@
 #ifndef KILN_CALLBACKS_H
 #define KILN_CALLBACKS_H
 
+#include "kiln/api.h"
+
 #include "kiln/model.h"
 
 #ifdef __cplusplus
@@ -21,24 +23,24 @@ typedef struct kiln_monitor {
 
 /* EarlyStopping: stops training after `patience` epochs without improvement; with
  * restore_best_weights, the weights of the best epoch are put back when it stops. */
-kiln_status kiln_early_stopping(kiln_monitor mon, bool restore_best_weights, kiln_callback *out);
+KILN_API kiln_status kiln_early_stopping(kiln_monitor mon, bool restore_best_weights, kiln_callback *out);
 
 /* ModelCheckpoint: saves the model (kiln_model_save, weights only) to `path` after each epoch,
  * or with save_best_only only when the monitored value improved. */
-kiln_status kiln_model_checkpoint(const char *path, kiln_monitor mon, bool save_best_only,
+KILN_API kiln_status kiln_model_checkpoint(const char *path, kiln_monitor mon, bool save_best_only,
                                   kiln_callback *out);
 
 /* ReduceLROnPlateau: multiplies the learning rate by `factor` after `patience` epochs without
  * improvement, then waits `cooldown` epochs; never below min_lr. */
-kiln_status kiln_reduce_lr_on_plateau(kiln_monitor mon, double factor, int cooldown, double min_lr,
+KILN_API kiln_status kiln_reduce_lr_on_plateau(kiln_monitor mon, double factor, int cooldown, double min_lr,
                                       kiln_callback *out);
 
 /* CSVLogger: one row per epoch to `path`: epoch, then the logged values sorted by name
  * (accuracy, learning_rate, loss, val_accuracy, val_loss) as Keras writes them. With append,
  * an existing file is continued. */
-kiln_status kiln_csv_logger(const char *path, bool append, kiln_callback *out);
+KILN_API kiln_status kiln_csv_logger(const char *path, bool append, kiln_callback *out);
 
-void kiln_callback_free(kiln_callback *cb);
+KILN_API void kiln_callback_free(kiln_callback *cb);
 
 #ifdef __cplusplus
 }

@@ -17,6 +17,8 @@
 #ifndef KILN_DATA_H
 #define KILN_DATA_H
 
+#include "kiln/api.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -40,16 +42,16 @@ typedef struct kiln_dataset {
 } kiln_dataset;
 
 /* An empty dataset of n examples (images zeroed, labels 0). `source` may be NULL. */
-kiln_status kiln_dataset_new(int64_t n, int h, int w, int c, int num_classes, const char *source,
+KILN_API kiln_status kiln_dataset_new(int64_t n, int h, int w, int c, int num_classes, const char *source,
                              kiln_dataset **out);
 /* Frees the dataset and its arrays. NULL is allowed. */
-void kiln_dataset_free(kiln_dataset *ds);
+KILN_API void kiln_dataset_free(kiln_dataset *ds);
 /* Floats per image: h * w * c. */
-size_t kiln_dataset_image_numel(const kiln_dataset *ds);
+KILN_API size_t kiln_dataset_image_numel(const kiln_dataset *ds);
 
 /* KILN_ERR_FORMAT when the dataset is empty or a label is outside [0, num_classes) (naming
  * the index and the value). Every loader calls it. */
-kiln_status kiln_dataset_check(const kiln_dataset *ds);
+KILN_API kiln_status kiln_dataset_check(const kiln_dataset *ds);
 
 /* Options of the generated dataset and of kiln_dataset_open. Zero means the default. */
 typedef struct kiln_data_options {
@@ -62,7 +64,7 @@ typedef struct kiln_data_options {
 
 /* Opens a dataset by spec (see the top of this file). `test` may be NULL when not wanted;
  * *test is NULL for an npy spec without test files. opt may be NULL (defaults). */
-kiln_status kiln_dataset_open(const char *spec, const kiln_data_options *opt, kiln_dataset **train,
+KILN_API kiln_status kiln_dataset_open(const char *spec, const kiln_data_options *opt, kiln_dataset **train,
                               kiln_dataset **test);
 
 /* The generated dataset: image_size^2 x 3 images of drawn shapes (circle, square, triangle,
@@ -70,36 +72,36 @@ kiln_status kiln_dataset_open(const char *spec, const kiln_data_options *opt, ki
  * class, with a colour that leans towards the class's colour, random position and size, a
  * random background and Gaussian pixel noise. Train and test come from separate streams of
  * the same seed; the same seed gives the same bytes. `test` may be NULL. */
-kiln_status kiln_dataset_synthetic(const kiln_data_options *opt, kiln_dataset **train,
+KILN_API kiln_status kiln_dataset_synthetic(const kiln_data_options *opt, kiln_dataset **train,
                                    kiln_dataset **test);
 /* MNIST-style IDX files in dir: {train,t10k}-{images-idx3,labels-idx1}-ubyte, each raw or
  * with .gz appended. Images become (N, rows, cols, 1); 10 classes. `test` may be NULL. */
-kiln_status kiln_dataset_load_mnist(const char *dir, kiln_dataset **train, kiln_dataset **test);
+KILN_API kiln_status kiln_dataset_load_mnist(const char *dir, kiln_dataset **train, kiln_dataset **test);
 /* CIFAR-10 binary batches in dir (or dir/cifar-10-batches-bin): data_batch_1..5.bin and
  * test_batch.bin; images become (N, 32, 32, 3). `test` may be NULL. */
-kiln_status kiln_dataset_load_cifar10(const char *dir, kiln_dataset **train, kiln_dataset **test);
+KILN_API kiln_status kiln_dataset_load_cifar10(const char *dir, kiln_dataset **train, kiln_dataset **test);
 /* Images from x_path ((N, H, W, C) or (N, H, W); |u1 scaled by 1/255, <f4 or <f8 as they are,
  * which must be finite) and labels from y_path ((N) or (N, 1); |u1, <i4 or <i8).
  * num_classes 0 means the largest label + 1. */
-kiln_status kiln_dataset_load_npy(const char *x_path, const char *y_path, int num_classes,
+KILN_API kiln_status kiln_dataset_load_npy(const char *x_path, const char *y_path, int num_classes,
                                   kiln_dataset **out);
 
 /* Keras' validation_split: the first floor(n * (1 - fraction)) examples stay in ds (which
  * shrinks) and the LAST ones move to a new dataset *val; call it before any shuffling.
  * fraction in (0, 1); both parts must be non-empty. */
-kiln_status kiln_dataset_split(kiln_dataset *ds, double fraction, kiln_dataset **val);
+KILN_API kiln_status kiln_dataset_split(kiln_dataset *ds, double fraction, kiln_dataset **val);
 
 /* Per-channel mean and population standard deviation over all pixels of ds (arrays of c). */
-kiln_status kiln_dataset_channel_stats(const kiln_dataset *ds, float *mean, float *std);
+KILN_API kiln_status kiln_dataset_channel_stats(const kiln_dataset *ds, float *mean, float *std);
 /* x = (x - mean[ch]) / std[ch] for every pixel; a std below 1e-6 is taken as 1. */
-kiln_status kiln_dataset_normalize(kiln_dataset *ds, const float *mean, const float *std);
+KILN_API kiln_status kiln_dataset_normalize(kiln_dataset *ds, const float *mean, const float *std);
 /* Stats of train, applied to train and to test (test may be NULL); mean_out and std_out (c
  * floats each) receive the stats when not NULL. */
-kiln_status kiln_dataset_standardize(kiln_dataset *train, kiln_dataset *test, float *mean_out,
+KILN_API kiln_status kiln_dataset_standardize(kiln_dataset *train, kiln_dataset *test, float *mean_out,
                                      float *std_out);
 
 /* idx[0..n) = a permutation of 0..n-1 drawn from seed (Fisher-Yates over splitmix64). */
-kiln_status kiln_dataset_shuffle_indices(int64_t *idx, int64_t n, uint64_t seed);
+KILN_API kiln_status kiln_dataset_shuffle_indices(int64_t *idx, int64_t n, uint64_t seed);
 
 /* Training-time augmentation (CIFAR style). pad > 0: zero-pad the image by `pad` pixels on
  * each side and crop a random h x w window; flip: mirror left-right with probability 1/2. */
@@ -111,7 +113,7 @@ typedef struct kiln_augment {
 /* Copies examples idx[0..count) into images (count * h * w * c floats) and labels (count).
  * aug may be NULL (plain copy); with aug, example j of the batch draws its crop and flip from
  * splitmix64(seed, j), so a batch depends only on (idx, aug, seed). Indices are checked. */
-kiln_status kiln_dataset_gather(const kiln_dataset *ds, const int64_t *idx, int64_t count,
+KILN_API kiln_status kiln_dataset_gather(const kiln_dataset *ds, const int64_t *idx, int64_t count,
                                 const kiln_augment *aug, uint64_t seed, float *images,
                                 int32_t *labels);
 
@@ -134,15 +136,15 @@ typedef struct kiln_batch {
 } kiln_batch;
 
 /* ds must outlive the prefetcher. be may be NULL (malloc'ed buffers); aug may be NULL. */
-kiln_status kiln_prefetcher_new(const kiln_dataset *ds, int64_t batch_size, const kiln_augment *aug,
+KILN_API kiln_status kiln_prefetcher_new(const kiln_dataset *ds, int64_t batch_size, const kiln_augment *aug,
                                 kiln_backend *be, bool threaded, kiln_prefetcher **out);
 /* Begins an epoch over order[0..n) (copied; each index checked). Stops any epoch under way. */
-kiln_status kiln_prefetcher_start(kiln_prefetcher *p, const int64_t *order, int64_t n, uint64_t seed);
+KILN_API kiln_status kiln_prefetcher_start(kiln_prefetcher *p, const int64_t *order, int64_t n, uint64_t seed);
 /* The next batch of the epoch; out->count is 0 after the last one. */
-kiln_status kiln_prefetcher_next(kiln_prefetcher *p, kiln_batch *out);
+KILN_API kiln_status kiln_prefetcher_next(kiln_prefetcher *p, kiln_batch *out);
 /* Ends the epoch early (waits for the producer thread). */
-void kiln_prefetcher_stop(kiln_prefetcher *p);
-void kiln_prefetcher_free(kiln_prefetcher *p);
+KILN_API void kiln_prefetcher_stop(kiln_prefetcher *p);
+KILN_API void kiln_prefetcher_free(kiln_prefetcher *p);
 
 /* ---- parsers over memory buffers (the file loaders use them; so do the fuzz targets) ---- */
 
@@ -157,7 +159,7 @@ typedef struct kiln_idx {
 /* Checks the magic number 0x0000 08 <ndim> (unsigned byte data with `ndim` dimensions, 1 ..
  * KILN_IDX_MAX_DIMS), the big-endian dims and that the length is exactly the header plus the
  * product of the dims. `name` names the buffer in messages. */
-kiln_status kiln_idx_parse(const void *buf, size_t len, const char *name, int ndim, kiln_idx *out);
+KILN_API kiln_status kiln_idx_parse(const void *buf, size_t len, const char *name, int ndim, kiln_idx *out);
 
 #define KILN_NPY_MAX_DIMS 8
 typedef enum kiln_npy_dtype {
@@ -179,7 +181,7 @@ typedef struct kiln_npy {
 } kiln_npy;
 /* Parses a .npy v1/v2/v3 header (magic, version, header length, the dict with 'descr',
  * 'fortran_order' (must be False) and 'shape') and checks the data length. */
-kiln_status kiln_npy_parse(const void *buf, size_t len, const char *name, kiln_npy *out);
+KILN_API kiln_status kiln_npy_parse(const void *buf, size_t len, const char *name, kiln_npy *out);
 
 #ifdef __cplusplus
 }

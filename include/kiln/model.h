@@ -10,6 +10,8 @@
 #ifndef KILN_MODEL_H
 #define KILN_MODEL_H
 
+#include "kiln/api.h"
+
 #include <stdio.h>
 
 #include "kiln/batchnorm.h"
@@ -66,94 +68,94 @@ typedef struct kiln_layer_config {
     int64_t input_shape[3];
 } kiln_layer_config;
 
-kiln_layer_config kiln_input_layer(int ndim, const int64_t *shape);
-kiln_layer_config kiln_conv2d_layer(int filters, int kernel_h, int kernel_w, kiln_activation act);
-kiln_layer_config kiln_dense_layer(int units, kiln_activation act);
-kiln_layer_config kiln_batchnorm_layer(void);
-kiln_layer_config kiln_max_pool2d_layer(int pool_h, int pool_w);
-kiln_layer_config kiln_avg_pool2d_layer(int pool_h, int pool_w);
-kiln_layer_config kiln_global_avg_pool2d_layer(void);
-kiln_layer_config kiln_flatten_layer(void);
-kiln_layer_config kiln_dropout_layer(float rate);
-kiln_layer_config kiln_activation_layer(kiln_activation act);
-kiln_layer_config kiln_add_layer(void);
+KILN_API kiln_layer_config kiln_input_layer(int ndim, const int64_t *shape);
+KILN_API kiln_layer_config kiln_conv2d_layer(int filters, int kernel_h, int kernel_w, kiln_activation act);
+KILN_API kiln_layer_config kiln_dense_layer(int units, kiln_activation act);
+KILN_API kiln_layer_config kiln_batchnorm_layer(void);
+KILN_API kiln_layer_config kiln_max_pool2d_layer(int pool_h, int pool_w);
+KILN_API kiln_layer_config kiln_avg_pool2d_layer(int pool_h, int pool_w);
+KILN_API kiln_layer_config kiln_global_avg_pool2d_layer(void);
+KILN_API kiln_layer_config kiln_flatten_layer(void);
+KILN_API kiln_layer_config kiln_dropout_layer(float rate);
+KILN_API kiln_layer_config kiln_activation_layer(kiln_activation act);
+KILN_API kiln_layer_config kiln_add_layer(void);
 
-const char *kiln_layer_type_name(kiln_layer_type t);     /* Keras class: "Conv2D" */
-const char *kiln_activation_name(kiln_activation a);      /* Keras name: "relu" */
+KILN_API const char *kiln_layer_type_name(kiln_layer_type t);     /* Keras class: "Conv2D" */
+KILN_API const char *kiln_activation_name(kiln_activation a);      /* Keras name: "relu" */
 /* Parses a Keras activation name ("linear", "relu", ...). */
-kiln_status kiln_activation_parse(const char *name, kiln_activation *out);
+KILN_API kiln_status kiln_activation_parse(const char *name, kiln_activation *out);
 
 typedef struct kiln_model kiln_model;
 
-kiln_status kiln_model_new(const char *name, kiln_model **out);
-void kiln_model_free(kiln_model *m);
+KILN_API kiln_status kiln_model_new(const char *name, kiln_model **out);
+KILN_API void kiln_model_free(kiln_model *m);
 
 /* Appends a layer fed by the layers `inputs` (ids returned by earlier calls); with
  * n_inputs = 0 it is fed by the previous layer. The first layer must be an Input. The new
  * layer's id goes to *id (may be NULL). Errors name the layer. */
-kiln_status kiln_model_add(kiln_model *m, const kiln_layer_config *cfg, int n_inputs,
+KILN_API kiln_status kiln_model_add(kiln_model *m, const kiln_layer_config *cfg, int n_inputs,
                            const int *inputs, int *id);
 
 /* A built-in model, not yet built: "seed-cnn" (the Sequential model of docs/training.md) or
  * "resnet20" (ResNet-20 v1, a graph model), for h x w x c inputs and `classes` classes. */
-kiln_status kiln_model_builtin(const char *name, int h, int w, int c, int classes, kiln_model **out);
+KILN_API kiln_status kiln_model_builtin(const char *name, int h, int w, int c, int classes, kiln_model **out);
 
 /* Infers every shape, allocates the weights on `be` and initializes them from `seed`. */
-kiln_status kiln_model_build(kiln_model *m, kiln_backend *be, uint64_t seed);
+KILN_API kiln_status kiln_model_build(kiln_model *m, kiln_backend *be, uint64_t seed);
 
-int kiln_model_layer_count(const kiln_model *m);
-const kiln_layer_config *kiln_model_layer(const kiln_model *m, int id);
+KILN_API int kiln_model_layer_count(const kiln_model *m);
+KILN_API const kiln_layer_config *kiln_model_layer(const kiln_model *m, int id);
 /* The id of the layer named `name`, or -1. */
-int kiln_model_find_layer(const kiln_model *m, const char *name);
+KILN_API int kiln_model_find_layer(const kiln_model *m, const char *name);
 /* The ids feeding layer `id` (count returned, ids into `inputs`). */
-int kiln_model_layer_inputs(const kiln_model *m, int id, int inputs[KILN_LAYER_MAX_INPUTS]);
+KILN_API int kiln_model_layer_inputs(const kiln_model *m, int id, int inputs[KILN_LAYER_MAX_INPUTS]);
 /* The output shape of a built layer without the batch axis. */
-kiln_status kiln_model_output_shape(const kiln_model *m, int id, int *ndim, int64_t shape[3]);
-kiln_backend *kiln_model_backend(const kiln_model *m);
-const char *kiln_model_name(const kiln_model *m);
+KILN_API kiln_status kiln_model_output_shape(const kiln_model *m, int id, int *ndim, int64_t shape[3]);
+KILN_API kiln_backend *kiln_model_backend(const kiln_model *m);
+KILN_API const char *kiln_model_name(const kiln_model *m);
 
 /* Freezing (Keras' layer.trainable). May change between fits; optimizer state of a frozen
  * weight is dropped and it gets no update. */
-kiln_status kiln_model_set_trainable(kiln_model *m, int id, bool trainable);
-kiln_status kiln_model_set_all_trainable(kiln_model *m, bool trainable);
+KILN_API kiln_status kiln_model_set_trainable(kiln_model *m, int id, bool trainable);
+KILN_API kiln_status kiln_model_set_all_trainable(kiln_model *m, bool trainable);
 /* Freezes every layer but those of type `keep` (all-but-batchnorm: KILN_LAYER_BATCHNORM). */
-kiln_status kiln_model_freeze_all_but(kiln_model *m, kiln_layer_type keep);
+KILN_API kiln_status kiln_model_freeze_all_but(kiln_model *m, kiln_layer_type keep);
 
 /* Keras' parameter counts (BatchNormalization's moving statistics are non-trainable). */
-void kiln_model_param_counts(const kiln_model *m, int64_t *total, int64_t *trainable,
+KILN_API void kiln_model_param_counts(const kiln_model *m, int64_t *total, int64_t *trainable,
                              int64_t *non_trainable);
 /* Keras' summary table to `out`. */
-kiln_status kiln_model_summary(const kiln_model *m, FILE *out);
+KILN_API kiln_status kiln_model_summary(const kiln_model *m, FILE *out);
 
 /* Every weight: name "<layer>.<weight>", the tensor (on the model's backend), and whether an
  * optimizer updates it. */
-int kiln_model_weight_count(const kiln_model *m);
-kiln_status kiln_model_weight(const kiln_model *m, int i, const char **name, kiln_tensor **t,
+KILN_API int kiln_model_weight_count(const kiln_model *m);
+KILN_API kiln_status kiln_model_weight(const kiln_model *m, int i, const char **name, kiln_tensor **t,
                               bool *trainable);
-kiln_tensor *kiln_model_find_weight(const kiln_model *m, const char *name);
+KILN_API kiln_tensor *kiln_model_find_weight(const kiln_model *m, const char *name);
 
 /* ---- architecture as Keras JSON, weights as safetensors ---- */
 
 /* The architecture as Keras 3's model.to_json() writes it (free with free()). */
-kiln_status kiln_model_to_json(const kiln_model *m, char **out);
+KILN_API kiln_status kiln_model_to_json(const kiln_model *m, char **out);
 /* A model (not yet built) from the JSON of Keras' model.to_json(), Keras 2 or 3, Sequential or
  * Functional, for the layers above; an unsupported layer or option is KILN_ERR_UNSUPPORTED and
  * malformed JSON KILN_ERR_FORMAT, naming the layer and the option. docs/cli.md has the rules. */
-kiln_status kiln_model_from_json(const char *json, size_t len, kiln_model **out);
+KILN_API kiln_status kiln_model_from_json(const char *json, size_t len, kiln_model **out);
 
 /* Writes the weights to a safetensors file, atomically, named "<layer>.<weight>" in Keras'
  * layouts, with the architecture (kiln_model_to_json) in the header's __metadata__ under
  * "kiln.model". With `full`, also the optimizer's state ("optimizer.<weight>.m" ...), the
  * iteration count, the learning rate, the fit's seed and `epoch` (the epochs completed), so that
  * kiln_model_load(..., full) resumes training as if never stopped. */
-kiln_status kiln_model_save(const kiln_model *m, const char *path, bool full, int epoch);
+KILN_API kiln_status kiln_model_save(const kiln_model *m, const char *path, bool full, int epoch);
 
 /* Loads weights by name into a built model (shapes checked). A tensor of the file that is no
  * weight of the model is an error (optimizer entries aside); a weight of the model missing
  * from the file is an error unless `subset` is set (--init-weights). With `full`, also the optimizer state, iterations and learning rate (the
  * model must be compiled with the same optimizer); *epoch (may be NULL) receives the epochs
  * completed. */
-kiln_status kiln_model_load(kiln_model *m, const char *path, bool subset, bool full, int *epoch);
+KILN_API kiln_status kiln_model_load(kiln_model *m, const char *path, bool subset, bool full, int *epoch);
 
 /* ---- compile: optimizer, schedule, clipping, loss ---- */
 
@@ -176,7 +178,7 @@ typedef struct kiln_optimizer_config {
 } kiln_optimizer_config;
 
 /* Keras' defaults for each optimizer (Adam lr 1e-3, SGD lr 1e-2, AdamW wd 0.004). */
-kiln_optimizer_config kiln_optimizer_defaults(kiln_optimizer_type type);
+KILN_API kiln_optimizer_config kiln_optimizer_defaults(kiln_optimizer_type type);
 
 typedef enum kiln_loss {
     KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY = 0,
@@ -193,16 +195,16 @@ typedef struct kiln_compile_config {
     bool from_logits;
 } kiln_compile_config;
 
-kiln_status kiln_model_compile(kiln_model *m, const kiln_compile_config *cfg);
+KILN_API kiln_status kiln_model_compile(kiln_model *m, const kiln_compile_config *cfg);
 /* The learning rate the next step will use. */
-double kiln_model_learning_rate(const kiln_model *m);
+KILN_API double kiln_model_learning_rate(const kiln_model *m);
 /* Sets the base learning rate (ReduceLROnPlateau, or a fine-tuning phase). */
-kiln_status kiln_model_set_learning_rate(kiln_model *m, double lr);
+KILN_API kiln_status kiln_model_set_learning_rate(kiln_model *m, double lr);
 /* Optimizer steps taken so far. */
-int64_t kiln_model_iterations(const kiln_model *m);
+KILN_API int64_t kiln_model_iterations(const kiln_model *m);
 /* The seed of the last fit (or the one a full checkpoint restored): a resumed fit that uses it
  * shuffles and drops out exactly as the interrupted one would have. */
-uint64_t kiln_model_fit_seed(const kiln_model *m);
+KILN_API uint64_t kiln_model_fit_seed(const kiln_model *m);
 
 /* ---- data, history, callbacks ---- */
 
@@ -228,7 +230,7 @@ typedef struct kiln_history {
     kiln_epoch_logs *logs;   /* epochs entries; free with kiln_history_free */
     bool stopped_early;
 } kiln_history;
-void kiln_history_free(kiln_history *h);
+KILN_API void kiln_history_free(kiln_history *h);
 
 /* A callback: any member may be NULL. Return non-OK to stop training with that status;
  * set *stop to end training after this epoch (EarlyStopping). */
@@ -257,7 +259,7 @@ typedef struct kiln_batch_source {
 } kiln_batch_source;
 
 /* A batch source over p, whose dataset holds the training rows of fit's `train` (x, y). */
-kiln_batch_source kiln_prefetcher_batch_source(kiln_prefetcher *p);
+KILN_API kiln_batch_source kiln_prefetcher_batch_source(kiln_prefetcher *p);
 
 typedef struct kiln_fit_config {
     int epochs;              /* 1 */
@@ -279,15 +281,15 @@ typedef struct kiln_fit_config {
     kiln_batch_source *batches;
 } kiln_fit_config;
 
-kiln_fit_config kiln_fit_defaults(void);
+KILN_API kiln_fit_config kiln_fit_defaults(void);
 
-kiln_status kiln_model_fit(kiln_model *m, const kiln_data *train, const kiln_fit_config *cfg,
+KILN_API kiln_status kiln_model_fit(kiln_model *m, const kiln_data *train, const kiln_fit_config *cfg,
                            kiln_history *history);
 /* Loss and accuracy in inference mode. */
-kiln_status kiln_model_evaluate(kiln_model *m, const kiln_data *data, int batch_size,
+KILN_API kiln_status kiln_model_evaluate(kiln_model *m, const kiln_data *data, int batch_size,
                                 double *loss, double *accuracy);
 /* The model's outputs (probabilities after a softmax) for n rows into out (n x outputs). */
-kiln_status kiln_model_predict(kiln_model *m, const float *x, int64_t n, int batch_size,
+KILN_API kiln_status kiln_model_predict(kiln_model *m, const float *x, int64_t n, int batch_size,
                                float *out);
 
 /* ---- built-in callbacks (include/kiln/callbacks.h has the configs) ---- */

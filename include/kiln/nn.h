@@ -10,6 +10,8 @@
 #ifndef KILN_NN_H
 #define KILN_NN_H
 
+#include "kiln/api.h"
+
 #include "kiln/ops.h"
 
 #ifdef __cplusplus
@@ -35,20 +37,20 @@ typedef struct kiln_conv2d_params {
 
 /* y_shape = (N, OH, OW, out) for x_shape (N, H, W, in) and w_shape (kh, kw, in, out).
  * KILN_ERR_SHAPE when the channel counts differ or a valid window does not fit the input. */
-kiln_status kiln_conv2d_output_shape(const int64_t x_shape[4], const int64_t w_shape[4],
+KILN_API kiln_status kiln_conv2d_output_shape(const int64_t x_shape[4], const int64_t w_shape[4],
                                      const kiln_conv2d_params *p, int64_t y_shape[4]);
 
 /* y (N, OH, OW, out) = conv(x (N, H, W, in), w (kh, kw, in, out)) + b (out); b may be NULL.
  * y[n,i,j,o] = b[o] + sum_{ky,kx,c} x[n, i*sh - pt + ky*dh, j*sw - pl + kx*dw, c] w[ky,kx,c,o]
  * (out-of-range x reads are zeros). This is cross-correlation, as in Keras. */
-kiln_status kiln_conv2d(const kiln_tensor *x, const kiln_tensor *w, const kiln_tensor *b,
+KILN_API kiln_status kiln_conv2d(const kiln_tensor *x, const kiln_tensor *w, const kiln_tensor *b,
                         const kiln_conv2d_params *p, kiln_tensor *y);
 /* dx (N, H, W, in) = d(sum dy * y)/dx for dy (N, OH, OW, out) and w (kh, kw, in, out). */
-kiln_status kiln_conv2d_backward_data(const kiln_tensor *dy, const kiln_tensor *w,
+KILN_API kiln_status kiln_conv2d_backward_data(const kiln_tensor *dy, const kiln_tensor *w,
                                       const kiln_conv2d_params *p, kiln_tensor *dx);
 /* dw (kh, kw, in, out) = d(sum dy * y)/dw; db (out) = sum of dy over N, OH, OW (db may be
  * NULL when the layer has no bias). */
-kiln_status kiln_conv2d_backward_filter(const kiln_tensor *x, const kiln_tensor *dy,
+KILN_API kiln_status kiln_conv2d_backward_filter(const kiln_tensor *x, const kiln_tensor *dy,
                                         const kiln_conv2d_params *p, kiln_tensor *dw,
                                         kiln_tensor *db);
 
@@ -61,37 +63,37 @@ typedef struct kiln_pool2d_params {
 } kiln_pool2d_params;
 
 /* y_shape = (N, OH, OW, C) for x_shape (N, H, W, C). */
-kiln_status kiln_pool2d_output_shape(const int64_t x_shape[4], const kiln_pool2d_params *p,
+KILN_API kiln_status kiln_pool2d_output_shape(const int64_t x_shape[4], const kiln_pool2d_params *p,
                                      int64_t y_shape[4]);
 
 /* MaxPooling2D: y (N, OH, OW, C) = max of each window's in-range elements. A NaN in a window
  * gives NaN. */
-kiln_status kiln_max_pool2d(const kiln_tensor *x, const kiln_pool2d_params *p, kiln_tensor *y);
+KILN_API kiln_status kiln_max_pool2d(const kiln_tensor *x, const kiln_pool2d_params *p, kiln_tensor *y);
 /* dx (N, H, W, C): each window's dy goes to the first maximal element of the window (row-major
  * within the window), summed where windows overlap; the same rule on every backend. */
-kiln_status kiln_max_pool2d_backward(const kiln_tensor *x, const kiln_tensor *dy,
+KILN_API kiln_status kiln_max_pool2d_backward(const kiln_tensor *x, const kiln_tensor *dy,
                                      const kiln_pool2d_params *p, kiln_tensor *dx);
 /* AveragePooling2D: y = mean of each window's in-range elements (padding is not counted, as
  * in TensorFlow's "same"). */
-kiln_status kiln_avg_pool2d(const kiln_tensor *x, const kiln_pool2d_params *p, kiln_tensor *y);
+KILN_API kiln_status kiln_avg_pool2d(const kiln_tensor *x, const kiln_pool2d_params *p, kiln_tensor *y);
 /* dx (N, H, W, C) = sum over the windows holding an element of dy / (window's element count). */
-kiln_status kiln_avg_pool2d_backward(const kiln_tensor *dy, const kiln_pool2d_params *p,
+KILN_API kiln_status kiln_avg_pool2d_backward(const kiln_tensor *dy, const kiln_pool2d_params *p,
                                      kiln_tensor *dx);
 /* GlobalAveragePooling2D: y (N, C) = mean of x (N, H, W, C) over H and W. */
-kiln_status kiln_global_avg_pool2d(const kiln_tensor *x, kiln_tensor *y);
+KILN_API kiln_status kiln_global_avg_pool2d(const kiln_tensor *x, kiln_tensor *y);
 /* dx (N, H, W, C) = dy (N, C) / (H W). */
-kiln_status kiln_global_avg_pool2d_backward(const kiln_tensor *dy, kiln_tensor *dx);
+KILN_API kiln_status kiln_global_avg_pool2d_backward(const kiln_tensor *dy, kiln_tensor *dx);
 
 /* ---- activations (any shape; y may alias x) ---- */
 
 /* y = 1 / (1 + exp(-x)) */
-kiln_status kiln_sigmoid(const kiln_tensor *x, kiln_tensor *y);
+KILN_API kiln_status kiln_sigmoid(const kiln_tensor *x, kiln_tensor *y);
 /* dx = dy * y * (1 - y), from the forward's output y (as TensorFlow's SigmoidGrad). */
-kiln_status kiln_sigmoid_backward(const kiln_tensor *y, const kiln_tensor *dy, kiln_tensor *dx);
+KILN_API kiln_status kiln_sigmoid_backward(const kiln_tensor *y, const kiln_tensor *dy, kiln_tensor *dx);
 /* y = tanh(x) */
-kiln_status kiln_tanh(const kiln_tensor *x, kiln_tensor *y);
+KILN_API kiln_status kiln_tanh(const kiln_tensor *x, kiln_tensor *y);
 /* dx = dy * (1 - y * y), from the forward's output y. */
-kiln_status kiln_tanh_backward(const kiln_tensor *y, const kiln_tensor *dy, kiln_tensor *dx);
+KILN_API kiln_status kiln_tanh_backward(const kiln_tensor *y, const kiln_tensor *dy, kiln_tensor *dx);
 
 /* ---- dropout (inverted, as Keras' Dropout in training) ---- */
 
@@ -99,9 +101,9 @@ kiln_status kiln_tanh_backward(const kiln_tensor *y, const kiln_tensor *dy, kiln
  * keep(seed, i) = u >= rate with u = the top 24 bits of a stateless 64-bit hash of (seed, i)
  * times 2^-24: the same mask on every backend, bit for bit, and no mask to keep: the backward
  * recomputes it from the seed. Use a new seed for every training step. */
-kiln_status kiln_dropout(const kiln_tensor *x, float rate, uint64_t seed, kiln_tensor *y);
+KILN_API kiln_status kiln_dropout(const kiln_tensor *x, float rate, uint64_t seed, kiln_tensor *y);
 /* dx = keep(seed, i) ? dy * 1/(1 - rate) : 0 (the seed and rate of the forward). */
-kiln_status kiln_dropout_backward(const kiln_tensor *dy, float rate, uint64_t seed,
+KILN_API kiln_status kiln_dropout_backward(const kiln_tensor *dy, float rate, uint64_t seed,
                                   kiln_tensor *dx);
 
 #ifdef __cplusplus

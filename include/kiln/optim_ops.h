@@ -11,6 +11,8 @@
 #ifndef KILN_OPTIM_OPS_H
 #define KILN_OPTIM_OPS_H
 
+#include "kiln/api.h"
+
 #include "kiln/ops.h"
 
 #ifdef __cplusplus
@@ -39,7 +41,7 @@ typedef struct kiln_adam_params {
  * v_hat = max(v_hat, v)                                  (amsgrad; v_hat NULL otherwise)
  * w = w - (m * alpha) / (sqrt(amsgrad ? v_hat : v) + epsilon)
  * m, v (and v_hat) start at zero. */
-kiln_status kiln_adam_update(kiln_tensor *w, const kiln_tensor *g, kiln_tensor *m,
+KILN_API kiln_status kiln_adam_update(kiln_tensor *w, const kiln_tensor *g, kiln_tensor *m,
                              kiln_tensor *v, kiln_tensor *v_hat, const kiln_adam_params *p,
                              int64_t step, const kiln_tensor *grad_scale);
 
@@ -58,7 +60,7 @@ typedef struct kiln_sgd_params {
  * momentum 0:  w = w - g * lr
  * otherwise:   u = u * momentum - g * lr  (u = velocity, starts at zero)
  *              w = w + u                               (nesterov: w = w + (u * momentum - g * lr)) */
-kiln_status kiln_sgd_update(kiln_tensor *w, const kiln_tensor *g, kiln_tensor *velocity,
+KILN_API kiln_status kiln_sgd_update(kiln_tensor *w, const kiln_tensor *g, kiln_tensor *velocity,
                             const kiln_sgd_params *p, const kiln_tensor *grad_scale);
 
 /* ---- parameter groups ---- */
@@ -67,26 +69,26 @@ kiln_status kiln_sgd_update(kiln_tensor *w, const kiln_tensor *g, kiln_tensor *v
  * v[k], v_hat[k] for Adam, v_hat NULL without amsgrad; velocity[k] for SGD, velocity NULL
  * without momentum). One fused kernel per 32 tensors on CUDA (a loop on the CPU); the results
  * equal n single updates bit for bit. Every tensor on one backend; grad_scale applies to all. */
-kiln_status kiln_adam_update_group(kiln_tensor *const *w, const kiln_tensor *const *g,
+KILN_API kiln_status kiln_adam_update_group(kiln_tensor *const *w, const kiln_tensor *const *g,
                                    kiln_tensor *const *m, kiln_tensor *const *v,
                                    kiln_tensor *const *v_hat, int n, const kiln_adam_params *p,
                                    int64_t step, const kiln_tensor *grad_scale);
-kiln_status kiln_sgd_update_group(kiln_tensor *const *w, const kiln_tensor *const *g,
+KILN_API kiln_status kiln_sgd_update_group(kiln_tensor *const *w, const kiln_tensor *const *g,
                                   kiln_tensor *const *velocity, int n, const kiln_sgd_params *p,
                                   const kiln_tensor *grad_scale);
 
 /* ---- global-norm clipping (Keras' global_clipnorm) ---- */
 
 /* acc (1 f32 element) += sum of g * g (summed in double within g, in a fixed order). */
-kiln_status kiln_sum_squares_accumulate(const kiln_tensor *g, kiln_tensor *acc);
+KILN_API kiln_status kiln_sum_squares_accumulate(const kiln_tensor *g, kiln_tensor *acc);
 /* scale (1 f32) = c * min(1 / norm, 1 / c) + (norm - norm), norm = sqrt(sumsq): 1 while the
  * norm is at most c = clip_norm > 0, c / norm above, NaN when the norm is not finite (Keras'
  * clip_by_global_norm). */
-kiln_status kiln_clip_scale(const kiln_tensor *sumsq, float clip_norm, kiln_tensor *scale);
+KILN_API kiln_status kiln_clip_scale(const kiln_tensor *sumsq, float clip_norm, kiln_tensor *scale);
 /* Both: sumsq = sum over the n gradients of sum(g * g), then scale as above; pass `scale` as
  * every update's grad_scale. sumsq and scale are 1-element f32 tensors on the gradients'
  * backend. */
-kiln_status kiln_global_norm_clip_scale(const kiln_tensor *const *grads, int n, float clip_norm,
+KILN_API kiln_status kiln_global_norm_clip_scale(const kiln_tensor *const *grads, int n, float clip_norm,
                                         kiln_tensor *sumsq, kiln_tensor *scale);
 
 #ifdef __cplusplus

@@ -11,6 +11,8 @@
 #ifndef KILN_SAFETENSORS_H
 #define KILN_SAFETENSORS_H
 
+#include "kiln/api.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,8 +35,8 @@ typedef enum kiln_st_dtype {
 } kiln_st_dtype;
 
 /* "F32", ... ("?" for an unknown value) and the size of one element in bytes (0 if unknown). */
-const char *kiln_st_dtype_name(kiln_st_dtype t);
-size_t kiln_st_dtype_size(kiln_st_dtype t);
+KILN_API const char *kiln_st_dtype_name(kiln_st_dtype t);
+KILN_API size_t kiln_st_dtype_size(kiln_st_dtype t);
 
 /* One tensor of an opened file. `data` points into the file's bytes and may be unaligned for
  * files kiln did not write: read it with memcpy. */
@@ -66,16 +68,16 @@ typedef struct kiln_safetensors {
 } kiln_safetensors;
 
 /* Reads and validates a whole file. */
-kiln_status kiln_safetensors_open(const char *path, kiln_safetensors **out);
+KILN_API kiln_status kiln_safetensors_open(const char *path, kiln_safetensors **out);
 /* Validates a file held in memory; the entries point into buf, which must outlive *out.
  * `name` names the buffer in messages (may be NULL). */
-kiln_status kiln_safetensors_parse(const void *buf, size_t len, const char *name, kiln_safetensors **out);
-void kiln_safetensors_free(kiln_safetensors *st);
+KILN_API kiln_status kiln_safetensors_parse(const void *buf, size_t len, const char *name, kiln_safetensors **out);
+KILN_API void kiln_safetensors_free(kiln_safetensors *st);
 
 /* The entry named `name`, or NULL. */
-const kiln_st_entry *kiln_safetensors_find(const kiln_safetensors *st, const char *name);
+KILN_API const kiln_st_entry *kiln_safetensors_find(const kiln_safetensors *st, const char *name);
 /* The metadata value of `key`, or NULL. */
-const char *kiln_safetensors_metadata(const kiln_safetensors *st, const char *key);
+KILN_API const char *kiln_safetensors_metadata(const kiln_safetensors *st, const char *key);
 
 /* A tensor to write: `data` holds numel(shape) * dtype size bytes (host memory). */
 typedef struct kiln_st_tensor {
@@ -88,7 +90,7 @@ typedef struct kiln_st_tensor {
 
 /* Writes tensors[0..n) (in that order, data packed without gaps) and meta[0..n_meta) to path,
  * atomically. Names must be unique, non-empty and not "__metadata__"; metadata keys unique. */
-kiln_status kiln_safetensors_write(const char *path, const kiln_st_tensor *tensors, size_t n,
+KILN_API kiln_status kiln_safetensors_write(const char *path, const kiln_st_tensor *tensors, size_t n,
                                    const kiln_st_meta *meta, size_t n_meta);
 
 #ifdef __cplusplus

@@ -6,6 +6,8 @@
 #ifndef KILN_STATUS_H
 #define KILN_STATUS_H
 
+#include "kiln/api.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -27,13 +29,13 @@ typedef enum kiln_status {
 } kiln_status;
 
 /* The message of the last failing kiln call on this thread ("" when none). */
-const char *kiln_last_error(void);
+KILN_API const char *kiln_last_error(void);
 
 /* A short name for a status code ("KILN_ERR_SHAPE"). */
-const char *kiln_status_name(kiln_status s);
+KILN_API const char *kiln_status_name(kiln_status s);
 
 /* Forget the last message on this thread. */
-void kiln_clear_error(void);
+KILN_API void kiln_clear_error(void);
 
 #ifdef __cplusplus
 }

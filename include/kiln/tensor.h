@@ -7,6 +7,8 @@
 #ifndef KILN_TENSOR_H
 #define KILN_TENSOR_H
 
+#include "kiln/api.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -43,44 +45,44 @@ typedef struct kiln_tensor {
     bool owns_data;                    /* false for views */
 } kiln_tensor;
 
-size_t kiln_dtype_size(kiln_dtype t);
-const char *kiln_dtype_name(kiln_dtype t);
+KILN_API size_t kiln_dtype_size(kiln_dtype t);
+KILN_API const char *kiln_dtype_name(kiln_dtype t);
 
 /* A new contiguous tensor on backend `be`. Contents are undefined. `name` may be NULL. */
-kiln_status kiln_tensor_new(kiln_backend *be, kiln_dtype dtype, int ndim, const int64_t *shape,
+KILN_API kiln_status kiln_tensor_new(kiln_backend *be, kiln_dtype dtype, int ndim, const int64_t *shape,
                             const char *name, kiln_tensor **out);
 /* Frees the tensor and, unless it is a view, its memory. NULL is allowed. */
-void kiln_tensor_free(kiln_tensor *t);
+KILN_API void kiln_tensor_free(kiln_tensor *t);
 
 /* A contiguous view of `numel(shape)` elements starting `offset` elements into a contiguous
  * tensor `base`; it shares base's memory and must not outlive it. */
-kiln_status kiln_tensor_view(kiln_tensor *base, int64_t offset, int ndim, const int64_t *shape,
+KILN_API kiln_status kiln_tensor_view(kiln_tensor *base, int64_t offset, int ndim, const int64_t *shape,
                              kiln_tensor **out);
 
 /* Reshape in place (same number of elements, contiguous tensors only). */
-kiln_status kiln_tensor_reshape(kiln_tensor *t, int ndim, const int64_t *shape);
+KILN_API kiln_status kiln_tensor_reshape(kiln_tensor *t, int ndim, const int64_t *shape);
 
-int64_t kiln_tensor_numel(const kiln_tensor *t);
-size_t kiln_tensor_nbytes(const kiln_tensor *t);
-bool kiln_tensor_is_contiguous(const kiln_tensor *t);
-bool kiln_tensor_same_shape(const kiln_tensor *a, const kiln_tensor *b);
+KILN_API int64_t kiln_tensor_numel(const kiln_tensor *t);
+KILN_API size_t kiln_tensor_nbytes(const kiln_tensor *t);
+KILN_API bool kiln_tensor_is_contiguous(const kiln_tensor *t);
+KILN_API bool kiln_tensor_same_shape(const kiln_tensor *a, const kiln_tensor *b);
 
 /* Writes "(2, 3, 4)" into buf; returns buf. */
-char *kiln_shape_str(const kiln_tensor *t, char *buf, size_t n);
+KILN_API char *kiln_shape_str(const kiln_tensor *t, char *buf, size_t n);
 
 /* Host <-> tensor copies of the whole (contiguous) tensor; `nbytes` must equal its size.
  * They wait for the copy to finish. */
-kiln_status kiln_tensor_set(kiln_tensor *t, const void *host, size_t nbytes);
-kiln_status kiln_tensor_get(const kiln_tensor *t, void *host, size_t nbytes);
+KILN_API kiln_status kiln_tensor_set(kiln_tensor *t, const void *host, size_t nbytes);
+KILN_API kiln_status kiln_tensor_get(const kiln_tensor *t, void *host, size_t nbytes);
 
 /* The same without waiting, on the backend's stream (the cpu backend copies at once).
  * Host memory should come from kiln_host_alloc for the copy to be truly asynchronous; the
  * host buffer must stay alive and untouched until kiln_backend_synchronize. */
-kiln_status kiln_tensor_set_async(kiln_tensor *t, const void *host, size_t nbytes);
-kiln_status kiln_tensor_get_async(const kiln_tensor *t, void *host, size_t nbytes);
+KILN_API kiln_status kiln_tensor_set_async(kiln_tensor *t, const void *host, size_t nbytes);
+KILN_API kiln_status kiln_tensor_get_async(const kiln_tensor *t, void *host, size_t nbytes);
 
 /* Copies a whole tensor to another of the same dtype and shape, across backends too. */
-kiln_status kiln_tensor_transfer(const kiln_tensor *src, kiln_tensor *dst);
+KILN_API kiln_status kiln_tensor_transfer(const kiln_tensor *src, kiln_tensor *dst);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,56 @@
+/* backend.c: the device-independent calls on an open backend (free, synchronize, supports,
+ * pinned host memory, memory statistics, markers): each checks its arguments and goes through
+ * the backend's function table. Opening a backend by name is the registry's
+ * (src/backends/registry.c). */
+#include <stdlib.h>
+
+#include "backend_impl.h"
+#include "error.h"
+
+void kiln_backend_free(kiln_backend *be) {
+    if (be) be->iface->free(be);
+}
+
+const char *kiln_backend_name(const kiln_backend *be) { return be ? be->name : "(null)"; }
+
+kiln_backend_kind kiln_backend_kind_of(const kiln_backend *be) { return be->kind; }
+
+kiln_status kiln_backend_synchronize(kiln_backend *be) {
+    if (!be) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_backend_synchronize: NULL backend");
+    return be->iface->synchronize(be);
+}
+
+bool kiln_backend_supports(const kiln_backend *be, kiln_op_type op, kiln_dtype dtype) {
+    return be && be->iface->supports_op(be, op, dtype);
+}
+
+kiln_status kiln_host_alloc(kiln_backend *be, size_t nbytes, void **out) {
+    if (!be || !out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_host_alloc: NULL argument");
+    return be->iface->host_alloc(be, nbytes, out);
+}
+
+void kiln_host_free(kiln_backend *be, void *ptr) {
+    if (be && ptr) be->iface->host_free(be, ptr);
+}
+
+kiln_status kiln_backend_memory_stats(const kiln_backend *be, kiln_memory_stats *out) {
+    if (!be || !out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_backend_memory_stats: NULL argument");
+    return be->iface->memory_stats(be, out);
+}
+
+static kiln_status check_slot(const kiln_backend *be, int slot, const char *fn) {
+    if (!be) return kiln_error(KILN_ERR_INVALID_ARG, "%s: NULL backend", fn);
+    if (slot < 0 || slot >= KILN_MAX_MARKS)
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: marker %d outside 0..%d", fn, slot, KILN_MAX_MARKS - 1);
+    return KILN_OK;
+}
+
+kiln_status kiln_backend_mark(kiln_backend *be, int slot) {
+    KILN_TRY(check_slot(be, slot, "kiln_backend_mark"));
+    return be->iface->mark(be, slot);
+}
+
+kiln_status kiln_backend_wait_mark(kiln_backend *be, int slot) {
+    KILN_TRY(check_slot(be, slot, "kiln_backend_wait_mark"));
+    return be->iface->wait_mark(be, slot);
+}

@@ -1,0 +1,262 @@
+/* batchnorm_ops.c: the device-independent front of the batch-norm ops (kiln/batchnorm.h): the
+ * parameter defaults, every argument check (messages naming the op, the tensors' shapes and
+ * what is wrong), the moving-average weights of each convention, and the kiln_op each call
+ * hands to the tensors' backend (slots in src/batchnorm_math.h). */
+#include <math.h>
+#include <stdio.h>
+
+#include "batchnorm_math.h"
+#include "error.h"
+#include "ops_check.h"
+
+kiln_bn_params kiln_bn_params_keras(void) {
+    kiln_bn_params p = {
+        .convention = KILN_BN_KERAS, .epsilon = 1e-3f, .momentum = 0.99f, .cumulative = false,
+        .num_batches_tracked = 0, .center = true, .scale = true, .trainable = true,
+        .layout = KILN_LAYOUT_NHWC, .impl = KILN_BN_IMPL_KILN,
+        .gamma_init = 1.0f, .beta_init = 0.0f, .moving_mean_init = 0.0f, .moving_var_init = 1.0f,
+    };
+    return p;
+}
+
+kiln_bn_params kiln_bn_params_torch(void) {
+    kiln_bn_params p = kiln_bn_params_keras();
+    p.convention = KILN_BN_TORCH;
+    p.epsilon = 1e-5f;
+    p.momentum = 0.1f;
+    p.layout = KILN_LAYOUT_NCHW;
+    return p;
+}
+
+kiln_status kiln_batchnorm_init(const kiln_bn_params *p, kiln_tensor *gamma, kiln_tensor *beta,
+                                kiln_tensor *moving_mean, kiln_tensor *moving_var) {
+    if (!p) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_batchnorm_init: params is NULL");
+    if (gamma) KILN_TRY(kiln_fill(gamma, p->gamma_init));
+    if (beta) KILN_TRY(kiln_fill(beta, p->beta_init));
+    if (moving_mean) KILN_TRY(kiln_fill(moving_mean, p->moving_mean_init));
+    if (moving_var) KILN_TRY(kiln_fill(moving_var, p->moving_var_init));
+    return KILN_OK;
+}
+
+/* ---- checks ---- */
+
+static kiln_status check_params(const char *fn, const kiln_bn_params *p) {
+    if (!p) return kiln_error(KILN_ERR_INVALID_ARG, "%s: params is NULL", fn);
+    if (p->convention != KILN_BN_KERAS && p->convention != KILN_BN_TORCH)
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: unknown convention %d", fn, (int)p->convention);
+    if (p->layout != KILN_LAYOUT_NHWC && p->layout != KILN_LAYOUT_NCHW)
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: unknown layout %d", fn, (int)p->layout);
+    if ((int)p->impl < 0 || p->impl >= KILN_BN_IMPL_COUNT)
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: unknown impl %d", fn, (int)p->impl);
+    if (!(p->epsilon >= 0.0f) || isinf(p->epsilon))
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: epsilon %g is not a finite value >= 0", fn,
+                          (double)p->epsilon);
+    if (!(p->momentum >= 0.0f && p->momentum <= 1.0f))
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: momentum %g is outside [0, 1]", fn,
+                          (double)p->momentum);
+    if (p->num_batches_tracked < 0 || p->num_batches_tracked == INT64_MAX)
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: num_batches_tracked %lld is out of range", fn,
+                          (long long)p->num_batches_tracked);
+    return KILN_OK;
+}
+
+/* x (or dy): a float dtype, 2 to 4 dims; fills the geometry */
+static kiln_status check_data(const char *fn, const char *arg, const kiln_tensor *x,
+                              const kiln_bn_params *p, kiln_bn_geom *g) {
+    KILN_TRY(kiln_check_tensor(fn, arg, x));
+    if (x->dtype != KILN_F32 && x->dtype != KILN_F16 && x->dtype != KILN_BF16)
+        return kiln_error(KILN_ERR_DTYPE, "%s: %s '%s' is %s, want f32, f16 or bf16", fn, arg,
+                          x->name, kiln_dtype_name(x->dtype));
+    if (x->ndim < 2) {
+        char s[96];
+        return kiln_error(KILN_ERR_SHAPE, "%s: %s %s needs 2 to 4 dimensions (N, C), NHWC or NCHW",
+                          fn, arg, kiln_shape_str(x, s, sizeof s));
+    }
+    *g = kiln_bn_geometry(x, p->layout == KILN_LAYOUT_NCHW);
+    return KILN_OK;
+}
+
+/* y, dx, dy: x's shape, dtype and backend, not x's memory */
+static kiln_status check_like(const char *fn, const char *xn, const kiln_tensor *x,
+                              const char *an, const kiln_tensor *a) {
+    KILN_TRY(kiln_check_tensor(fn, an, a));
+    KILN_TRY(kiln_check_same_shape(fn, xn, x, an, a));
+    if (a->dtype != x->dtype)
+        return kiln_error(KILN_ERR_DTYPE, "%s: %s is %s, %s is %s (they must match)", fn, an,
+                          kiln_dtype_name(a->dtype), xn, kiln_dtype_name(x->dtype));
+    return KILN_OK;
+}
+
+static kiln_status check_not_alias(const char *fn, const char *an, const kiln_tensor *a,
+                                   const char *bn, const kiln_tensor *b) {
+    if (a->data == b->data && kiln_tensor_numel(a) > 0)
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: %s and %s share memory (not supported)", fn,
+                          an, bn);
+    return KILN_OK;
+}
+
+/* a per-channel f32 tensor of C values on x's backend; NULL allowed when !required */
+static kiln_status check_channel(const char *fn, const char *arg, const kiln_tensor *t,
+                                 bool required, const kiln_tensor *x, const kiln_bn_geom *g,
+                                 const kiln_bn_params *p) {
+    if (!t) {
+        if (required) return kiln_error(KILN_ERR_INVALID_ARG, "%s: %s is NULL", fn, arg);
+        return KILN_OK;
+    }
+    KILN_TRY(kiln_check_f32(fn, arg, t));
+    KILN_TRY(kiln_check_same_backend(fn, x, t));
+    if (kiln_tensor_numel(t) != g->c) {
+        char st[96], sx[96];
+        return kiln_error(KILN_ERR_SHAPE, "%s: %s %s holds %lld values, x %s has %lld channels (%s)",
+                          fn, arg, kiln_shape_str(t, st, sizeof st), (long long)kiln_tensor_numel(t),
+                          kiln_shape_str(x, sx, sizeof sx), (long long)g->c,
+                          x->ndim == 2 ? "per-feature" : p->layout == KILN_LAYOUT_NCHW ? "NCHW" : "NHWC");
+    }
+    return KILN_OK;
+}
+
+static kiln_status check_values_per_channel(const char *fn, const kiln_tensor *x,
+                                            const kiln_bn_geom *g) {
+    if (g->n < 1 && g->c > 0) {
+        char s[96];
+        return kiln_error(KILN_ERR_SHAPE, "%s: x %s has no values per channel to take statistics over",
+                          fn, kiln_shape_str(x, s, sizeof s));
+    }
+    return KILN_OK;
+}
+
+/* i[0], i[2] of every BN op */
+static void set_layout(kiln_op *op, const kiln_tensor *x, const kiln_bn_params *p) {
+    op->i[0] = (x->ndim > 2 && p->layout == KILN_LAYOUT_NCHW) ? 1 : 0;
+    op->i[2] = (int32_t)p->impl;
+}
+
+/* ---- ops ---- */
+
+static kiln_status forward_infer(const char *fn, const kiln_tensor *x, const kiln_tensor *gamma,
+                                 const kiln_tensor *beta, const kiln_tensor *moving_mean,
+                                 const kiln_tensor *moving_var, const kiln_bn_params *p,
+                                 kiln_tensor *y, kiln_tensor *save_mean, kiln_tensor *save_invstd) {
+    kiln_bn_geom g;
+    KILN_TRY(check_params(fn, p));
+    KILN_TRY(check_data(fn, "x", x, p, &g));
+    KILN_TRY(check_like(fn, "x", x, "y", y));
+    KILN_TRY(check_not_alias(fn, "x", x, "y", y));
+    KILN_TRY(check_channel(fn, "gamma", gamma, p->scale, x, &g, p));
+    KILN_TRY(check_channel(fn, "beta", beta, p->center, x, &g, p));
+    KILN_TRY(check_channel(fn, "moving_mean", moving_mean, true, x, &g, p));
+    KILN_TRY(check_channel(fn, "moving_var", moving_var, true, x, &g, p));
+    KILN_TRY(check_channel(fn, "save_mean", save_mean, false, x, &g, p));
+    KILN_TRY(check_channel(fn, "save_invstd", save_invstd, false, x, &g, p));
+    if (g.c == 0) return KILN_OK;
+    kiln_op op = {.type = KILN_OP_BN_FWD_INFER,
+                  .src = {x, p->scale ? gamma : NULL, p->center ? beta : NULL, moving_mean, moving_var},
+                  .dst = {y, save_mean, save_invstd},
+                  .f = {p->epsilon}};
+    set_layout(&op, x, p);
+    return kiln_op_run(&op);
+}
+
+kiln_status kiln_batchnorm_forward_infer(const kiln_tensor *x, const kiln_tensor *gamma,
+                                         const kiln_tensor *beta, const kiln_tensor *moving_mean,
+                                         const kiln_tensor *moving_var, const kiln_bn_params *p,
+                                         kiln_tensor *y) {
+    return forward_infer("kiln_batchnorm_forward_infer", x, gamma, beta, moving_mean, moving_var,
+                         p, y, NULL, NULL);
+}
+
+kiln_status kiln_batchnorm_forward_train(const kiln_tensor *x, const kiln_tensor *gamma,
+                                         const kiln_tensor *beta, kiln_tensor *moving_mean,
+                                         kiln_tensor *moving_var, kiln_bn_params *p,
+                                         kiln_tensor *y, kiln_tensor *save_mean,
+                                         kiln_tensor *save_invstd) {
+    const char *fn = "kiln_batchnorm_forward_train";
+    KILN_TRY(check_params(fn, p));
+    if (!save_mean || !save_invstd)
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: save_mean and save_invstd are required", fn);
+    if (!p->trainable) /* a frozen layer: inference mode, nothing updated */
+        return forward_infer(fn, x, gamma, beta, moving_mean, moving_var, p, y, save_mean,
+                             save_invstd);
+    kiln_bn_geom g;
+    KILN_TRY(check_data(fn, "x", x, p, &g));
+    KILN_TRY(check_like(fn, "x", x, "y", y));
+    KILN_TRY(check_not_alias(fn, "x", x, "y", y));
+    KILN_TRY(check_values_per_channel(fn, x, &g));
+    KILN_TRY(check_channel(fn, "gamma", gamma, p->scale, x, &g, p));
+    KILN_TRY(check_channel(fn, "beta", beta, p->center, x, &g, p));
+    KILN_TRY(check_channel(fn, "save_mean", save_mean, true, x, &g, p));
+    KILN_TRY(check_channel(fn, "save_invstd", save_invstd, true, x, &g, p));
+    if (!moving_mean != !moving_var)
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: moving_mean and moving_var must both be given or both be NULL", fn);
+    KILN_TRY(check_channel(fn, "moving_mean", moving_mean, false, x, &g, p));
+    KILN_TRY(check_channel(fn, "moving_var", moving_var, false, x, &g, p));
+    /* the weights of the moving average: keep * moving + w * batch */
+    int64_t tracked = p->num_batches_tracked + 1;
+    double w = p->cumulative ? 1.0 / (double)tracked
+               : p->convention == KILN_BN_KERAS ? 1.0 - (double)p->momentum
+                                                : (double)p->momentum;
+    double keep = p->cumulative ? 1.0 - w
+                  : p->convention == KILN_BN_KERAS ? (double)p->momentum
+                                                   : 1.0 - (double)p->momentum;
+    if (g.c > 0) {
+        kiln_op op = {.type = KILN_OP_BN_FWD_TRAIN,
+                      .src = {x, p->scale ? gamma : NULL, p->center ? beta : NULL, moving_mean, moving_var},
+                      .dst = {y, save_mean, save_invstd},
+                      .f = {p->epsilon},
+                      .d = {keep, w}};
+        set_layout(&op, x, p);
+        op.i[1] = p->convention == KILN_BN_TORCH ? KILN_BN_UNBIASED : 0;
+        KILN_TRY(kiln_op_run(&op));
+    }
+    if (moving_mean) p->num_batches_tracked = tracked;
+    return KILN_OK;
+}
+
+kiln_status kiln_batchnorm_backward(const kiln_tensor *x, const kiln_tensor *dy,
+                                    const kiln_tensor *gamma, const kiln_tensor *save_mean,
+                                    const kiln_tensor *save_invstd, const kiln_bn_params *p,
+                                    kiln_tensor *dx, kiln_tensor *dgamma, kiln_tensor *dbeta) {
+    const char *fn = "kiln_batchnorm_backward";
+    kiln_bn_geom g;
+    KILN_TRY(check_params(fn, p));
+    KILN_TRY(check_data(fn, "x", x, p, &g));
+    KILN_TRY(check_like(fn, "x", x, "dy", dy));
+    KILN_TRY(check_like(fn, "x", x, "dx", dx));
+    KILN_TRY(check_not_alias(fn, "dy", dy, "dx", dx));
+    KILN_TRY(check_not_alias(fn, "x", x, "dx", dx));
+    KILN_TRY(check_values_per_channel(fn, x, &g));
+    KILN_TRY(check_channel(fn, "gamma", gamma, p->scale, x, &g, p));
+    KILN_TRY(check_channel(fn, "save_mean", save_mean, true, x, &g, p));
+    KILN_TRY(check_channel(fn, "save_invstd", save_invstd, true, x, &g, p));
+    KILN_TRY(check_channel(fn, "dgamma", dgamma, false, x, &g, p));
+    KILN_TRY(check_channel(fn, "dbeta", dbeta, false, x, &g, p));
+    if (dgamma && dbeta && dgamma->data == dbeta->data)
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: dgamma and dbeta share memory", fn);
+    if (g.c == 0) return KILN_OK;
+    kiln_op op = {.type = KILN_OP_BN_BWD,
+                  .src = {x, dy, p->scale ? gamma : NULL, save_mean, save_invstd},
+                  .dst = {dx, dgamma, dbeta}};
+    set_layout(&op, x, p);
+    op.i[1] = p->trainable ? 0 : KILN_BN_FROZEN;
+    return kiln_op_run(&op);
+}
+
+kiln_status kiln_batchnorm_backward_infer(const kiln_tensor *dy, const kiln_tensor *gamma,
+                                          const kiln_tensor *moving_var, const kiln_bn_params *p,
+                                          kiln_tensor *dx) {
+    const char *fn = "kiln_batchnorm_backward_infer";
+    kiln_bn_geom g;
+    KILN_TRY(check_params(fn, p));
+    KILN_TRY(check_data(fn, "dy", dy, p, &g));
+    KILN_TRY(check_like(fn, "dy", dy, "dx", dx));
+    KILN_TRY(check_not_alias(fn, "dy", dy, "dx", dx));
+    KILN_TRY(check_channel(fn, "gamma", gamma, p->scale, dy, &g, p));
+    KILN_TRY(check_channel(fn, "moving_var", moving_var, true, dy, &g, p));
+    if (g.c == 0) return KILN_OK;
+    kiln_op op = {.type = KILN_OP_BN_BWD_INFER,
+                  .src = {dy, p->scale ? gamma : NULL, moving_var},
+                  .dst = {dx},
+                  .f = {p->epsilon}};
+    set_layout(&op, dy, p);
+    return kiln_op_run(&op);
+}
