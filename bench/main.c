@@ -1,22 +1,10 @@
 /* bench/main.c: kiln-bench's entry point: picks the subcommand (bn: the BatchNorm
- * microbenchmarks; train: training steps per second of whole models) and holds the option
- * helpers they share. bench/gpu-check.sh runs both on the GPU machine; docs/performance.md
+ * microbenchmarks; train: training steps per second of whole models). bench/gpu-check.sh runs both on the GPU machine; docs/performance.md
  * says what they measure. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench.h"
-
-bool bench_parse_int(const char *opt, const char *v, int lo, int hi, int *out) {
-    char *end = NULL;
-    long x = strtol(v, &end, 10);
-    if (!*v || *end || x < lo || x > hi) {
-        fprintf(stderr, "kiln-bench: %s wants an integer in [%d, %d], not '%s'\n", opt, lo, hi, v);
-        return false;
-    }
-    *out = (int)x;
-    return true;
-}
 
 static void usage(FILE *f) {
     fprintf(f, "usage: kiln-bench bn [options]      BatchNorm kernels: kiln, its variants, cuDNN, CPU\n"
