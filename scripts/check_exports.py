@@ -13,12 +13,15 @@ ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
 
 
 def public_api():
-    names = set()
-    for h in glob.glob(os.path.join(ROOT, "include", "kiln", "*.h")):
+    """(marked, unmarked): the KILN_API functions, and prototypes in include/kiln without it."""
+    names, unmarked = set(), []
+    for h in sorted(glob.glob(os.path.join(ROOT, "include", "kiln", "*.h"))):
         text = open(h).read()
         for m in re.finditer(r"^KILN_API\b[^;{]*?\b(kiln_\w+)\s*\(", text, re.M):
             names.add(m.group(1))
-    return names
+        for m in re.finditer(r"^(?!KILN_API|typedef|static|struct|enum|extern|#)[a-z][\w \t*]*?\b(kiln_\w+)\s*\(", text, re.M):
+            unmarked.append(f"{os.path.basename(h)}: {m.group(1)}")
+    return names, unmarked
 
 
 def exported(lib):
@@ -35,7 +38,9 @@ def exported(lib):
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
-    api, exp = public_api(), exported(sys.argv[1])
+    (api, unmarked), exp = public_api(), exported(sys.argv[1])
+    for n in unmarked:
+        print(f"declared in a public header without KILN_API: {n}")
     exp = {n for n in exp if not n.startswith(("_init", "_fini", "_edata", "_end", "__bss_start"))}
     missing, extra = sorted(api - exp), sorted(exp - api)
     for n in missing:
@@ -43,8 +48,8 @@ def main():
     for n in extra:
         print(f"exported but not public: {n}")
     print(f"check_exports: {len(api)} public functions, {len(exp)} exported symbols: "
-          f"{len(missing)} missing, {len(extra)} extra")
-    return 1 if missing or extra else 0
+          f"{len(missing)} missing, {len(extra)} extra, {len(unmarked)} unmarked")
+    return 1 if missing or extra or unmarked else 0
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@
 #                   saying why, when there is no GPU), warnings as errors;
 #   2. build-asan/  the CPU-only build (-DKILN_CUDA=OFF) under AddressSanitizer and
 #                   UndefinedBehaviorSanitizer;
-# then fuzzes each file parser for a few seconds (scripts/fuzz.sh), and checks that an
+# checks the architecture on the first (no upward include or call, no circle of files, libkiln.so
+# exports the public API only), then fuzzes each file parser for a few seconds (scripts/fuzz.sh), and checks that an
 # installed kiln is usable from another project (CMake and pkg-config).
 # Exits non-zero when anything fails.
 set -euo pipefail
@@ -29,6 +30,9 @@ run_suite() { # dir, cmake args...
 }
 
 run_suite build
+echo "== architecture: layers, circles and exports (scripts/check_layers.py, check_exports.py)"
+python3 scripts/check_layers.py build
+python3 scripts/check_exports.py build/libkiln.so
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   run_suite build-asan -DKILN_CUDA=OFF -DKILN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 
