@@ -157,16 +157,6 @@ void kiln_model_free(kiln_model *m) {
     free(m);
 }
 
-kiln_node *kiln_model_node(kiln_model *m, int id) { return &m->nodes[id]; }
-
-int64_t kiln_node_out_numel(const kiln_node *n) {
-    int64_t k = 1;
-    for (int i = 0; i < n->out_ndim; i++) k *= n->out_shape[i];
-    return k;
-}
-
-bool kiln_node_trainable(const kiln_node *n, int w) { return n->w_trainable[w] && n->cfg.trainable; }
-
 /* Keras' automatic names: the first conv2d is "conv2d", then "conv2d_1", ... */
 static void auto_name(kiln_model *m, kiln_node *n) {
     const char *b = layer_types[n->cfg.type].base_name;
@@ -262,7 +252,6 @@ kiln_status kiln_model_build(kiln_model *m, kiln_backend *be, uint64_t seed) {
     if (m->built) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_build: model '%s' is already built", m->name);
     if (m->n_nodes < 2) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_build: model '%s' has no layers after its Input", m->name);
     m->be = be;
-    m->seed = seed;
     for (int i = 0; i < m->n_nodes; i++) {
         kiln_node *n = &m->nodes[i];
         const kiln_node *in[KILN_LAYER_MAX_INPUTS] = {0};
@@ -350,26 +339,12 @@ kiln_tensor *kiln_model_find_weight(const kiln_model *m, const char *name) {
     return NULL;
 }
 
-static int64_t weight_numel(const kiln_node *n, int w) {
-    int64_t k = 1;
-    for (int d = 0; d < n->w_ndim[w]; d++) k *= n->w_shape[w][d];
-    return k;
-}
-
-static void node_counts(const kiln_node *n, int64_t *total, int64_t *trainable) {
-    *total = *trainable = 0;
-    for (int w = 0; w < n->n_w; w++) {
-        *total += weight_numel(n, w);
-        if (kiln_node_trainable(n, w)) *trainable += weight_numel(n, w);
-    }
-}
-
 void kiln_model_param_counts(const kiln_model *m, int64_t *total, int64_t *trainable,
                              int64_t *non_trainable) {
     int64_t t = 0, tr = 0;
     for (int i = 0; i < m->n_nodes; i++) {
         int64_t a, b;
-        node_counts(&m->nodes[i], &a, &b);
+        kiln_node_param_counts(&m->nodes[i], &a, &b);
         t += a;
         tr += b;
     }
@@ -432,7 +407,7 @@ kiln_status kiln_model_summary(const kiln_model *m, FILE *out) {
             o += snprintf(shape + o, sizeof shape - (size_t)o, ", %lld", (long long)n->out_shape[d]);
         snprintf(shape + o, sizeof shape - (size_t)o, ")");
         int64_t tot, tr;
-        node_counts(n, &tot, &tr);
+        kiln_node_param_counts(n, &tot, &tr);
         thousands(tot, params, sizeof params);
         char conn[160] = "";
         size_t c = 0;

@@ -90,7 +90,6 @@ struct kiln_model {
     int n_nodes, cap_nodes;
     bool built, graph_form;
     kiln_backend *be;
-    uint64_t seed;
     /* compile */
     bool compiled;
     kiln_compile_config compile;
@@ -110,10 +109,12 @@ struct kiln_model {
     kiln_tensor *dummy_labels;
 };
 
-/* model.c */
-kiln_node *kiln_model_node(kiln_model *m, int id);
+/* node.c */
 int64_t kiln_node_out_numel(const kiln_node *n); /* per example */
 bool kiln_node_trainable(const kiln_node *n, int w); /* by nature and not frozen */
+int64_t kiln_node_weight_numel(const kiln_node *n, int w);
+/* Keras' parameter counts of one layer: all its weights, and the trainable ones */
+void kiln_node_param_counts(const kiln_node *n, int64_t *total, int64_t *trainable);
 
 /* plan.c */
 kiln_status kiln_model_plan(kiln_model *m, int batch, kiln_plan **out);
