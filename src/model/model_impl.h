@@ -82,6 +82,8 @@ struct kiln_node {
     /* set before each backward pass */
     bool grads_needed;   /* its own weight gradients are wanted */
     bool upstream_trains; /* it, or something feeding it, has trainable weights */
+    /* during a backward pass: dy holds a gradient already (later ones are added) */
+    bool dy_written;
 };
 
 struct kiln_model {
@@ -116,17 +118,23 @@ int64_t kiln_node_weight_numel(const kiln_node *n, int w);
 /* Keras' parameter counts of one layer: all its weights, and the trainable ones */
 void kiln_node_param_counts(const kiln_node *n, int64_t *total, int64_t *trainable);
 
-/* plan.c */
+/* plan.c: the plan for `batch` examples (made on first use; buffers grow as needed) */
 kiln_status kiln_model_plan(kiln_model *m, int batch, kiln_plan **out);
 void kiln_model_free_plans(kiln_model *m);
-/* forward over the graph; the output of the last node in plan->v[last].y. With loss_follows,
- * a last softmax that the loss fuses is left to kiln_model_loss (which writes the
+
+/* graph.c: forward over the graph; the output of the last node in plan->v[last].y. With
+ * loss_follows, a last softmax that the loss fuses is left to kiln_model_loss (which writes the
  * probabilities into y), so it is not computed twice. */
 kiln_status kiln_model_forward(kiln_model *m, kiln_plan *p, bool training, bool loss_follows, uint64_t step_seed);
-/* loss rows and dz of the last node; then backward over the graph */
-kiln_status kiln_model_loss(kiln_model *m, kiln_plan *p, bool need_grad);
+/* backward over the graph from the last node's dz (kiln_model_loss) */
 kiln_status kiln_model_backward(kiln_model *m, kiln_plan *p, uint64_t step_seed);
-/* one optimizer step over the trainable weights */
+
+/* loss.c: loss rows and dz of the last node */
+kiln_status kiln_model_loss(kiln_model *m, kiln_plan *p, bool need_grad);
+/* true when the loss takes the last layer's logits (its softmax fused into the cross-entropy) */
+bool kiln_model_fuses_softmax(const kiln_model *m);
+
+/* optimizer.c: one optimizer step over the trainable weights */
 kiln_status kiln_model_apply_gradients(kiln_model *m);
 /* drops optimizer state of frozen weights, makes it for trainable ones */
 kiln_status kiln_model_sync_slots(kiln_model *m);
