@@ -70,6 +70,7 @@ static kiln_status bn_forward(kiln_node *n, const kiln_tensor *const *x, kiln_te
 static kiln_status bn_backward(kiln_node *n, const kiln_tensor *const *x, const kiln_tensor *z,
                                const kiln_tensor *dz, kiln_tensor *const *dx, uint64_t seed) {
     bool g = n->grads_needed;
+    n->cfg.bn.trainable = n->cfg.trainable;
     return kiln_batchnorm_backward(x[0], dz, bn_w(n, 0), n->aux[0], n->aux[1], &n->cfg.bn, dx[0],
                                    g ? bn_g(n, 0) : NULL, g ? bn_g(n, 1) : NULL);
 }

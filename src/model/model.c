@@ -1,5 +1,5 @@
 /* model.c: building a model: layer configs with Keras' defaults, Keras' automatic names,
- * shape inference, weight allocation and initialization, freezing, parameter counts, summary. */
+ * shape inference, weight allocation and initialization, the weights. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,25 +89,8 @@ static const struct {
     [KILN_LAYER_ADD] = {"Add", "add", &kiln_layer_add_ops},
 };
 
-static const char *const act_names[KILN_ACT_COUNT] = {"linear", "relu", "softmax", "sigmoid", "tanh"};
-
 const char *kiln_layer_type_name(kiln_layer_type t) {
     return (int)t >= 0 && t < KILN_LAYER_TYPE_COUNT ? layer_types[t].keras_class : "?";
-}
-
-const char *kiln_activation_name(kiln_activation a) {
-    return (int)a >= 0 && a < KILN_ACT_COUNT ? act_names[a] : "?";
-}
-
-kiln_status kiln_activation_parse(const char *name, kiln_activation *out) {
-    for (int a = 0; a < KILN_ACT_COUNT; a++)
-        if (name && !strcmp(name, act_names[a])) {
-            *out = (kiln_activation)a;
-            return KILN_OK;
-        }
-    return kiln_error(KILN_ERR_UNSUPPORTED,
-                      "unknown activation '%s' (known: linear, relu, softmax, sigmoid, tanh)",
-                      name ? name : "(null)");
 }
 
 /* ---- the model ---- */
@@ -282,33 +265,6 @@ kiln_status kiln_model_build(kiln_model *m, kiln_backend *be, uint64_t seed) {
     return KILN_OK;
 }
 
-/* ---- freezing ---- */
-
-kiln_status kiln_model_set_trainable(kiln_model *m, int id, bool trainable) {
-    if (!m || id < 0 || id >= m->n_nodes)
-        return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_set_trainable: no layer id %d", id);
-    m->nodes[id].cfg.trainable = trainable;
-    m->nodes[id].cfg.bn.trainable = trainable;
-    return m->compiled ? kiln_model_sync_slots(m) : KILN_OK;
-}
-
-kiln_status kiln_model_set_all_trainable(kiln_model *m, bool trainable) {
-    for (int i = 0; i < m->n_nodes; i++) {
-        m->nodes[i].cfg.trainable = trainable;
-        m->nodes[i].cfg.bn.trainable = trainable;
-    }
-    return m->compiled ? kiln_model_sync_slots(m) : KILN_OK;
-}
-
-kiln_status kiln_model_freeze_all_but(kiln_model *m, kiln_layer_type keep) {
-    for (int i = 0; i < m->n_nodes; i++) {
-        bool t = m->nodes[i].cfg.type == keep;
-        m->nodes[i].cfg.trainable = t;
-        m->nodes[i].cfg.bn.trainable = t;
-    }
-    return m->compiled ? kiln_model_sync_slots(m) : KILN_OK;
-}
-
 /* ---- weights and counts ---- */
 
 int kiln_model_weight_count(const kiln_model *m) {
@@ -337,92 +293,4 @@ kiln_tensor *kiln_model_find_weight(const kiln_model *m, const char *name) {
         for (int w = 0; w < m->nodes[k].n_w; w++)
             if (!strcmp(m->nodes[k].w_name[w], name)) return m->nodes[k].w[w];
     return NULL;
-}
-
-void kiln_model_param_counts(const kiln_model *m, int64_t *total, int64_t *trainable,
-                             int64_t *non_trainable) {
-    int64_t t = 0, tr = 0;
-    for (int i = 0; i < m->n_nodes; i++) {
-        int64_t a, b;
-        kiln_node_param_counts(&m->nodes[i], &a, &b);
-        t += a;
-        tr += b;
-    }
-    if (total) *total = t;
-    if (trainable) *trainable = tr;
-    if (non_trainable) *non_trainable = t - tr;
-}
-
-/* 462794 -> "462,794" */
-static const char *thousands(int64_t v, char *buf, size_t n) {
-    char raw[32];
-    snprintf(raw, sizeof raw, "%lld", (long long)v);
-    size_t len = strlen(raw), o = 0;
-    for (size_t i = 0; i < len && o + 2 < n; i++) {
-        if (i && (len - i) % 3 == 0) buf[o++] = ',';
-        buf[o++] = raw[i];
-    }
-    buf[o] = '\0';
-    return buf;
-}
-
-/* one table row; a field longer than its column wraps onto continuation lines, as in Keras */
-static void summary_row(FILE *out, const char *const *fields, const int *widths, int n) {
-    size_t done[4] = {0};
-    for (bool more = true; more;) {
-        more = false;
-        for (int i = 0; i < n; i++) {
-            size_t len = strlen(fields[i]), take = (size_t)widths[i] - (i ? 1 : 2); /* keep a space */
-            const char *f = done[i] < len ? fields[i] + done[i] : "";
-            int w = (int)(strlen(f) < take ? strlen(f) : take);
-            fprintf(out, "%s%.*s%*s", i ? "" : " ", w, f, widths[i] - w - (i ? 0 : 1), "");
-            done[i] += (size_t)w;
-            more |= done[i] < len;
-        }
-        fputc('\n', out);
-    }
-}
-
-kiln_status kiln_model_summary(const kiln_model *m, FILE *out) {
-    if (!m || !out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_summary: NULL argument");
-    if (!m->built) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_summary: model '%s' is not built", m->name);
-    int width = m->graph_form ? 98 : 65;
-    char line[128];
-    memset(line, '_', (size_t)width);
-    line[width] = '\0';
-    fprintf(out, "Model: \"%s\"\n%s\n", m->name, line);
-    static const int widths[4] = {29, 26, 10, 33};
-    int cols = m->graph_form ? 4 : 3;
-    const char *head[4] = {"Layer (type)", "Output Shape", "Param #", "Connected to"};
-    summary_row(out, head, widths, cols);
-    memset(line, '=', (size_t)width);
-    fprintf(out, "%s\n", line);
-    for (int i = 0; i < m->n_nodes; i++) {
-        const kiln_node *n = &m->nodes[i];
-        if (n->cfg.type == KILN_LAYER_INPUT && !m->graph_form) continue; /* as Keras' Sequential */
-        char lt[96], shape[64], params[32];
-        snprintf(lt, sizeof lt, "%s (%s)", n->cfg.name, kiln_layer_type_name(n->cfg.type));
-        int o = snprintf(shape, sizeof shape, "(None");
-        for (int d = 0; d < n->out_ndim; d++)
-            o += snprintf(shape + o, sizeof shape - (size_t)o, ", %lld", (long long)n->out_shape[d]);
-        snprintf(shape + o, sizeof shape - (size_t)o, ")");
-        int64_t tot, tr;
-        kiln_node_param_counts(n, &tot, &tr);
-        thousands(tot, params, sizeof params);
-        char conn[160] = "";
-        size_t c = 0;
-        for (int k = 0; k < n->n_in && c < sizeof conn; k++)
-            c += (size_t)snprintf(conn + c, sizeof conn - c, "%s%s[0][0]", k ? ", " : "", m->nodes[n->in[k]].cfg.name);
-        const char *row[4] = {lt, shape, params, conn};
-        summary_row(out, row, widths, cols);
-    }
-    fprintf(out, "%s\n", line);
-    int64_t tot, tr, nt;
-    kiln_model_param_counts(m, &tot, &tr, &nt);
-    char a[32], b[32], c[32];
-    fprintf(out, "Total params: %s\nTrainable params: %s\nNon-trainable params: %s\n",
-            thousands(tot, a, sizeof a), thousands(tr, b, sizeof b), thousands(nt, c, sizeof c));
-    memset(line, '_', (size_t)width);
-    fprintf(out, "%s\n", line);
-    return KILN_OK;
 }
