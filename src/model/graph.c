@@ -3,7 +3,7 @@
  * summed: the first consumer (in reverse order) writes the layer's dy, the others write a
  * scratch buffer that is then added. */
 #include "error.h"
-#include "model_impl.h"
+#include "layer.h"
 
 kiln_status kiln_model_forward(kiln_model *m, kiln_plan *p, bool training, bool loss_follows, uint64_t step_seed) {
     int last = loss_follows && kiln_model_fuses_softmax(m) ? m->n_nodes - 1 : -1; /* its softmax comes with the loss */
@@ -11,7 +11,7 @@ kiln_status kiln_model_forward(kiln_model *m, kiln_plan *p, bool training, bool 
         kiln_node *n = &m->nodes[i];
         const kiln_tensor *x[KILN_LAYER_MAX_INPUTS] = {0};
         for (int k = 0; k < n->n_in; k++) x[k] = p->v[n->in[k]].y;
-        kiln_status s = n->ops->forward(n, x, p->v[i].z, training, step_seed);
+        kiln_status s = n->desc->forward(n, x, p->v[i].z, training, step_seed);
         if (s == KILN_OK && p->v[i].z != p->v[i].y && i != last)
             s = kiln_activation_forward(n->cfg.activation, p->v[i].z, p->v[i].y);
         if (s != KILN_OK) return kiln_error_context(s, "layer '%s' forward", n->cfg.name);
@@ -28,7 +28,7 @@ static void input_grads(kiln_model *m, kiln_plan *p, const kiln_node *n, kiln_te
         if (in->upstream_trains && !in->dy_written) {
             dx[k] = p->v[in->id].dy;
             in->dy_written = true;
-        } else if (in->upstream_trains || n->ops->needs_dx) {
+        } else if (in->upstream_trains || n->desc->needs_dx) {
             dx[k] = p->v[in->id].scratch[k]; /* scratch shaped like the input */
             add_after[k] = in->upstream_trains;
         }
@@ -49,7 +49,7 @@ kiln_status kiln_model_backward(kiln_model *m, kiln_plan *p, uint64_t step_seed)
         bool add_after[KILN_LAYER_MAX_INPUTS] = {0};
         for (int k = 0; k < n->n_in; k++) x[k] = p->v[n->in[k]].y;
         input_grads(m, p, n, dx, add_after);
-        if (s == KILN_OK) s = n->ops->backward(n, x, v->z, v->dz, dx, step_seed);
+        if (s == KILN_OK) s = n->desc->backward(n, x, v->z, v->dz, dx, step_seed);
         for (int k = 0; s == KILN_OK && k < n->n_in; k++)
             if (add_after[k]) s = kiln_add(p->v[n->in[k]].dy, dx[k], p->v[n->in[k]].dy);
         if (s != KILN_OK) return kiln_error_context(s, "layer '%s' backward", n->cfg.name);

@@ -1,99 +1,11 @@
-/* model.c: building a model: layer configs with Keras' defaults, Keras' automatic names,
- * shape inference, weight allocation and initialization, the weights. */
+/* model.c: a model's layers: adding them (Keras' automatic names, the graph's edges), building
+ * (shape inference, weight allocation and initialization, through each layer's descriptor),
+ * the accessors and the weights. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
-#include "model_impl.h"
-
-/* ---- layer configs with Keras' defaults ---- */
-
-static kiln_layer_config base(kiln_layer_type t) {
-    kiln_layer_config c;
-    memset(&c, 0, sizeof c);
-    c.type = t;
-    c.trainable = true;
-    c.use_bias = true;
-    c.conv = (kiln_conv2d_params)KILN_CONV2D_DEFAULTS;
-    c.bn = kiln_bn_params_keras();
-    return c;
-}
-
-kiln_layer_config kiln_input_layer(int ndim, const int64_t *shape) {
-    kiln_layer_config c = base(KILN_LAYER_INPUT);
-    c.input_ndim = ndim;
-    for (int i = 0; i < ndim && i < 3; i++) c.input_shape[i] = shape[i];
-    return c;
-}
-
-kiln_layer_config kiln_conv2d_layer(int filters, int kernel_h, int kernel_w, kiln_activation act) {
-    kiln_layer_config c = base(KILN_LAYER_CONV2D);
-    c.filters = filters;
-    c.kernel_h = kernel_h;
-    c.kernel_w = kernel_w;
-    c.activation = act;
-    return c;
-}
-
-kiln_layer_config kiln_dense_layer(int units, kiln_activation act) {
-    kiln_layer_config c = base(KILN_LAYER_DENSE);
-    c.units = units;
-    c.activation = act;
-    return c;
-}
-
-kiln_layer_config kiln_batchnorm_layer(void) { return base(KILN_LAYER_BATCHNORM); }
-
-static kiln_layer_config pool(kiln_layer_type t, int ph, int pw) {
-    kiln_layer_config c = base(t);
-    c.pool = (kiln_pool2d_params){ph, pw, 0, 0, KILN_PADDING_VALID};
-    return c;
-}
-
-kiln_layer_config kiln_max_pool2d_layer(int ph, int pw) { return pool(KILN_LAYER_MAX_POOL2D, ph, pw); }
-kiln_layer_config kiln_avg_pool2d_layer(int ph, int pw) { return pool(KILN_LAYER_AVG_POOL2D, ph, pw); }
-kiln_layer_config kiln_global_avg_pool2d_layer(void) { return base(KILN_LAYER_GLOBAL_AVG_POOL2D); }
-kiln_layer_config kiln_flatten_layer(void) { return base(KILN_LAYER_FLATTEN); }
-
-kiln_layer_config kiln_dropout_layer(float rate) {
-    kiln_layer_config c = base(KILN_LAYER_DROPOUT);
-    c.rate = rate;
-    return c;
-}
-
-kiln_layer_config kiln_activation_layer(kiln_activation act) {
-    kiln_layer_config c = base(KILN_LAYER_ACTIVATION);
-    c.activation = act;
-    return c;
-}
-
-kiln_layer_config kiln_add_layer(void) { return base(KILN_LAYER_ADD); }
-
-/* ---- names ---- */
-
-static const struct {
-    const char *keras_class, *base_name;
-    const layer_ops *ops;
-} layer_types[KILN_LAYER_TYPE_COUNT] = {
-    [KILN_LAYER_INPUT] = {"InputLayer", "input_layer", &kiln_layer_input_ops},
-    [KILN_LAYER_CONV2D] = {"Conv2D", "conv2d", &kiln_layer_conv2d_ops},
-    [KILN_LAYER_DENSE] = {"Dense", "dense", &kiln_layer_dense_ops},
-    [KILN_LAYER_BATCHNORM] = {"BatchNormalization", "batch_normalization", &kiln_layer_batchnorm_ops},
-    [KILN_LAYER_MAX_POOL2D] = {"MaxPooling2D", "max_pooling2d", &kiln_layer_max_pool2d_ops},
-    [KILN_LAYER_AVG_POOL2D] = {"AveragePooling2D", "average_pooling2d", &kiln_layer_avg_pool2d_ops},
-    [KILN_LAYER_GLOBAL_AVG_POOL2D] = {"GlobalAveragePooling2D", "global_average_pooling2d",
-                                      &kiln_layer_global_avg_pool2d_ops},
-    [KILN_LAYER_FLATTEN] = {"Flatten", "flatten", &kiln_layer_flatten_ops},
-    [KILN_LAYER_DROPOUT] = {"Dropout", "dropout", &kiln_layer_dropout_ops},
-    [KILN_LAYER_ACTIVATION] = {"Activation", "activation", &kiln_layer_activation_ops},
-    [KILN_LAYER_ADD] = {"Add", "add", &kiln_layer_add_ops},
-};
-
-const char *kiln_layer_type_name(kiln_layer_type t) {
-    return (int)t >= 0 && t < KILN_LAYER_TYPE_COUNT ? layer_types[t].keras_class : "?";
-}
-
-/* ---- the model ---- */
+#include "layer.h"
 
 kiln_status kiln_model_new(const char *name, kiln_model **out) {
     if (!out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_new: out is NULL");
@@ -142,7 +54,7 @@ void kiln_model_free(kiln_model *m) {
 
 /* Keras' automatic names: the first conv2d is "conv2d", then "conv2d_1", ... */
 static void auto_name(kiln_model *m, kiln_node *n) {
-    const char *b = layer_types[n->cfg.type].base_name;
+    const char *b = n->desc->base_name;
     int count = 0;
     for (int i = 0; i < m->n_nodes; i++)
         if (m->nodes[i].cfg.type == n->cfg.type) count++;
@@ -163,26 +75,31 @@ int kiln_model_find_layer(const kiln_model *m, const char *name) {
     return -1;
 }
 
-kiln_status kiln_model_add(kiln_model *m, const kiln_layer_config *cfg, int n_inputs,
-                           const int *inputs, int *id) {
+/* the arguments of kiln_model_add, checked */
+static kiln_status check_add(const kiln_model *m, const kiln_layer_config *cfg, int n_inputs, const int *inputs) {
     if (!m || !cfg) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: NULL argument");
     if (m->built) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: model '%s' is already built", m->name);
-    if ((int)cfg->type < 0 || cfg->type >= KILN_LAYER_TYPE_COUNT)
-        return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: unknown layer type %d", (int)cfg->type);
-    const char *cls = layer_types[cfg->type].keras_class;
+    const kiln_layer_desc *d = kiln_layer_desc_of(cfg->type);
+    if (!d) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: unknown layer type %d", (int)cfg->type);
     if ((cfg->type == KILN_LAYER_INPUT) != (m->n_nodes == 0))
         return kiln_error(KILN_ERR_INVALID_ARG, cfg->type == KILN_LAYER_INPUT
                               ? "kiln_model_add: an Input layer can only come first"
-                              : "kiln_model_add: the first layer must be an Input, not %s", cls);
+                              : "kiln_model_add: the first layer must be an Input, not %s", d->keras_class);
     if (n_inputs < 0 || n_inputs > KILN_LAYER_MAX_INPUTS || (n_inputs && !inputs))
         return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: %s takes 0 to %d inputs, %d given",
-                          cls, KILN_LAYER_MAX_INPUTS, n_inputs);
+                          d->keras_class, KILN_LAYER_MAX_INPUTS, n_inputs);
     if (cfg->name[0] && kiln_model_find_layer(m, cfg->name) >= 0)
         return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: a layer named '%s' exists already", cfg->name);
     for (int k = 0; k < n_inputs; k++)
         if (inputs[k] < 0 || inputs[k] >= m->n_nodes)
             return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: %s input %d is layer id %d, not an earlier layer",
-                              cls, k, inputs[k]);
+                              d->keras_class, k, inputs[k]);
+    return KILN_OK;
+}
+
+kiln_status kiln_model_add(kiln_model *m, const kiln_layer_config *cfg, int n_inputs,
+                           const int *inputs, int *id) {
+    KILN_TRY(check_add(m, cfg, n_inputs, inputs));
     if (m->n_nodes == m->cap_nodes) {
         int cap = m->cap_nodes ? 2 * m->cap_nodes : 16;
         kiln_node *nn = realloc(m->nodes, sizeof *nn * (size_t)cap);
@@ -193,7 +110,7 @@ kiln_status kiln_model_add(kiln_model *m, const kiln_layer_config *cfg, int n_in
     kiln_node *n = &m->nodes[m->n_nodes];
     memset(n, 0, sizeof *n);
     n->cfg = *cfg;
-    n->ops = layer_types[cfg->type].ops;
+    n->desc = kiln_layer_desc_of(cfg->type);
     n->id = m->n_nodes;
     if (n_inputs) {
         n->n_in = n_inputs;
@@ -230,32 +147,37 @@ kiln_status kiln_model_output_shape(const kiln_model *m, int id, int *ndim, int6
     return KILN_OK;
 }
 
+/* node i: its shape and weights (the layer's infer), then the weights allocated on the
+ * backend and initialized from the node's seed */
+static kiln_status build_node(kiln_model *m, int i, uint64_t seed) {
+    kiln_node *n = &m->nodes[i];
+    const kiln_node *in[KILN_LAYER_MAX_INPUTS] = {0};
+    for (int k = 0; k < n->n_in; k++) {
+        in[k] = &m->nodes[n->in[k]];
+        m->nodes[n->in[k]].n_consumers++;
+    }
+    kiln_status s = n->desc->infer(n, in);
+    if (s != KILN_OK) return kiln_error_context(s, "layer '%s' (%s)", n->cfg.name, n->desc->keras_class);
+    for (int w = 0; w < n->n_w; w++) {
+        char full[KILN_NAME_MAX * 2];
+        snprintf(full, sizeof full, "%.63s.%.60s", n->cfg.name, n->w_name[w]);
+        memcpy(n->w_name[w], full, sizeof full);
+        KILN_TRY(kiln_tensor_new(m->be, KILN_F32, n->w_ndim[w], n->w_shape[w], full, &n->w[w]));
+    }
+    for (int a = 0; a < n->desc->n_aux; a++) {
+        int64_t c = n->aux_len;
+        KILN_TRY(kiln_tensor_new(m->be, KILN_F32, 1, &c, "bn_saved", &n->aux[a]));
+    }
+    for (int w = 0; w < n->n_w; w++) KILN_TRY(kiln_init_weight(n, w, seed * 1000003u + (uint64_t)i));
+    return KILN_OK;
+}
+
 kiln_status kiln_model_build(kiln_model *m, kiln_backend *be, uint64_t seed) {
     if (!m || !be) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_build: NULL argument");
     if (m->built) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_build: model '%s' is already built", m->name);
     if (m->n_nodes < 2) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_build: model '%s' has no layers after its Input", m->name);
     m->be = be;
-    for (int i = 0; i < m->n_nodes; i++) {
-        kiln_node *n = &m->nodes[i];
-        const kiln_node *in[KILN_LAYER_MAX_INPUTS] = {0};
-        for (int k = 0; k < n->n_in; k++) {
-            in[k] = &m->nodes[n->in[k]];
-            m->nodes[n->in[k]].n_consumers++;
-        }
-        kiln_status s = n->ops->infer(n, in);
-        if (s != KILN_OK) return kiln_error_context(s, "layer '%s' (%s)", n->cfg.name, kiln_layer_type_name(n->cfg.type));
-        for (int w = 0; w < n->n_w; w++) {
-            char full[KILN_NAME_MAX * 2];
-            snprintf(full, sizeof full, "%.63s.%.60s", n->cfg.name, n->w_name[w]);
-            memcpy(n->w_name[w], full, sizeof full);
-            KILN_TRY(kiln_tensor_new(be, KILN_F32, n->w_ndim[w], n->w_shape[w], full, &n->w[w]));
-        }
-        for (int a = 0; a < n->ops->n_aux; a++) {
-            int64_t c = n->aux_len;
-            KILN_TRY(kiln_tensor_new(be, KILN_F32, 1, &c, "bn_saved", &n->aux[a]));
-        }
-        KILN_TRY(n->ops->init(n, seed * 1000003u + (uint64_t)i));
-    }
+    for (int i = 0; i < m->n_nodes; i++) KILN_TRY(build_node(m, i, seed));
     int64_t one = 1;
     KILN_TRY(kiln_tensor_new(be, KILN_F32, 1, &one, "clip_sumsq", &m->clip_sumsq));
     KILN_TRY(kiln_tensor_new(be, KILN_F32, 1, &one, "clip_scale", &m->clip_scale));

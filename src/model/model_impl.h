@@ -1,10 +1,11 @@
 /* model_impl.h: the model graph's internals (internal).
  *
  * A model is an array of nodes in insertion order, which is a topological order (a node's
- * inputs are earlier nodes). Each node is one layer: its config, its layer_ops (one table per
- * layer type, in src/layer_*.c), its weights, and its activations. Activations are allocated
- * once for the largest batch used (node->buf) and seen through per-batch-size "plans" of
- * views, so a steady training loop, the partial last batch included, allocates nothing. */
+ * inputs are earlier nodes). Each node is one layer: its config, its layer type's descriptor
+ * (layer.h: one per layer type, in src/model/layers), its weights, and its activations.
+ * Activations are allocated once for the largest batch used (node->buf) and seen through
+ * per-batch-size "plans" of views, so a steady training loop, the partial last batch included,
+ * allocates nothing. */
 #ifndef KILN_MODEL_IMPL_H
 #define KILN_MODEL_IMPL_H
 
@@ -16,31 +17,14 @@
 #define KILN_MAX_PLANS 4
 
 typedef struct kiln_node kiln_node;
+typedef struct kiln_layer_desc kiln_layer_desc; /* layer.h */
 
-/* one layer type */
-typedef struct layer_ops {
-    /* sets n->out_ndim/out_shape from the inputs, and the weights' names, shapes and
-     * trainability (n->n_w, w_name, w_shape, w_ndim, w_trainable) */
-    kiln_status (*infer)(kiln_node *n, const kiln_node *const *in);
-    /* fills the allocated weights with their initial values */
-    kiln_status (*init)(kiln_node *n, uint64_t seed);
-    /* z = layer(x...) for this batch (the activation, if any, is applied by the graph) */
-    kiln_status (*forward)(kiln_node *n, const kiln_tensor *const *x, kiln_tensor *z,
-                           bool training, uint64_t step_seed);
-    /* from dz: weight gradients (when n->grads_needed) and dx[k] for each input k with
-     * dx[k] != NULL */
-    kiln_status (*backward)(kiln_node *n, const kiln_tensor *const *x, const kiln_tensor *z,
-                            const kiln_tensor *dz, kiln_tensor *const *dx, uint64_t step_seed);
-    /* per-channel tensors of n->aux_len values the layer keeps (BN's saved statistics) */
-    int n_aux;
-    /* backward always wants every dx (given scratch where the graph needs none) */
-    bool needs_dx;
-} layer_ops;
-
-extern const layer_ops kiln_layer_input_ops, kiln_layer_conv2d_ops, kiln_layer_dense_ops,
-    kiln_layer_batchnorm_ops, kiln_layer_max_pool2d_ops, kiln_layer_avg_pool2d_ops,
-    kiln_layer_global_avg_pool2d_ops, kiln_layer_flatten_ops, kiln_layer_dropout_ops,
-    kiln_layer_activation_ops, kiln_layer_add_ops;
+/* how a weight starts (Keras' initializers): a constant, or glorot_uniform over its fans */
+typedef enum kiln_init_kind { KILN_INIT_CONSTANT = 0, KILN_INIT_GLOROT_UNIFORM } kiln_init_kind;
+typedef struct kiln_initializer {
+    kiln_init_kind kind;
+    double value; /* KILN_INIT_CONSTANT */
+} kiln_initializer;
 
 /* the tensors of one node for one batch size (views into the node's buffers) */
 typedef struct node_views {
@@ -58,7 +42,7 @@ typedef struct kiln_plan {
 
 struct kiln_node {
     kiln_layer_config cfg;
-    const layer_ops *ops;
+    const kiln_layer_desc *desc;
     int id;
     int n_in;
     int in[KILN_LAYER_MAX_INPUTS];
@@ -71,6 +55,7 @@ struct kiln_node {
     int w_ndim[KILN_MAX_WEIGHTS];
     int64_t w_shape[KILN_MAX_WEIGHTS][4];
     bool w_trainable[KILN_MAX_WEIGHTS]; /* by nature (false: BN's moving statistics) */
+    kiln_initializer w_init[KILN_MAX_WEIGHTS];
     kiln_tensor *w[KILN_MAX_WEIGHTS];
     kiln_tensor *g[KILN_MAX_WEIGHTS];     /* gradients of the trainable ones */
     kiln_tensor *slot[KILN_MAX_WEIGHTS][3]; /* optimizer state (m, v, v_hat / velocity) */
@@ -139,12 +124,14 @@ kiln_status kiln_model_apply_gradients(kiln_model *m);
 /* drops optimizer state of frozen weights, makes it for trainable ones */
 kiln_status kiln_model_sync_slots(kiln_model *m);
 
-/* activation.c: the activation after a layer, forward and backward */
+/* activations.c: the activation after a layer, forward and backward */
 kiln_status kiln_activation_forward(kiln_activation a, const kiln_tensor *z, kiln_tensor *y);
 kiln_status kiln_activation_backward(kiln_activation a, const kiln_tensor *z, const kiln_tensor *y,
                                      const kiln_tensor *dy, kiln_tensor *dz);
 
 /* initializers.c: fills a weight with U(-limit, limit) drawn on the host (core/rng.h) */
 kiln_status kiln_init_uniform(kiln_tensor *t, uint64_t seed, double limit);
+/* fills node n's allocated weight w by its initializer; `seed` is the node's */
+kiln_status kiln_init_weight(kiln_node *n, int w, uint64_t seed);
 
 #endif

@@ -6,13 +6,10 @@
 #include <string.h>
 
 #include "error.h"
-#include "model_impl.h"
+#include "layer.h"
 
-static bool has_z(const kiln_node *n) {
-    return n->cfg.activation != KILN_ACT_LINEAR &&
-           (n->cfg.type == KILN_LAYER_CONV2D || n->cfg.type == KILN_LAYER_DENSE ||
-            n->cfg.type == KILN_LAYER_ACTIVATION);
-}
+/* the node keeps z, its output before its activation, apart from y */
+static bool has_z(const kiln_node *n) { return n->desc->has_activation && n->cfg.activation != KILN_ACT_LINEAR; }
 
 /* the node's output shape with the batch axis first */
 static void shape_of(const kiln_node *n, int batch, int *ndim, int64_t shape[4]) {

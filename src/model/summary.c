@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "error.h"
-#include "model_impl.h"
+#include "layer.h"
 
 void kiln_model_param_counts(const kiln_model *m, int64_t *total, int64_t *trainable,
                              int64_t *non_trainable) {
@@ -65,9 +65,9 @@ kiln_status kiln_model_summary(const kiln_model *m, FILE *out) {
     fprintf(out, "%s\n", line);
     for (int i = 0; i < m->n_nodes; i++) {
         const kiln_node *n = &m->nodes[i];
-        if (n->cfg.type == KILN_LAYER_INPUT && !m->graph_form) continue; /* as Keras' Sequential */
+        if (i == 0 && !m->graph_form) continue; /* the Input, which Keras' Sequential leaves out */
         char lt[96], shape[64], params[32];
-        snprintf(lt, sizeof lt, "%s (%s)", n->cfg.name, kiln_layer_type_name(n->cfg.type));
+        snprintf(lt, sizeof lt, "%s (%s)", n->cfg.name, n->desc->keras_class);
         int o = snprintf(shape, sizeof shape, "(None");
         for (int d = 0; d < n->out_ndim; d++)
             o += snprintf(shape + o, sizeof shape - (size_t)o, ", %lld", (long long)n->out_shape[d]);

@@ -1,4 +1,4 @@
-/* activation.c: the `activation` argument of Conv2D, Dense and Activation: Keras' names, and
+/* activations.c: the `activation` argument of Conv2D, Dense and Activation: Keras' names, and
  * forward and backward mapped onto the ops. A softmax has no backward here
  * (KILN_ERR_UNSUPPORTED): the last layer's softmax feeding a cross-entropy loss never takes this
  * path, the loss fuses it (loss.c, docs/training.md), and fit refuses one elsewhere. */
