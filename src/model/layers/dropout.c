@@ -1,4 +1,4 @@
-/* layer_misc.c: Dropout (Keras' rate and seed): inverted dropout in training (kept values
+/* dropout.c: Dropout (Keras' rate and seed): inverted dropout in training (kept values
  * scaled by 1/(1-rate)), the identity in inference. The mask is a stateless hash of (seed, step,
  * element), the same on every backend. */
 #include "layer.h"
