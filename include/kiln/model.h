@@ -37,7 +37,8 @@ extern "C" {
     X(FLATTEN, flatten)                        \
     X(DROPOUT, dropout)                        \
     X(ACTIVATION, activation)                  \
-    X(ADD, add)
+    X(ADD, add)                                \
+    /* a new layer: one line above this one */
 
 #define KILN_LAYER_ENUM_(id, name) KILN_LAYER_##id,
 typedef enum kiln_layer_type {
