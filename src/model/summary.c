@@ -49,6 +49,27 @@ static void summary_row(FILE *out, const char *const *fields, const int *widths,
     }
 }
 
+static const int summary_widths[4] = {29, 26, 10, 33};
+
+/* node n's row: "name (Class)", "(None, ...)", its parameter count, and what feeds it */
+static void layer_row(const kiln_model *m, const kiln_node *n, FILE *out) {
+    char lt[96], shape[64], params[32];
+    snprintf(lt, sizeof lt, "%s (%s)", n->cfg.name, n->desc->keras_class);
+    int o = snprintf(shape, sizeof shape, "(None");
+    for (int d = 0; d < n->out_ndim; d++)
+        o += snprintf(shape + o, sizeof shape - (size_t)o, ", %lld", (long long)n->out_shape[d]);
+    snprintf(shape + o, sizeof shape - (size_t)o, ")");
+    int64_t tot, tr;
+    kiln_node_param_counts(n, &tot, &tr);
+    thousands(tot, params, sizeof params);
+    char conn[160] = "";
+    size_t c = 0;
+    for (int k = 0; k < n->n_in && c < sizeof conn; k++)
+        c += (size_t)snprintf(conn + c, sizeof conn - c, "%s%s[0][0]", k ? ", " : "", m->nodes[n->in[k]].cfg.name);
+    const char *row[4] = {lt, shape, params, conn};
+    summary_row(out, row, summary_widths, m->graph_form ? 4 : 3);
+}
+
 kiln_status kiln_model_summary(const kiln_model *m, FILE *out) {
     if (!m || !out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_summary: NULL argument");
     if (!m->built) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_summary: model '%s' is not built", m->name);
@@ -57,31 +78,12 @@ kiln_status kiln_model_summary(const kiln_model *m, FILE *out) {
     memset(line, '_', (size_t)width);
     line[width] = '\0';
     fprintf(out, "Model: \"%s\"\n%s\n", m->name, line);
-    static const int widths[4] = {29, 26, 10, 33};
-    int cols = m->graph_form ? 4 : 3;
     const char *head[4] = {"Layer (type)", "Output Shape", "Param #", "Connected to"};
-    summary_row(out, head, widths, cols);
+    summary_row(out, head, summary_widths, m->graph_form ? 4 : 3);
     memset(line, '=', (size_t)width);
     fprintf(out, "%s\n", line);
-    for (int i = 0; i < m->n_nodes; i++) {
-        const kiln_node *n = &m->nodes[i];
-        if (i == 0 && !m->graph_form) continue; /* the Input, which Keras' Sequential leaves out */
-        char lt[96], shape[64], params[32];
-        snprintf(lt, sizeof lt, "%s (%s)", n->cfg.name, n->desc->keras_class);
-        int o = snprintf(shape, sizeof shape, "(None");
-        for (int d = 0; d < n->out_ndim; d++)
-            o += snprintf(shape + o, sizeof shape - (size_t)o, ", %lld", (long long)n->out_shape[d]);
-        snprintf(shape + o, sizeof shape - (size_t)o, ")");
-        int64_t tot, tr;
-        kiln_node_param_counts(n, &tot, &tr);
-        thousands(tot, params, sizeof params);
-        char conn[160] = "";
-        size_t c = 0;
-        for (int k = 0; k < n->n_in && c < sizeof conn; k++)
-            c += (size_t)snprintf(conn + c, sizeof conn - c, "%s%s[0][0]", k ? ", " : "", m->nodes[n->in[k]].cfg.name);
-        const char *row[4] = {lt, shape, params, conn};
-        summary_row(out, row, widths, cols);
-    }
+    for (int i = 0; i < m->n_nodes; i++)
+        if (i > 0 || m->graph_form) layer_row(m, &m->nodes[i], out); /* Keras' Sequential leaves the Input out */
     fprintf(out, "%s\n", line);
     int64_t tot, tr, nt;
     kiln_model_param_counts(m, &tot, &tr, &nt);
