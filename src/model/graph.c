@@ -39,7 +39,7 @@ kiln_status kiln_model_backward(kiln_model *m, kiln_plan *p, uint64_t step_seed)
     for (int i = 0; i < m->n_nodes; i++) m->nodes[i].dy_written = false;
     for (int i = m->n_nodes - 1; i >= 1; i--) {
         kiln_node *n = &m->nodes[i];
-        node_views *v = &p->v[i];
+        kiln_node_views *v = &p->v[i];
         if (!n->upstream_trains) continue;
         kiln_status s = KILN_OK;
         if (i != m->n_nodes - 1 && v->dz != v->dy) /* the last layer's dz comes from the loss */

@@ -22,7 +22,7 @@ static kiln_status need_fused(const kiln_model *m, const char *loss) {
 /* categorical cross-entropy from logits z (B, K) and target distributions t (rows sum to 1,
  * checked by fit): loss = logsumexp(z) - sum_j t_j z_j, dz = (softmax(z) - t) / B.
  * logsumexp comes from the sparse op with label 0: (lse - z_0) + z_0. */
-static kiln_status categorical(kiln_plan *p, node_views *v, kiln_tensor *probs, bool need_grad) {
+static kiln_status categorical(kiln_plan *p, kiln_node_views *v, kiln_tensor *probs, bool need_grad) {
     int64_t k = v->z->shape[v->z->ndim - 1];
     kiln_tensor z0 = *v->z; /* column 0 of z: a strided (B,) view */
     z0.ndim = 1;
@@ -41,14 +41,14 @@ static kiln_status categorical(kiln_plan *p, node_views *v, kiln_tensor *probs, 
 }
 
 /* sparse categorical cross-entropy from logits and class labels */
-static kiln_status sparse(kiln_plan *p, node_views *v, kiln_tensor *probs, bool need_grad) {
+static kiln_status sparse(kiln_plan *p, kiln_node_views *v, kiln_tensor *probs, bool need_grad) {
     KILN_TRY(kiln_softmax_xent(v->z, p->labels, probs, p->loss_rows));
     return need_grad ? kiln_softmax_xent_backward(probs, p->labels, 1.0f / (float)p->batch, v->dz) : KILN_OK;
 }
 
 /* loss row = mean over the outputs of (y - t)^2; dy = 2 (y - t) / (batch * outputs), then
  * through the last layer's activation */
-static kiln_status mean_squared(const kiln_node *last, kiln_plan *p, node_views *v, bool need_grad) {
+static kiln_status mean_squared(const kiln_node *last, kiln_plan *p, kiln_node_views *v, bool need_grad) {
     kiln_tensor *diff = v->scratch[0];
     int64_t k = kiln_node_out_numel(last);
     unsigned axes = 0;
@@ -63,7 +63,7 @@ static kiln_status mean_squared(const kiln_node *last, kiln_plan *p, node_views 
 
 kiln_status kiln_model_loss(kiln_model *m, kiln_plan *p, bool need_grad) {
     int last = m->n_nodes - 1;
-    node_views *v = &p->v[last];
+    kiln_node_views *v = &p->v[last];
     /* the probabilities go into y (a separate buffer when y holds the logits) */
     kiln_tensor *probs = v->y != v->z ? v->y : v->scratch[0];
     switch (m->compile.loss) {

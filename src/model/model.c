@@ -152,10 +152,7 @@ kiln_status kiln_model_output_shape(const kiln_model *m, int id, int *ndim, int6
 static kiln_status build_node(kiln_model *m, int i, uint64_t seed) {
     kiln_node *n = &m->nodes[i];
     const kiln_node *in[KILN_LAYER_MAX_INPUTS] = {0};
-    for (int k = 0; k < n->n_in; k++) {
-        in[k] = &m->nodes[n->in[k]];
-        m->nodes[n->in[k]].n_consumers++;
-    }
+    for (int k = 0; k < n->n_in; k++) in[k] = &m->nodes[n->in[k]];
     kiln_status s = n->desc->infer(n, in);
     if (s != KILN_OK) return kiln_error_context(s, "layer '%s' (%s)", n->cfg.name, n->desc->keras_class);
     for (int w = 0; w < n->n_w; w++) {

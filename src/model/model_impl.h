@@ -27,14 +27,14 @@ typedef struct kiln_initializer {
 } kiln_initializer;
 
 /* the tensors of one node for one batch size (views into the node's buffers) */
-typedef struct node_views {
+typedef struct kiln_node_views {
     kiln_tensor *y, *z, *dy, *dz;
     kiln_tensor *scratch[KILN_LAYER_MAX_INPUTS]; /* shaped like y, over the model's scratch */
-} node_views;
+} kiln_node_views;
 
 typedef struct kiln_plan {
     int batch;
-    node_views *v; /* one per node */
+    kiln_node_views *v; /* one per node */
     kiln_tensor *loss_rows, *labels, *y_dense; /* (batch), (batch) i32, (batch, outputs) */
     kiln_tensor *rows_tmp;                     /* (batch) */
     kiln_tensor *zero_labels;                  /* (batch) i32 zeros */
@@ -46,7 +46,6 @@ struct kiln_node {
     int id;
     int n_in;
     int in[KILN_LAYER_MAX_INPUTS];
-    int n_consumers;
     int out_ndim; /* without the batch axis */
     int64_t out_shape[3];
     /* weights */

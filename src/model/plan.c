@@ -28,7 +28,7 @@ void kiln_model_free_plans(kiln_model *m) {
     for (int p = 0; p < m->n_plans; p++) {
         kiln_plan *pl = &m->plans[p];
         for (int i = 0; pl->v && i < m->n_nodes; i++) {
-            node_views *v = &pl->v[i];
+            kiln_node_views *v = &pl->v[i];
             if (v->z != v->y) kiln_tensor_free(v->z);
             if (v->dz != v->dy) kiln_tensor_free(v->dz);
             kiln_tensor_free(v->y);
@@ -87,7 +87,7 @@ static kiln_status view(kiln_tensor *buf, int ndim, const int64_t *shape, kiln_t
 /* the views of node i for plan pl */
 static kiln_status node_plan(kiln_model *m, kiln_plan *pl, int i) {
     kiln_node *n = &m->nodes[i];
-    node_views *v = &pl->v[i];
+    kiln_node_views *v = &pl->v[i];
     int64_t shape[4];
     int nd;
     shape_of(n, pl->batch, &nd, shape);
