@@ -92,7 +92,6 @@ struct kiln_model {
      * gathered by kiln_model_sync_slots for one fused update call per step */
     int n_group;
     kiln_tensor **group_w, **group_g, **group_slot[3];
-    kiln_tensor *dummy_labels;
 };
 
 /* node.c */
