@@ -3,7 +3,8 @@
 
   check_layers.py BUILD_DIR
 
-The layers and what each may use come from the kiln_layer(...) lines of src/CMakeLists.txt.
+The layers and what each may use come from the kiln_layer(...) lines of src/CMakeLists.txt (and
+kiln_layer_subdir(...) lines: a subfolder whose files belong to a layer).
 Three checks, each printing every offender:
   1. includes: a file includes only headers of its own layer, the layers it names, or kiln/
      (the compiler enforces this already; here it is also checked for headers-only folders);
@@ -28,11 +29,19 @@ def read_layers():
     # optional dependencies added later: target_... lines are not deps; `kiln_layer_dep(a b)` is
     for m in re.finditer(r"^\s*kiln_layer_dep\((\w+)\s+(\w+)\)", text, re.M):
         layers[m.group(1)][1].append(m.group(2))
+    # a layer's sources in a subfolder: `kiln_layer_subdir(name dir)`
+    for m in re.finditer(r"^\s*kiln_layer_subdir\((\w+)\s+([\w/]+)\)", text, re.M):
+        SUBDIRS[m.group(2)] = m.group(1)
     return layers
+
+
+SUBDIRS = {}  # folder -> the layer it belongs to (kiln_layer_subdir)
 
 
 def layer_of(path, layers):
     rel = os.path.relpath(path, SRC)
+    if os.path.dirname(rel) in SUBDIRS:
+        return SUBDIRS[os.path.dirname(rel)]
     best = None
     for name, (d, _) in layers.items():
         if os.path.dirname(rel) == d:

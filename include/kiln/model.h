@@ -23,20 +23,29 @@
 extern "C" {
 #endif
 
+/* Every layer kiln has, in the order of kiln_layer_type. X(ID, name) makes KILN_LAYER_<ID> and
+ * registers the layer's descriptor kiln_layer_<name>, which its file in src/model/layers defines
+ * (docs/layers.md: adding a layer is that file and one line here). */
+#define KILN_LAYER_LIST(X)                     \
+    X(INPUT, input)                            \
+    X(CONV2D, conv2d)                          \
+    X(DENSE, dense)                            \
+    X(BATCHNORM, batchnorm)                    \
+    X(MAX_POOL2D, max_pool2d)                  \
+    X(AVG_POOL2D, avg_pool2d)                  \
+    X(GLOBAL_AVG_POOL2D, global_avg_pool2d)    \
+    X(FLATTEN, flatten)                        \
+    X(DROPOUT, dropout)                        \
+    X(ACTIVATION, activation)                  \
+    X(ADD, add)                                \
+    /* a new layer: one line above this one */
+
+#define KILN_LAYER_ENUM_(id, name) KILN_LAYER_##id,
 typedef enum kiln_layer_type {
-    KILN_LAYER_INPUT = 0,
-    KILN_LAYER_CONV2D,
-    KILN_LAYER_DENSE,
-    KILN_LAYER_BATCHNORM,
-    KILN_LAYER_MAX_POOL2D,
-    KILN_LAYER_AVG_POOL2D,
-    KILN_LAYER_GLOBAL_AVG_POOL2D,
-    KILN_LAYER_FLATTEN,
-    KILN_LAYER_DROPOUT,
-    KILN_LAYER_ACTIVATION,
-    KILN_LAYER_ADD,
+    KILN_LAYER_LIST(KILN_LAYER_ENUM_) /* KILN_LAYER_INPUT = 0, KILN_LAYER_CONV2D, ... */
     KILN_LAYER_TYPE_COUNT
 } kiln_layer_type;
+#undef KILN_LAYER_ENUM_
 
 typedef enum kiln_activation {
     KILN_ACT_LINEAR = 0,

@@ -74,13 +74,12 @@ kiln_status kiln_model_save(const kiln_model *m, const char *path, bool full, in
     }
     char *json = NULL;
     if (s == KILN_OK) s = kiln_model_to_json(m, &json);
-    char iters[32], ep[32], lr[40], bn_count[32], seed[32];
+    char iters[32], ep[32], lr[40], seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)m->fit_seed);
     snprintf(iters, sizeof iters, "%lld", (long long)m->iterations);
     snprintf(ep, sizeof ep, "%d", epoch);
     snprintf(lr, sizeof lr, "%.17g", m->base_lr);
-    snprintf(bn_count, sizeof bn_count, "%s", full ? "full" : "weights");
-    kiln_st_meta meta[7] = {{"format", "kiln"}, {"kiln.model", json ? json : ""}, {"kiln.checkpoint", bn_count}};
+    kiln_st_meta meta[7] = {{"format", "kiln"}, {"kiln.model", json ? json : ""}, {"kiln.checkpoint", full ? "full" : "weights"}};
     size_t n_meta = 3;
     if (full) {
         meta[n_meta++] = (kiln_st_meta){"kiln.iterations", iters};

@@ -1,116 +1,11 @@
-/* model.c: building a model: layer configs with Keras' defaults, Keras' automatic names,
- * shape inference, weight allocation and initialization, freezing, parameter counts, summary. */
+/* model.c: a model's layers: adding them (Keras' automatic names, the graph's edges), building
+ * (shape inference, weight allocation and initialization, through each layer's descriptor),
+ * the accessors and the weights. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
-#include "model_impl.h"
-
-/* ---- layer configs with Keras' defaults ---- */
-
-static kiln_layer_config base(kiln_layer_type t) {
-    kiln_layer_config c;
-    memset(&c, 0, sizeof c);
-    c.type = t;
-    c.trainable = true;
-    c.use_bias = true;
-    c.conv = (kiln_conv2d_params)KILN_CONV2D_DEFAULTS;
-    c.bn = kiln_bn_params_keras();
-    return c;
-}
-
-kiln_layer_config kiln_input_layer(int ndim, const int64_t *shape) {
-    kiln_layer_config c = base(KILN_LAYER_INPUT);
-    c.input_ndim = ndim;
-    for (int i = 0; i < ndim && i < 3; i++) c.input_shape[i] = shape[i];
-    return c;
-}
-
-kiln_layer_config kiln_conv2d_layer(int filters, int kernel_h, int kernel_w, kiln_activation act) {
-    kiln_layer_config c = base(KILN_LAYER_CONV2D);
-    c.filters = filters;
-    c.kernel_h = kernel_h;
-    c.kernel_w = kernel_w;
-    c.activation = act;
-    return c;
-}
-
-kiln_layer_config kiln_dense_layer(int units, kiln_activation act) {
-    kiln_layer_config c = base(KILN_LAYER_DENSE);
-    c.units = units;
-    c.activation = act;
-    return c;
-}
-
-kiln_layer_config kiln_batchnorm_layer(void) { return base(KILN_LAYER_BATCHNORM); }
-
-static kiln_layer_config pool(kiln_layer_type t, int ph, int pw) {
-    kiln_layer_config c = base(t);
-    c.pool = (kiln_pool2d_params){ph, pw, 0, 0, KILN_PADDING_VALID};
-    return c;
-}
-
-kiln_layer_config kiln_max_pool2d_layer(int ph, int pw) { return pool(KILN_LAYER_MAX_POOL2D, ph, pw); }
-kiln_layer_config kiln_avg_pool2d_layer(int ph, int pw) { return pool(KILN_LAYER_AVG_POOL2D, ph, pw); }
-kiln_layer_config kiln_global_avg_pool2d_layer(void) { return base(KILN_LAYER_GLOBAL_AVG_POOL2D); }
-kiln_layer_config kiln_flatten_layer(void) { return base(KILN_LAYER_FLATTEN); }
-
-kiln_layer_config kiln_dropout_layer(float rate) {
-    kiln_layer_config c = base(KILN_LAYER_DROPOUT);
-    c.rate = rate;
-    return c;
-}
-
-kiln_layer_config kiln_activation_layer(kiln_activation act) {
-    kiln_layer_config c = base(KILN_LAYER_ACTIVATION);
-    c.activation = act;
-    return c;
-}
-
-kiln_layer_config kiln_add_layer(void) { return base(KILN_LAYER_ADD); }
-
-/* ---- names ---- */
-
-static const struct {
-    const char *keras_class, *base_name;
-    const layer_ops *ops;
-} layer_types[KILN_LAYER_TYPE_COUNT] = {
-    [KILN_LAYER_INPUT] = {"InputLayer", "input_layer", &kiln_layer_input_ops},
-    [KILN_LAYER_CONV2D] = {"Conv2D", "conv2d", &kiln_layer_conv2d_ops},
-    [KILN_LAYER_DENSE] = {"Dense", "dense", &kiln_layer_dense_ops},
-    [KILN_LAYER_BATCHNORM] = {"BatchNormalization", "batch_normalization", &kiln_layer_batchnorm_ops},
-    [KILN_LAYER_MAX_POOL2D] = {"MaxPooling2D", "max_pooling2d", &kiln_layer_max_pool2d_ops},
-    [KILN_LAYER_AVG_POOL2D] = {"AveragePooling2D", "average_pooling2d", &kiln_layer_avg_pool2d_ops},
-    [KILN_LAYER_GLOBAL_AVG_POOL2D] = {"GlobalAveragePooling2D", "global_average_pooling2d",
-                                      &kiln_layer_global_avg_pool2d_ops},
-    [KILN_LAYER_FLATTEN] = {"Flatten", "flatten", &kiln_layer_flatten_ops},
-    [KILN_LAYER_DROPOUT] = {"Dropout", "dropout", &kiln_layer_dropout_ops},
-    [KILN_LAYER_ACTIVATION] = {"Activation", "activation", &kiln_layer_activation_ops},
-    [KILN_LAYER_ADD] = {"Add", "add", &kiln_layer_add_ops},
-};
-
-static const char *const act_names[KILN_ACT_COUNT] = {"linear", "relu", "softmax", "sigmoid", "tanh"};
-
-const char *kiln_layer_type_name(kiln_layer_type t) {
-    return (int)t >= 0 && t < KILN_LAYER_TYPE_COUNT ? layer_types[t].keras_class : "?";
-}
-
-const char *kiln_activation_name(kiln_activation a) {
-    return (int)a >= 0 && a < KILN_ACT_COUNT ? act_names[a] : "?";
-}
-
-kiln_status kiln_activation_parse(const char *name, kiln_activation *out) {
-    for (int a = 0; a < KILN_ACT_COUNT; a++)
-        if (name && !strcmp(name, act_names[a])) {
-            *out = (kiln_activation)a;
-            return KILN_OK;
-        }
-    return kiln_error(KILN_ERR_UNSUPPORTED,
-                      "unknown activation '%s' (known: linear, relu, softmax, sigmoid, tanh)",
-                      name ? name : "(null)");
-}
-
-/* ---- the model ---- */
+#include "layer.h"
 
 kiln_status kiln_model_new(const char *name, kiln_model **out) {
     if (!out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_new: out is NULL");
@@ -157,19 +52,9 @@ void kiln_model_free(kiln_model *m) {
     free(m);
 }
 
-kiln_node *kiln_model_node(kiln_model *m, int id) { return &m->nodes[id]; }
-
-int64_t kiln_node_out_numel(const kiln_node *n) {
-    int64_t k = 1;
-    for (int i = 0; i < n->out_ndim; i++) k *= n->out_shape[i];
-    return k;
-}
-
-bool kiln_node_trainable(const kiln_node *n, int w) { return n->w_trainable[w] && n->cfg.trainable; }
-
 /* Keras' automatic names: the first conv2d is "conv2d", then "conv2d_1", ... */
 static void auto_name(kiln_model *m, kiln_node *n) {
-    const char *b = layer_types[n->cfg.type].base_name;
+    const char *b = n->desc->base_name;
     int count = 0;
     for (int i = 0; i < m->n_nodes; i++)
         if (m->nodes[i].cfg.type == n->cfg.type) count++;
@@ -190,26 +75,31 @@ int kiln_model_find_layer(const kiln_model *m, const char *name) {
     return -1;
 }
 
-kiln_status kiln_model_add(kiln_model *m, const kiln_layer_config *cfg, int n_inputs,
-                           const int *inputs, int *id) {
+/* the arguments of kiln_model_add, checked */
+static kiln_status check_add(const kiln_model *m, const kiln_layer_config *cfg, int n_inputs, const int *inputs) {
     if (!m || !cfg) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: NULL argument");
     if (m->built) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: model '%s' is already built", m->name);
-    if ((int)cfg->type < 0 || cfg->type >= KILN_LAYER_TYPE_COUNT)
-        return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: unknown layer type %d", (int)cfg->type);
-    const char *cls = layer_types[cfg->type].keras_class;
+    const kiln_layer_desc *d = kiln_layer_desc_of(cfg->type);
+    if (!d) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: unknown layer type %d", (int)cfg->type);
     if ((cfg->type == KILN_LAYER_INPUT) != (m->n_nodes == 0))
         return kiln_error(KILN_ERR_INVALID_ARG, cfg->type == KILN_LAYER_INPUT
                               ? "kiln_model_add: an Input layer can only come first"
-                              : "kiln_model_add: the first layer must be an Input, not %s", cls);
+                              : "kiln_model_add: the first layer must be an Input, not %s", d->keras_class);
     if (n_inputs < 0 || n_inputs > KILN_LAYER_MAX_INPUTS || (n_inputs && !inputs))
         return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: %s takes 0 to %d inputs, %d given",
-                          cls, KILN_LAYER_MAX_INPUTS, n_inputs);
+                          d->keras_class, KILN_LAYER_MAX_INPUTS, n_inputs);
     if (cfg->name[0] && kiln_model_find_layer(m, cfg->name) >= 0)
         return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: a layer named '%s' exists already", cfg->name);
     for (int k = 0; k < n_inputs; k++)
         if (inputs[k] < 0 || inputs[k] >= m->n_nodes)
             return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: %s input %d is layer id %d, not an earlier layer",
-                              cls, k, inputs[k]);
+                              d->keras_class, k, inputs[k]);
+    return KILN_OK;
+}
+
+kiln_status kiln_model_add(kiln_model *m, const kiln_layer_config *cfg, int n_inputs,
+                           const int *inputs, int *id) {
+    KILN_TRY(check_add(m, cfg, n_inputs, inputs));
     if (m->n_nodes == m->cap_nodes) {
         int cap = m->cap_nodes ? 2 * m->cap_nodes : 16;
         kiln_node *nn = realloc(m->nodes, sizeof *nn * (size_t)cap);
@@ -220,7 +110,7 @@ kiln_status kiln_model_add(kiln_model *m, const kiln_layer_config *cfg, int n_in
     kiln_node *n = &m->nodes[m->n_nodes];
     memset(n, 0, sizeof *n);
     n->cfg = *cfg;
-    n->ops = layer_types[cfg->type].ops;
+    n->desc = kiln_layer_desc_of(cfg->type);
     n->id = m->n_nodes;
     if (n_inputs) {
         n->n_in = n_inputs;
@@ -257,33 +147,34 @@ kiln_status kiln_model_output_shape(const kiln_model *m, int id, int *ndim, int6
     return KILN_OK;
 }
 
+/* node i: its shape and weights (the layer's infer), then the weights allocated on the
+ * backend and initialized from the node's seed */
+static kiln_status build_node(kiln_model *m, int i, uint64_t seed) {
+    kiln_node *n = &m->nodes[i];
+    const kiln_node *in[KILN_LAYER_MAX_INPUTS] = {0};
+    for (int k = 0; k < n->n_in; k++) in[k] = &m->nodes[n->in[k]];
+    kiln_status s = n->desc->infer(n, in);
+    if (s != KILN_OK) return kiln_error_context(s, "layer '%s' (%s)", n->cfg.name, n->desc->keras_class);
+    for (int w = 0; w < n->n_w; w++) {
+        char full[KILN_NAME_MAX * 2];
+        snprintf(full, sizeof full, "%.63s.%.60s", n->cfg.name, n->w_name[w]);
+        memcpy(n->w_name[w], full, sizeof full);
+        KILN_TRY(kiln_tensor_new(m->be, KILN_F32, n->w_ndim[w], n->w_shape[w], full, &n->w[w]));
+    }
+    for (int a = 0; a < n->desc->n_aux; a++) {
+        int64_t c = n->aux_len;
+        KILN_TRY(kiln_tensor_new(m->be, KILN_F32, 1, &c, "bn_saved", &n->aux[a]));
+    }
+    for (int w = 0; w < n->n_w; w++) KILN_TRY(kiln_init_weight(n, w, seed * 1000003u + (uint64_t)i));
+    return KILN_OK;
+}
+
 kiln_status kiln_model_build(kiln_model *m, kiln_backend *be, uint64_t seed) {
     if (!m || !be) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_build: NULL argument");
     if (m->built) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_build: model '%s' is already built", m->name);
     if (m->n_nodes < 2) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_build: model '%s' has no layers after its Input", m->name);
     m->be = be;
-    m->seed = seed;
-    for (int i = 0; i < m->n_nodes; i++) {
-        kiln_node *n = &m->nodes[i];
-        const kiln_node *in[KILN_LAYER_MAX_INPUTS] = {0};
-        for (int k = 0; k < n->n_in; k++) {
-            in[k] = &m->nodes[n->in[k]];
-            m->nodes[n->in[k]].n_consumers++;
-        }
-        kiln_status s = n->ops->infer(n, in);
-        if (s != KILN_OK) return kiln_error_context(s, "layer '%s' (%s)", n->cfg.name, kiln_layer_type_name(n->cfg.type));
-        for (int w = 0; w < n->n_w; w++) {
-            char full[KILN_NAME_MAX * 2];
-            snprintf(full, sizeof full, "%.63s.%.60s", n->cfg.name, n->w_name[w]);
-            memcpy(n->w_name[w], full, sizeof full);
-            KILN_TRY(kiln_tensor_new(be, KILN_F32, n->w_ndim[w], n->w_shape[w], full, &n->w[w]));
-        }
-        for (int a = 0; a < n->ops->n_aux; a++) {
-            int64_t c = n->aux_len;
-            KILN_TRY(kiln_tensor_new(be, KILN_F32, 1, &c, "bn_saved", &n->aux[a]));
-        }
-        KILN_TRY(n->ops->init(n, seed * 1000003u + (uint64_t)i));
-    }
+    for (int i = 0; i < m->n_nodes; i++) KILN_TRY(build_node(m, i, seed));
     int64_t one = 1;
     KILN_TRY(kiln_tensor_new(be, KILN_F32, 1, &one, "clip_sumsq", &m->clip_sumsq));
     KILN_TRY(kiln_tensor_new(be, KILN_F32, 1, &one, "clip_scale", &m->clip_scale));
@@ -291,33 +182,6 @@ kiln_status kiln_model_build(kiln_model *m, kiln_backend *be, uint64_t seed) {
     KILN_TRY(kiln_tensor_new(be, KILN_F32, 1, &one, "eval_correct", &m->eval_correct));
     m->built = true;
     return KILN_OK;
-}
-
-/* ---- freezing ---- */
-
-kiln_status kiln_model_set_trainable(kiln_model *m, int id, bool trainable) {
-    if (!m || id < 0 || id >= m->n_nodes)
-        return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_set_trainable: no layer id %d", id);
-    m->nodes[id].cfg.trainable = trainable;
-    m->nodes[id].cfg.bn.trainable = trainable;
-    return m->compiled ? kiln_model_sync_slots(m) : KILN_OK;
-}
-
-kiln_status kiln_model_set_all_trainable(kiln_model *m, bool trainable) {
-    for (int i = 0; i < m->n_nodes; i++) {
-        m->nodes[i].cfg.trainable = trainable;
-        m->nodes[i].cfg.bn.trainable = trainable;
-    }
-    return m->compiled ? kiln_model_sync_slots(m) : KILN_OK;
-}
-
-kiln_status kiln_model_freeze_all_but(kiln_model *m, kiln_layer_type keep) {
-    for (int i = 0; i < m->n_nodes; i++) {
-        bool t = m->nodes[i].cfg.type == keep;
-        m->nodes[i].cfg.trainable = t;
-        m->nodes[i].cfg.bn.trainable = t;
-    }
-    return m->compiled ? kiln_model_sync_slots(m) : KILN_OK;
 }
 
 /* ---- weights and counts ---- */
@@ -348,106 +212,4 @@ kiln_tensor *kiln_model_find_weight(const kiln_model *m, const char *name) {
         for (int w = 0; w < m->nodes[k].n_w; w++)
             if (!strcmp(m->nodes[k].w_name[w], name)) return m->nodes[k].w[w];
     return NULL;
-}
-
-static int64_t weight_numel(const kiln_node *n, int w) {
-    int64_t k = 1;
-    for (int d = 0; d < n->w_ndim[w]; d++) k *= n->w_shape[w][d];
-    return k;
-}
-
-static void node_counts(const kiln_node *n, int64_t *total, int64_t *trainable) {
-    *total = *trainable = 0;
-    for (int w = 0; w < n->n_w; w++) {
-        *total += weight_numel(n, w);
-        if (kiln_node_trainable(n, w)) *trainable += weight_numel(n, w);
-    }
-}
-
-void kiln_model_param_counts(const kiln_model *m, int64_t *total, int64_t *trainable,
-                             int64_t *non_trainable) {
-    int64_t t = 0, tr = 0;
-    for (int i = 0; i < m->n_nodes; i++) {
-        int64_t a, b;
-        node_counts(&m->nodes[i], &a, &b);
-        t += a;
-        tr += b;
-    }
-    if (total) *total = t;
-    if (trainable) *trainable = tr;
-    if (non_trainable) *non_trainable = t - tr;
-}
-
-/* 462794 -> "462,794" */
-static const char *thousands(int64_t v, char *buf, size_t n) {
-    char raw[32];
-    snprintf(raw, sizeof raw, "%lld", (long long)v);
-    size_t len = strlen(raw), o = 0;
-    for (size_t i = 0; i < len && o + 2 < n; i++) {
-        if (i && (len - i) % 3 == 0) buf[o++] = ',';
-        buf[o++] = raw[i];
-    }
-    buf[o] = '\0';
-    return buf;
-}
-
-/* one table row; a field longer than its column wraps onto continuation lines, as in Keras */
-static void summary_row(FILE *out, const char *const *fields, const int *widths, int n) {
-    size_t done[4] = {0};
-    for (bool more = true; more;) {
-        more = false;
-        for (int i = 0; i < n; i++) {
-            size_t len = strlen(fields[i]), take = (size_t)widths[i] - (i ? 1 : 2); /* keep a space */
-            const char *f = done[i] < len ? fields[i] + done[i] : "";
-            int w = (int)(strlen(f) < take ? strlen(f) : take);
-            fprintf(out, "%s%.*s%*s", i ? "" : " ", w, f, widths[i] - w - (i ? 0 : 1), "");
-            done[i] += (size_t)w;
-            more |= done[i] < len;
-        }
-        fputc('\n', out);
-    }
-}
-
-kiln_status kiln_model_summary(const kiln_model *m, FILE *out) {
-    if (!m || !out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_summary: NULL argument");
-    if (!m->built) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_summary: model '%s' is not built", m->name);
-    int width = m->graph_form ? 98 : 65;
-    char line[128];
-    memset(line, '_', (size_t)width);
-    line[width] = '\0';
-    fprintf(out, "Model: \"%s\"\n%s\n", m->name, line);
-    static const int widths[4] = {29, 26, 10, 33};
-    int cols = m->graph_form ? 4 : 3;
-    const char *head[4] = {"Layer (type)", "Output Shape", "Param #", "Connected to"};
-    summary_row(out, head, widths, cols);
-    memset(line, '=', (size_t)width);
-    fprintf(out, "%s\n", line);
-    for (int i = 0; i < m->n_nodes; i++) {
-        const kiln_node *n = &m->nodes[i];
-        if (n->cfg.type == KILN_LAYER_INPUT && !m->graph_form) continue; /* as Keras' Sequential */
-        char lt[96], shape[64], params[32];
-        snprintf(lt, sizeof lt, "%s (%s)", n->cfg.name, kiln_layer_type_name(n->cfg.type));
-        int o = snprintf(shape, sizeof shape, "(None");
-        for (int d = 0; d < n->out_ndim; d++)
-            o += snprintf(shape + o, sizeof shape - (size_t)o, ", %lld", (long long)n->out_shape[d]);
-        snprintf(shape + o, sizeof shape - (size_t)o, ")");
-        int64_t tot, tr;
-        node_counts(n, &tot, &tr);
-        thousands(tot, params, sizeof params);
-        char conn[160] = "";
-        size_t c = 0;
-        for (int k = 0; k < n->n_in && c < sizeof conn; k++)
-            c += (size_t)snprintf(conn + c, sizeof conn - c, "%s%s[0][0]", k ? ", " : "", m->nodes[n->in[k]].cfg.name);
-        const char *row[4] = {lt, shape, params, conn};
-        summary_row(out, row, widths, cols);
-    }
-    fprintf(out, "%s\n", line);
-    int64_t tot, tr, nt;
-    kiln_model_param_counts(m, &tot, &tr, &nt);
-    char a[32], b[32], c[32];
-    fprintf(out, "Total params: %s\nTrainable params: %s\nNon-trainable params: %s\n",
-            thousands(tot, a, sizeof a), thousands(tr, b, sizeof b), thousands(nt, c, sizeof c));
-    memset(line, '_', (size_t)width);
-    fprintf(out, "%s\n", line);
-    return KILN_OK;
 }

@@ -1,10 +1,11 @@
 /* model_impl.h: the model graph's internals (internal).
  *
  * A model is an array of nodes in insertion order, which is a topological order (a node's
- * inputs are earlier nodes). Each node is one layer: its config, its layer_ops (one table per
- * layer type, in src/layer_*.c), its weights, and its activations. Activations are allocated
- * once for the largest batch used (node->buf) and seen through per-batch-size "plans" of
- * views, so a steady training loop, the partial last batch included, allocates nothing. */
+ * inputs are earlier nodes). Each node is one layer: its config, its layer type's descriptor
+ * (layer.h: one per layer type, in src/model/layers), its weights, and its activations.
+ * Activations are allocated once for the largest batch used (node->buf) and seen through
+ * per-batch-size "plans" of views, so a steady training loop, the partial last batch included,
+ * allocates nothing. */
 #ifndef KILN_MODEL_IMPL_H
 #define KILN_MODEL_IMPL_H
 
@@ -16,41 +17,24 @@
 #define KILN_MAX_PLANS 4
 
 typedef struct kiln_node kiln_node;
+typedef struct kiln_layer_desc kiln_layer_desc; /* layer.h */
 
-/* one layer type */
-typedef struct layer_ops {
-    /* sets n->out_ndim/out_shape from the inputs, and the weights' names, shapes and
-     * trainability (n->n_w, w_name, w_shape, w_ndim, w_trainable) */
-    kiln_status (*infer)(kiln_node *n, const kiln_node *const *in);
-    /* fills the allocated weights with their initial values */
-    kiln_status (*init)(kiln_node *n, uint64_t seed);
-    /* z = layer(x...) for this batch (the activation, if any, is applied by the graph) */
-    kiln_status (*forward)(kiln_node *n, const kiln_tensor *const *x, kiln_tensor *z,
-                           bool training, uint64_t step_seed);
-    /* from dz: weight gradients (when n->grads_needed) and dx[k] for each input k with
-     * dx[k] != NULL */
-    kiln_status (*backward)(kiln_node *n, const kiln_tensor *const *x, const kiln_tensor *z,
-                            const kiln_tensor *dz, kiln_tensor *const *dx, uint64_t step_seed);
-    /* per-channel tensors of n->aux_len values the layer keeps (BN's saved statistics) */
-    int n_aux;
-    /* backward always wants every dx (given scratch where the graph needs none) */
-    bool needs_dx;
-} layer_ops;
-
-extern const layer_ops kiln_layer_input_ops, kiln_layer_conv2d_ops, kiln_layer_dense_ops,
-    kiln_layer_batchnorm_ops, kiln_layer_max_pool2d_ops, kiln_layer_avg_pool2d_ops,
-    kiln_layer_global_avg_pool2d_ops, kiln_layer_flatten_ops, kiln_layer_dropout_ops,
-    kiln_layer_activation_ops, kiln_layer_add_ops;
+/* how a weight starts (Keras' initializers): a constant, or glorot_uniform over its fans */
+typedef enum kiln_init_kind { KILN_INIT_CONSTANT = 0, KILN_INIT_GLOROT_UNIFORM } kiln_init_kind;
+typedef struct kiln_initializer {
+    kiln_init_kind kind;
+    double value; /* KILN_INIT_CONSTANT */
+} kiln_initializer;
 
 /* the tensors of one node for one batch size (views into the node's buffers) */
-typedef struct node_views {
+typedef struct kiln_node_views {
     kiln_tensor *y, *z, *dy, *dz;
     kiln_tensor *scratch[KILN_LAYER_MAX_INPUTS]; /* shaped like y, over the model's scratch */
-} node_views;
+} kiln_node_views;
 
 typedef struct kiln_plan {
     int batch;
-    node_views *v; /* one per node */
+    kiln_node_views *v; /* one per node */
     kiln_tensor *loss_rows, *labels, *y_dense; /* (batch), (batch) i32, (batch, outputs) */
     kiln_tensor *rows_tmp;                     /* (batch) */
     kiln_tensor *zero_labels;                  /* (batch) i32 zeros */
@@ -58,11 +42,10 @@ typedef struct kiln_plan {
 
 struct kiln_node {
     kiln_layer_config cfg;
-    const layer_ops *ops;
+    const kiln_layer_desc *desc;
     int id;
     int n_in;
     int in[KILN_LAYER_MAX_INPUTS];
-    int n_consumers;
     int out_ndim; /* without the batch axis */
     int64_t out_shape[3];
     /* weights */
@@ -71,6 +54,7 @@ struct kiln_node {
     int w_ndim[KILN_MAX_WEIGHTS];
     int64_t w_shape[KILN_MAX_WEIGHTS][4];
     bool w_trainable[KILN_MAX_WEIGHTS]; /* by nature (false: BN's moving statistics) */
+    kiln_initializer w_init[KILN_MAX_WEIGHTS];
     kiln_tensor *w[KILN_MAX_WEIGHTS];
     kiln_tensor *g[KILN_MAX_WEIGHTS];     /* gradients of the trainable ones */
     kiln_tensor *slot[KILN_MAX_WEIGHTS][3]; /* optimizer state (m, v, v_hat / velocity) */
@@ -82,6 +66,8 @@ struct kiln_node {
     /* set before each backward pass */
     bool grads_needed;   /* its own weight gradients are wanted */
     bool upstream_trains; /* it, or something feeding it, has trainable weights */
+    /* during a backward pass: dy holds a gradient already (later ones are added) */
+    bool dy_written;
 };
 
 struct kiln_model {
@@ -90,7 +76,6 @@ struct kiln_model {
     int n_nodes, cap_nodes;
     bool built, graph_form;
     kiln_backend *be;
-    uint64_t seed;
     /* compile */
     bool compiled;
     kiln_compile_config compile;
@@ -107,35 +92,44 @@ struct kiln_model {
      * gathered by kiln_model_sync_slots for one fused update call per step */
     int n_group;
     kiln_tensor **group_w, **group_g, **group_slot[3];
-    kiln_tensor *dummy_labels;
 };
 
-/* model.c */
-kiln_node *kiln_model_node(kiln_model *m, int id);
+/* node.c */
 int64_t kiln_node_out_numel(const kiln_node *n); /* per example */
 bool kiln_node_trainable(const kiln_node *n, int w); /* by nature and not frozen */
+int64_t kiln_node_weight_numel(const kiln_node *n, int w);
+/* Keras' parameter counts of one layer: all its weights, and the trainable ones */
+void kiln_node_param_counts(const kiln_node *n, int64_t *total, int64_t *trainable);
 
-/* plan.c */
+/* plan.c: the plan for `batch` examples (made on first use; buffers grow as needed) */
 kiln_status kiln_model_plan(kiln_model *m, int batch, kiln_plan **out);
 void kiln_model_free_plans(kiln_model *m);
-/* forward over the graph; the output of the last node in plan->v[last].y. With loss_follows,
- * a last softmax that the loss fuses is left to kiln_model_loss (which writes the
+
+/* graph.c: forward over the graph; the output of the last node in plan->v[last].y. With
+ * loss_follows, a last softmax that the loss fuses is left to kiln_model_loss (which writes the
  * probabilities into y), so it is not computed twice. */
 kiln_status kiln_model_forward(kiln_model *m, kiln_plan *p, bool training, bool loss_follows, uint64_t step_seed);
-/* loss rows and dz of the last node; then backward over the graph */
-kiln_status kiln_model_loss(kiln_model *m, kiln_plan *p, bool need_grad);
+/* backward over the graph from the last node's dz (kiln_model_loss) */
 kiln_status kiln_model_backward(kiln_model *m, kiln_plan *p, uint64_t step_seed);
-/* one optimizer step over the trainable weights */
+
+/* loss.c: loss rows and dz of the last node */
+kiln_status kiln_model_loss(kiln_model *m, kiln_plan *p, bool need_grad);
+/* true when the loss takes the last layer's logits (its softmax fused into the cross-entropy) */
+bool kiln_model_fuses_softmax(const kiln_model *m);
+
+/* optimizer.c: one optimizer step over the trainable weights */
 kiln_status kiln_model_apply_gradients(kiln_model *m);
 /* drops optimizer state of frozen weights, makes it for trainable ones */
 kiln_status kiln_model_sync_slots(kiln_model *m);
 
-/* activation.c: the activation after a layer, forward and backward */
+/* activations.c: the activation after a layer, forward and backward */
 kiln_status kiln_activation_forward(kiln_activation a, const kiln_tensor *z, kiln_tensor *y);
 kiln_status kiln_activation_backward(kiln_activation a, const kiln_tensor *z, const kiln_tensor *y,
                                      const kiln_tensor *dy, kiln_tensor *dz);
 
 /* initializers.c: fills a weight with U(-limit, limit) drawn on the host (core/rng.h) */
 kiln_status kiln_init_uniform(kiln_tensor *t, uint64_t seed, double limit);
+/* fills node n's allocated weight w by its initializer; `seed` is the node's */
+kiln_status kiln_init_weight(kiln_node *n, int w, uint64_t seed);
 
 #endif

@@ -1,6 +1,5 @@
-/* model_json_impl.h: the pieces of the Keras JSON reader shared between model_json_read.c
- * (the model: Sequential or Functional, the graph) and model_json_layer.c (one layer's
- * config) (internal). */
+/* model_json_impl.h: what the Keras JSON reader (model_json_read.c: the model, Sequential or
+ * Functional, and its graph) asks of model_json_layer.c (one layer's config) (internal). */
 #ifndef KILN_MODEL_JSON_IMPL_H
 #define KILN_MODEL_JSON_IMPL_H
 
@@ -16,11 +15,6 @@
  * (Keras 2). */
 kiln_status kiln_layer_config_from_json(const char *cls, const cJSON *cfg, int in_rank,
                                         kiln_layer_config *out);
-
-/* The input shape in cfg's batch_shape or batch_input_shape into an Input layer config; false
- * when cfg has neither key. Errors (a bad shape) go to *status. */
-bool kiln_json_input_shape(const cJSON *cfg, const char *layer, kiln_layer_config *out,
-                           kiln_status *status);
 
 /* The rank, without the batch axis, of what a layer of config c gives for an input of rank
  * in_rank. */

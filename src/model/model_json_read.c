@@ -6,7 +6,7 @@
  *               [[["name", 0, 0, {}], ...]], Keras 3 as [{"args": [keras tensors], "kwargs": {}}];
  *               one input and one output; layers are added in the file's order whenever their
  *               inputs exist (a stable topological order), and the output must come last.
- * The layers' options are read by model_json_layer.c. */
+ * Each layer's config is read by model_json_layer.c (its own keys by its descriptor). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

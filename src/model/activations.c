@@ -1,9 +1,28 @@
-/* activation.c: the `activation` argument of Conv2D, Dense and Activation, forward and
- * backward, mapped onto the ops. Softmax's backward is the full Jacobian-vector product
- * dz = y * (dy - sum(dy * y)); a softmax feeding a cross-entropy loss never takes this path
- * (the loss is fused: docs/training.md). */
+/* activations.c: the `activation` argument of Conv2D, Dense and Activation: Keras' names, and
+ * forward and backward mapped onto the ops. A softmax has no backward here
+ * (KILN_ERR_UNSUPPORTED): the last layer's softmax feeding a cross-entropy loss never takes this
+ * path, the loss fuses it (loss.c, docs/training.md), and fit refuses one elsewhere. */
+#include <string.h>
+
 #include "error.h"
 #include "model_impl.h"
+
+static const char *const act_names[KILN_ACT_COUNT] = {"linear", "relu", "softmax", "sigmoid", "tanh"};
+
+const char *kiln_activation_name(kiln_activation a) {
+    return (int)a >= 0 && a < KILN_ACT_COUNT ? act_names[a] : "?";
+}
+
+kiln_status kiln_activation_parse(const char *name, kiln_activation *out) {
+    for (int a = 0; a < KILN_ACT_COUNT; a++)
+        if (name && !strcmp(name, act_names[a])) {
+            *out = (kiln_activation)a;
+            return KILN_OK;
+        }
+    return kiln_error(KILN_ERR_UNSUPPORTED,
+                      "unknown activation '%s' (known: linear, relu, softmax, sigmoid, tanh)",
+                      name ? name : "(null)");
+}
 
 kiln_status kiln_activation_forward(kiln_activation a, const kiln_tensor *z, kiln_tensor *y) {
     switch (a) {
@@ -23,11 +42,10 @@ kiln_status kiln_activation_backward(kiln_activation a, const kiln_tensor *z, co
     case KILN_ACT_RELU: return kiln_relu_backward(z, dy, dz);
     case KILN_ACT_SIGMOID: return kiln_sigmoid_backward(y, dy, dz);
     case KILN_ACT_TANH: return kiln_tanh_backward(y, dy, dz);
-    case KILN_ACT_SOFTMAX: {
+    case KILN_ACT_SOFTMAX:
         return kiln_error(KILN_ERR_UNSUPPORTED,
                           "softmax backward outside a cross-entropy loss is not supported: "
                           "put softmax on the last layer with a cross-entropy loss");
-    }
     default: return kiln_error(KILN_ERR_UNSUPPORTED, "unknown activation %d", (int)a);
     }
 }

@@ -1,0 +1,38 @@
+/* add.c: Add, z = x0 + x1 + ... over two or more inputs of one shape (residual graphs); each
+ * input's gradient is dz. */
+#include "layer.h"
+
+kiln_layer_config kiln_add_layer(void) { return kiln_layer_defaults(KILN_LAYER_ADD); }
+
+static kiln_status infer(kiln_node *n, const kiln_node *const *in) {
+    if (n->n_in < 2) return kiln_error(KILN_ERR_INVALID_ARG, "Add needs at least 2 inputs (has %d)", n->n_in);
+    for (int k = 1; k < n->n_in; k++) {
+        bool same = in[k]->out_ndim == in[0]->out_ndim;
+        for (int d = 0; same && d < in[0]->out_ndim; d++) same = in[k]->out_shape[d] == in[0]->out_shape[d];
+        if (!same)
+            return kiln_error(KILN_ERR_SHAPE, "Add inputs '%s' and '%s' differ in shape", in[0]->cfg.name, in[k]->cfg.name);
+    }
+    kiln_layer_same_shape(n, in[0]);
+    return KILN_OK;
+}
+
+static kiln_status forward(kiln_node *n, const kiln_tensor *const *x, kiln_tensor *z, bool training, uint64_t seed) {
+    KILN_TRY(kiln_add(x[0], x[1], z));
+    for (int k = 2; k < n->n_in; k++) KILN_TRY(kiln_add(z, x[k], z));
+    return KILN_OK;
+}
+
+static kiln_status backward(kiln_node *n, const kiln_tensor *const *x, const kiln_tensor *z, const kiln_tensor *dz,
+                            kiln_tensor *const *dx, uint64_t seed) {
+    for (int k = 0; k < n->n_in; k++)
+        if (dx[k]) KILN_TRY(kiln_copy(dz, dx[k]));
+    return KILN_OK;
+}
+
+const kiln_layer_desc kiln_layer_add = {
+    .keras_class = "Add",
+    .base_name = "add",
+    .infer = infer,
+    .forward = forward,
+    .backward = backward,
+};

@@ -1,0 +1,25 @@
+/* node.c: what the model, its plans, the optimizer and the layers ask of one node (one layer of
+ * a model): its output size, its weights' sizes and which of them train. */
+#include "model_impl.h"
+
+int64_t kiln_node_out_numel(const kiln_node *n) {
+    int64_t k = 1;
+    for (int i = 0; i < n->out_ndim; i++) k *= n->out_shape[i];
+    return k;
+}
+
+bool kiln_node_trainable(const kiln_node *n, int w) { return n->w_trainable[w] && n->cfg.trainable; }
+
+int64_t kiln_node_weight_numel(const kiln_node *n, int w) {
+    int64_t k = 1;
+    for (int d = 0; d < n->w_ndim[w]; d++) k *= n->w_shape[w][d];
+    return k;
+}
+
+void kiln_node_param_counts(const kiln_node *n, int64_t *total, int64_t *trainable) {
+    *total = *trainable = 0;
+    for (int w = 0; w < n->n_w; w++) {
+        *total += kiln_node_weight_numel(n, w);
+        if (kiln_node_trainable(n, w)) *trainable += kiln_node_weight_numel(n, w);
+    }
+}
