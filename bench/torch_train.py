@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """bench/torch_train.py: training steps per second of the PyTorch equivalents of kiln's built-in
-models (src/model/zoo.c), measured as `kiln-bench train` measures kiln, for the table beside it.
+models (src/model/builtins.c), measured as `kiln-bench train` measures kiln, for the table beside it.
 
   seed-cnn  Conv2D(32, 3x3, relu) -> BN -> MaxPool 2x2 -> Flatten -> Dense(64, relu) -> BN
             -> Dense(10); 32x32x3 inputs

@@ -1,4 +1,4 @@
-/* zoo.c: the built-in models.
+/* builtins.c: the built-in models.
  *   seed-cnn   the Sequential model of docs/training.md (Conv2D 32, BN, MaxPool, Flatten,
  *              Dense 64, BN, Dense softmax), for any h x w x c input
  *   resnet20   ResNet-20 v1 (He et al. 2016, CIFAR variant as in the Keras example): a 3x3
