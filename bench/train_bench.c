@@ -16,19 +16,9 @@ typedef struct train_opts {
     int batch, steps, reps;
 } train_opts;
 
-#ifdef KILN_BENCH_HAVE_ZOO
 static kiln_status builtin(const char *name, kiln_model **m) {
     return kiln_model_builtin(name, 32, 32, 3, 10, m);
 }
-#else
-/* src/model/builtins.c (kiln_model_builtin) is not in this tree yet: refuse, say so. */
-static kiln_status builtin(const char *name, kiln_model **m) {
-    *m = NULL;
-    fprintf(stderr, "kiln-bench train: this kiln has no kiln_model_builtin (src/model/builtins.c) yet, "
-                    "cannot build '%s'\n", name);
-    return KILN_ERR_UNSUPPORTED;
-}
-#endif
 
 /* on_epoch_end: each epoch's wall time and mean loss */
 typedef struct epoch_log {
