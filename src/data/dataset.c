@@ -8,6 +8,7 @@
 
 #include "data_internal.h"
 #include "error.h"
+#include "rng.h"
 
 #define KILN_DIM_MAX 65536
 
@@ -153,12 +154,8 @@ kiln_status kiln_dataset_shuffle_indices(int64_t *idx, int64_t n, uint64_t seed)
     if (n < 0 || (n > 0 && !idx))
         return kiln_error(KILN_ERR_INVALID_ARG, "kiln_dataset_shuffle_indices: NULL or negative size");
     for (int64_t i = 0; i < n; i++) idx[i] = i;
-    kiln_drng r = kiln_drng_make(seed, 0);
-    for (int64_t i = n - 1; i > 0; i--) {
-        int64_t j = (int64_t)kiln_drng_below(&r, (uint64_t)i + 1), t = idx[i];
-        idx[i] = idx[j];
-        idx[j] = t;
-    }
+    kiln_rng r = kiln_rng_stream(seed, 0);
+    kiln_rng_shuffle(&r, idx, n);
     return KILN_OK;
 }
 

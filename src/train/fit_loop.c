@@ -11,6 +11,7 @@
 
 #include "error.h"
 #include "fit_impl.h"
+#include "rng.h"
 
 typedef struct epoch_state {
     kiln_tensor *loss, *correct;         /* (steps) on the device */
@@ -74,15 +75,6 @@ static kiln_status fetch(kiln_model *m, epoch_state *e, int64_t upto, int64_t n_
     }
     e->fetched = upto;
     return KILN_OK;
-}
-
-static void shuffle(int64_t *idx, int64_t n, kiln_rng *r) {
-    for (int64_t i = n - 1; i > 0; i--) { /* Fisher-Yates */
-        int64_t j = (int64_t)(kiln_rng_next(r) % (uint64_t)(i + 1));
-        int64_t t = idx[i];
-        idx[i] = idx[j];
-        idx[j] = t;
-    }
 }
 
 static kiln_status train_step(kiln_model *m, kiln_plan *p, epoch_state *e, int64_t s, uint64_t seed) {
@@ -179,7 +171,7 @@ kiln_status kiln_fit_loop(kiln_model *m, const kiln_data *train, const kiln_data
         /* the same shuffle for a given (seed, epoch), whatever epoch training resumed at */
         kiln_rng_seed(&rng, c->seed * 1000003u + (uint64_t)epoch);
         for (int64_t i = 0; i < n; i++) idx[i] = i;
-        if (c->shuffle) shuffle(idx, n, &rng);
+        if (c->shuffle) kiln_rng_shuffle(&rng, idx, n);
         if ((s = source_start(m, c, idx, n, epoch)) != KILN_OK) break;
         kiln_progress_epoch_begin(&prog, epoch, epochs, steps);
         double t0 = kiln_now(), lr = kiln_model_learning_rate(m);
