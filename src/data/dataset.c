@@ -153,9 +153,7 @@ kiln_status kiln_dataset_standardize(kiln_dataset *train, kiln_dataset *test, fl
 kiln_status kiln_dataset_shuffle_indices(int64_t *idx, int64_t n, uint64_t seed) {
     if (n < 0 || (n > 0 && !idx))
         return kiln_error(KILN_ERR_INVALID_ARG, "kiln_dataset_shuffle_indices: NULL or negative size");
-    for (int64_t i = 0; i < n; i++) idx[i] = i;
-    kiln_rng r = kiln_rng_stream(seed, 0);
-    kiln_rng_shuffle(&r, idx, n);
+    kiln_rng_permutation(idx, n, seed); /* fit's epoch order too (kiln/data.h) */
     return KILN_OK;
 }
 

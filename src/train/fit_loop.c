@@ -157,8 +157,6 @@ kiln_status kiln_fit_loop(kiln_model *m, const kiln_data *train, const kiln_data
                         : KILN_OK;
     for (int k = 0; s == KILN_OK && k < 2; k++) s = kiln_fit_staging_new(m, batch, &st[k]);
     if (s == KILN_OK) s = epoch_state_new(m, steps, &e);
-    kiln_rng rng;
-    kiln_rng_seed(&rng, c->seed);
     int epochs = c->epochs;
     if (history && s == KILN_OK) {
         history->logs = calloc((size_t)(epochs > c->initial_epoch ? epochs - c->initial_epoch : 1), sizeof *history->logs);
@@ -168,10 +166,10 @@ kiln_status kiln_fit_loop(kiln_model *m, const kiln_data *train, const kiln_data
         if (c->callbacks[k].on_train_begin) s = c->callbacks[k].on_train_begin(c->callbacks[k].ctx, m);
     bool stop = false;
     for (int epoch = c->initial_epoch; s == KILN_OK && epoch < epochs && !stop; epoch++) {
-        /* the same shuffle for a given (seed, epoch), whatever epoch training resumed at */
-        kiln_rng_seed(&rng, c->seed * 1000003u + (uint64_t)epoch);
-        for (int64_t i = 0; i < n; i++) idx[i] = i;
-        if (c->shuffle) kiln_rng_shuffle(&rng, idx, n);
+        /* the same shuffle for a given (seed, epoch), whatever epoch training resumed at:
+         * kiln_dataset_shuffle_indices(idx, n, seed * 1000003 + epoch) (kiln/data.h) */
+        if (c->shuffle) kiln_rng_permutation(idx, n, c->seed * 1000003u + (uint64_t)epoch);
+        else for (int64_t i = 0; i < n; i++) idx[i] = i;
         if ((s = source_start(m, c, idx, n, epoch)) != KILN_OK) break;
         kiln_progress_epoch_begin(&prog, epoch, epochs, steps);
         double t0 = kiln_now(), lr = kiln_model_learning_rate(m);
