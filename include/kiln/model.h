@@ -271,7 +271,7 @@ typedef struct kiln_fit_config {
     int initial_epoch;
     int verbose;             /* 0 silent, 1 progress bar (a line per epoch when not a tty), 2 a line per epoch */
     FILE *progress;          /* stdout when NULL */
-    int log_every;           /* steps between metric downloads on a device (0: auto) */
+    int log_every;           /* steps between metric downloads (0: the backend's, 1 CPU, 32 CUDA) */
     kiln_callback *callbacks;
     int n_callbacks;
     /* called with every step's loss and accuracy, once they are on the host */

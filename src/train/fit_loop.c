@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend_impl.h"
 #include "error.h"
 #include "fit_impl.h"
 #include "rng.h"
@@ -144,7 +145,7 @@ kiln_status kiln_fit_loop(kiln_model *m, const kiln_data *train, const kiln_data
                           const kiln_fit_config *c, kiln_history *history, kiln_eval_fn eval) {
     int batch = c->batch_size;
     int64_t n = train->n, steps = (n + batch - 1) / batch;
-    int log_every = c->log_every > 0 ? c->log_every : (kiln_backend_kind_of(m->be) == KILN_BACKEND_CPU ? 1 : 32);
+    int log_every = c->log_every > 0 ? c->log_every : kiln_backend_log_interval(m->be);
     bool labels = kiln_fit_has_accuracy(m);
     kiln_progress prog = {c->progress ? c->progress : stdout, c->verbose, false, 0, 0, 0};
     kiln_fit_staging st[2] = {0};
