@@ -3,6 +3,7 @@
 #ifndef KILN_CHECK_H
 #define KILN_CHECK_H
 
+#include "kiln/fit.h"
 #include "model_impl.h"
 
 int64_t kiln_fit_example_numel(const kiln_model *m); /* floats of one input row */

@@ -3,6 +3,7 @@
 #ifndef KILN_EPOCH_H
 #define KILN_EPOCH_H
 
+#include "kiln/fit.h"
 #include "model_impl.h"
 #include "progress.h"
 #include "staging.h"

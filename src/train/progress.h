@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "kiln/model.h"
+#include "kiln/fit.h"
 
 /* seconds on a monotonic clock */
 double kiln_now(void);

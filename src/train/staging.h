@@ -4,6 +4,7 @@
 #ifndef KILN_STAGING_H
 #define KILN_STAGING_H
 
+#include "kiln/fit.h"
 #include "model_impl.h"
 
 /* host staging for one batch (pinned on a device) */
