@@ -147,7 +147,7 @@ static kiln_status step(kiln_fit_run *r, int epoch, int64_t s) {
     kiln_plan *p;
     KILN_TRY(kiln_model_plan(m, b, &p));
     KILN_TRY(c->batches ? kiln_fit_upload_source(m, p, c->batches, b)
-                        : kiln_fit_upload_double(m, p, r->train, r->idx, s * batch, b, r->st, (int)(s & 1)));
+                        : kiln_fit_upload_alternate(m, p, r->train, r->idx, s * batch, b, r->st, (int)(s & 1)));
     KILN_TRY(train_step(r, p, s, seed));
     kiln_fit_steps *e = &r->e;
     if (s + 1 == e->steps || (s + 1) % r->log_every == 0) {

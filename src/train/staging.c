@@ -59,8 +59,8 @@ kiln_status kiln_fit_upload(kiln_model *m, kiln_plan *p, const kiln_data *d, con
     return kiln_tensor_set_async(p->y_dense, st->t, sizeof(float) * (size_t)(out * b));
 }
 
-kiln_status kiln_fit_upload_double(kiln_model *m, kiln_plan *p, const kiln_data *d, const int64_t *idx,
-                                   int64_t first, int b, kiln_fit_staging st[2], int which) {
+kiln_status kiln_fit_upload_alternate(kiln_model *m, kiln_plan *p, const kiln_data *d, const int64_t *idx,
+                                      int64_t first, int b, kiln_fit_staging st[2], int which) {
     KILN_TRY(kiln_backend_wait_mark(m->be, which));
     KILN_TRY(kiln_fit_upload(m, p, d, idx, first, b, &st[which]));
     return kiln_backend_mark(m->be, which);

@@ -23,8 +23,8 @@ kiln_status kiln_fit_upload(kiln_model *m, kiln_plan *p, const kiln_data *d, con
                             int64_t first, int b, kiln_fit_staging *st);
 /* the same through st[which] (which 0 or 1), once the device is done with that buffer's last
  * upload, so the host fills one while the device reads the other */
-kiln_status kiln_fit_upload_double(kiln_model *m, kiln_plan *p, const kiln_data *d, const int64_t *idx,
-                                   int64_t first, int b, kiln_fit_staging st[2], int which);
+kiln_status kiln_fit_upload_alternate(kiln_model *m, kiln_plan *p, const kiln_data *d, const int64_t *idx,
+                                      int64_t first, int b, kiln_fit_staging st[2], int which);
 /* the next batch of src (b rows, labels checked), uploaded straight from its buffers */
 kiln_status kiln_fit_upload_source(kiln_model *m, kiln_plan *p, kiln_batch_source *src, int b);
 
