@@ -13,6 +13,7 @@
 
 #include "bench.h"
 #include "half.h"
+#include "rng.h"
 
 #ifdef _OPENMP
 #define BENCH_OMP(x) _Pragma(x)
@@ -35,12 +36,10 @@ double bench_bn_tolerance(kiln_dtype t) {
 
 /* ---- inputs -------------------------------------------------------------------------------- */
 
-static inline double hash_unit(uint64_t seed, uint64_t i) { /* splitmix64 -> [0, 1) */
-    uint64_t z = seed + (i + 1) * 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
+/* draw i of the splitmix64 stream at state seed (core's rng.h), in [0, 1): any i directly */
+static inline double hash_unit(uint64_t seed, uint64_t i) {
+    kiln_rng r = kiln_rng_at(seed + i * KILN_RNG_GAMMA);
+    return kiln_rng_uniform(&r);
 }
 
 /* the value stored in dtype t, as a float, and its raw bits at raw[i] */

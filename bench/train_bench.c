@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "bench.h"
-#include "kiln/model.h"
+#include "kiln/kiln.h"
 
 typedef struct train_opts {
     const char *device, *model, *json;

@@ -10,9 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "kiln/data.h"
 #include "kiln/kiln.h"
-#include "kiln/model.h"
 
 #define CHECK(expr)                                                    \
     do {                                                               \

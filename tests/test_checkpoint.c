@@ -10,8 +10,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "kiln/callbacks.h"
-#include "kiln/model.h"
+#include "kiln/kiln.h"
 #include "kiln/safetensors.h"
 
 #define OK(expr) cr_assert_eq((expr), KILN_OK, "%s", kiln_last_error())

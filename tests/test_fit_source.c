@@ -1,8 +1,9 @@
 /* test_fit_source.c: kiln_fit_config.batches, fit taking its batches from a source: through a
  * prefetcher (threaded or not) fit gives the same weights and history, bit for bit, as when it
  * copies the rows itself (with a validation split too); with augmentation, the threaded and
- * the unthreaded prefetcher agree and a resumed run equals an uninterrupted one; a source that
- * gives the wrong rows is refused with a message. */
+ * the unthreaded prefetcher agree and a resumed run equals an uninterrupted one; fit's epoch
+ * order is kiln_dataset_shuffle_indices with the documented seed; a source that gives the wrong
+ * rows is refused with a message. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +11,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "kiln/model.h"
+#include "kiln/kiln.h"
 
 #define OK(expr) cr_assert_eq((expr), KILN_OK, "%s", kiln_last_error())
 
@@ -123,6 +124,62 @@ Test(fit_source, augmented_runs_repeat_and_resume, .timeout = 120) {
     kiln_model_free(b);
     kiln_model_free(d);
     kiln_model_free(plain);
+    kiln_dataset_free(ds);
+}
+
+/* a prefetcher's source that records the order fit gives each epoch */
+typedef struct order_log {
+    kiln_batch_source inner;
+    int64_t order[4][45];
+    int64_t n[4];
+    int epochs;
+} order_log;
+static kiln_status log_start(void *ctx, const int64_t *order, int64_t n, uint64_t seed) {
+    order_log *l = ctx;
+    cr_assert(l->epochs < 4 && n <= 45);
+    memcpy(l->order[l->epochs], order, sizeof(int64_t) * (size_t)n);
+    l->n[l->epochs++] = n;
+    return l->inner.start(l->inner.ctx, order, n, seed);
+}
+static kiln_status log_next(void *ctx, kiln_batch *out) {
+    order_log *l = ctx;
+    return l->inner.next(l->inner.ctx, out);
+}
+static void log_stop(void *ctx) {
+    order_log *l = ctx;
+    l->inner.stop(l->inner.ctx);
+}
+
+/* fit's order for epoch e is kiln_dataset_shuffle_indices(idx, n, seed * 1000003 + e)
+ * (kiln/data.h), element by element, from the first epoch or a resumed one */
+Test(fit_source, epoch_order_is_shuffle_indices, .timeout = 120) {
+    kiln_dataset *ds = small_data(45);
+    kiln_data d = {ds->images, ds->labels, NULL, ds->n};
+    const uint64_t seeds[2] = {4, 0xfedcba9876543210ull};
+    for (int k = 0; k < 2; k++) {
+        kiln_fit_config fc = config(3);
+        fc.seed = seeds[k];
+        fc.initial_epoch = k; /* the second run resumes at epoch 1 */
+        kiln_prefetcher *p;
+        OK(kiln_prefetcher_new(ds, fc.batch_size, NULL, kt_cpu(), false, &p));
+        order_log log = {kiln_prefetcher_batch_source(p), {{0}}, {0}, 0};
+        kiln_batch_source src = {&log, log_start, log_next, log_stop};
+        fc.batches = &src;
+        kiln_model *m = small_model();
+        OK(kiln_model_fit(m, &d, &fc, NULL));
+        cr_assert_eq(log.epochs, 3 - k);
+        for (int e = 0; e < log.epochs; e++) {
+            int64_t want[45];
+            cr_assert_eq(log.n[e], 45);
+            OK(kiln_dataset_shuffle_indices(want, 45, fc.seed * 1000003u + (uint64_t)(fc.initial_epoch + e)));
+            for (int i = 0; i < 45; i++)
+                cr_assert_eq(log.order[e][i], want[i], "seed %llu, epoch %d, row %d: fit has %lld, shuffle_indices %lld",
+                             (unsigned long long)fc.seed, fc.initial_epoch + e, i, (long long)log.order[e][i],
+                             (long long)want[i]);
+        }
+        kiln_model_free(m);
+        kiln_prefetcher_free(p);
+    }
     kiln_dataset_free(ds);
 }
 

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "harness.h"
-#include "kiln/model.h"
+#include "kiln/kiln.h"
 
 #define OK(expr) cr_assert_eq((expr), KILN_OK, "%s", kiln_last_error())
 

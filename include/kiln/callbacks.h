@@ -1,5 +1,5 @@
 /* kiln/callbacks.h: Keras' built-in callbacks for kiln_model_fit: EarlyStopping,
- * ModelCheckpoint, ReduceLROnPlateau, CSVLogger. Each fills a kiln_callback (model.h); pass
+ * ModelCheckpoint, ReduceLROnPlateau, CSVLogger. Each fills a kiln_callback (fit.h); pass
  * them in kiln_fit_config.callbacks and release them with kiln_callback_free. A callback of
  * your own is a kiln_callback with your functions and context. */
 #ifndef KILN_CALLBACKS_H
@@ -7,7 +7,7 @@
 
 #include "kiln/api.h"
 
-#include "kiln/model.h"
+#include "kiln/fit.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -100,7 +100,11 @@ KILN_API kiln_status kiln_dataset_normalize(kiln_dataset *ds, const float *mean,
 KILN_API kiln_status kiln_dataset_standardize(kiln_dataset *train, kiln_dataset *test, float *mean_out,
                                      float *std_out);
 
-/* idx[0..n) = a permutation of 0..n-1 drawn from seed (Fisher-Yates over splitmix64). */
+/* idx[0..n) = a permutation of 0..n-1 drawn from seed (Fisher-Yates over splitmix64). This is
+ * the order kiln_model_fit trains in: with kiln_fit_config.shuffle, its epoch e (0-based)
+ * visits the training rows in the order kiln_dataset_shuffle_indices(idx, n, seed * 1000003 + e)
+ * (seed: kiln_fit_config.seed, uint64_t arithmetic; n: the training rows, after any
+ * validation_split), the order a batch source's start() receives. */
 KILN_API kiln_status kiln_dataset_shuffle_indices(int64_t *idx, int64_t n, uint64_t seed);
 
 /* Training-time augmentation (CIFAR style). pad > 0: zero-pad the image by `pad` pixels on

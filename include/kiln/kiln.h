@@ -12,6 +12,7 @@
 #include "kiln/safetensors.h"
 #include "kiln/data.h"
 #include "kiln/model.h"
+#include "kiln/fit.h"
 #include "kiln/callbacks.h"
 
 #define KILN_VERSION_MAJOR 0

@@ -1,4 +1,4 @@
-/* cli.h: the pieces of the `kiln` command (src/cli_main.c, the files of src/cli), which are built into
+/* cli.h: the pieces of the `kiln` command (the files of src/cli), which are built into
  * the executable only: the parsed command line, the usage text, dataset and model opening, the
  * four commands, and training's outputs (step log, checkpoints, chart). docs/cli.md describes
  * the command; this header only ties its files together. */
@@ -8,10 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "kiln/callbacks.h"
-#include "kiln/data.h"
 #include "kiln/kiln.h"
-#include "kiln/model.h"
 
 typedef enum kiln_cli_command {
     KILN_CLI_TRAIN = 0,

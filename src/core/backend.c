@@ -15,6 +15,8 @@ const char *kiln_backend_name(const kiln_backend *be) { return be ? be->name : "
 
 kiln_backend_kind kiln_backend_kind_of(const kiln_backend *be) { return be->kind; }
 
+int kiln_backend_log_interval(const kiln_backend *be) { return be->log_interval > 0 ? be->log_interval : 1; }
+
 kiln_status kiln_backend_synchronize(kiln_backend *be) {
     if (!be) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_backend_synchronize: NULL backend");
     return be->iface->synchronize(be);

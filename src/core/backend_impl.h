@@ -59,7 +59,13 @@ struct kiln_backend {
     kiln_backend_kind kind;
     int device;
     char name[32];
+    /* fit's default steps between downloads of the per-step metrics (kiln_fit_config.log_every
+     * 0): 1 where reading a value back costs nothing (CPU), more where it stalls a device */
+    int log_interval;
 };
+
+/* be's log_interval (at least 1) */
+int kiln_backend_log_interval(const kiln_backend *be);
 
 /* Runs a built op on the backend of its first tensor, after the supports_op check. */
 kiln_status kiln_op_run(const kiln_op *op);

@@ -1,14 +1,23 @@
-/* rng.c: the library's host random numbers (splitmix64): weight initializers and shuffling,
- * the same sequence on every machine for a given seed. */
+/* rng.c: the seedings and the Fisher-Yates shuffle of kiln's splitmix64 module (rng.h). */
 #include "rng.h"
 
 void kiln_rng_seed(kiln_rng *r, uint64_t seed) { r->s = seed ^ 0x5deece66dull; }
 
-uint64_t kiln_rng_next(kiln_rng *r) {
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+kiln_rng kiln_rng_stream(uint64_t seed, uint64_t k) {
+    return kiln_rng_at(kiln_hash64(seed) ^ kiln_hash64(k * 0xd1b54a32d192ed03ull + 1));
 }
 
-double kiln_rng_uniform(kiln_rng *r) { return (double)(kiln_rng_next(r) >> 11) * 0x1.0p-53; }
+void kiln_rng_shuffle(kiln_rng *r, int64_t *idx, int64_t n) {
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)kiln_rng_below(r, (uint64_t)i + 1), t = idx[i];
+        idx[i] = idx[j];
+        idx[j] = t;
+    }
+}
+
+void kiln_rng_permutation(int64_t *idx, int64_t n, uint64_t seed) {
+    for (int64_t i = 0; i < n; i++) idx[i] = i;
+    kiln_rng r;
+    kiln_rng_seed(&r, seed);
+    kiln_rng_shuffle(&r, idx, n);
+}

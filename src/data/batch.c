@@ -5,6 +5,7 @@
 
 #include "data_internal.h"
 #include "error.h"
+#include "rng.h"
 
 /* One example: out(y, x) = in(y + dy, x' + dx) with x' = w - 1 - x when flipped, and 0 where
  * that falls outside the image (the zero padding). */
@@ -50,11 +51,11 @@ kiln_status kiln_dataset_gather(const kiln_dataset *ds, const int64_t *idx, int6
             memcpy(out, in, per * sizeof(float));
             continue;
         }
-        kiln_drng r = kiln_drng_make(seed, (uint64_t)j);
+        kiln_rng r = kiln_rng_stream(seed, (uint64_t)j);
         int span = 2 * aug->pad + 1;
-        int dy = (int)kiln_drng_below(&r, (uint64_t)span) - aug->pad;
-        int dx = (int)kiln_drng_below(&r, (uint64_t)span) - aug->pad;
-        bool flip = aug->flip && (kiln_drng_next(&r) >> 63);
+        int dy = (int)kiln_rng_below(&r, (uint64_t)span) - aug->pad;
+        int dx = (int)kiln_rng_below(&r, (uint64_t)span) - aug->pad;
+        bool flip = aug->flip && (kiln_rng_next(&r) >> 63);
         augment_one(in, out, ds->h, ds->w, ds->c, dy, dx, flip);
     }
     return KILN_OK;

@@ -9,6 +9,7 @@
 
 #include "data_internal.h"
 #include "error.h"
+#include "rng.h"
 
 struct kiln_prefetcher {
     const kiln_dataset *ds;
@@ -32,10 +33,10 @@ struct kiln_prefetcher {
 
 static void fill(kiln_prefetcher *p, int slot, int64_t k) {
     int64_t start = k * p->batch_size, count = p->n - start < p->batch_size ? p->n - start : p->batch_size;
-    kiln_drng r = kiln_drng_make(p->seed, (uint64_t)k);
+    kiln_rng r = kiln_rng_stream(p->seed, (uint64_t)k);
     /* the indices were checked in start(), so this cannot fail */
     (void)kiln_dataset_gather(p->ds, p->order + start, count, p->has_aug ? &p->aug : NULL,
-                              kiln_drng_next(&r), p->img[slot], p->lab[slot]);
+                              kiln_rng_next(&r), p->img[slot], p->lab[slot]);
 }
 
 static void *producer(void *arg) {

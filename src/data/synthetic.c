@@ -9,6 +9,7 @@
 
 #include "data_internal.h"
 #include "error.h"
+#include "rng.h"
 
 #define SYN_CLASSES 10
 
@@ -40,15 +41,15 @@ static const float palette[SYN_CLASSES][3] = {
     {0.1f, 1.0f, 1.0f}, {1.0f, 0.55f, 0.0f}, {1.0f, 1.0f, 1.0f}, {0.6f, 0.2f, 1.0f}, {0.6f, 1.0f, 0.4f},
 };
 
-static float unit(kiln_drng *r) { return (float)kiln_drng_unit(r); }
+static float unit(kiln_rng *r) { return (float)kiln_rng_uniform(r); }
 static float clamp01(float x) { return x < 0.0f ? 0.0f : x > 1.0f ? 1.0f : x; }
 
 /* Draws example i of a stream into img (s x s x 3) and returns its label. */
 static int32_t draw(uint64_t seed, uint64_t i, int s, int classes, float *img) {
-    kiln_drng r = kiln_drng_make(seed, i);
-    int32_t label = (int32_t)kiln_drng_below(&r, (uint64_t)classes);
+    kiln_rng r = kiln_rng_stream(seed, i);
+    int32_t label = (int32_t)kiln_rng_below(&r, (uint64_t)classes);
     /* the class's colour 60% of the time, another palette colour otherwise, jittered */
-    int colour = unit(&r) < 0.6f ? label : (int)kiln_drng_below(&r, SYN_CLASSES);
+    int colour = unit(&r) < 0.6f ? label : (int)kiln_rng_below(&r, SYN_CLASSES);
     float fg[3], bg[3];
     for (int ch = 0; ch < 3; ch++) {
         fg[ch] = clamp01(0.35f + 0.65f * palette[colour][ch] + 0.3f * (unit(&r) - 0.5f));
@@ -67,7 +68,7 @@ static int32_t draw(uint64_t seed, uint64_t i, int s, int classes, float *img) {
             }
             float *px = img + ((size_t)y * (size_t)s + (size_t)x) * 3;
             for (int ch = 0; ch < 3; ch++) {
-                uint64_t bits = kiln_drng_next(&r); /* two 32-bit uniforms: triangular noise */
+                uint64_t bits = kiln_rng_next(&r); /* two 32-bit uniforms: triangular noise */
                 float noise = 0.12f * ((float)(bits >> 32) * 0x1.0p-32f + (float)(uint32_t)bits * 0x1.0p-32f - 1.0f);
                 px[ch] = clamp01(bg[ch] + (fg[ch] - bg[ch]) * cover + noise);
             }
@@ -82,7 +83,7 @@ static kiln_status make_split(const kiln_data_options *o, int64_t n, uint64_t st
     KILN_TRY(kiln_dataset_new(n, o->image_size, o->image_size, 3, o->num_classes, name, out));
     kiln_dataset *ds = *out;
     size_t per = kiln_dataset_image_numel(ds);
-    uint64_t seed = kiln_data_mix64(o->seed ^ stream);
+    uint64_t seed = kiln_hash64(o->seed ^ stream);
     for (int64_t i = 0; i < n; i++)
         ds->labels[i] = draw(seed, (uint64_t)i, o->image_size, o->num_classes, ds->images + (size_t)i * per);
     return KILN_OK;

@@ -1,7 +1,7 @@
 /* fit_source.c: a kiln_prefetcher as fit's batch source (kiln_fit_config.batches), so that
  * gathering and augmenting the next batch runs on the prefetcher's thread while the model
  * trains on the current one. */
-#include "kiln/model.h"
+#include "kiln/fit.h"
 
 static kiln_status source_start(void *ctx, const int64_t *order, int64_t n, uint64_t seed) {
     return kiln_prefetcher_start(ctx, order, n, seed);

@@ -1,4 +1,4 @@
-/* progress.c: Keras' progress output.
+/* progress.c: Keras' progress output (progress.h), and the clock.
  *   verbose 1 on a terminal:  "Epoch 1/10" then a bar redrawn in place,
  *       250/250 [==============================] - 3s 12ms/step - loss: 0.4512 - accuracy: 0.8610 - val_loss: ...
  *     with an ETA while running;
@@ -6,9 +6,16 @@
  *     per epoch (no bar), as Keras prints to a log file;
  *   verbose 0: nothing. */
 #include <math.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "fit_impl.h"
+#include "progress.h"
+
+double kiln_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 void kiln_progress_epoch_begin(kiln_progress *p, int epoch, int epochs, int64_t steps) {
     p->steps = steps;

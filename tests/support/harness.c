@@ -8,18 +8,11 @@
 
 #include "half.h"
 
-void kt_rng_seed(kt_rng *r, uint64_t seed) { r->s = seed * 0x9e3779b97f4a7c15ull + 1; }
+void kt_rng_seed(kt_rng *r, uint64_t seed) { *r = kiln_rng_at(seed * KILN_RNG_GAMMA + 1); }
 
-uint64_t kt_next(kt_rng *r) { /* splitmix64 */
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+uint64_t kt_next(kt_rng *r) { return kiln_rng_next(r); }
 
-double kt_uniform(kt_rng *r, double lo, double hi) {
-    return lo + (hi - lo) * ((double)(kt_next(r) >> 11) * 0x1.0p-53);
-}
+double kt_uniform(kt_rng *r, double lo, double hi) { return lo + (hi - lo) * kiln_rng_uniform(r); }
 
 double kt_normal(kt_rng *r) {
     double u1 = kt_uniform(r, 1e-300, 1.0), u2 = kt_uniform(r, 0.0, 1.0);

@@ -15,9 +15,11 @@
 #include <stdint.h>
 
 #include "kiln/kiln.h"
+#include "rng.h"
 
-/* ---- random numbers (splitmix64 -> xoshiro-like; fixed across platforms) ---- */
-typedef struct kt_rng { uint64_t s; } kt_rng;
+/* ---- random numbers: core's splitmix64 stream (rng.h) at state seed * gamma + 1; fixed
+ * across platforms ---- */
+typedef kiln_rng kt_rng;
 void kt_rng_seed(kt_rng *r, uint64_t seed);
 uint64_t kt_next(kt_rng *r);
 double kt_uniform(kt_rng *r, double lo, double hi);

@@ -162,6 +162,7 @@ kiln_status kiln_backend_cpu_init(kiln_backend **out) {
     be->iface = &cpu_iface;
     be->ctx = c;
     be->kind = KILN_BACKEND_CPU;
+    be->log_interval = 1;
     be->device = -1;
     strcpy(be->name, "cpu");
     *out = be;

@@ -278,6 +278,7 @@ extern "C" kiln_status kiln_backend_cuda_init(int device, kiln_backend **out) {
     be->iface = &cuda_iface;
     be->ctx = c;
     be->kind = KILN_BACKEND_CUDA;
+    be->log_interval = 32;
     be->device = device;
     snprintf(be->name, sizeof be->name, "cuda:%d", device);
     c->device = device;

@@ -1,27 +1,17 @@
 /* counter_rng.h: the stateless (counter-based) hash behind dropout's mask (internal,
- * header-only). The CPU backend and the CUDA kernels include this one definition, so both draw
- * the same mask bit for bit; a .cu file defines KILN_HOST_DEVICE as __host__ __device__ before
- * including it. Element i's draw depends on (seed, i) only: no state, any order, any thread. */
+ * header-only), over core's splitmix64 mixer (rng.h). The CPU backend and the CUDA kernels
+ * include this one definition, so both draw the same mask bit for bit; a .cu file defines
+ * KILN_HOST_DEVICE as __host__ __device__ before including it. Element i's draw depends on
+ * (seed, i) only: no state, any order, any thread. */
 #ifndef KILN_COUNTER_RNG_H
 #define KILN_COUNTER_RNG_H
 
 #include <stdint.h>
 
-#ifndef KILN_HOST_DEVICE
-#define KILN_HOST_DEVICE
-#endif
-
-/* splitmix64's output function: a bijective 64-bit mixer */
-static KILN_HOST_DEVICE inline uint64_t kiln_mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+#include "rng.h" /* kiln_mix64, kiln_hash64 and KILN_HOST_DEVICE */
 
 /* the per-call key, computed once from the user's seed */
-static KILN_HOST_DEVICE inline uint64_t kiln_dropout_key(uint64_t seed) {
-    return kiln_mix64(seed + 0x9e3779b97f4a7c15ull);
-}
+static KILN_HOST_DEVICE inline uint64_t kiln_dropout_key(uint64_t seed) { return kiln_hash64(seed); }
 
 /* u in [0, 1), a multiple of 2^-24 (exact in f32), for element i */
 static KILN_HOST_DEVICE inline float kiln_counter_uniform(uint64_t key, uint64_t i) {
