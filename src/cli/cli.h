@@ -42,7 +42,7 @@ extern const char kiln_cli_usage[];
  * KILN_ERR_INVALID_ARG with a message naming the flag. */
 kiln_status kiln_cli_args_parse(kiln_cli_command cmd, int argc, char **argv, kiln_cli_options *o);
 
-/* ---- data (cli_data.c) ---- */
+/* ---- data (data.c) ---- */
 
 /* The training set of --data, standardized when asked, and the validation set (--validation-split
  * or --validation-data; NULL when neither), standardized with the training set's statistics. */
@@ -51,7 +51,7 @@ kiln_status kiln_cli_data_train(const kiln_cli_options *o, kiln_dataset **train,
  * split; standardized with the training split's statistics when asked. */
 kiln_status kiln_cli_data_eval(const kiln_cli_options *o, kiln_dataset **out);
 
-/* ---- models (cli_model.c) ---- */
+/* ---- models (model.c) ---- */
 
 /* A model (not built) from M: a built-in name (input h x w x c, `classes` outputs), a Keras JSON
  * file, or a safetensors file holding kiln's "kiln.model" metadata. */
@@ -61,14 +61,14 @@ kiln_status kiln_cli_model_check_data(const kiln_model *m, const kiln_dataset *d
 /* Reads a whole file (at most max bytes) into a NUL-terminated buffer (free with free()). */
 kiln_status kiln_cli_file_read(const char *path, size_t max, char **buf, size_t *len);
 
-/* ---- commands (cli_train.c, cli_infer.c) ---- */
+/* ---- commands (train.c, infer.c) ---- */
 
 kiln_status kiln_cli_train(const kiln_cli_options *o);
 kiln_status kiln_cli_evaluate(const kiln_cli_options *o);
 kiln_status kiln_cli_predict(const kiln_cli_options *o);
 kiln_status kiln_cli_summary(const kiln_cli_options *o);
 
-/* ---- training's outputs (cli_outputs.c, cli_chart.c) ---- */
+/* ---- training's outputs (outputs.c, chart.c) ---- */
 
 /* Creates dir and its missing parents. */
 kiln_status kiln_cli_dir_make(const char *dir);

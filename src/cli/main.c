@@ -1,5 +1,5 @@
-/* cli/main.c: the `kiln` command: picks the command (train, evaluate, predict, summary),
- * parses its flags (src/cli/cli_args.c), runs it, and turns the outcome into the exit status:
+/* main.c: the `kiln` command: picks the command (train, evaluate, predict, summary),
+ * parses its flags (src/cli/args.c), runs it, and turns the outcome into the exit status:
  * 0 on success, 1 on an error, 2 on a bad command line, with the reason as one line on stderr
  * ("kiln: <message>"). The only place that exits. docs/cli.md documents the command. */
 #include <stdio.h>

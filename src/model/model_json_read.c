@@ -1,5 +1,5 @@
 /* model_json_read.c: a model from the JSON Keras writes with model.to_json(), the inverse of
- * model_json.c. Keras 2 and Keras 3 files both:
+ * model_json_write.c. Keras 2 and Keras 3 files both:
  *   Sequential  config.layers in order; Keras 3 starts with an InputLayer (batch_shape), Keras 2
  *               may instead put batch_input_shape on the first layer;
  *   Functional  ("Model" in older Keras 2) layers with inbound_nodes, Keras 2 as

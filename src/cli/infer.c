@@ -1,4 +1,4 @@
-/* cli_infer.c: `kiln evaluate`, `kiln predict` and `kiln summary`. evaluate and predict
+/* infer.c: `kiln evaluate`, `kiln predict` and `kiln summary`. evaluate and predict
  * rebuild the model from the architecture saved in --weights ("kiln.model" metadata), load its
  * weights and run in inference mode (BatchNormalization with its moving statistics, Dropout
  * off) on the evaluation split of --data. */

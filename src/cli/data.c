@@ -1,4 +1,4 @@
-/* cli_data.c: the datasets of a `kiln` command: --data and --validation-data opened through
+/* data.c: the datasets of a `kiln` command: --data and --validation-data opened through
  * kiln_dataset_open with the synthetic and npy options, Keras' validation split, and
  * --standardize, whose per-channel statistics always come from --data's whole training split
  * (before any validation split), so that evaluate and predict reproduce them from the same

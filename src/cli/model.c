@@ -1,4 +1,4 @@
-/* cli_model.c: the model of a `kiln` command: a built-in (seed-cnn, resnet20) shaped for the
+/* model.c: the model of a `kiln` command: a built-in (seed-cnn, resnet20) shaped for the
  * data, a Keras model.to_json() file, or the architecture kiln saved in a safetensors file's
  * metadata ("kiln.model"), which is how evaluate and predict need only --weights. */
 #define _POSIX_C_SOURCE 200809L

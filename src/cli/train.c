@@ -1,4 +1,4 @@
-/* cli_train.c: `kiln train`: the data, the model (built on the chosen device, frozen, compiled,
+/* train.c: `kiln train`: the data, the model (built on the chosen device, frozen, compiled,
  * given --init-weights or restored by --resume), then kiln_model_fit with its batches gathered
  * (and augmented) by a prefetcher thread, Keras' progress, and into --out: history.csv
  * (CSVLogger), checkpoint.safetensors at every epoch's end, model.safetensors at the end and

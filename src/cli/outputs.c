@@ -1,4 +1,4 @@
-/* cli_outputs.c: what `kiln train` writes besides the model and the chart: the output
+/* outputs.c: what `kiln train` writes besides the model and the chart: the output
  * directory, a full checkpoint at every epoch's end (for --resume), and the per-step log of
  * --log-steps. */
 #define _POSIX_C_SOURCE 200809L

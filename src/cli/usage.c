@@ -1,4 +1,4 @@
-/* cli_usage.c: the usage text of `kiln --help` and `kiln <command> --help`. docs/cli.md's
+/* usage.c: the usage text of `kiln --help` and `kiln <command> --help`. docs/cli.md's
  * "Usage" block is the same text; tests/test_cli.c checks that the two agree. */
 #include "cli.h"
 

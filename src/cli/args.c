@@ -1,4 +1,4 @@
-/* cli_args.c: the command line of each `kiln` command, from one table of flags (name, kind,
+/* args.c: the command line of each `kiln` command, from one table of flags (name, kind,
  * where the value goes, which commands take it, the allowed range). Flags take their value as
  * the next argument or after '='; a flag given twice, a flag the command does not take, a
  * missing or malformed value, and a stray argument are errors naming the flag. */

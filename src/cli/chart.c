@@ -1,4 +1,4 @@
-/* cli_chart.c: history.svg, the chart `kiln train` draws from history.csv: two panels, loss
+/* chart.c: history.svg, the chart `kiln train` draws from history.csv: two panels, loss
  * and accuracy per epoch, each with axes, ticks, grid lines, the training curve (solid) and
  * the validation curve (dashed) with a marker per epoch, and a legend. Plain SVG 1.1 written
  * by hand, so any browser or image viewer opens it. Drawn from the CSV so a resumed run's

@@ -1,4 +1,4 @@
-/* model_json.c: a model's architecture as the JSON Keras 3 writes with model.to_json()
+/* model_json_write.c: a model's architecture as the JSON Keras 3 writes with model.to_json()
  * ({"class_name": "Sequential" | "Functional", "config": {"name", "layers": [...]}}), so a
  * checkpoint carries its model and Keras users can read it; each layer writes its own config
  * keys (its descriptor's write_json). Reading (Keras 2 and 3 files) is in model_json_read.c. */
