@@ -3,8 +3,9 @@
  * (context.cu), and the op families that backend.cu's one switch calls. Included by the .cu
  * files of src/backends/cuda (and the benchmark's device code) only.
  *
- * Every family takes a kiln_op already checked by src/ops.c (dtypes, shapes, contiguity), queues
- * its work on the backend's stream and returns KILN_OK or a status naming the failed call. */
+ * Every family takes a kiln_op already checked by the front end in src/ops (dtypes, shapes,
+ * contiguity), reads its family's arguments (src/ops/op_args.h), queues its work on the
+ * backend's stream and returns KILN_OK or a status naming the failed call. */
 #ifndef KILN_CUDA_H
 #define KILN_CUDA_H
 
@@ -12,7 +13,7 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
-#include "backend_impl.h"
+#include "op_args.h"
 
 #ifdef __cplusplus
 extern "C" {
