@@ -20,31 +20,31 @@
 enum { M_FWD_TRAIN, M_FWD_FROZEN, M_FWD_INFER, M_BWD, M_BWD_FROZEN, M_BWD_FROZEN_DX, M_BWD_INFER, M_COUNT };
 static const char *const mode_names[M_COUNT] = {"fwd_train", "fwd_frozen", "fwd_infer", "bwd",
                                                 "bwd_frozen", "bwd_frozen_dx", "bwd_infer"};
-/* c->i: [0] mode, [1] option bits, [2] kiln_bn_impl, [3] kiln_layout */
+/* a row: .bn_call the mode, .bn its parameters (row_params: the option bits below, the path,
+ * the layout) */
 #define OPT_TORCH 1
 #define OPT_NO_CENTER 2
 #define OPT_NO_SCALE 4
 #define OPT_CUMULATIVE 8
 
-static kiln_bn_params params_of(const kt_case *c) {
-    int o = c->i[1];
-    kiln_bn_params p = (o & OPT_TORCH) ? kiln_bn_params_torch() : kiln_bn_params_keras();
-    p.center = !(o & OPT_NO_CENTER);
-    p.scale = !(o & OPT_NO_SCALE);
-    p.cumulative = (o & OPT_CUMULATIVE) != 0;
+static kiln_bn_params row_params(int mode, int opts, kiln_bn_impl impl, kiln_layout layout) {
+    kiln_bn_params p = (opts & OPT_TORCH) ? kiln_bn_params_torch() : kiln_bn_params_keras();
+    p.center = !(opts & OPT_NO_CENTER);
+    p.scale = !(opts & OPT_NO_SCALE);
+    p.cumulative = (opts & OPT_CUMULATIVE) != 0;
     p.num_batches_tracked = 3;
-    p.impl = (kiln_bn_impl)c->i[2];
-    p.layout = (kiln_layout)c->i[3];
-    p.trainable = c->i[0] != M_FWD_FROZEN && c->i[0] != M_BWD_FROZEN && c->i[0] != M_BWD_FROZEN_DX;
+    p.impl = impl;
+    p.layout = layout;
+    p.trainable = mode != M_FWD_FROZEN && mode != M_BWD_FROZEN && mode != M_BWD_FROZEN_DX;
     return p;
 }
 
 /* in: x, gamma, beta, moving_mean, moving_var; out: y, save_mean, save_invstd, and (2, C) for
  * the updated moving mean and variance (copied from the inputs, then updated in place) */
 static kiln_status run_forward(const kt_case *c, kiln_tensor *const *in, kiln_tensor *const *out) {
-    kiln_bn_params p = params_of(c);
+    kiln_bn_params p = c->bn; /* a copy: the training forward counts its batches in it */
     const kiln_tensor *g = p.scale ? in[1] : NULL, *b = p.center ? in[2] : NULL;
-    if (c->i[0] == M_FWD_INFER) return kiln_batchnorm_forward_infer(in[0], g, b, in[3], in[4], &p, out[0]);
+    if (c->bn_call == M_FWD_INFER) return kiln_batchnorm_forward_infer(in[0], g, b, in[3], in[4], &p, out[0]);
     int64_t C = kiln_tensor_numel(in[1]);
     kiln_tensor *mm = NULL, *mv = NULL;
     kiln_status s = kiln_tensor_view(out[3], 0, 1, &C, &mm);
@@ -60,10 +60,10 @@ static kiln_status run_forward(const kt_case *c, kiln_tensor *const *in, kiln_te
 /* in: x, dy, gamma, save_mean, save_invstd; out: dx, dgamma, dbeta (dx alone: M_BWD_FROZEN_DX)
  * backward_infer: in: dy, gamma, moving_var; out: dx */
 static kiln_status run_backward(const kt_case *c, kiln_tensor *const *in, kiln_tensor *const *out) {
-    kiln_bn_params p = params_of(c);
-    if (c->i[0] == M_BWD_INFER) return kiln_batchnorm_backward_infer(in[0], p.scale ? in[1] : NULL, in[2], &p, out[0]);
+    kiln_bn_params p = c->bn;
+    if (c->bn_call == M_BWD_INFER) return kiln_batchnorm_backward_infer(in[0], p.scale ? in[1] : NULL, in[2], &p, out[0]);
     const kiln_tensor *g = p.scale ? in[2] : NULL;
-    if (c->i[0] == M_BWD_FROZEN_DX) return kiln_batchnorm_backward(in[0], in[1], g, in[3], in[4], &p, out[0], NULL, NULL);
+    if (c->bn_call == M_BWD_FROZEN_DX) return kiln_batchnorm_backward(in[0], in[1], g, in[3], in[4], &p, out[0], NULL, NULL);
     return kiln_batchnorm_backward(in[0], in[1], g, in[3], in[4], &p, out[0], out[1], out[2]);
 }
 
@@ -129,8 +129,9 @@ static void add_row(const shape_def *s, int layout_kind, kiln_dtype dt, int mode
     kt_tspec ch = spec(KILN_F32, 1, &C, 0.5, 1.5), sh = spec(KILN_F32, 1, &C, -1, 1);
     kt_tspec mean = spec(KILN_F32, 1, &C, mid - 0.5, mid + 0.5), var = spec(KILN_F32, 1, &C, 0.5, 2);
     kt_tspec y = spec(dt, ndim, shape, 0, 0), pc = spec(KILN_F32, 1, &C, 0, 0), mv2 = spec(KILN_F32, 2, cs, 0, 0);
+    kiln_layout layout = layout_kind == 1 ? KILN_LAYOUT_NCHW : KILN_LAYOUT_NHWC;
     *c = (kt_case){.tol = 1e-5, .seed = (uint64_t)(1000 + n_rows), .ref_f32 = dt != KILN_F32,
-                   .i = {mode, opts, impl, layout_kind == 1 ? KILN_LAYOUT_NCHW : KILN_LAYOUT_NHWC}};
+                   .bn_call = mode, .bn = row_params(mode, opts, (kiln_bn_impl)impl, layout)};
     if (mode <= M_FWD_INFER) {
         c->run = run_forward;
         c->n_in = 5;
@@ -236,9 +237,9 @@ Test(bn_parity, table_covers_every_mode_layout_dtype) {
     bool seen[M_COUNT][3][3] = {{{false}}};
     for (int k = 0; k < n_rows; k++) {
         const kt_case *c = &rows[k];
-        int lk = c->in[0].ndim == 2 ? 2 : c->i[3] == KILN_LAYOUT_NCHW ? 1 : 0;
+        int lk = c->in[0].ndim == 2 ? 2 : c->bn.layout == KILN_LAYOUT_NCHW ? 1 : 0;
         int di = c->in[0].dtype == KILN_F32 ? 0 : c->in[0].dtype == KILN_F16 ? 1 : 2;
-        seen[c->i[0]][lk][di] = true;
+        seen[c->bn_call][lk][di] = true;
     }
     for (int m = 0; m < M_COUNT; m++)
         for (int l = 0; l < 3; l++)

@@ -11,7 +11,6 @@
 #include "harness.h"
 
 #define OK(expr) cr_assert_eq((expr), KILN_OK, "%s", kiln_last_error())
-#define HW(h, w) ((h) | (w) << 8) /* two small ints in one parity-row slot */
 
 /* ---- helpers ---- */
 
@@ -634,58 +633,40 @@ Test(dropout, same_mask_on_cuda) {
 
 /* ==== CPU vs CUDA parity ==== */
 
-static kiln_conv2d_params row_conv(const kt_case *c) {
-    kiln_conv2d_params p = {c->i[0] & 255, c->i[0] >> 8, c->i[1] & 255, c->i[1] >> 8,
-                            (kiln_padding)c->i[2], (kiln_math)c->i[3]};
-    return p;
-}
-static kiln_pool2d_params row_pool(const kt_case *c) {
-    kiln_pool2d_params p = {c->i[0] & 255, c->i[0] >> 8, c->i[1] & 255, c->i[1] >> 8,
-                            (kiln_padding)c->i[2]};
-    return p;
-}
 static kiln_status run_conv(const kt_case *c, kiln_tensor *const *in, kiln_tensor *const *out) {
-    kiln_conv2d_params p = row_conv(c);
-    return kiln_conv2d(in[0], in[1], c->n_in > 2 ? in[2] : NULL, &p, out[0]);
+    return kiln_conv2d(in[0], in[1], c->n_in > 2 ? in[2] : NULL, &c->conv, out[0]);
 }
 static kiln_status run_conv_bd(const kt_case *c, kiln_tensor *const *in, kiln_tensor *const *out) {
-    kiln_conv2d_params p = row_conv(c);
-    return kiln_conv2d_backward_data(in[0], in[1], &p, out[0]);
+    return kiln_conv2d_backward_data(in[0], in[1], &c->conv, out[0]);
 }
 static kiln_status run_conv_bf(const kt_case *c, kiln_tensor *const *in, kiln_tensor *const *out) {
-    kiln_conv2d_params p = row_conv(c);
-    return kiln_conv2d_backward_filter(in[0], in[1], &p, out[0], c->n_out > 1 ? out[1] : NULL);
+    return kiln_conv2d_backward_filter(in[0], in[1], &c->conv, out[0], c->n_out > 1 ? out[1] : NULL);
 }
 static kiln_status run_maxpool(const kt_case *c, kiln_tensor *const *in, kiln_tensor *const *out) {
-    kiln_pool2d_params p = row_pool(c);
-    return kiln_max_pool2d(in[0], &p, out[0]);
+    return kiln_max_pool2d(in[0], &c->pool, out[0]);
 }
 static kiln_status run_maxpool_b(const kt_case *c, kiln_tensor *const *in, kiln_tensor *const *out) {
-    kiln_pool2d_params p = row_pool(c);
-    return kiln_max_pool2d_backward(in[0], in[1], &p, out[0]);
+    return kiln_max_pool2d_backward(in[0], in[1], &c->pool, out[0]);
 }
 /* x rounded to the integers 0, 1, 2 (through an i32 cast) before pooling: many equal values
  * per window, so the tie rule is what decides */
 static kiln_status run_maxpool_b_ties(const kt_case *c, kiln_tensor *const *in,
                                       kiln_tensor *const *out) {
-    kiln_pool2d_params p = row_pool(c);
     kiln_tensor *xi = kt_new(in[0]->backend, KILN_I32, 4, in[0]->shape);
     kiln_tensor *x = kt_new(in[0]->backend, KILN_F32, 4, in[0]->shape);
     kiln_status s = kiln_cast(in[0], xi);
     if (s == KILN_OK) s = kiln_cast(xi, x);
-    if (s == KILN_OK) s = kiln_max_pool2d_backward(x, in[1], &p, out[0]);
+    if (s == KILN_OK) s = kiln_max_pool2d_backward(x, in[1], &c->pool, out[0]);
     if (s == KILN_OK) s = kiln_backend_synchronize(in[0]->backend);
     kiln_tensor_free(xi);
     kiln_tensor_free(x);
     return s;
 }
 static kiln_status run_avgpool(const kt_case *c, kiln_tensor *const *in, kiln_tensor *const *out) {
-    kiln_pool2d_params p = row_pool(c);
-    return kiln_avg_pool2d(in[0], &p, out[0]);
+    return kiln_avg_pool2d(in[0], &c->pool, out[0]);
 }
 static kiln_status run_avgpool_b(const kt_case *c, kiln_tensor *const *in, kiln_tensor *const *out) {
-    kiln_pool2d_params p = row_pool(c);
-    return kiln_avg_pool2d_backward(in[0], &p, out[0]);
+    return kiln_avg_pool2d_backward(in[0], &c->pool, out[0]);
 }
 static kiln_status run_gap(const kt_case *c, kiln_tensor *const *in, kiln_tensor *const *out) {
     return kiln_global_avg_pool2d(in[0], out[0]);
@@ -706,10 +687,10 @@ static kiln_status run_tanh_b(const kt_case *c, kiln_tensor *const *in, kiln_ten
     return kiln_tanh_backward(in[0], in[1], out[0]);
 }
 static kiln_status run_dropout(const kt_case *c, kiln_tensor *const *in, kiln_tensor *const *out) {
-    return kiln_dropout(in[0], c->f[0], (uint64_t)c->i[0], out[0]);
+    return kiln_dropout(in[0], c->op.dropout.rate, c->op.dropout.seed, out[0]);
 }
 static kiln_status run_dropout_b(const kt_case *c, kiln_tensor *const *in, kiln_tensor *const *out) {
-    return kiln_dropout_backward(in[0], c->f[0], (uint64_t)c->i[0], out[0]);
+    return kiln_dropout_backward(in[0], c->op.dropout.rate, c->op.dropout.seed, out[0]);
 }
 
 #define F32(...) {KILN_F32, KT_NDIM(__VA_ARGS__), {__VA_ARGS__}, -1.0, 1.0}
@@ -718,41 +699,44 @@ static kiln_status run_dropout_b(const kt_case *c, kiln_tensor *const *in, kiln_
 #define VALID KILN_PADDING_VALID
 #define SAME KILN_PADDING_SAME
 #define TF32 KILN_MATH_TF32
+#define STRIDES(h, w) .stride_h = (h), .stride_w = (w)
+#define DILATION(h, w) .dilation_h = (h), .dilation_w = (w)
+#define POOL(h, w) .pool_h = (h), .pool_w = (w)
 
 static kt_case rows[] = {
     /* Conv2D, strict fp32: cuDNN's GEMM-family algorithms against im2col + sgemm, f32 sums of
      * up to 576 products in other orders: 1e-5 of the output's scale */
-    {"conv 3x3 same bias", run_conv, 3, 1, .in = {F32(4, 16, 16, 8), F32(3, 3, 8, 16), F32(16)}, .out = {F32(4, 16, 16, 16)}, .i = {HW(1, 1), HW(1, 1), SAME}, .tol = 1e-5},
-    {"conv 3x3 same stride 2 (asymmetric pad)", run_conv, 3, 1, .in = {F32(2, 15, 16, 5), F32(3, 3, 5, 7), F32(7)}, .out = {F32(2, 8, 8, 7)}, .i = {HW(2, 2), HW(1, 1), SAME}, .tol = 1e-5},
-    {"conv 5x5 valid odd sizes", run_conv, 3, 1, .in = {F32(3, 13, 11, 3), F32(5, 5, 3, 6), F32(6)}, .out = {F32(3, 9, 7, 6)}, .i = {HW(1, 1), HW(1, 1), VALID}, .tol = 1e-5},
-    {"conv 1x1", run_conv, 3, 1, .in = {F32(2, 9, 9, 32), F32(1, 1, 32, 24), F32(24)}, .out = {F32(2, 9, 9, 24)}, .i = {HW(1, 1), HW(1, 1), VALID}, .tol = 1e-5},
-    {"conv 3x3 dilation 2 same", run_conv, 3, 1, .in = {F32(2, 12, 12, 4), F32(3, 3, 4, 8), F32(8)}, .out = {F32(2, 12, 12, 8)}, .i = {HW(1, 1), HW(2, 2), SAME}, .tol = 1e-5},
-    {"conv 4x4 strides 3x2 valid no bias", run_conv, 2, 1, .in = {F32(2, 14, 13, 3), F32(4, 4, 3, 5)}, .out = {F32(2, 4, 5, 5)}, .i = {HW(3, 2), HW(1, 1), VALID}, .tol = 1e-5},
-    {"conv 2x2 same (pad after)", run_conv, 3, 1, .in = {F32(2, 7, 9, 3), F32(2, 2, 3, 4), F32(4)}, .out = {F32(2, 7, 9, 4)}, .i = {HW(1, 1), HW(1, 1), SAME}, .tol = 1e-5},
+    {"conv 3x3 same bias", run_conv, 3, 1, .in = {F32(4, 16, 16, 8), F32(3, 3, 8, 16), F32(16)}, .out = {F32(4, 16, 16, 16)}, .conv = {STRIDES(1, 1), DILATION(1, 1), .padding = SAME}, .tol = 1e-5},
+    {"conv 3x3 same stride 2 (asymmetric pad)", run_conv, 3, 1, .in = {F32(2, 15, 16, 5), F32(3, 3, 5, 7), F32(7)}, .out = {F32(2, 8, 8, 7)}, .conv = {STRIDES(2, 2), DILATION(1, 1), .padding = SAME}, .tol = 1e-5},
+    {"conv 5x5 valid odd sizes", run_conv, 3, 1, .in = {F32(3, 13, 11, 3), F32(5, 5, 3, 6), F32(6)}, .out = {F32(3, 9, 7, 6)}, .conv = {STRIDES(1, 1), DILATION(1, 1), .padding = VALID}, .tol = 1e-5},
+    {"conv 1x1", run_conv, 3, 1, .in = {F32(2, 9, 9, 32), F32(1, 1, 32, 24), F32(24)}, .out = {F32(2, 9, 9, 24)}, .conv = {STRIDES(1, 1), DILATION(1, 1), .padding = VALID}, .tol = 1e-5},
+    {"conv 3x3 dilation 2 same", run_conv, 3, 1, .in = {F32(2, 12, 12, 4), F32(3, 3, 4, 8), F32(8)}, .out = {F32(2, 12, 12, 8)}, .conv = {STRIDES(1, 1), DILATION(2, 2), .padding = SAME}, .tol = 1e-5},
+    {"conv 4x4 strides 3x2 valid no bias", run_conv, 2, 1, .in = {F32(2, 14, 13, 3), F32(4, 4, 3, 5)}, .out = {F32(2, 4, 5, 5)}, .conv = {STRIDES(3, 2), DILATION(1, 1), .padding = VALID}, .tol = 1e-5},
+    {"conv 2x2 same (pad after)", run_conv, 3, 1, .in = {F32(2, 7, 9, 3), F32(2, 2, 3, 4), F32(4)}, .out = {F32(2, 7, 9, 4)}, .conv = {STRIDES(1, 1), DILATION(1, 1), .padding = SAME}, .tol = 1e-5},
     /* TF32: 10-bit mantissas, ~2^-11 relative per product: 5e-3 */
-    {"conv 3x3 same tf32", run_conv, 3, 1, .in = {F32(4, 16, 16, 16), F32(3, 3, 16, 32), F32(32)}, .out = {F32(4, 16, 16, 32)}, .i = {HW(1, 1), HW(1, 1), SAME, TF32}, .tol = 5e-3},
-    {"conv backward data 3x3 same", run_conv_bd, 2, 1, .in = {F32(4, 16, 16, 16), F32(3, 3, 8, 16)}, .out = {F32(4, 16, 16, 8)}, .i = {HW(1, 1), HW(1, 1), SAME}, .tol = 1e-5},
-    {"conv backward data stride 2 (asymmetric pad)", run_conv_bd, 2, 1, .in = {F32(2, 8, 8, 7), F32(3, 3, 5, 7)}, .out = {F32(2, 15, 16, 5)}, .i = {HW(2, 2), HW(1, 1), SAME}, .tol = 1e-5},
-    {"conv backward data 4x4 strides 3x2 valid", run_conv_bd, 2, 1, .in = {F32(2, 4, 5, 5), F32(4, 4, 3, 5)}, .out = {F32(2, 14, 13, 3)}, .i = {HW(3, 2), HW(1, 1), VALID}, .tol = 1e-5},
-    {"conv backward data dilation 2", run_conv_bd, 2, 1, .in = {F32(2, 12, 12, 8), F32(3, 3, 4, 8)}, .out = {F32(2, 12, 12, 4)}, .i = {HW(1, 1), HW(2, 2), SAME}, .tol = 1e-5},
-    {"conv backward data tf32", run_conv_bd, 2, 1, .in = {F32(4, 16, 16, 32), F32(3, 3, 16, 32)}, .out = {F32(4, 16, 16, 16)}, .i = {HW(1, 1), HW(1, 1), SAME, TF32}, .tol = 5e-3},
-    {"conv backward filter 3x3 same", run_conv_bf, 2, 2, .in = {F32(4, 16, 16, 8), F32(4, 16, 16, 16)}, .out = {F32(3, 3, 8, 16), F32(16)}, .i = {HW(1, 1), HW(1, 1), SAME}, .tol = 1e-5},
-    {"conv backward filter stride 2 (asymmetric pad)", run_conv_bf, 2, 2, .in = {F32(2, 15, 16, 5), F32(2, 8, 8, 7)}, .out = {F32(3, 3, 5, 7), F32(7)}, .i = {HW(2, 2), HW(1, 1), SAME}, .tol = 1e-5},
-    {"conv backward filter 5x5 valid no bias", run_conv_bf, 2, 1, .in = {F32(3, 13, 11, 3), F32(3, 9, 7, 6)}, .out = {F32(5, 5, 3, 6)}, .i = {HW(1, 1), HW(1, 1), VALID}, .tol = 1e-5},
-    {"conv backward filter 1x1", run_conv_bf, 2, 2, .in = {F32(2, 9, 9, 32), F32(2, 9, 9, 24)}, .out = {F32(1, 1, 32, 24), F32(24)}, .i = {HW(1, 1), HW(1, 1), VALID}, .tol = 1e-5},
-    {"conv backward filter dilation 2", run_conv_bf, 2, 2, .in = {F32(2, 12, 12, 4), F32(2, 12, 12, 8)}, .out = {F32(3, 3, 4, 8), F32(8)}, .i = {HW(1, 1), HW(2, 2), SAME}, .tol = 1e-5},
-    {"conv backward filter tf32", run_conv_bf, 2, 2, .in = {F32(4, 16, 16, 16), F32(4, 16, 16, 32)}, .out = {F32(3, 3, 16, 32), F32(32)}, .i = {HW(1, 1), HW(1, 1), SAME, TF32}, .tol = 5e-3},
+    {"conv 3x3 same tf32", run_conv, 3, 1, .in = {F32(4, 16, 16, 16), F32(3, 3, 16, 32), F32(32)}, .out = {F32(4, 16, 16, 32)}, .conv = {STRIDES(1, 1), DILATION(1, 1), .padding = SAME, .math = TF32}, .tol = 5e-3},
+    {"conv backward data 3x3 same", run_conv_bd, 2, 1, .in = {F32(4, 16, 16, 16), F32(3, 3, 8, 16)}, .out = {F32(4, 16, 16, 8)}, .conv = {STRIDES(1, 1), DILATION(1, 1), .padding = SAME}, .tol = 1e-5},
+    {"conv backward data stride 2 (asymmetric pad)", run_conv_bd, 2, 1, .in = {F32(2, 8, 8, 7), F32(3, 3, 5, 7)}, .out = {F32(2, 15, 16, 5)}, .conv = {STRIDES(2, 2), DILATION(1, 1), .padding = SAME}, .tol = 1e-5},
+    {"conv backward data 4x4 strides 3x2 valid", run_conv_bd, 2, 1, .in = {F32(2, 4, 5, 5), F32(4, 4, 3, 5)}, .out = {F32(2, 14, 13, 3)}, .conv = {STRIDES(3, 2), DILATION(1, 1), .padding = VALID}, .tol = 1e-5},
+    {"conv backward data dilation 2", run_conv_bd, 2, 1, .in = {F32(2, 12, 12, 8), F32(3, 3, 4, 8)}, .out = {F32(2, 12, 12, 4)}, .conv = {STRIDES(1, 1), DILATION(2, 2), .padding = SAME}, .tol = 1e-5},
+    {"conv backward data tf32", run_conv_bd, 2, 1, .in = {F32(4, 16, 16, 32), F32(3, 3, 16, 32)}, .out = {F32(4, 16, 16, 16)}, .conv = {STRIDES(1, 1), DILATION(1, 1), .padding = SAME, .math = TF32}, .tol = 5e-3},
+    {"conv backward filter 3x3 same", run_conv_bf, 2, 2, .in = {F32(4, 16, 16, 8), F32(4, 16, 16, 16)}, .out = {F32(3, 3, 8, 16), F32(16)}, .conv = {STRIDES(1, 1), DILATION(1, 1), .padding = SAME}, .tol = 1e-5},
+    {"conv backward filter stride 2 (asymmetric pad)", run_conv_bf, 2, 2, .in = {F32(2, 15, 16, 5), F32(2, 8, 8, 7)}, .out = {F32(3, 3, 5, 7), F32(7)}, .conv = {STRIDES(2, 2), DILATION(1, 1), .padding = SAME}, .tol = 1e-5},
+    {"conv backward filter 5x5 valid no bias", run_conv_bf, 2, 1, .in = {F32(3, 13, 11, 3), F32(3, 9, 7, 6)}, .out = {F32(5, 5, 3, 6)}, .conv = {STRIDES(1, 1), DILATION(1, 1), .padding = VALID}, .tol = 1e-5},
+    {"conv backward filter 1x1", run_conv_bf, 2, 2, .in = {F32(2, 9, 9, 32), F32(2, 9, 9, 24)}, .out = {F32(1, 1, 32, 24), F32(24)}, .conv = {STRIDES(1, 1), DILATION(1, 1), .padding = VALID}, .tol = 1e-5},
+    {"conv backward filter dilation 2", run_conv_bf, 2, 2, .in = {F32(2, 12, 12, 4), F32(2, 12, 12, 8)}, .out = {F32(3, 3, 4, 8), F32(8)}, .conv = {STRIDES(1, 1), DILATION(2, 2), .padding = SAME}, .tol = 1e-5},
+    {"conv backward filter tf32", run_conv_bf, 2, 2, .in = {F32(4, 16, 16, 16), F32(4, 16, 16, 32)}, .out = {F32(3, 3, 16, 32), F32(32)}, .conv = {STRIDES(1, 1), DILATION(1, 1), .padding = SAME, .math = TF32}, .tol = 5e-3},
     /* pooling: the same f32 operations in the same order on both sides: exact */
-    {"max pool 2x2", run_maxpool, 1, 1, .in = {F32(4, 16, 16, 8)}, .out = {F32(4, 8, 8, 8)}, .i = {HW(2, 2), 0, VALID}, .tol = 0},
-    {"max pool 3x3 stride 2 same odd", run_maxpool, 1, 1, .in = {F32(2, 15, 13, 5)}, .out = {F32(2, 8, 7, 5)}, .i = {HW(3, 3), HW(2, 2), SAME}, .tol = 0},
-    {"max pool backward 2x2", run_maxpool_b, 2, 1, .in = {F32(4, 16, 16, 8), F32(4, 8, 8, 8)}, .out = {F32(4, 16, 16, 8)}, .i = {HW(2, 2), 0, VALID}, .tol = 0},
-    {"max pool backward 3x3 stride 1 same (overlap)", run_maxpool_b, 2, 1, .in = {F32(2, 9, 10, 4), F32(2, 9, 10, 4)}, .out = {F32(2, 9, 10, 4)}, .i = {HW(3, 3), HW(1, 1), SAME}, .tol = 0},
-    {"max pool backward 3x3 stride 2 same odd", run_maxpool_b, 2, 1, .in = {F32(2, 15, 13, 5), F32(2, 8, 7, 5)}, .out = {F32(2, 15, 13, 5)}, .i = {HW(3, 3), HW(2, 2), SAME}, .tol = 0},
-    {"max pool backward ties (values 0, 1, 2)", run_maxpool_b_ties, 2, 1, .in = {T(0, 2.2, 2, 9, 10, 4), F32(2, 9, 10, 4)}, .out = {F32(2, 9, 10, 4)}, .i = {HW(3, 3), HW(1, 1), SAME}, .tol = 0, .seed = 3},
-    {"avg pool 2x2", run_avgpool, 1, 1, .in = {F32(4, 16, 16, 8)}, .out = {F32(4, 8, 8, 8)}, .i = {HW(2, 2), 0, VALID}, .tol = 0},
-    {"avg pool 3x3 stride 2 same odd", run_avgpool, 1, 1, .in = {F32(2, 15, 13, 5)}, .out = {F32(2, 8, 7, 5)}, .i = {HW(3, 3), HW(2, 2), SAME}, .tol = 0},
-    {"avg pool backward 3x3 stride 1 same", run_avgpool_b, 1, 1, .in = {F32(2, 9, 10, 4)}, .out = {F32(2, 9, 10, 4)}, .i = {HW(3, 3), HW(1, 1), SAME}, .tol = 0},
-    {"avg pool backward 3x3 stride 2 same odd", run_avgpool_b, 1, 1, .in = {F32(2, 8, 7, 5)}, .out = {F32(2, 15, 13, 5)}, .i = {HW(3, 3), HW(2, 2), SAME}, .tol = 0},
+    {"max pool 2x2", run_maxpool, 1, 1, .in = {F32(4, 16, 16, 8)}, .out = {F32(4, 8, 8, 8)}, .pool = {POOL(2, 2), .padding = VALID}, .tol = 0},
+    {"max pool 3x3 stride 2 same odd", run_maxpool, 1, 1, .in = {F32(2, 15, 13, 5)}, .out = {F32(2, 8, 7, 5)}, .pool = {POOL(3, 3), STRIDES(2, 2), .padding = SAME}, .tol = 0},
+    {"max pool backward 2x2", run_maxpool_b, 2, 1, .in = {F32(4, 16, 16, 8), F32(4, 8, 8, 8)}, .out = {F32(4, 16, 16, 8)}, .pool = {POOL(2, 2), .padding = VALID}, .tol = 0},
+    {"max pool backward 3x3 stride 1 same (overlap)", run_maxpool_b, 2, 1, .in = {F32(2, 9, 10, 4), F32(2, 9, 10, 4)}, .out = {F32(2, 9, 10, 4)}, .pool = {POOL(3, 3), STRIDES(1, 1), .padding = SAME}, .tol = 0},
+    {"max pool backward 3x3 stride 2 same odd", run_maxpool_b, 2, 1, .in = {F32(2, 15, 13, 5), F32(2, 8, 7, 5)}, .out = {F32(2, 15, 13, 5)}, .pool = {POOL(3, 3), STRIDES(2, 2), .padding = SAME}, .tol = 0},
+    {"max pool backward ties (values 0, 1, 2)", run_maxpool_b_ties, 2, 1, .in = {T(0, 2.2, 2, 9, 10, 4), F32(2, 9, 10, 4)}, .out = {F32(2, 9, 10, 4)}, .pool = {POOL(3, 3), STRIDES(1, 1), .padding = SAME}, .tol = 0, .seed = 3},
+    {"avg pool 2x2", run_avgpool, 1, 1, .in = {F32(4, 16, 16, 8)}, .out = {F32(4, 8, 8, 8)}, .pool = {POOL(2, 2), .padding = VALID}, .tol = 0},
+    {"avg pool 3x3 stride 2 same odd", run_avgpool, 1, 1, .in = {F32(2, 15, 13, 5)}, .out = {F32(2, 8, 7, 5)}, .pool = {POOL(3, 3), STRIDES(2, 2), .padding = SAME}, .tol = 0},
+    {"avg pool backward 3x3 stride 1 same", run_avgpool_b, 1, 1, .in = {F32(2, 9, 10, 4)}, .out = {F32(2, 9, 10, 4)}, .pool = {POOL(3, 3), STRIDES(1, 1), .padding = SAME}, .tol = 0},
+    {"avg pool backward 3x3 stride 2 same odd", run_avgpool_b, 1, 1, .in = {F32(2, 8, 7, 5)}, .out = {F32(2, 15, 13, 5)}, .pool = {POOL(3, 3), STRIDES(2, 2), .padding = SAME}, .tol = 0},
     /* global average: double sums in the same (h, w) order: exact */
     {"global avg pool", run_gap, 1, 1, .in = {F32(4, 7, 9, 33)}, .out = {F32(4, 33)}, .tol = 0},
     {"global avg pool backward", run_gap_b, 1, 1, .in = {F32(4, 33)}, .out = {F32(4, 7, 9, 33)}, .tol = 0},
@@ -763,9 +747,9 @@ static kt_case rows[] = {
     {"sigmoid backward", run_sigmoid_b, 2, 1, .in = {T(0, 1, 4097), F32(4097)}, .out = {F32(4097)}, .tol = 0},
     {"tanh backward", run_tanh_b, 2, 1, .in = {F32(4097), F32(4097)}, .out = {F32(4097)}, .tol = 0},
     /* dropout: the same hash and one f32 product: exact */
-    {"dropout 0.5", run_dropout, 1, 1, .in = {F32(3, 1001, 7)}, .out = {F32(3, 1001, 7)}, .f = {0.5f}, .i = {12345}, .tol = 0},
-    {"dropout 0.1", run_dropout, 1, 1, .in = {F32(64, 100)}, .out = {F32(64, 100)}, .f = {0.1f}, .i = {7}, .tol = 0},
-    {"dropout backward 0.3", run_dropout_b, 1, 1, .in = {F32(5, 999)}, .out = {F32(5, 999)}, .f = {0.3f}, .i = {99}, .tol = 0},
+    {"dropout 0.5", run_dropout, 1, 1, .in = {F32(3, 1001, 7)}, .out = {F32(3, 1001, 7)}, .op.dropout = {.rate = 0.5f, .seed = 12345}, .tol = 0},
+    {"dropout 0.1", run_dropout, 1, 1, .in = {F32(64, 100)}, .out = {F32(64, 100)}, .op.dropout = {.rate = 0.1f, .seed = 7}, .tol = 0},
+    {"dropout backward 0.3", run_dropout_b, 1, 1, .in = {F32(5, 999)}, .out = {F32(5, 999)}, .op.dropout = {.rate = 0.3f, .seed = 99}, .tol = 0},
 };
 
 KT_PARITY_SUITE(parity_nn, rows)

@@ -385,8 +385,9 @@ Test(optim, argument_errors) {
 /* ---- CPU vs CUDA parity: the same f32 operations in the same order: exact ---- */
 
 /* Rows: in[0] w, in[1] g, in[2] m / velocity, in[3] v, then v_hat (amsgrad), then grad_scale
- * (i[2]); outputs are the updated w, m, v (, v_hat). f[0] lr, f[1] weight decay (Adam) or
- * momentum (SGD), f[2] SGD weight decay; i[0] amsgrad / nesterov, i[1] step. */
+ * (when .grad_scale); outputs are the updated w, m, v (, v_hat). The hyperparameters are the
+ * rows' op.adam (lr, weight_decay, amsgrad; the rest Keras' defaults) and op.sgd (lr, momentum,
+ * nesterov, weight_decay); Adam's step is the row's .step. */
 static kiln_status copy_state(kiln_tensor *const *in, kiln_tensor *const *out, int n) {
     kiln_status s = KILN_OK;
     for (int k = 0; k < n && s == KILN_OK; k++) s = kiln_copy(in[k == 0 ? 0 : k + 1], out[k]);
@@ -395,33 +396,35 @@ static kiln_status copy_state(kiln_tensor *const *in, kiln_tensor *const *out, i
 
 static kiln_status run_adam(const kt_case *c, kiln_tensor *const *in, kiln_tensor *const *out) {
     kiln_adam_params p = KILN_ADAM_DEFAULTS;
-    p.learning_rate = c->f[0];
-    p.weight_decay = c->f[1];
-    p.amsgrad = c->i[0];
+    p.learning_rate = c->op.adam.lr;
+    p.weight_decay = c->op.adam.weight_decay;
+    p.amsgrad = c->op.adam.amsgrad;
     int slots = p.amsgrad ? 4 : 3;
     kiln_status s = copy_state(in, out, slots);
     if (s != KILN_OK) return s;
-    return kiln_adam_update(out[0], in[1], out[1], out[2], p.amsgrad ? out[3] : NULL, &p, c->i[1],
-                            c->i[2] ? in[slots + 1] : NULL);
+    return kiln_adam_update(out[0], in[1], out[1], out[2], p.amsgrad ? out[3] : NULL, &p, c->step,
+                            c->grad_scale ? in[slots + 1] : NULL);
 }
 
 static kiln_status run_sgd(const kt_case *c, kiln_tensor *const *in, kiln_tensor *const *out) {
-    kiln_sgd_params p = {c->f[0], c->f[1], c->i[0], c->f[2]};
+    kiln_sgd_params p = {.learning_rate = c->op.sgd.lr, .momentum = c->op.sgd.momentum,
+                         .nesterov = c->op.sgd.nesterov, .weight_decay = c->op.sgd.weight_decay};
     int slots = p.momentum != 0 ? 2 : 1;
     kiln_status s = copy_state(in, out, slots);
     if (s != KILN_OK) return s;
-    return kiln_sgd_update(out[0], in[1], slots > 1 ? out[1] : NULL, &p, c->i[2] ? in[slots + 1] : NULL);
+    return kiln_sgd_update(out[0], in[1], slots > 1 ? out[1] : NULL, &p,
+                           c->grad_scale ? in[slots + 1] : NULL);
 }
 
 /* A group over views: in[0..3] (w, g, m, v) are each cut into pieces of the sizes below;
- * out[0..2] get the updated w, m, v. i[0] amsgrad is off; f[0] lr, f[1] weight decay. */
+ * out[0..2] get the updated w, m, v. amsgrad is off; op.adam's lr and weight_decay; step 4. */
 static const int64_t group_sizes[] = {1000, 1, 0, 517, 2048, 33};
 #define GROUP_TOTAL 3599
 static kiln_status run_adam_group(const kt_case *c, kiln_tensor *const *in, kiln_tensor *const *out) {
     enum { K = sizeof group_sizes / sizeof group_sizes[0] };
     kiln_adam_params p = KILN_ADAM_DEFAULTS;
-    p.learning_rate = c->f[0];
-    p.weight_decay = c->f[1];
+    p.learning_rate = c->op.adam.lr;
+    p.weight_decay = c->op.adam.weight_decay;
     kiln_status s = copy_state(in, out, 3);
     kiln_tensor *w[K] = {0}, *g[K] = {0}, *m[K] = {0}, *v[K] = {0};
     int64_t off = 0;
@@ -447,7 +450,7 @@ static kiln_status run_sumsq(const kt_case *c, kiln_tensor *const *in, kiln_tens
 }
 
 static kiln_status run_clip(const kt_case *c, kiln_tensor *const *in, kiln_tensor *const *out) {
-    return kiln_clip_scale(in[0], c->f[0], out[0]);
+    return kiln_clip_scale(in[0], c->op.clip.clip_norm, out[0]);
 }
 
 #define V(lo, hi, n) {KILN_F32, 1, {n}, lo, hi}
@@ -457,20 +460,20 @@ static kiln_status run_clip(const kt_case *c, kiln_tensor *const *in, kiln_tenso
 #define SCALE V(0.25, 1, 1)
 
 static kt_case rows[] = {
-    {"adam step 1", run_adam, 4, 3, .in = {W(4099), W(4099), MOM(4099), VEL(4099)}, .out = {W(4099), W(4099), W(4099)}, .f = {1e-3f}, .i = {0, 1}, .tol = 0},
-    {"adam step 1000", run_adam, 4, 3, .in = {W(1000), W(1000), MOM(1000), VEL(1000)}, .out = {W(1000), W(1000), W(1000)}, .f = {1e-3f}, .i = {0, 1000}, .tol = 0},
-    {"adam amsgrad", run_adam, 5, 4, .in = {W(3001), W(3001), MOM(3001), VEL(3001), VEL(3001)}, .out = {W(3001), W(3001), W(3001), W(3001)}, .f = {1e-2f}, .i = {1, 7}, .tol = 0},
-    {"adamw", run_adam, 4, 3, .in = {W(2049), W(2049), MOM(2049), VEL(2049)}, .out = {W(2049), W(2049), W(2049)}, .f = {1e-3f, 0.004f}, .i = {0, 3}, .tol = 0},
-    {"adamw amsgrad grad_scale", run_adam, 6, 4, .in = {W(2049), W(2049), MOM(2049), VEL(2049), VEL(2049), SCALE}, .out = {W(2049), W(2049), W(2049), W(2049)}, .f = {1e-3f, 0.1f}, .i = {1, 2, 1}, .tol = 0},
-    {"sgd plain", run_sgd, 2, 1, .in = {W(5000), W(5000)}, .out = {W(5000)}, .f = {0.01f}, .tol = 0},
-    {"sgd plain weight decay grad_scale", run_sgd, 3, 1, .in = {W(5000), W(5000), SCALE}, .out = {W(5000)}, .f = {0.01f, 0, 0.05f}, .i = {0, 0, 1}, .tol = 0},
-    {"sgd momentum", run_sgd, 3, 2, .in = {W(4097), W(4097), MOM(4097)}, .out = {W(4097), W(4097)}, .f = {0.05f, 0.9f}, .tol = 0},
-    {"sgd nesterov weight decay", run_sgd, 3, 2, .in = {W(4097), W(4097), MOM(4097)}, .out = {W(4097), W(4097)}, .f = {0.05f, 0.9f, 0.01f}, .i = {1}, .tol = 0},
-    {"adamw group of 6 (views, one empty)", run_adam_group, 4, 3, .in = {W(GROUP_TOTAL), W(GROUP_TOTAL), MOM(GROUP_TOTAL), VEL(GROUP_TOTAL)}, .out = {W(GROUP_TOTAL), W(GROUP_TOTAL), W(GROUP_TOTAL)}, .f = {1e-3f, 0.004f}, .tol = 0},
+    {"adam step 1", run_adam, 4, 3, .in = {W(4099), W(4099), MOM(4099), VEL(4099)}, .out = {W(4099), W(4099), W(4099)}, .op.adam = {.lr = 1e-3f}, .step = 1, .tol = 0},
+    {"adam step 1000", run_adam, 4, 3, .in = {W(1000), W(1000), MOM(1000), VEL(1000)}, .out = {W(1000), W(1000), W(1000)}, .op.adam = {.lr = 1e-3f}, .step = 1000, .tol = 0},
+    {"adam amsgrad", run_adam, 5, 4, .in = {W(3001), W(3001), MOM(3001), VEL(3001), VEL(3001)}, .out = {W(3001), W(3001), W(3001), W(3001)}, .op.adam = {.lr = 1e-2f, .amsgrad = true}, .step = 7, .tol = 0},
+    {"adamw", run_adam, 4, 3, .in = {W(2049), W(2049), MOM(2049), VEL(2049)}, .out = {W(2049), W(2049), W(2049)}, .op.adam = {.lr = 1e-3f, .weight_decay = 0.004f}, .step = 3, .tol = 0},
+    {"adamw amsgrad grad_scale", run_adam, 6, 4, .in = {W(2049), W(2049), MOM(2049), VEL(2049), VEL(2049), SCALE}, .out = {W(2049), W(2049), W(2049), W(2049)}, .op.adam = {.lr = 1e-3f, .weight_decay = 0.1f, .amsgrad = true}, .step = 2, .grad_scale = true, .tol = 0},
+    {"sgd plain", run_sgd, 2, 1, .in = {W(5000), W(5000)}, .out = {W(5000)}, .op.sgd = {.lr = 0.01f}, .tol = 0},
+    {"sgd plain weight decay grad_scale", run_sgd, 3, 1, .in = {W(5000), W(5000), SCALE}, .out = {W(5000)}, .op.sgd = {.lr = 0.01f, .weight_decay = 0.05f}, .grad_scale = true, .tol = 0},
+    {"sgd momentum", run_sgd, 3, 2, .in = {W(4097), W(4097), MOM(4097)}, .out = {W(4097), W(4097)}, .op.sgd = {.lr = 0.05f, .momentum = 0.9f}, .tol = 0},
+    {"sgd nesterov weight decay", run_sgd, 3, 2, .in = {W(4097), W(4097), MOM(4097)}, .out = {W(4097), W(4097)}, .op.sgd = {.lr = 0.05f, .momentum = 0.9f, .nesterov = true, .weight_decay = 0.01f}, .tol = 0},
+    {"adamw group of 6 (views, one empty)", run_adam_group, 4, 3, .in = {W(GROUP_TOTAL), W(GROUP_TOTAL), MOM(GROUP_TOTAL), VEL(GROUP_TOTAL)}, .out = {W(GROUP_TOTAL), W(GROUP_TOTAL), W(GROUP_TOTAL)}, .op.adam = {.lr = 1e-3f, .weight_decay = 0.004f}, .tol = 0},
     /* sum of squares: double sums in different orders, rounded to f32: 1e-6 */
     {"sum of squares", run_sumsq, 2, 1, .in = {V(-0.1, 0.1, 300007), V(-5, 5, 33)}, .out = {V(0, 0, 1)}, .tol = 1e-6},
-    {"clip scale", run_clip, 1, 1, .in = {V(0, 100, 1)}, .out = {V(0, 0, 1)}, .f = {2.0f}, .tol = 0},
-    {"clip scale below the norm", run_clip, 1, 1, .in = {V(0, 1, 1)}, .out = {V(0, 0, 1)}, .f = {5.0f}, .tol = 0},
+    {"clip scale", run_clip, 1, 1, .in = {V(0, 100, 1)}, .out = {V(0, 0, 1)}, .op.clip = {.clip_norm = 2.0f}, .tol = 0},
+    {"clip scale below the norm", run_clip, 1, 1, .in = {V(0, 1, 1)}, .out = {V(0, 0, 1)}, .op.clip = {.clip_norm = 5.0f}, .tol = 0},
 };
 
 KT_PARITY_SUITE(parity_optim, rows)

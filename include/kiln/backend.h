@@ -43,7 +43,7 @@ typedef enum kiln_op_type {
     KILN_OP_BN_FWD_INFER,      /* batch norm forward with the moving statistics */
     KILN_OP_BN_BWD,            /* batch norm backward: dx, dgamma, dbeta        */
     KILN_OP_BN_BWD_INFER,      /* batch norm backward of the inference forward  */
-    /* nn ops (include/kiln/nn.h, src/nn_ops.c) */
+    /* nn ops (include/kiln/nn.h, src/ops/nn_ops.c) */
     KILN_OP_CONV2D,            /* y = conv(x, w) + b, NHWC, kernel (kh, kw, in, out) */
     KILN_OP_CONV2D_BACK_DATA,  /* dx of conv2d                                  */
     KILN_OP_CONV2D_BACK_FILTER,/* dw (and db) of conv2d                         */
@@ -58,7 +58,7 @@ typedef enum kiln_op_type {
     KILN_OP_TANH,              /* y = tanh(x)                                   */
     KILN_OP_TANH_BACK,         /* dx = dy (1 - y^2)                             */
     KILN_OP_DROPOUT,           /* y = keep(seed, i) ? x / (1 - rate) : 0 (forward and backward) */
-    /* optimizer ops (include/kiln/optim_ops.h, src/optim_ops.c) */
+    /* optimizer ops (include/kiln/optim_ops.h, src/ops/optim_ops.c) */
     KILN_OP_ADAM,              /* fused Adam / AdamW / AMSGrad step             */
     KILN_OP_SGD,               /* fused SGD (momentum, Nesterov) step           */
     KILN_OP_SUMSQ_ACC,         /* acc += sum(g^2)                               */

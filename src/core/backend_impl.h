@@ -1,9 +1,9 @@
 /* backend_impl.h: the backend interface (internal), in the spirit of ggml-backend-impl.h.
  *
- * A backend is a table of function pointers plus a context. The device-independent core
- * (src/ops.c) checks every op's arguments and builds a kiln_op; the backend's `compute` runs it
- * through one switch on op->type and may assume the arguments are valid. A backend never sees
- * a layer, a model or an optimizer. */
+ * A backend is a table of function pointers plus a context. The op front end (src/ops) checks
+ * every op's arguments and builds a kiln_op (src/ops/op_args.h: the op type and its family's
+ * named arguments); the backend's `compute` runs it through one switch on op->type and may
+ * assume the arguments are valid. A backend never sees a layer, a model or an optimizer. */
 #ifndef KILN_BACKEND_IMPL_H
 #define KILN_BACKEND_IMPL_H
 
@@ -14,21 +14,9 @@
 extern "C" {
 #endif
 
-#define KILN_OP_MAX_SRC 6
-#define KILN_OP_MAX_DST 4
-
-/* One op with its tensors and parameters. Which slot means what is written beside each op
- * type in the builder functions of src/ops.c (and src/batchnorm.c for the BN ops). */
-typedef struct kiln_op {
-    kiln_op_type type;
-    const kiln_tensor *src[KILN_OP_MAX_SRC];
-    kiln_tensor *dst[KILN_OP_MAX_DST];
-    float f[8];     /* float parameters (alpha, beta, epsilon, momentum, ...) */
-    int32_t i[8];   /* integer parameters (flags, axes, layout, ...) */
-    double d[2];    /* double parameters (fill value) */
-    const void *ext; /* an op's extra argument, NULL for most (ADAM, SGD: a kiln_param_group,
-                      * src/optim_group.h) */
-} kiln_op;
+/* One op and its arguments, defined by the op layer above (src/ops/op_args.h); the core only
+ * passes it through the interface. */
+typedef struct kiln_op kiln_op;
 
 typedef struct kiln_backend_iface {
     void (*free)(kiln_backend *be);
@@ -66,9 +54,6 @@ struct kiln_backend {
 
 /* be's log_interval (at least 1) */
 int kiln_backend_log_interval(const kiln_backend *be);
-
-/* Runs a built op on the backend of its first tensor, after the supports_op check. */
-kiln_status kiln_op_run(const kiln_op *op);
 
 #ifdef __cplusplus
 }

@@ -1,12 +1,13 @@
 /* batchnorm_ops.c: the device-independent front of the batch-norm ops (kiln/batchnorm.h): the
  * parameter defaults, every argument check (messages naming the op, the tensors' shapes and
  * what is wrong), the moving-average weights of each convention, and the kiln_op each call
- * hands to the tensors' backend (slots in src/batchnorm_math.h). */
+ * hands to the tensors' backend (kiln_bn_args in op_args.h). */
 #include <math.h>
 #include <stdio.h>
 
 #include "batchnorm_math.h"
 #include "error.h"
+#include "op_args.h"
 #include "ops_check.h"
 
 kiln_bn_params kiln_bn_params_keras(void) {
@@ -72,7 +73,7 @@ static kiln_status check_data(const char *fn, const char *arg, const kiln_tensor
         return kiln_error(KILN_ERR_SHAPE, "%s: %s %s needs 2 to 4 dimensions (N, C), NHWC or NCHW",
                           fn, arg, kiln_shape_str(x, s, sizeof s));
     }
-    *g = kiln_bn_geometry(x, p->layout == KILN_LAYOUT_NCHW);
+    *g = kiln_bn_geometry(x, p->layout);
     return KILN_OK;
 }
 
@@ -125,10 +126,13 @@ static kiln_status check_values_per_channel(const char *fn, const kiln_tensor *x
     return KILN_OK;
 }
 
-/* i[0], i[2] of every BN op */
-static void set_layout(kiln_op *op, const kiln_tensor *x, const kiln_bn_params *p) {
-    op->i[0] = (x->ndim > 2 && p->layout == KILN_LAYOUT_NCHW) ? 1 : 0;
-    op->i[2] = (int32_t)p->impl;
+/* a BN op of `type` on x (dy for BN_BWD_INFER) with p's layout and impl; the caller fills the
+ * rest */
+static kiln_op bn_op(kiln_op_type type, const kiln_tensor *x, const kiln_bn_params *p) {
+    kiln_op op = kiln_op_on(type, x);
+    op.bn.layout = p->layout;
+    op.bn.impl = p->impl;
+    return op;
 }
 
 /* ---- ops ---- */
@@ -149,11 +153,16 @@ static kiln_status forward_infer(const char *fn, const kiln_tensor *x, const kil
     KILN_TRY(check_channel(fn, "save_mean", save_mean, false, x, &g, p));
     KILN_TRY(check_channel(fn, "save_invstd", save_invstd, false, x, &g, p));
     if (g.c == 0) return KILN_OK;
-    kiln_op op = {.type = KILN_OP_BN_FWD_INFER,
-                  .src = {x, p->scale ? gamma : NULL, p->center ? beta : NULL, moving_mean, moving_var},
-                  .dst = {y, save_mean, save_invstd},
-                  .f = {p->epsilon}};
-    set_layout(&op, x, p);
+    kiln_op op = bn_op(KILN_OP_BN_FWD_INFER, x, p);
+    op.bn.epsilon = p->epsilon;
+    op.bn.x = x;
+    op.bn.gamma = p->scale ? gamma : NULL;
+    op.bn.beta = p->center ? beta : NULL;
+    op.bn.mean = moving_mean;
+    op.bn.var = moving_var;
+    op.bn.y = y;
+    op.bn.save_mean = save_mean;
+    op.bn.save_invstd = save_invstd;
     return kiln_op_run(&op);
 }
 
@@ -199,13 +208,19 @@ kiln_status kiln_batchnorm_forward_train(const kiln_tensor *x, const kiln_tensor
                   : p->convention == KILN_BN_KERAS ? (double)p->momentum
                                                    : 1.0 - (double)p->momentum;
     if (g.c > 0) {
-        kiln_op op = {.type = KILN_OP_BN_FWD_TRAIN,
-                      .src = {x, p->scale ? gamma : NULL, p->center ? beta : NULL, moving_mean, moving_var},
-                      .dst = {y, save_mean, save_invstd},
-                      .f = {p->epsilon},
-                      .d = {keep, w}};
-        set_layout(&op, x, p);
-        op.i[1] = p->convention == KILN_BN_TORCH ? KILN_BN_UNBIASED : 0;
+        kiln_op op = bn_op(KILN_OP_BN_FWD_TRAIN, x, p);
+        op.bn.epsilon = p->epsilon;
+        op.bn.x = x;
+        op.bn.gamma = p->scale ? gamma : NULL;
+        op.bn.beta = p->center ? beta : NULL;
+        op.bn.moving_mean = moving_mean;
+        op.bn.moving_var = moving_var;
+        op.bn.y = y;
+        op.bn.save_mean = save_mean;
+        op.bn.save_invstd = save_invstd;
+        op.bn.keep = keep;
+        op.bn.weight = w;
+        op.bn.unbiased = p->convention == KILN_BN_TORCH;
         KILN_TRY(kiln_op_run(&op));
     }
     if (moving_mean) p->num_batches_tracked = tracked;
@@ -233,11 +248,16 @@ kiln_status kiln_batchnorm_backward(const kiln_tensor *x, const kiln_tensor *dy,
     if (dgamma && dbeta && dgamma->data == dbeta->data)
         return kiln_error(KILN_ERR_INVALID_ARG, "%s: dgamma and dbeta share memory", fn);
     if (g.c == 0) return KILN_OK;
-    kiln_op op = {.type = KILN_OP_BN_BWD,
-                  .src = {x, dy, p->scale ? gamma : NULL, save_mean, save_invstd},
-                  .dst = {dx, dgamma, dbeta}};
-    set_layout(&op, x, p);
-    op.i[1] = p->trainable ? 0 : KILN_BN_FROZEN;
+    kiln_op op = bn_op(KILN_OP_BN_BWD, x, p);
+    op.bn.x = x;
+    op.bn.dy = dy;
+    op.bn.gamma = p->scale ? gamma : NULL;
+    op.bn.mean = save_mean;
+    op.bn.invstd = save_invstd;
+    op.bn.dx = dx;
+    op.bn.dgamma = dgamma;
+    op.bn.dbeta = dbeta;
+    op.bn.frozen = !p->trainable;
     return kiln_op_run(&op);
 }
 
@@ -253,10 +273,11 @@ kiln_status kiln_batchnorm_backward_infer(const kiln_tensor *dy, const kiln_tens
     KILN_TRY(check_channel(fn, "gamma", gamma, p->scale, dy, &g, p));
     KILN_TRY(check_channel(fn, "moving_var", moving_var, true, dy, &g, p));
     if (g.c == 0) return KILN_OK;
-    kiln_op op = {.type = KILN_OP_BN_BWD_INFER,
-                  .src = {dy, p->scale ? gamma : NULL, moving_var},
-                  .dst = {dx},
-                  .f = {p->epsilon}};
-    set_layout(&op, dy, p);
+    kiln_op op = bn_op(KILN_OP_BN_BWD_INFER, dy, p);
+    op.bn.epsilon = p->epsilon;
+    op.bn.dy = dy;
+    op.bn.gamma = p->scale ? gamma : NULL;
+    op.bn.var = moving_var;
+    op.bn.dx = dx;
     return kiln_op_run(&op);
 }

@@ -1,14 +1,14 @@
 /* nn_ops.c: the device-independent front of the layer ops (include/kiln/nn.h): Conv2D,
  * pooling, sigmoid/tanh and dropout. Each checks its arguments once, with messages that name
- * the op, the shapes and the problem, computes the window geometry (padding), fills a kiln_op
- * and hands it to the tensors' backend. Slot meanings are written beside each builder. */
+ * the op, the shapes and the problem, computes the window geometry (padding), fills its
+ * family's arguments in a kiln_op (op_args.h) and hands it to the tensors' backend. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "backend_impl.h"
 #include "error.h"
 #include "kiln/nn.h"
+#include "op_args.h"
 #include "ops_check.h"
 
 /* ---- window geometry, shared by convolution and pooling ---- */
@@ -129,12 +129,12 @@ kiln_status kiln_conv2d_output_shape(const int64_t x_shape[4], const int64_t w_s
     return KILN_OK;
 }
 
-/* Checks x (image), w (kernel) and y (output image) of one conv op; fills the op's slots:
- * i[0] stride_h, i[1] stride_w, i[2] dilation_h, i[3] dilation_w, i[4] pad_top, i[5] pad_left,
- * i[6] kiln_math. (The bottom/right padding follows from the shapes.) */
+/* Checks x (image), w (kernel) and y (output image) of one conv op; fills the geometry of its
+ * arguments `a` (the bottom/right padding follows from the shapes). */
 static kiln_status conv_check(const char *fn, const char *xn, const kiln_tensor *x,
                               const char *wn, const kiln_tensor *w, const char *yn,
-                              const kiln_tensor *y, const kiln_conv2d_params *p, kiln_op *op) {
+                              const kiln_tensor *y, const kiln_conv2d_params *p,
+                              kiln_conv2d_args *a) {
     KILN_TRY(check_4d(fn, xn, x, "(N, H, W, C)"));
     KILN_TRY(check_4d(fn, wn, w, "(kh, kw, in, out)"));
     KILN_TRY(check_4d(fn, yn, y, "(N, OH, OW, out)"));
@@ -143,9 +143,13 @@ static kiln_status conv_check(const char *fn, const char *xn, const kiln_tensor 
     conv_geom g;
     KILN_TRY(conv_geometry(fn, x->shape, w->shape, p, &g));
     KILN_TRY(check_shape_is(fn, yn, y, g.y));
-    int32_t slots[7] = {p->stride_h, p->stride_w, p->dilation_h, p->dilation_w,
-                        g.pad_top,   g.pad_left,  (int32_t)p->math};
-    memcpy(op->i, slots, sizeof slots);
+    a->stride_h = p->stride_h;
+    a->stride_w = p->stride_w;
+    a->dilation_h = p->dilation_h;
+    a->dilation_w = p->dilation_w;
+    a->pad_top = g.pad_top;
+    a->pad_left = g.pad_left;
+    a->math = p->math;
     return KILN_OK;
 }
 
@@ -161,42 +165,43 @@ static kiln_status check_bias(const char *fn, const char *arg, const kiln_tensor
     return KILN_OK;
 }
 
-/* CONV2D: src[0] x (N, H, W, in), src[1] w (kh, kw, in, out), src[2] b (out) or NULL;
- * dst[0] y (N, OH, OW, out); i[] as conv_check */
 kiln_status kiln_conv2d(const kiln_tensor *x, const kiln_tensor *w, const kiln_tensor *b,
                         const kiln_conv2d_params *p, kiln_tensor *y) {
     const char *fn = "kiln_conv2d";
-    kiln_op op = {.type = KILN_OP_CONV2D, .src = {x, w, b}, .dst = {y}};
-    KILN_TRY(conv_check(fn, "x", x, "w", w, "y", y, p, &op));
+    kiln_conv2d_args a = {.x = x, .w = w, .b = b, .y = y};
+    KILN_TRY(conv_check(fn, "x", x, "w", w, "y", y, p, &a));
     if (b) KILN_TRY(check_bias(fn, "b", b, x, w->shape[3]));
     if (kiln_tensor_numel(y) == 0) return KILN_OK;
+    kiln_op op = kiln_op_on(KILN_OP_CONV2D, x);
+    op.conv = a;
     return kiln_op_run(&op);
 }
 
-/* CONV2D_BACK_DATA: src[0] dy (N, OH, OW, out), src[1] w; dst[0] dx (N, H, W, in); i[] as
- * conv_check */
 kiln_status kiln_conv2d_backward_data(const kiln_tensor *dy, const kiln_tensor *w,
                                       const kiln_conv2d_params *p, kiln_tensor *dx) {
     const char *fn = "kiln_conv2d_backward_data";
-    kiln_op op = {.type = KILN_OP_CONV2D_BACK_DATA, .src = {dy, w}, .dst = {dx}};
-    KILN_TRY(conv_check(fn, "dx", dx, "w", w, "dy", dy, p, &op));
+    kiln_conv2d_args a = {.dy = dy, .w = w, .dx = dx};
+    KILN_TRY(conv_check(fn, "dx", dx, "w", w, "dy", dy, p, &a));
     if (kiln_tensor_numel(dx) == 0) return KILN_OK;
+    kiln_op op = kiln_op_on(KILN_OP_CONV2D_BACK_DATA, dy);
+    op.conv = a;
     return kiln_op_run(&op);
 }
 
-/* CONV2D_BACK_FILTER: src[0] x, src[1] dy; dst[0] dw (kh, kw, in, out), dst[1] db (out) or
- * NULL; i[] as conv_check */
+/* db may be NULL */
 kiln_status kiln_conv2d_backward_filter(const kiln_tensor *x, const kiln_tensor *dy,
                                         const kiln_conv2d_params *p, kiln_tensor *dw,
                                         kiln_tensor *db) {
     const char *fn = "kiln_conv2d_backward_filter";
-    kiln_op op = {.type = KILN_OP_CONV2D_BACK_FILTER, .src = {x, dy}, .dst = {dw, db}};
-    KILN_TRY(conv_check(fn, "x", x, "dw", dw, "dy", dy, p, &op));
+    kiln_conv2d_args a = {.x = x, .dy = dy, .dw = dw, .db = db};
+    KILN_TRY(conv_check(fn, "x", x, "dw", dw, "dy", dy, p, &a));
     if (db) KILN_TRY(check_bias(fn, "db", db, x, dw->shape[3]));
     if (x->shape[0] == 0) { /* an empty batch: the gradients are zero */
         KILN_TRY(kiln_fill(dw, 0.0));
         return db ? kiln_fill(db, 0.0) : KILN_OK;
     }
+    kiln_op op = kiln_op_on(KILN_OP_CONV2D_BACK_FILTER, x);
+    op.conv = a;
     return kiln_op_run(&op);
 }
 
@@ -236,34 +241,33 @@ kiln_status kiln_pool2d_output_shape(const int64_t x_shape[4], const kiln_pool2d
     return KILN_OK;
 }
 
-/* MAX_POOL2D, AVG_POOL2D: src[0] x (N, H, W, C); dst[0] y (N, OH, OW, C).
- * MAX_POOL2D_BACK: src[0] x, src[1] dy (N, OH, OW, C); dst[0] dx (N, H, W, C).
- * AVG_POOL2D_BACK: src[0] dy; dst[0] dx.
- * All: i[0] pool_h, i[1] pool_w, i[2] stride_h, i[3] stride_w, i[4] pad_top, i[5] pad_left. */
-static kiln_status pool_op(kiln_op_type type, const char *fn, const char *xn,
-                           const kiln_tensor *x, const char *yn, const kiln_tensor *y,
-                           const kiln_pool2d_params *p, kiln_op *op) {
-    KILN_TRY(check_4d(fn, xn, x, "(N, H, W, C)"));
-    KILN_TRY(check_4d(fn, yn, y, "(N, OH, OW, C)"));
-    KILN_TRY(kiln_check_same_backend(fn, x, y));
+/* Checks the image `img` (x, or dx) and the pooled image `out` (y, or dy) of one pooling op,
+ * fills the window of its arguments `a` (tensors filled) and runs it. */
+static kiln_status pool_op(kiln_op_type type, const char *fn, const char *imgn,
+                           const kiln_tensor *img, const char *outn, const kiln_tensor *out,
+                           const kiln_pool2d_params *p, kiln_pool2d_args *a) {
+    KILN_TRY(check_4d(fn, imgn, img, "(N, H, W, C)"));
+    KILN_TRY(check_4d(fn, outn, out, "(N, OH, OW, C)"));
+    KILN_TRY(kiln_check_same_backend(fn, img, out));
     pool_geom g;
-    KILN_TRY(pool_geometry(fn, x->shape, p, &g));
-    KILN_TRY(check_shape_is(fn, yn, y, g.y));
-    op->type = type;
-    int32_t slots[6] = {p->pool_h, p->pool_w, g.stride_h, g.stride_w, g.pad_top, g.pad_left};
-    memcpy(op->i, slots, sizeof slots);
-    if (kiln_tensor_numel(x) == 0) return KILN_OK;
-    return kiln_op_run(op);
+    KILN_TRY(pool_geometry(fn, img->shape, p, &g));
+    KILN_TRY(check_shape_is(fn, outn, out, g.y));
+    a->win = (kiln_pool_geom){.pool_h = p->pool_h, .pool_w = p->pool_w, .stride_h = g.stride_h,
+                              .stride_w = g.stride_w, .pad_top = g.pad_top, .pad_left = g.pad_left};
+    if (kiln_tensor_numel(img) == 0) return KILN_OK;
+    kiln_op op = kiln_op_on(type, a->x ? a->x : a->dy); /* the first input */
+    op.pool = *a;
+    return kiln_op_run(&op);
 }
 
 kiln_status kiln_max_pool2d(const kiln_tensor *x, const kiln_pool2d_params *p, kiln_tensor *y) {
-    kiln_op op = {.src = {x}, .dst = {y}};
-    return pool_op(KILN_OP_MAX_POOL2D, "kiln_max_pool2d", "x", x, "y", y, p, &op);
+    kiln_pool2d_args a = {.x = x, .y = y};
+    return pool_op(KILN_OP_MAX_POOL2D, "kiln_max_pool2d", "x", x, "y", y, p, &a);
 }
 
 kiln_status kiln_avg_pool2d(const kiln_tensor *x, const kiln_pool2d_params *p, kiln_tensor *y) {
-    kiln_op op = {.src = {x}, .dst = {y}};
-    return pool_op(KILN_OP_AVG_POOL2D, "kiln_avg_pool2d", "x", x, "y", y, p, &op);
+    kiln_pool2d_args a = {.x = x, .y = y};
+    return pool_op(KILN_OP_AVG_POOL2D, "kiln_avg_pool2d", "x", x, "y", y, p, &a);
 }
 
 kiln_status kiln_max_pool2d_backward(const kiln_tensor *x, const kiln_tensor *dy,
@@ -272,15 +276,15 @@ kiln_status kiln_max_pool2d_backward(const kiln_tensor *x, const kiln_tensor *dy
     KILN_TRY(check_4d(fn, "dx", dx, "(N, H, W, C)"));
     KILN_TRY(check_4d(fn, "x", x, "(N, H, W, C)"));
     KILN_TRY(kiln_check_same_shape(fn, "x", x, "dx", dx));
-    kiln_op op = {.src = {x, dy}, .dst = {dx}};
-    return pool_op(KILN_OP_MAX_POOL2D_BACK, fn, "dx", dx, "dy", dy, p, &op);
+    kiln_pool2d_args a = {.x = x, .dy = dy, .dx = dx};
+    return pool_op(KILN_OP_MAX_POOL2D_BACK, fn, "dx", dx, "dy", dy, p, &a);
 }
 
 kiln_status kiln_avg_pool2d_backward(const kiln_tensor *dy, const kiln_pool2d_params *p,
                                      kiln_tensor *dx) {
-    kiln_op op = {.src = {dy}, .dst = {dx}};
+    kiln_pool2d_args a = {.dy = dy, .dx = dx};
     return pool_op(KILN_OP_AVG_POOL2D_BACK, "kiln_avg_pool2d_backward", "dx", dx, "dy", dy, p,
-                   &op);
+                   &a);
 }
 
 /* y (N, C) or (N, 1, 1, C) for x (N, H, W, C) */
@@ -307,33 +311,36 @@ static kiln_status check_pooled(const char *fn, const char *xn, const kiln_tenso
     return KILN_OK;
 }
 
-/* GLOBAL_AVG_POOL2D: src[0] x (N, H, W, C); dst[0] y (N, C) */
+/* y (N, C) from x (N, H, W, C) */
 kiln_status kiln_global_avg_pool2d(const kiln_tensor *x, kiln_tensor *y) {
     KILN_TRY(check_pooled("kiln_global_avg_pool2d", "x", x, "y", y));
-    kiln_op op = {.type = KILN_OP_GLOBAL_AVG_POOL2D, .src = {x}, .dst = {y}};
+    kiln_op op = kiln_op_on(KILN_OP_GLOBAL_AVG_POOL2D, x);
+    op.pool = (kiln_pool2d_args){.x = x, .y = y};
     return kiln_tensor_numel(x) == 0 ? KILN_OK : kiln_op_run(&op);
 }
 
-/* GLOBAL_AVG_POOL2D_BACK: src[0] dy (N, C); dst[0] dx (N, H, W, C) */
+/* dx (N, H, W, C) from dy (N, C) */
 kiln_status kiln_global_avg_pool2d_backward(const kiln_tensor *dy, kiln_tensor *dx) {
     KILN_TRY(check_pooled("kiln_global_avg_pool2d_backward", "dx", dx, "dy", dy));
-    kiln_op op = {.type = KILN_OP_GLOBAL_AVG_POOL2D_BACK, .src = {dy}, .dst = {dx}};
+    kiln_op op = kiln_op_on(KILN_OP_GLOBAL_AVG_POOL2D_BACK, dy);
+    op.pool = (kiln_pool2d_args){.dy = dy, .dx = dx};
     return kiln_tensor_numel(dx) == 0 ? KILN_OK : kiln_op_run(&op);
 }
 
 /* ---- activations ---- */
 
-/* SIGMOID, TANH: src[0] x; dst[0] y */
+/* SIGMOID, TANH */
 static kiln_status activation(kiln_op_type type, const char *fn, const kiln_tensor *x,
                               kiln_tensor *y) {
     KILN_TRY(kiln_check_f32(fn, "x", x));
     KILN_TRY(kiln_check_f32(fn, "y", y));
     KILN_TRY(kiln_check_same_shape(fn, "x", x, "y", y));
-    kiln_op op = {.type = type, .src = {x}, .dst = {y}};
+    kiln_op op = kiln_op_on(type, x);
+    op.unary = (kiln_unary_args){.x = x, .y = y};
     return kiln_tensor_numel(x) == 0 ? KILN_OK : kiln_op_run(&op);
 }
 
-/* SIGMOID_BACK, TANH_BACK: src[0] y (the forward's output), src[1] dy; dst[0] dx */
+/* SIGMOID_BACK, TANH_BACK: y is the forward's output */
 static kiln_status activation_back(kiln_op_type type, const char *fn, const kiln_tensor *y,
                                    const kiln_tensor *dy, kiln_tensor *dx) {
     KILN_TRY(kiln_check_f32(fn, "y", y));
@@ -341,7 +348,8 @@ static kiln_status activation_back(kiln_op_type type, const char *fn, const kiln
     KILN_TRY(kiln_check_f32(fn, "dx", dx));
     KILN_TRY(kiln_check_same_shape(fn, "y", y, "dy", dy));
     KILN_TRY(kiln_check_same_shape(fn, "y", y, "dx", dx));
-    kiln_op op = {.type = type, .src = {y, dy}, .dst = {dx}};
+    kiln_op op = kiln_op_on(type, y);
+    op.unary_back = (kiln_unary_back_args){.y = y, .dy = dy, .dx = dx};
     return kiln_tensor_numel(y) == 0 ? KILN_OK : kiln_op_run(&op);
 }
 
@@ -360,8 +368,7 @@ kiln_status kiln_tanh_backward(const kiln_tensor *y, const kiln_tensor *dy, kiln
 
 /* ---- dropout ---- */
 
-/* DROPOUT: src[0] x (or dy); dst[0] y (or dx); f[0] rate, f[1] scale = 1 / (1 - rate);
- * i[0..1] the 64-bit seed (memcpy'd: i[0] holds the low half on little-endian hosts) */
+/* DROPOUT on x (or dy), giving y (or dx) */
 static kiln_status dropout(const char *fn, const char *xn, const kiln_tensor *x, float rate,
                            uint64_t seed, const char *yn, kiln_tensor *y) {
     KILN_TRY(kiln_check_f32(fn, xn, x));
@@ -370,9 +377,9 @@ static kiln_status dropout(const char *fn, const char *xn, const kiln_tensor *x,
     if (!(rate >= 0.0f && rate < 1.0f))
         return kiln_error(KILN_ERR_INVALID_ARG, "%s: rate %g is outside [0, 1)", fn, (double)rate);
     /* Keras: 1 / (1 - rate) in Python floats (double), then the tensor's f32 */
-    kiln_op op = {.type = KILN_OP_DROPOUT, .src = {x}, .dst = {y},
-                  .f = {rate, (float)(1.0 / (1.0 - (double)rate))}};
-    memcpy(op.i, &seed, sizeof seed);
+    kiln_op op = kiln_op_on(KILN_OP_DROPOUT, x);
+    op.dropout = (kiln_dropout_args){.x = x, .y = y, .rate = rate,
+                                     .scale = (float)(1.0 / (1.0 - (double)rate)), .seed = seed};
     return kiln_tensor_numel(x) == 0 ? KILN_OK : kiln_op_run(&op);
 }
 

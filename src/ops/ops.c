@@ -1,13 +1,13 @@
 /* ops.c: the device-independent front of every basic op.
  *
  * Each public op checks its arguments once, here, with messages that name the op, the tensors'
- * shapes and what is wrong; then it fills a kiln_op and hands it to the tensors' backend.
- * Slot meanings per op are written beside each builder. */
+ * shapes and what is wrong; then it fills its family's arguments in a kiln_op (op_args.h) and
+ * hands it to the tensors' backend. */
 #include <stdio.h>
 #include <string.h>
 
-#include "backend_impl.h"
 #include "error.h"
+#include "op_args.h"
 #include "ops_check.h"
 
 const char *kiln_op_name(kiln_op_type op) {
@@ -58,11 +58,10 @@ const char *kiln_op_name(kiln_op_type op) {
 }
 
 kiln_status kiln_op_run(const kiln_op *op) {
-    kiln_backend *be = op->dst[0]->backend;
-    const kiln_tensor *typed = op->src[0] ? op->src[0] : op->dst[0];
-    if (!be->iface->supports_op(be, op->type, typed->dtype))
+    kiln_backend *be = op->be;
+    if (!be->iface->supports_op(be, op->type, op->dtype))
         return kiln_error(KILN_ERR_UNSUPPORTED, "kiln_%s: backend %s does not run it on %s", 
-                          kiln_op_name(op->type), be->name, kiln_dtype_name(typed->dtype));
+                          kiln_op_name(op->type), be->name, kiln_dtype_name(op->dtype));
     return be->iface->compute(be, op);
 }
 
@@ -107,14 +106,14 @@ kiln_status kiln_check_same_shape(const char *fn, const char *an, const kiln_ten
 
 /* ---- fill, copy, cast ---- */
 
-/* FILL: dst[0] = d[0] */
 kiln_status kiln_fill(kiln_tensor *t, double value) {
     KILN_TRY(kiln_check_tensor("kiln_fill", "t", t));
-    kiln_op op = {.type = KILN_OP_FILL, .dst = {t}, .d = {value}};
+    kiln_op op = kiln_op_on(KILN_OP_FILL, t);
+    op.fill = (kiln_fill_args){.dst = t, .value = value};
     return kiln_op_run(&op);
 }
 
-/* COPY: dst[0] = src[0]; src[0] may be strided */
+/* src may be strided */
 kiln_status kiln_copy(const kiln_tensor *src, kiln_tensor *dst) {
     if (!src) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_copy: src is NULL");
     KILN_TRY(kiln_check_tensor("kiln_copy", "dst", dst));
@@ -122,22 +121,23 @@ kiln_status kiln_copy(const kiln_tensor *src, kiln_tensor *dst) {
     if (src->dtype != dst->dtype)
         return kiln_error(KILN_ERR_DTYPE, "kiln_copy: src is %s, dst is %s (kiln_cast converts)",
                           kiln_dtype_name(src->dtype), kiln_dtype_name(dst->dtype));
-    kiln_op op = {.type = KILN_OP_COPY, .src = {src}, .dst = {dst}};
+    kiln_op op = kiln_op_on(KILN_OP_COPY, src);
+    op.copy = (kiln_copy_args){.src = src, .dst = dst};
     return kiln_op_run(&op);
 }
 
-/* CAST: dst[0] = convert(src[0]) */
 kiln_status kiln_cast(const kiln_tensor *src, kiln_tensor *dst) {
     KILN_TRY(kiln_check_tensor("kiln_cast", "src", src));
     KILN_TRY(kiln_check_tensor("kiln_cast", "dst", dst));
     KILN_TRY(kiln_check_same_shape("kiln_cast", "src", src, "dst", dst));
-    kiln_op op = {.type = KILN_OP_CAST, .src = {src}, .dst = {dst}};
+    kiln_op op = kiln_op_on(KILN_OP_CAST, src);
+    op.copy = (kiln_copy_args){.src = src, .dst = dst};
     return kiln_op_run(&op);
 }
 
 /* ---- elementwise ---- */
 
-/* ADD, SUB, MUL: dst[0] = src[0] (op) src[1], src[1] repeating over src[0]'s leading dims */
+/* ADD, SUB, MUL: b must be a's shape or a's trailing dimensions */
 static kiln_status binary(kiln_op_type type, const char *fn, const kiln_tensor *a,
                           const kiln_tensor *b, kiln_tensor *out) {
     KILN_TRY(kiln_check_f32(fn, "a", a));
@@ -155,7 +155,8 @@ static kiln_status binary(kiln_op_type type, const char *fn, const kiln_tensor *
                           "%s: b %s is neither a's shape %s nor its trailing dimensions", fn,
                           kiln_shape_str(b, sb, sizeof sb), kiln_shape_str(a, sa, sizeof sa));
     }
-    kiln_op op = {.type = type, .src = {a, b}, .dst = {out}};
+    kiln_op op = kiln_op_on(type, a);
+    op.binary = (kiln_binary_args){.a = a, .b = b, .out = out};
     return kiln_op_run(&op);
 }
 
@@ -169,13 +170,19 @@ kiln_status kiln_mul(const kiln_tensor *a, const kiln_tensor *b, kiln_tensor *ou
     return binary(KILN_OP_MUL, "kiln_mul", a, b, out);
 }
 
-/* SCALE: dst[0] = f[0] * src[0];  AXPY: dst[0] += f[0] * src[0];  RELU: dst[0] = max(src[0], 0) */
-static kiln_status unary(kiln_op_type type, const char *fn, const kiln_tensor *x, float alpha,
-                         kiln_tensor *out) {
+/* x and out: f32, the same shape */
+static kiln_status check_unary(const char *fn, const kiln_tensor *x, const kiln_tensor *out) {
     KILN_TRY(kiln_check_f32(fn, "x", x));
     KILN_TRY(kiln_check_f32(fn, "out", out));
-    KILN_TRY(kiln_check_same_shape(fn, "x", x, "out", out));
-    kiln_op op = {.type = type, .src = {x}, .dst = {out}, .f = {alpha}};
+    return kiln_check_same_shape(fn, "x", x, "out", out);
+}
+
+/* SCALE, AXPY, RELU */
+static kiln_status unary(kiln_op_type type, const char *fn, const kiln_tensor *x, float alpha,
+                         kiln_tensor *out) {
+    KILN_TRY(check_unary(fn, x, out));
+    kiln_op op = kiln_op_on(type, x);
+    op.unary = (kiln_unary_args){.x = x, .y = out, .alpha = alpha};
     return kiln_op_run(&op);
 }
 
@@ -189,7 +196,6 @@ kiln_status kiln_relu(const kiln_tensor *x, kiln_tensor *y) {
     return unary(KILN_OP_RELU, "kiln_relu", x, 0.0f, y);
 }
 
-/* RELU_BACK: dst[0] = src[1] * (src[0] > 0); src[0] = x, src[1] = dy */
 kiln_status kiln_relu_backward(const kiln_tensor *x, const kiln_tensor *dy, kiln_tensor *dx) {
     const char *fn = "kiln_relu_backward";
     KILN_TRY(kiln_check_f32(fn, "x", x));
@@ -197,13 +203,14 @@ kiln_status kiln_relu_backward(const kiln_tensor *x, const kiln_tensor *dy, kiln
     KILN_TRY(kiln_check_f32(fn, "dx", dx));
     KILN_TRY(kiln_check_same_shape(fn, "x", x, "dy", dy));
     KILN_TRY(kiln_check_same_shape(fn, "x", x, "dx", dx));
-    kiln_op op = {.type = KILN_OP_RELU_BACK, .src = {x, dy}, .dst = {dx}};
+    kiln_op op = kiln_op_on(KILN_OP_RELU_BACK, x);
+    op.unary_back = (kiln_unary_back_args){.x = x, .dy = dy, .dx = dx};
     return kiln_op_run(&op);
 }
 
 /* ---- reductions ---- */
 
-/* SUM, MEAN: dst[0] = reduce(src[0]) over the axes in bitmask i[0] */
+/* SUM, MEAN over the axes in the bitmask `axes` */
 static kiln_status reduce(kiln_op_type type, const char *fn, const kiln_tensor *x, unsigned axes,
                           kiln_tensor *out) {
     KILN_TRY(kiln_check_f32(fn, "x", x));
@@ -221,7 +228,8 @@ static kiln_status reduce(kiln_op_type type, const char *fn, const kiln_tensor *
                           fn, kiln_shape_str(x, sx, sizeof sx), axes, (long long)kept,
                           kiln_shape_str(out, so, sizeof so), (long long)kiln_tensor_numel(out));
     }
-    kiln_op op = {.type = type, .src = {x}, .dst = {out}, .i = {(int32_t)axes}};
+    kiln_op op = kiln_op_on(type, x);
+    op.reduce = (kiln_reduce_args){.x = x, .y = out, .axes = axes};
     return kiln_op_run(&op);
 }
 
@@ -234,8 +242,6 @@ kiln_status kiln_mean(const kiln_tensor *x, unsigned axes, kiln_tensor *out) {
 
 /* ---- GEMM ---- */
 
-/* GEMM: dst[0] = C, src[0] = A, src[1] = B; i[0] trans_a, i[1] trans_b, i[2] kiln_math;
- * f[0] alpha, f[1] beta; i[3] M, i[4] N, i[5] K */
 kiln_status kiln_gemm(const kiln_tensor *a, bool trans_a, const kiln_tensor *b, bool trans_b,
                       float alpha, float beta, kiln_tensor *c, kiln_math math) {
     const char *fn = "kiln_gemm";
@@ -260,9 +266,10 @@ kiln_status kiln_gemm(const kiln_tensor *a, bool trans_a, const kiln_tensor *b, 
                           (long long)c->shape[0], (long long)c->shape[1], (long long)m, (long long)n);
     if (m > INT32_MAX || n > INT32_MAX || ka > INT32_MAX)
         return kiln_error(KILN_ERR_SHAPE, "kiln_gemm: dimensions past 2^31 are not supported");
-    kiln_op op = {.type = KILN_OP_GEMM, .src = {a, b}, .dst = {c},
-                  .i = {trans_a, trans_b, (int32_t)math, (int32_t)m, (int32_t)n, (int32_t)ka},
-                  .f = {alpha, beta}};
+    kiln_op op = kiln_op_on(KILN_OP_GEMM, a);
+    op.gemm = (kiln_gemm_args){.a = a, .b = b, .c = c, .trans_a = trans_a, .trans_b = trans_b,
+                               .alpha = alpha, .beta = beta, .math = math,
+                               .m = (int)m, .n = (int)n, .k = (int)ka};
     return kiln_op_run(&op);
 }
 
@@ -291,14 +298,15 @@ static kiln_status check_labels(const char *fn, const kiln_tensor *x, const kiln
     return KILN_OK;
 }
 
-/* SOFTMAX: dst[0] = softmax(src[0]) over the last axis */
 kiln_status kiln_softmax(const kiln_tensor *x, kiln_tensor *y) {
     KILN_TRY(kiln_check_f32("kiln_softmax", "x", x));
     KILN_TRY(check_rows("kiln_softmax", x));
-    return unary(KILN_OP_SOFTMAX, "kiln_softmax", x, 0.0f, y);
+    KILN_TRY(check_unary("kiln_softmax", x, y));
+    kiln_op op = kiln_op_on(KILN_OP_SOFTMAX, x);
+    op.softmax = (kiln_softmax_args){.x = x, .y = y};
+    return kiln_op_run(&op);
 }
 
-/* SOFTMAX_XENT: src[0] logits, src[1] labels; dst[0] probs, dst[1] loss (rows) */
 kiln_status kiln_softmax_xent(const kiln_tensor *logits, const kiln_tensor *labels,
                               kiln_tensor *probs, kiln_tensor *loss) {
     const char *fn = "kiln_softmax_xent";
@@ -312,11 +320,11 @@ kiln_status kiln_softmax_xent(const kiln_tensor *logits, const kiln_tensor *labe
     if (kiln_tensor_numel(loss) != kiln_tensor_numel(labels))
         return kiln_error(KILN_ERR_SHAPE, "%s: loss holds %lld values for %lld rows", fn,
                           (long long)kiln_tensor_numel(loss), (long long)kiln_tensor_numel(labels));
-    kiln_op op = {.type = KILN_OP_SOFTMAX_XENT, .src = {logits, labels}, .dst = {probs, loss}};
+    kiln_op op = kiln_op_on(KILN_OP_SOFTMAX_XENT, logits);
+    op.softmax = (kiln_softmax_args){.x = logits, .labels = labels, .y = probs, .loss = loss};
     return kiln_op_run(&op);
 }
 
-/* SOFTMAX_XENT_BACK: src[0] probs, src[1] labels; dst[0] dlogits; f[0] scale */
 kiln_status kiln_softmax_xent_backward(const kiln_tensor *probs, const kiln_tensor *labels,
                                        float scale, kiln_tensor *dlogits) {
     const char *fn = "kiln_softmax_xent_backward";
@@ -325,22 +333,24 @@ kiln_status kiln_softmax_xent_backward(const kiln_tensor *probs, const kiln_tens
     KILN_TRY(check_labels(fn, probs, labels));
     KILN_TRY(kiln_check_f32(fn, "dlogits", dlogits));
     KILN_TRY(kiln_check_same_shape(fn, "probs", probs, "dlogits", dlogits));
-    kiln_op op = {.type = KILN_OP_SOFTMAX_XENT_BACK, .src = {probs, labels}, .dst = {dlogits},
-                  .f = {scale}};
+    kiln_op op = kiln_op_on(KILN_OP_SOFTMAX_XENT_BACK, probs);
+    op.softmax = (kiln_softmax_args){.probs = probs, .labels = labels, .dx = dlogits,
+                                     .scale = scale};
     return kiln_op_run(&op);
 }
 
-/* ARGMAX: src[0] x; dst[0] idx (rows, i32) */
+/* idx: one i32 per row */
 kiln_status kiln_argmax(const kiln_tensor *x, kiln_tensor *idx) {
     const char *fn = "kiln_argmax";
     KILN_TRY(kiln_check_f32(fn, "x", x));
     KILN_TRY(check_rows(fn, x));
     KILN_TRY(check_labels(fn, x, idx));
-    kiln_op op = {.type = KILN_OP_ARGMAX, .src = {x}, .dst = {idx}};
+    kiln_op op = kiln_op_on(KILN_OP_ARGMAX, x);
+    op.argmax = (kiln_argmax_args){.x = x, .idx = idx};
     return kiln_op_run(&op);
 }
 
-/* ACCURACY: src[0] x, src[1] labels; dst[0] correct (1 value) */
+/* correct: 1 value */
 kiln_status kiln_accuracy(const kiln_tensor *x, const kiln_tensor *labels, kiln_tensor *correct) {
     const char *fn = "kiln_accuracy";
     KILN_TRY(kiln_check_f32(fn, "x", x));
@@ -351,6 +361,7 @@ kiln_status kiln_accuracy(const kiln_tensor *x, const kiln_tensor *labels, kiln_
     if (kiln_tensor_numel(correct) != 1)
         return kiln_error(KILN_ERR_SHAPE, "%s: correct must hold 1 value, holds %lld", fn,
                           (long long)kiln_tensor_numel(correct));
-    kiln_op op = {.type = KILN_OP_ACCURACY, .src = {x, labels}, .dst = {correct}};
+    kiln_op op = kiln_op_on(KILN_OP_ACCURACY, x);
+    op.argmax = (kiln_argmax_args){.x = x, .labels = labels, .correct = correct};
     return kiln_op_run(&op);
 }

@@ -1,16 +1,15 @@
 /* optim_ops.c: the device-independent front of the fused optimizer updates and global-norm
  * clipping (include/kiln/optim_ops.h). Checks the arguments once, turns the double
  * hyperparameters into the f32 constants the kernels use (once, here, so every backend gets
- * the same bits), fills a kiln_op and hands it to the tensors' backend. Slot meanings are
- * written beside each builder. */
+ * the same bits), fills the family's arguments in a kiln_op (op_args.h) and hands it to the
+ * tensors' backend. A single update is a parameter group of one (optim_group.h). */
 #include <math.h>
 #include <stdio.h>
 
-#include "backend_impl.h"
 #include "error.h"
 #include "kiln/optim_ops.h"
+#include "op_args.h"
 #include "ops_check.h"
-#include "optim_group.h"
 
 /* a slot tensor of w's shape and backend (f32, contiguous) */
 static kiln_status check_slot(const char *fn, const char *name, const kiln_tensor *w,
@@ -47,31 +46,32 @@ static kiln_status check_update(const char *fn, const kiln_tensor *w, const kiln
     return KILN_OK;
 }
 
-/* Runs `op` (its f[], i[] and grad_scale in src[1] filled) over n tensor sets, KILN_GROUP_MAX
- * at a time: op->ext is the group; the slots hold the group's first set (for the backend and
- * dtype checks of kiln_op_run). s0, s1, s2: the optimizer's slots (arrays, or NULL). */
-static kiln_status run_group(kiln_op *op, kiln_tensor *const *w, const kiln_tensor *const *g,
-                             kiln_tensor *const *s0, kiln_tensor *const *s1,
-                             kiln_tensor *const *s2, int n) {
-    kiln_param_group grp;
-    for (int k0 = 0; k0 < n; k0 += KILN_GROUP_MAX) {
-        grp.n = n - k0 < KILN_GROUP_MAX ? n - k0 : KILN_GROUP_MAX;
-        for (int k = 0; k < grp.n; k++) {
-            grp.w[k] = w[k0 + k];
-            grp.g[k] = g[k0 + k];
-            grp.s0[k] = s0 ? s0[k0 + k] : NULL;
-            grp.s1[k] = s1 ? s1[k0 + k] : NULL;
-            grp.s2[k] = s2 ? s2[k0 + k] : NULL;
+/* The tensor arrays of an update of n sets; an optimizer's unused state arrays are NULL. */
+typedef struct update_sets {
+    kiln_tensor *const *w;
+    const kiln_tensor *const *g;
+    kiln_tensor *const *m, *const *v, *const *v_hat; /* Adam */
+    kiln_tensor *const *velocity;                    /* SGD */
+    int n;
+} update_sets;
+
+static kiln_tensor *set_member(kiln_tensor *const *array, int k) { return array ? array[k] : NULL; }
+
+/* Runs `op` (ADAM or SGD, its hyperparameters filled, its group `grp`) over the sets,
+ * KILN_GROUP_MAX at a time, filling grp with each group in turn. */
+static kiln_status run_groups(const kiln_op *op, kiln_param_group *grp, const update_sets *s) {
+    for (int k0 = 0; k0 < s->n; k0 += KILN_GROUP_MAX) {
+        grp->n = s->n - k0 < KILN_GROUP_MAX ? s->n - k0 : KILN_GROUP_MAX;
+        for (int k = 0; k < grp->n; k++) {
+            grp->w[k] = s->w[k0 + k];
+            grp->g[k] = s->g[k0 + k];
+            grp->m[k] = set_member(s->m, k0 + k);
+            grp->v[k] = set_member(s->v, k0 + k);
+            grp->v_hat[k] = set_member(s->v_hat, k0 + k);
+            grp->velocity[k] = set_member(s->velocity, k0 + k);
         }
-        op->src[0] = grp.g[0];
-        op->dst[0] = grp.w[0];
-        op->dst[1] = grp.s0[0];
-        op->dst[2] = grp.s1[0];
-        op->dst[3] = grp.s2[0];
-        op->ext = &grp;
         KILN_TRY(kiln_op_run(op));
     }
-    op->ext = NULL;
     return KILN_OK;
 }
 
@@ -87,12 +87,9 @@ static kiln_status check_group(const char *fn, int n, const void *w, const void 
     return KILN_OK;
 }
 
-/* ADAM: dst[0] w, dst[1] m, dst[2] v, dst[3] v_hat (amsgrad) or NULL; src[0] g, src[1]
- * grad_scale or NULL; f[0] alpha, f[1] 1 - beta_1, f[2] 1 - beta_2, f[3] epsilon,
- * f[4] weight_decay, f[5] lr; i[0] amsgrad, i[1] weight decay on; ext: a kiln_param_group
- * (s0 m, s1 v, s2 v_hat) or NULL */
-static kiln_status adam_op(const char *fn, const kiln_adam_params *p, int64_t step,
-                           const kiln_tensor *grad_scale, kiln_op *op) {
+/* ADAM's hyperparameters as the kernels take them (the group is filled by run_groups) */
+static kiln_status adam_args(const char *fn, const kiln_adam_params *p, int64_t step,
+                             const kiln_tensor *grad_scale, kiln_adam_args *a) {
     if (!p) return kiln_error(KILN_ERR_INVALID_ARG, "%s: params is NULL", fn);
     KILN_TRY(check_hyper(fn, "learning_rate", p->learning_rate, 0.0, HUGE_VAL, false));
     KILN_TRY(check_hyper(fn, "beta_1", p->beta_1, 0.0, 1.0, true));
@@ -106,11 +103,11 @@ static kiln_status adam_op(const char *fn, const kiln_adam_params *p, int64_t st
     float lr = (float)p->learning_rate;
     double t = (double)step;
     double alpha = (double)lr * sqrt(1.0 - pow(p->beta_2, t)) / (1.0 - pow(p->beta_1, t));
-    kiln_op o = {.type = KILN_OP_ADAM, .src = {NULL, grad_scale},
-                 .f = {(float)alpha, (float)(1.0 - p->beta_1), (float)(1.0 - p->beta_2),
-                       (float)p->epsilon, (float)p->weight_decay, lr},
-                 .i = {p->amsgrad, p->weight_decay != 0.0}};
-    *op = o;
+    *a = (kiln_adam_args){.grad_scale = grad_scale, .alpha = (float)alpha,
+                          .one_minus_beta_1 = (float)(1.0 - p->beta_1),
+                          .one_minus_beta_2 = (float)(1.0 - p->beta_2),
+                          .epsilon = (float)p->epsilon, .weight_decay = (float)p->weight_decay,
+                          .lr = lr, .amsgrad = p->amsgrad, .decay_on = p->weight_decay != 0.0};
     return KILN_OK;
 }
 
@@ -137,8 +134,8 @@ kiln_status kiln_adam_update_group(kiln_tensor *const *w, const kiln_tensor *con
     KILN_TRY(check_group(fn, n, w, g));
     if (n > 0 && (!m || !v))
         return kiln_error(KILN_ERR_INVALID_ARG, "%s: the m and v arrays are required", fn);
-    kiln_op op;
-    KILN_TRY(adam_op(fn, p, step, grad_scale, &op));
+    kiln_adam_args a;
+    KILN_TRY(adam_args(fn, p, step, grad_scale, &a));
     if (p->amsgrad && n > 0 && !v_hat)
         return kiln_error(KILN_ERR_INVALID_ARG, "%s: amsgrad needs the v_hat array, got NULL", fn);
     char name[96];
@@ -148,37 +145,42 @@ kiln_status kiln_adam_update_group(kiln_tensor *const *w, const kiln_tensor *con
                                 grad_scale));
         KILN_TRY(kiln_check_same_backend(fk, w[0], w[k]));
     }
-    return run_group(&op, w, g, m, v, p->amsgrad ? v_hat : NULL, n);
+    if (n == 0) return KILN_OK;
+    kiln_param_group grp;
+    kiln_op op = kiln_op_on(KILN_OP_ADAM, g[0]);
+    op.adam = a;
+    op.adam.group = &grp;
+    update_sets s = {.w = w, .g = g, .m = m, .v = v, .v_hat = p->amsgrad ? v_hat : NULL, .n = n};
+    return run_groups(&op, &grp, &s);
 }
 
 kiln_status kiln_adam_update(kiln_tensor *w, const kiln_tensor *g, kiln_tensor *m,
                              kiln_tensor *v, kiln_tensor *v_hat, const kiln_adam_params *p,
                              int64_t step, const kiln_tensor *grad_scale) {
     const char *fn = "kiln_adam_update";
-    kiln_op op;
-    KILN_TRY(adam_op(fn, p, step, grad_scale, &op));
+    kiln_adam_args a;
+    KILN_TRY(adam_args(fn, p, step, grad_scale, &a));
     KILN_TRY(adam_check_set(fn, w, g, m, v, v_hat, p->amsgrad, grad_scale));
-    op.src[0] = g;
-    op.dst[0] = w;
-    op.dst[1] = m;
-    op.dst[2] = v;
-    op.dst[3] = v_hat;
-    return kiln_tensor_numel(w) == 0 ? KILN_OK : kiln_op_run(&op);
+    if (kiln_tensor_numel(w) == 0) return KILN_OK;
+    kiln_param_group grp;
+    kiln_op op = kiln_op_on(KILN_OP_ADAM, g);
+    op.adam = a;
+    op.adam.group = &grp;
+    update_sets s = {.w = &w, .g = &g, .m = &m, .v = &v, .v_hat = &v_hat, .n = 1};
+    return run_groups(&op, &grp, &s);
 }
 
-/* SGD: dst[0] w, dst[1] velocity or NULL; src[0] g, src[1] grad_scale or NULL; f[0] lr,
- * f[1] momentum, f[2] weight_decay; i[0] nesterov, i[1] momentum on, i[2] weight decay on;
- * ext: a kiln_param_group (s0 velocity) or NULL */
-static kiln_status sgd_op(const char *fn, const kiln_sgd_params *p, const kiln_tensor *grad_scale,
-                          kiln_op *op) {
+/* SGD's hyperparameters as the kernels take them (the group is filled by run_groups) */
+static kiln_status sgd_args(const char *fn, const kiln_sgd_params *p,
+                            const kiln_tensor *grad_scale, kiln_sgd_args *a) {
     if (!p) return kiln_error(KILN_ERR_INVALID_ARG, "%s: params is NULL", fn);
     KILN_TRY(check_hyper(fn, "learning_rate", p->learning_rate, 0.0, HUGE_VAL, false));
     KILN_TRY(check_hyper(fn, "momentum", p->momentum, 0.0, 1.0, false));
     KILN_TRY(check_hyper(fn, "weight_decay", p->weight_decay, 0.0, HUGE_VAL, false));
-    kiln_op o = {.type = KILN_OP_SGD, .src = {NULL, grad_scale},
-                 .f = {(float)p->learning_rate, (float)p->momentum, (float)p->weight_decay},
-                 .i = {p->nesterov, p->momentum != 0.0, p->weight_decay != 0.0}};
-    *op = o;
+    *a = (kiln_sgd_args){.grad_scale = grad_scale, .lr = (float)p->learning_rate,
+                         .momentum = (float)p->momentum, .weight_decay = (float)p->weight_decay,
+                         .nesterov = p->nesterov, .momentum_on = p->momentum != 0.0,
+                         .decay_on = p->weight_decay != 0.0};
     return KILN_OK;
 }
 
@@ -198,8 +200,8 @@ kiln_status kiln_sgd_update_group(kiln_tensor *const *w, const kiln_tensor *cons
                                   const kiln_tensor *grad_scale) {
     const char *fn = "kiln_sgd_update_group";
     KILN_TRY(check_group(fn, n, w, g));
-    kiln_op op;
-    KILN_TRY(sgd_op(fn, p, grad_scale, &op));
+    kiln_sgd_args a;
+    KILN_TRY(sgd_args(fn, p, grad_scale, &a));
     bool momentum = p->momentum != 0.0;
     if (momentum && n > 0 && !velocity)
         return kiln_error(KILN_ERR_INVALID_ARG, "%s: momentum %g needs the velocity array, got NULL",
@@ -210,31 +212,42 @@ kiln_status kiln_sgd_update_group(kiln_tensor *const *w, const kiln_tensor *cons
         KILN_TRY(sgd_check_set(fk, w[k], g[k], velocity ? velocity[k] : NULL, p, grad_scale));
         KILN_TRY(kiln_check_same_backend(fk, w[0], w[k]));
     }
-    return run_group(&op, w, g, momentum ? velocity : NULL, NULL, NULL, n);
+    if (n == 0) return KILN_OK;
+    kiln_param_group grp;
+    kiln_op op = kiln_op_on(KILN_OP_SGD, g[0]);
+    op.sgd = a;
+    op.sgd.group = &grp;
+    update_sets s = {.w = w, .g = g, .velocity = momentum ? velocity : NULL, .n = n};
+    return run_groups(&op, &grp, &s);
 }
 
 kiln_status kiln_sgd_update(kiln_tensor *w, const kiln_tensor *g, kiln_tensor *velocity,
                             const kiln_sgd_params *p, const kiln_tensor *grad_scale) {
     const char *fn = "kiln_sgd_update";
-    kiln_op op;
-    KILN_TRY(sgd_op(fn, p, grad_scale, &op));
+    kiln_sgd_args a;
+    KILN_TRY(sgd_args(fn, p, grad_scale, &a));
     KILN_TRY(sgd_check_set(fn, w, g, velocity, p, grad_scale));
-    op.src[0] = g;
-    op.dst[0] = w;
-    op.dst[1] = p->momentum != 0.0 ? velocity : NULL;
-    return kiln_tensor_numel(w) == 0 ? KILN_OK : kiln_op_run(&op);
+    if (kiln_tensor_numel(w) == 0) return KILN_OK;
+    if (p->momentum == 0.0) velocity = NULL;
+    kiln_param_group grp;
+    kiln_op op = kiln_op_on(KILN_OP_SGD, g);
+    op.sgd = a;
+    op.sgd.group = &grp;
+    update_sets s = {.w = &w, .g = &g, .velocity = &velocity, .n = 1};
+    return run_groups(&op, &grp, &s);
 }
 
-/* SUMSQ_ACC: src[0] g; dst[0] acc (1 value) */
+/* acc: 1 value */
 kiln_status kiln_sum_squares_accumulate(const kiln_tensor *g, kiln_tensor *acc) {
     const char *fn = "kiln_sum_squares_accumulate";
     KILN_TRY(kiln_check_f32(fn, "g", g));
     KILN_TRY(check_scalar(fn, "acc", g, acc));
-    kiln_op op = {.type = KILN_OP_SUMSQ_ACC, .src = {g}, .dst = {acc}};
+    kiln_op op = kiln_op_on(KILN_OP_SUMSQ_ACC, g);
+    op.sumsq = (kiln_sumsq_args){.g = g, .acc = acc};
     return kiln_tensor_numel(g) == 0 ? KILN_OK : kiln_op_run(&op);
 }
 
-/* CLIP_SCALE: src[0] sumsq (1 value); dst[0] scale (1 value); f[0] clip_norm */
+/* sumsq, scale: 1 value each */
 kiln_status kiln_clip_scale(const kiln_tensor *sumsq, float clip_norm, kiln_tensor *scale) {
     const char *fn = "kiln_clip_scale";
     KILN_TRY(kiln_check_f32(fn, "sumsq", sumsq));
@@ -243,7 +256,8 @@ kiln_status kiln_clip_scale(const kiln_tensor *sumsq, float clip_norm, kiln_tens
     if (!(clip_norm > 0.0f) || isinf(clip_norm))
         return kiln_error(KILN_ERR_INVALID_ARG, "%s: clip_norm is %g, want a finite value > 0", fn,
                           (double)clip_norm);
-    kiln_op op = {.type = KILN_OP_CLIP_SCALE, .src = {sumsq}, .dst = {scale}, .f = {clip_norm}};
+    kiln_op op = kiln_op_on(KILN_OP_CLIP_SCALE, sumsq);
+    op.clip = (kiln_clip_args){.sumsq = sumsq, .scale = scale, .clip_norm = clip_norm};
     return kiln_op_run(&op);
 }
 

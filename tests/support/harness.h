@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "kiln/kiln.h"
+#include "op_args.h"
 #include "rng.h"
 
 /* ---- random numbers: core's splitmix64 stream (rng.h) at state seed * gamma + 1; fixed
@@ -81,8 +82,17 @@ struct kt_case {
     int n_in, n_out;
     kt_tspec in[6];
     kt_tspec out[4];
-    float f[4];        /* op parameters for run() */
-    int32_t i[4];
+    /* the op's parameters, by name: a row sets those its run() reads */
+    kiln_op op;        /* the op's own arguments (src/ops/op_args.h: fill, unary, reduce, gemm,
+                        * softmax, dropout, adam, sgd, clip); their tensors stay NULL, they are
+                        * in[] and out[] */
+    kiln_conv2d_params conv;  /* Conv2D rows */
+    kiln_pool2d_params pool;  /* pooling rows */
+    kiln_bn_params bn;        /* batch-norm rows */
+    int bn_call;              /* batch-norm rows: which call (test_batchnorm_parity.c) */
+    int64_t step;             /* Adam rows: the update's step */
+    bool grad_scale;          /* optimizer rows: the input after the slots is grad_scale */
+    bool transposed;          /* copy rows: from a transposed view of in[0] */
     double tol;        /* CPU vs CUDA, normalised error (docs/testing.md) */
     uint64_t seed;
     bool out_is_input; /* out[0] starts as a copy of in[0]'s shape, random (axpy, beta != 0) */

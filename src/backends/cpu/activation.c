@@ -5,15 +5,15 @@
  * dropout are f32, one IEEE operation per statement in the CUDA kernels' order (no fused
  * multiply-add: C11 mode compiles with -ffp-contract=off), so both backends give the same bits. */
 #include <math.h>
-#include <string.h>
 
 #include "counter_rng.h"
 #include "cpu.h"
+#include "op_args.h"
 
 static void forward(const kiln_op *op) {
-    const float *x = op->src[0]->data;
-    float *y = op->dst[0]->data;
-    int64_t n = kiln_tensor_numel(op->src[0]);
+    const float *x = op->unary.x->data;
+    float *y = op->unary.y->data;
+    int64_t n = kiln_tensor_numel(op->unary.x);
     if (op->type == KILN_OP_SIGMOID)
         for (int64_t i = 0; i < n; i++) y[i] = (float)(1.0 / (1.0 + exp(-(double)x[i])));
     else
@@ -22,9 +22,9 @@ static void forward(const kiln_op *op) {
 
 /* sigmoid: dx = (dy * y) * (1 - y);  tanh: dx = dy * (1 - y * y) */
 static void backward(const kiln_op *op) {
-    const float *y = op->src[0]->data, *dy = op->src[1]->data;
-    float *dx = op->dst[0]->data;
-    int64_t n = kiln_tensor_numel(op->src[0]);
+    const float *y = op->unary_back.y->data, *dy = op->unary_back.dy->data;
+    float *dx = op->unary_back.dx->data;
+    int64_t n = kiln_tensor_numel(op->unary_back.y);
     bool sigmoid = op->type == KILN_OP_SIGMOID_BACK;
     for (int64_t i = 0; i < n; i++) {
         float a = sigmoid ? dy[i] * y[i] : y[i] * y[i];
@@ -34,13 +34,11 @@ static void backward(const kiln_op *op) {
 }
 
 /* y = keep(seed, i) ? x * scale : 0 (forward on x, backward on dy: the same mask) */
-static void dropout(const kiln_op *op) {
-    const float *x = op->src[0]->data;
-    float *y = op->dst[0]->data, rate = op->f[0], scale = op->f[1];
-    uint64_t seed;
-    memcpy(&seed, op->i, sizeof seed);
-    uint64_t key = kiln_dropout_key(seed);
-    int64_t n = kiln_tensor_numel(op->src[0]);
+static void dropout(const kiln_dropout_args *a) {
+    const float *x = a->x->data;
+    float *y = a->y->data, rate = a->rate, scale = a->scale;
+    uint64_t key = kiln_dropout_key(a->seed);
+    int64_t n = kiln_tensor_numel(a->x);
     for (int64_t i = 0; i < n; i++)
         y[i] = kiln_dropout_keep(key, (uint64_t)i, rate) ? x[i] * scale : 0.0f;
 }
@@ -51,6 +49,6 @@ void kiln_cpu_activation(const kiln_op *op) {
     case KILN_OP_TANH: forward(op); break;
     case KILN_OP_SIGMOID_BACK:
     case KILN_OP_TANH_BACK: backward(op); break;
-    default: dropout(op); break;
+    default: dropout(&op->dropout); break;
     }
 }

@@ -6,6 +6,7 @@
 
 #include "cpu.h"
 #include "error.h"
+#include "op_args.h"
 
 typedef struct cpu_ctx {
     size_t bytes_in_use;

@@ -1,14 +1,15 @@
 /* cpu/batchnorm.c: the batch-norm reference (the oracle the CUDA kernels answer to). Plain
- * loops over the (outer, C, inner) view of x (src/batchnorm_math.h), everything accumulated in
- * double with a two-pass variance (no E[x^2] - E[x]^2), each result rounded once to its dtype.
- * Channels go in blocks of BLOCK: each pass walks the block's elements in memory order, so
- * NHWC tensors (channels innermost) stream through the cache instead of striding by C, while
- * every channel still sums its values in the same order (o, then i) as a channel-at-a-time
- * loop would. OpenMP threads take whole blocks: the result does not depend on the thread
- * count. */
+ * loops over the (outer, C, inner) view of x (src/backends/shared/batchnorm_math.h),
+ * everything accumulated in double with a two-pass variance (no E[x^2] - E[x]^2), each result
+ * rounded once to its dtype. Channels go in blocks of BLOCK: each pass walks the block's
+ * elements in memory order, so NHWC tensors (channels innermost) stream through the cache
+ * instead of striding by C, while every channel still sums its values in the same order
+ * (o, then i) as a channel-at-a-time loop would. OpenMP threads take whole blocks: the result
+ * does not depend on the thread count. */
 #include "batchnorm_math.h"
 #include "cpu.h"
 #include "dtype_convert.h"
+#include "op_args.h"
 
 #define BLOCK 64
 
@@ -59,11 +60,11 @@ static void block_stats(const kiln_bn_geom *g, int64_t c0, int64_t nc, const kil
 static int64_t blocks(const kiln_bn_geom *g) { return (g->c + BLOCK - 1) / BLOCK; }
 static int64_t block_len(const kiln_bn_geom *g, int64_t b) { return g->c - b * BLOCK < BLOCK ? g->c - b * BLOCK : BLOCK; }
 
-static void forward_train(const kiln_op *op, const kiln_bn_geom *g) {
-    const kiln_tensor *x = op->src[0], *gamma = op->src[1], *beta = op->src[2];
-    const kiln_tensor *mm = op->src[3], *mv = op->src[4]; /* updated in place */
-    kiln_tensor *y = op->dst[0], *save_mean = op->dst[1], *save_invstd = op->dst[2];
-    const double eps = op->f[0], keep = op->d[0], w = op->d[1];
+static void forward_train(const kiln_bn_args *a, const kiln_bn_geom *g) {
+    const kiln_tensor *x = a->x, *gamma = a->gamma, *beta = a->beta;
+    kiln_tensor *mm = a->moving_mean, *mv = a->moving_var; /* updated in place */
+    kiln_tensor *y = a->y, *save_mean = a->save_mean, *save_invstd = a->save_invstd;
+    const double eps = a->epsilon, keep = a->keep, w = a->weight;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (blocks(g) > 1)
 #endif
@@ -79,7 +80,7 @@ static void forward_train(const kiln_op *op, const kiln_bn_geom *g) {
             if (mm) {
                 float *m = mm->data, *v = mv->data;
                 m[c] = kiln_bn_moving(m[c], mean[j], keep, w);
-                v[c] = kiln_bn_moving(v[c], kiln_bn_sample_var(var[j], g->n, op->i[1]), keep, w);
+                v[c] = kiln_bn_moving(v[c], kiln_bn_sample_var(var[j], g->n, a->unbiased), keep, w);
             }
             scale[j] = chan(gamma, c, 1.0) * invstd;
             shift[j] = chan(beta, c, 0.0);
@@ -88,10 +89,10 @@ static void forward_train(const kiln_op *op, const kiln_bn_geom *g) {
     }
 }
 
-static void forward_infer(const kiln_op *op, const kiln_bn_geom *g) {
-    const kiln_tensor *x = op->src[0], *gamma = op->src[1], *beta = op->src[2];
-    const kiln_tensor *mm = op->src[3], *mv = op->src[4];
-    const double eps = op->f[0];
+static void forward_infer(const kiln_bn_args *a, const kiln_bn_geom *g) {
+    const kiln_tensor *x = a->x, *gamma = a->gamma, *beta = a->beta;
+    const kiln_tensor *mm = a->mean, *mv = a->var;
+    const double eps = a->epsilon;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (blocks(g) > 1)
 #endif
@@ -102,20 +103,20 @@ static void forward_infer(const kiln_op *op, const kiln_bn_geom *g) {
             int64_t c = c0 + j;
             double invstd = kiln_bn_invstd(chan(mv, c, 1.0), eps);
             mean[j] = chan(mm, c, 0.0);
-            put(op->dst[1], c, mean[j]); /* a frozen layer's training forward */
-            put(op->dst[2], c, invstd);
+            put(a->save_mean, c, mean[j]); /* a frozen layer's training forward */
+            put(a->save_invstd, c, invstd);
             scale[j] = chan(gamma, c, 1.0) * invstd;
             shift[j] = chan(beta, c, 0.0);
         }
-        affine_block(g, c0, nc, x, mean, scale, shift, op->dst[0]);
+        affine_block(g, c0, nc, x, mean, scale, shift, a->y);
     }
 }
 
-static void backward(const kiln_op *op, const kiln_bn_geom *g) {
-    const kiln_tensor *x = op->src[0], *dy = op->src[1], *gamma = op->src[2];
-    const kiln_tensor *save_mean = op->src[3], *save_invstd = op->src[4];
-    kiln_tensor *dx = op->dst[0];
-    const bool frozen = (op->i[1] & KILN_BN_FROZEN) != 0;
+static void backward(const kiln_bn_args *a, const kiln_bn_geom *g) {
+    const kiln_tensor *x = a->x, *dy = a->dy, *gamma = a->gamma;
+    const kiln_tensor *save_mean = a->mean, *save_invstd = a->invstd;
+    kiln_tensor *dx = a->dx;
+    const bool frozen = a->frozen;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (blocks(g) > 1)
 #endif
@@ -132,9 +133,9 @@ static void backward(const kiln_op *op, const kiln_bn_geom *g) {
         for (int64_t j = 0; j < nc; j++) {
             int64_t c = c0 + j;
             double invstd = chan(save_invstd, c, 1.0), dbeta = sum_dy[j], dgamma = sum_dy_xc[j] * invstd;
-            put(op->dst[1], c, dgamma);
-            put(op->dst[2], c, dbeta);
-            coef[j] = kiln_bn_backward_coef(chan(gamma, c, 1.0), invstd, dgamma, dbeta, g->n, op->i[1]);
+            put(a->dgamma, c, dgamma);
+            put(a->dbeta, c, dbeta);
+            coef[j] = kiln_bn_backward_coef(chan(gamma, c, 1.0), invstd, dgamma, dbeta, g->n, frozen);
         }
         EACH(g, c0, nc, {
             double v = coef[j].a * ld(dy, k) + coef[j].q;
@@ -144,9 +145,9 @@ static void backward(const kiln_op *op, const kiln_bn_geom *g) {
     }
 }
 
-static void backward_infer(const kiln_op *op, const kiln_bn_geom *g) {
-    const kiln_tensor *dy = op->src[0], *gamma = op->src[1], *mv = op->src[2];
-    const double eps = op->f[0];
+static void backward_infer(const kiln_bn_args *a, const kiln_bn_geom *g) {
+    const kiln_tensor *dy = a->dy, *gamma = a->gamma, *mv = a->var;
+    const double eps = a->epsilon;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (blocks(g) > 1)
 #endif
@@ -155,17 +156,18 @@ static void backward_infer(const kiln_op *op, const kiln_bn_geom *g) {
         double zero[BLOCK] = {0}, scale[BLOCK];
         for (int64_t j = 0; j < nc; j++)
             scale[j] = chan(gamma, c0 + j, 1.0) * kiln_bn_invstd(chan(mv, c0 + j, 1.0), eps);
-        affine_block(g, c0, nc, dy, zero, scale, zero, op->dst[0]);
+        affine_block(g, c0, nc, dy, zero, scale, zero, a->dx);
     }
 }
 
 kiln_status kiln_cpu_batchnorm(const kiln_op *op) {
-    kiln_bn_geom g = kiln_bn_geometry(op->src[0], op->i[0]);
+    const kiln_bn_args *a = &op->bn;
+    kiln_bn_geom g = kiln_bn_geometry(kiln_bn_data(op->type, a), a->layout);
     switch (op->type) {
-    case KILN_OP_BN_FWD_TRAIN: forward_train(op, &g); break;
-    case KILN_OP_BN_FWD_INFER: forward_infer(op, &g); break;
-    case KILN_OP_BN_BWD: backward(op, &g); break;
-    case KILN_OP_BN_BWD_INFER: backward_infer(op, &g); break;
+    case KILN_OP_BN_FWD_TRAIN: forward_train(a, &g); break;
+    case KILN_OP_BN_FWD_INFER: forward_infer(a, &g); break;
+    case KILN_OP_BN_BWD: backward(a, &g); break;
+    case KILN_OP_BN_BWD_INFER: backward_infer(a, &g); break;
     default: break;
     }
     return KILN_OK;

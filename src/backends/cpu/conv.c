@@ -13,6 +13,7 @@
 
 #include "cpu.h"
 #include "error.h"
+#include "op_args.h"
 
 #define CONV_CHUNK_BYTES ((size_t)64 << 20)
 
@@ -26,15 +27,15 @@ typedef struct conv_dims {
     bool direct;          /* 1x1, stride 1, no padding: x is the patch matrix */
 } conv_dims;
 
-/* x, w, y: the image, kernel and output-image tensors of the op, whatever their slots */
-static conv_dims dims_of(const kiln_op *op, const kiln_tensor *x, const kiln_tensor *w,
+/* x, w, y: the image, kernel and output-image tensors of the op (x or dx, w or dw, y or dy) */
+static conv_dims dims_of(const kiln_conv2d_args *a, const kiln_tensor *x, const kiln_tensor *w,
                          const kiln_tensor *y) {
     conv_dims d = {
         .n = x->shape[0], .h = x->shape[1], .w = x->shape[2], .c = x->shape[3],
         .kh = w->shape[0], .kw = w->shape[1], .oc = w->shape[3],
         .oh = y->shape[1], .ow = y->shape[2],
-        .sh = op->i[0], .sw = op->i[1], .dh = op->i[2], .dw = op->i[3],
-        .pt = op->i[4], .pl = op->i[5],
+        .sh = a->stride_h, .sw = a->stride_w, .dh = a->dilation_h, .dw = a->dilation_w,
+        .pt = a->pad_top, .pl = a->pad_left,
     };
     d.k = d.kh * d.kw * d.c;
     d.rows_per_image = d.oh * d.ow;
@@ -86,9 +87,10 @@ static kiln_status chunk_buffer(const conv_dims *d, const char *opname, int64_t 
 
 /* y (N, OH, OW, OC) = x * w + b */
 static kiln_status conv_forward(const kiln_op *op) {
-    const kiln_tensor *xt = op->src[0], *wt = op->src[1], *bt = op->src[2];
-    kiln_tensor *yt = op->dst[0];
-    conv_dims d = dims_of(op, xt, wt, yt);
+    const kiln_conv2d_args *a = &op->conv;
+    const kiln_tensor *xt = a->x, *wt = a->w, *bt = a->b;
+    kiln_tensor *yt = a->y;
+    conv_dims d = dims_of(a, xt, wt, yt);
     float *y = yt->data, *col;
     const float *x = xt->data, *w = wt->data, *b = bt ? bt->data : NULL;
     int64_t nb;
@@ -98,13 +100,13 @@ static kiln_status conv_forward(const kiln_op *op) {
         for (int64_t o = 0; o < d.oc; o++) y[r * d.oc + o] = b ? b[o] : 0.0f;
     for (int64_t n0 = 0; n0 < d.n; n0 += nb) {
         int64_t cnt = n0 + nb <= d.n ? nb : d.n - n0, m = cnt * d.rows_per_image;
-        const float *a = x + n0 * d.h * d.w * d.c;
+        const float *p = x + n0 * d.h * d.w * d.c;
         if (!d.direct) {
             patch_walk(&d, n0, cnt, col, (float *)x, true);
-            a = col;
+            p = col;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)d.oc, (int)d.k, 1.0f,
-                    a, (int)d.k, w, (int)d.oc, 1.0f, y + n0 * d.rows_per_image * d.oc, (int)d.oc);
+                    p, (int)d.k, w, (int)d.oc, 1.0f, y + n0 * d.rows_per_image * d.oc, (int)d.oc);
     }
     free(col);
     return KILN_OK;
@@ -112,9 +114,10 @@ static kiln_status conv_forward(const kiln_op *op) {
 
 /* dx (N, H, W, C) from dy (N, OH, OW, OC) and w */
 static kiln_status conv_backward_data(const kiln_op *op) {
-    const kiln_tensor *dyt = op->src[0], *wt = op->src[1];
-    kiln_tensor *dxt = op->dst[0];
-    conv_dims d = dims_of(op, dxt, wt, dyt);
+    const kiln_conv2d_args *a = &op->conv;
+    const kiln_tensor *dyt = a->dy, *wt = a->w;
+    kiln_tensor *dxt = a->dx;
+    conv_dims d = dims_of(a, dxt, wt, dyt);
     float *dx = dxt->data, *col;
     const float *dy = dyt->data, *w = wt->data;
     int64_t nb;
@@ -134,9 +137,10 @@ static kiln_status conv_backward_data(const kiln_op *op) {
 
 /* dw (kh, kw, C, OC) and db (OC) from x and dy */
 static kiln_status conv_backward_filter(const kiln_op *op) {
-    const kiln_tensor *xt = op->src[0], *dyt = op->src[1];
-    kiln_tensor *dwt = op->dst[0], *dbt = op->dst[1];
-    conv_dims d = dims_of(op, xt, dwt, dyt);
+    const kiln_conv2d_args *a = &op->conv;
+    const kiln_tensor *xt = a->x, *dyt = a->dy;
+    kiln_tensor *dwt = a->dw, *dbt = a->db;
+    conv_dims d = dims_of(a, xt, dwt, dyt);
     float *dw = dwt->data, *col;
     const float *x = xt->data, *dy = dyt->data;
     int64_t nb;
@@ -144,12 +148,12 @@ static kiln_status conv_backward_filter(const kiln_op *op) {
     memset(dw, 0, kiln_tensor_nbytes(dwt));
     for (int64_t n0 = 0; n0 < d.n; n0 += nb) {
         int64_t cnt = n0 + nb <= d.n ? nb : d.n - n0, m = cnt * d.rows_per_image;
-        const float *a = x + n0 * d.h * d.w * d.c;
+        const float *p = x + n0 * d.h * d.w * d.c;
         if (!d.direct) {
             patch_walk(&d, n0, cnt, col, (float *)x, true);
-            a = col;
+            p = col;
         }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d.k, (int)d.oc, (int)m, 1.0f, a,
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d.k, (int)d.oc, (int)m, 1.0f, p,
                     (int)d.k, dy + n0 * d.rows_per_image * d.oc, (int)d.oc, 1.0f, dw, (int)d.oc);
     }
     free(col);

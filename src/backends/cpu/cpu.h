@@ -1,5 +1,6 @@
-/* cpu.h: the CPU backend's op families (internal). Each takes a checked kiln_op (src/ops.c
- * has checked dtypes, shapes and contiguity) and runs it on host memory. */
+/* cpu.h: the CPU backend's op families (internal). Each takes a checked kiln_op (the front end
+ * in src/ops has checked dtypes, shapes and contiguity), reads its family's arguments
+ * (src/ops/op_args.h, which each family's file includes) and runs it on host memory. */
 #ifndef KILN_CPU_H
 #define KILN_CPU_H
 
@@ -22,6 +23,5 @@ kiln_status kiln_cpu_pool2d(const kiln_op *op); /* MAX/AVG_POOL2D(_BACK), GLOBAL
 void kiln_cpu_activation(const kiln_op *op); /* SIGMOID(_BACK), TANH(_BACK), DROPOUT */
 void kiln_cpu_optim(const kiln_op *op);      /* ADAM, SGD, SUMSQ_ACC, CLIP_SCALE */
 kiln_status kiln_cpu_batchnorm(const kiln_op *op); /* BN_FWD_TRAIN, BN_FWD_INFER, BN_BWD, BN_BWD_INFER */
-
 
 #endif

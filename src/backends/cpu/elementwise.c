@@ -4,17 +4,18 @@
 #include "cpu.h"
 #include "dtype_convert.h"
 #include "half.h"
+#include "op_args.h"
 
 void kiln_cpu_fill(const kiln_op *op) {
-    kiln_tensor *t = op->dst[0];
+    kiln_tensor *t = op->fill.dst;
     int64_t n = kiln_tensor_numel(t);
-    for (int64_t i = 0; i < n; i++) kiln_dtype_store(t->data, t->dtype, i, op->d[0]);
+    for (int64_t i = 0; i < n; i++) kiln_dtype_store(t->data, t->dtype, i, op->fill.value);
 }
 
 /* dst (contiguous) = src (any strides); walks src's 4-D index space in row-major order */
 void kiln_cpu_copy(const kiln_op *op) {
-    const kiln_tensor *s = op->src[0];
-    kiln_tensor *d = op->dst[0];
+    const kiln_tensor *s = op->copy.src;
+    kiln_tensor *d = op->copy.dst;
     size_t es = kiln_dtype_size(s->dtype);
     const char *sp = s->data;
     char *dp = d->data;
@@ -30,17 +31,18 @@ void kiln_cpu_copy(const kiln_op *op) {
 }
 
 void kiln_cpu_cast(const kiln_op *op) {
-    const kiln_tensor *s = op->src[0];
-    kiln_tensor *d = op->dst[0];
+    const kiln_tensor *s = op->copy.src;
+    kiln_tensor *d = op->copy.dst;
     int64_t n = kiln_tensor_numel(s);
     for (int64_t i = 0; i < n; i++)
         kiln_dtype_store(d->data, d->dtype, i, kiln_dtype_load(s->data, s->dtype, i));
 }
 
 void kiln_cpu_binary(const kiln_op *op) {
-    const float *a = op->src[0]->data, *b = op->src[1]->data;
-    float *y = op->dst[0]->data;
-    int64_t n = kiln_tensor_numel(op->src[0]), nb = kiln_tensor_numel(op->src[1]);
+    const kiln_binary_args *args = &op->binary;
+    const float *a = args->a->data, *b = args->b->data;
+    float *y = args->out->data;
+    int64_t n = kiln_tensor_numel(args->a), nb = kiln_tensor_numel(args->b);
     for (int64_t i = 0; i < n; i++) {
         float bv = b[i % nb];
         switch (op->type) {
@@ -51,11 +53,23 @@ void kiln_cpu_binary(const kiln_op *op) {
     }
 }
 
+/* RELU_BACK: dx = dy (x > 0) */
+static void relu_backward(const kiln_unary_back_args *a) {
+    const float *x = a->x->data, *dy = a->dy->data;
+    float *dx = a->dx->data;
+    int64_t n = kiln_tensor_numel(a->x);
+    for (int64_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+}
+
 void kiln_cpu_unary(const kiln_op *op) {
-    const float *x = op->src[0]->data;
-    float *y = op->dst[0]->data;
-    float alpha = op->f[0];
-    int64_t n = kiln_tensor_numel(op->src[0]);
+    if (op->type == KILN_OP_RELU_BACK) {
+        relu_backward(&op->unary_back);
+        return;
+    }
+    const float *x = op->unary.x->data;
+    float *y = op->unary.y->data;
+    float alpha = op->unary.alpha;
+    int64_t n = kiln_tensor_numel(op->unary.x);
     switch (op->type) {
     case KILN_OP_SCALE:
         for (int64_t i = 0; i < n; i++) y[i] = alpha * x[i];
@@ -66,11 +80,6 @@ void kiln_cpu_unary(const kiln_op *op) {
     case KILN_OP_RELU:
         for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : (isnan(x[i]) ? x[i] : 0.0f);
         break;
-    case KILN_OP_RELU_BACK: {
-        const float *dy = op->src[1]->data;
-        for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? dy[i] : 0.0f;
-        break;
-    }
     default: break;
     }
 }

@@ -2,12 +2,15 @@
 #include <cblas.h>
 
 #include "cpu.h"
+#include "op_args.h"
 
 void kiln_cpu_gemm(const kiln_op *op) {
-    const kiln_tensor *a = op->src[0], *b = op->src[1];
-    kiln_tensor *c = op->dst[0];
-    int ta = op->i[0], tb = op->i[1], m = op->i[3], n = op->i[4], k = op->i[5];
-    float alpha = op->f[0], beta = op->f[1];
+    const kiln_gemm_args *g = &op->gemm;
+    const kiln_tensor *a = g->a, *b = g->b;
+    kiln_tensor *c = g->c;
+    bool ta = g->trans_a, tb = g->trans_b;
+    int m = g->m, n = g->n, k = g->k;
+    float alpha = g->alpha, beta = g->beta;
     float *cp = c->data;
     if (m == 0 || n == 0) return;
     if (k == 0) { /* C = beta C, with beta 0 ignoring C's old contents */

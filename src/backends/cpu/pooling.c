@@ -1,22 +1,23 @@
 /* cpu/pooling.c: MaxPooling2D, AveragePooling2D and GlobalAveragePooling2D on the CPU, NHWC.
  *
- * The arithmetic is the CUDA kernels' (src/cuda/pooling.cu) step for step, so both give the
- * same bits: window sums in f32 in row-major window order, the max rule of pool_window.h, and
- * backward contributions added to each dx element in (oh, ow) order starting from 0 (here by
- * scattering window after window, on CUDA by gathering per element); the global average sums
- * in double in (h, w) order. */
+ * The arithmetic is the CUDA kernels' (src/backends/cuda/pooling.cu) step for step, so both
+ * give the same bits: window sums in f32 in row-major window order, the max rule of
+ * pool_window.h, and backward contributions added to each dx element in (oh, ow) order starting
+ * from 0 (here by scattering window after window, on CUDA by gathering per element); the global
+ * average sums in double in (h, w) order. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "cpu.h"
 #include "error.h"
+#include "op_args.h"
 #include "pool_window.h"
 
 /* y (N, OH, OW, C): window max (first maximal element) or mean of the in-range elements */
-static void pool_forward(const kiln_op *op, bool max) {
-    const kiln_tensor *xt = op->src[0];
-    kiln_tensor *yt = op->dst[0];
-    kiln_pool_dims d = kiln_pool_dims_of(op->i, xt->shape, yt->shape);
+static void pool_forward(const kiln_pool2d_args *a, bool max) {
+    const kiln_tensor *xt = a->x;
+    kiln_tensor *yt = a->y;
+    kiln_pool_dims d = kiln_pool_dims_of(&a->win, xt->shape, yt->shape);
     const float *x = xt->data;
     float *y = yt->data;
     for (int64_t n = 0; n < d.n; n++)
@@ -40,13 +41,13 @@ static void pool_forward(const kiln_op *op, bool max) {
             }
 }
 
-/* dx (N, H, W, C) from dy (N, OH, OW, C): max sends each dy to its window's argmax (x is
- * src[0], dy src[1]); average spreads dy / count over the window (dy is src[0]) */
-static void pool_backward(const kiln_op *op, bool max) {
-    const kiln_tensor *dyt = op->src[max ? 1 : 0];
-    kiln_tensor *dxt = op->dst[0];
-    kiln_pool_dims d = kiln_pool_dims_of(op->i, dxt->shape, dyt->shape);
-    const float *x = max ? op->src[0]->data : NULL, *dy = dyt->data;
+/* dx (N, H, W, C) from dy (N, OH, OW, C): max sends each dy to its window's argmax in x;
+ * average spreads dy / count over the window */
+static void pool_backward(const kiln_pool2d_args *a, bool max) {
+    const kiln_tensor *dyt = a->dy;
+    kiln_tensor *dxt = a->dx;
+    kiln_pool_dims d = kiln_pool_dims_of(&a->win, dxt->shape, dyt->shape);
+    const float *x = max ? a->x->data : NULL, *dy = dyt->data;
     float *dx = dxt->data;
     memset(dx, 0, kiln_tensor_nbytes(dxt));
     for (int64_t n = 0; n < d.n; n++)
@@ -69,11 +70,11 @@ static void pool_backward(const kiln_op *op, bool max) {
 }
 
 /* y (N, C) = mean over H, W of x (N, H, W, C), summed in double in (h, w) order */
-static kiln_status global_avg_forward(const kiln_op *op) {
-    const kiln_tensor *xt = op->src[0];
+static kiln_status global_avg_forward(const kiln_pool2d_args *a) {
+    const kiln_tensor *xt = a->x;
     int64_t n = xt->shape[0], hw = xt->shape[1] * xt->shape[2], c = xt->shape[3];
     const float *x = xt->data;
-    float *y = op->dst[0]->data;
+    float *y = a->y->data;
     double *acc = malloc((size_t)c * sizeof *acc);
     if (!acc)
         return kiln_error(KILN_ERR_OOM, "kiln_global_avg_pool2d: out of host memory for %lld accumulators",
@@ -89,10 +90,10 @@ static kiln_status global_avg_forward(const kiln_op *op) {
 }
 
 /* dx (N, H, W, C) = dy (N, C) / (H W) */
-static void global_avg_backward(const kiln_op *op) {
-    kiln_tensor *dxt = op->dst[0];
+static void global_avg_backward(const kiln_pool2d_args *a) {
+    kiln_tensor *dxt = a->dx;
     int64_t n = dxt->shape[0], hw = dxt->shape[1] * dxt->shape[2], c = dxt->shape[3];
-    const float *dy = op->src[0]->data;
+    const float *dy = a->dy->data;
     float *dx = dxt->data, count = (float)hw;
     for (int64_t b = 0; b < n; b++)
         for (int64_t p = 0; p < hw; p++)
@@ -100,13 +101,14 @@ static void global_avg_backward(const kiln_op *op) {
 }
 
 kiln_status kiln_cpu_pool2d(const kiln_op *op) {
+    const kiln_pool2d_args *a = &op->pool;
     switch (op->type) {
-    case KILN_OP_MAX_POOL2D: pool_forward(op, true); break;
-    case KILN_OP_AVG_POOL2D: pool_forward(op, false); break;
-    case KILN_OP_MAX_POOL2D_BACK: pool_backward(op, true); break;
-    case KILN_OP_AVG_POOL2D_BACK: pool_backward(op, false); break;
-    case KILN_OP_GLOBAL_AVG_POOL2D: return global_avg_forward(op);
-    default: global_avg_backward(op); break;
+    case KILN_OP_MAX_POOL2D: pool_forward(a, true); break;
+    case KILN_OP_AVG_POOL2D: pool_forward(a, false); break;
+    case KILN_OP_MAX_POOL2D_BACK: pool_backward(a, true); break;
+    case KILN_OP_AVG_POOL2D_BACK: pool_backward(a, false); break;
+    case KILN_OP_GLOBAL_AVG_POOL2D: return global_avg_forward(a);
+    default: global_avg_backward(a); break;
     }
     return KILN_OK;
 }

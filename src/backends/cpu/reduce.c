@@ -3,11 +3,12 @@
 
 #include "cpu.h"
 #include "error.h"
+#include "op_args.h"
 
 kiln_status kiln_cpu_reduce(const kiln_op *op) {
-    const kiln_tensor *x = op->src[0];
-    kiln_tensor *out = op->dst[0];
-    unsigned axes = (unsigned)op->i[0];
+    const kiln_tensor *x = op->reduce.x;
+    kiln_tensor *out = op->reduce.y;
+    unsigned axes = op->reduce.axes;
     const float *xp = x->data;
     float *yp = out->data;
     int64_t nout = kiln_tensor_numel(out), nin = kiln_tensor_numel(x);

@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "cpu.h"
+#include "op_args.h"
 
 /* (rows, k) view of a tensor whose last axis holds the classes */
 static void rows_of(const kiln_tensor *t, int64_t *rows, int64_t *k) {
@@ -23,18 +24,20 @@ static double softmax_row(const float *x, float *p, int64_t k) {
 }
 
 void kiln_cpu_softmax(const kiln_op *op) {
+    const kiln_softmax_args *a = &op->softmax;
+    const kiln_tensor *in = op->type == KILN_OP_SOFTMAX_XENT_BACK ? a->probs : a->x;
     int64_t rows, k;
-    rows_of(op->src[0], &rows, &k);
-    const float *x = op->src[0]->data;
+    rows_of(in, &rows, &k);
+    const float *x = in->data;
     switch (op->type) {
     case KILN_OP_SOFTMAX: {
-        float *y = op->dst[0]->data;
+        float *y = a->y->data;
         for (int64_t r = 0; r < rows; r++) softmax_row(x + r * k, y + r * k, k);
         break;
     }
     case KILN_OP_SOFTMAX_XENT: {
-        const int32_t *lab = op->src[1]->data;
-        float *p = op->dst[0]->data, *loss = op->dst[1]->data;
+        const int32_t *lab = a->labels->data;
+        float *p = a->y->data, *loss = a->loss->data;
         for (int64_t r = 0; r < rows; r++) {
             double lse = softmax_row(x + r * k, p + r * k, k);
             int32_t l = lab[r];
@@ -42,9 +45,9 @@ void kiln_cpu_softmax(const kiln_op *op) {
         }
         break;
     }
-    case KILN_OP_SOFTMAX_XENT_BACK: {
-        const int32_t *lab = op->src[1]->data;
-        float *dx = op->dst[0]->data, scale = op->f[0];
+    case KILN_OP_SOFTMAX_XENT_BACK: { /* x: the probabilities */
+        const int32_t *lab = a->labels->data;
+        float *dx = a->dx->data, scale = a->scale;
         for (int64_t r = 0; r < rows; r++) {
             int32_t l = lab[r];
             bool bad = l < 0 || l >= k;
@@ -58,16 +61,17 @@ void kiln_cpu_softmax(const kiln_op *op) {
 }
 
 void kiln_cpu_argmax(const kiln_op *op) {
+    const kiln_argmax_args *a = &op->argmax;
     int64_t rows, k;
-    rows_of(op->src[0], &rows, &k);
-    const float *x = op->src[0]->data;
+    rows_of(a->x, &rows, &k);
+    const float *x = a->x->data;
     int64_t correct = 0;
     for (int64_t r = 0; r < rows; r++) {
         int32_t best = 0;
         for (int64_t j = 1; j < k; j++)
             if (x[r * k + j] > x[r * k + best]) best = (int32_t)j;
-        if (op->type == KILN_OP_ARGMAX) ((int32_t *)op->dst[0]->data)[r] = best;
-        else correct += ((const int32_t *)op->src[1]->data)[r] == best;
+        if (op->type == KILN_OP_ARGMAX) ((int32_t *)a->idx->data)[r] = best;
+        else correct += ((const int32_t *)a->labels->data)[r] == best;
     }
-    if (op->type == KILN_OP_ACCURACY) ((float *)op->dst[0]->data)[0] = (float)correct;
+    if (op->type == KILN_OP_ACCURACY) ((float *)a->correct->data)[0] = (float)correct;
 }

@@ -30,7 +30,7 @@ struct tanh_fwd {
     __device__ void operator()(int64_t i) const { y[i] = tanhf(x[i]); }
 };
 
-// sigmoid: dx = (dy * y) * (1 - y);  tanh: dx = dy * (1 - y * y)  (src/cpu/activation.c)
+// sigmoid: dx = (dy * y) * (1 - y);  tanh: dx = dy * (1 - y * y)  (src/backends/cpu/activation.c)
 struct act_bwd {
     const float *y, *dy;
     float *dx;
@@ -60,22 +60,27 @@ struct dropout_fwd {
 
 extern "C" kiln_status kiln_cuda_activation(kiln_backend *be, const kiln_op *op) {
     const cudaStream_t s = kiln_cuda_stream(be);
-    const int64_t n = kiln_tensor_numel(op->src[0]);
-    const float *a = (const float *)op->src[0]->data;
-    float *out = (float *)op->dst[0]->data;
     switch (op->type) {
-    case KILN_OP_SIGMOID: return kiln_cuda_map(s, n, sigmoid_fwd{a, out}, "sigmoid");
-    case KILN_OP_TANH: return kiln_cuda_map(s, n, tanh_fwd{a, out}, "tanh");
+    case KILN_OP_SIGMOID:
+    case KILN_OP_TANH: {
+        const float *x = (const float *)op->unary.x->data;
+        float *y = (float *)op->unary.y->data;
+        const int64_t n = kiln_tensor_numel(op->unary.x);
+        if (op->type == KILN_OP_SIGMOID) return kiln_cuda_map(s, n, sigmoid_fwd{x, y}, "sigmoid");
+        return kiln_cuda_map(s, n, tanh_fwd{x, y}, "tanh");
+    }
     case KILN_OP_SIGMOID_BACK:
     case KILN_OP_TANH_BACK: {
-        act_bwd f{a, (const float *)op->src[1]->data, out, op->type == KILN_OP_SIGMOID_BACK};
-        return kiln_cuda_map(s, n, f, "activation backward");
+        const kiln_unary_back_args &a = op->unary_back;
+        act_bwd f{(const float *)a.y->data, (const float *)a.dy->data, (float *)a.dx->data,
+                  op->type == KILN_OP_SIGMOID_BACK};
+        return kiln_cuda_map(s, kiln_tensor_numel(a.y), f, "activation backward");
     }
-    default: { // DROPOUT: f[0] rate, f[1] scale, i[0..1] the seed (src/nn_ops.c)
-        uint64_t seed;
-        memcpy(&seed, op->i, sizeof seed);
-        dropout_fwd f{a, out, kiln_dropout_key(seed), op->f[0], op->f[1]};
-        return kiln_cuda_map(s, n, f, "dropout");
+    default: { // DROPOUT
+        const kiln_dropout_args &a = op->dropout;
+        dropout_fwd f{(const float *)a.x->data, (float *)a.y->data, kiln_dropout_key(a.seed),
+                      a.rate, a.scale};
+        return kiln_cuda_map(s, kiln_tensor_numel(a.x), f, "dropout");
     }
     }
 }

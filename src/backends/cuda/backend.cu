@@ -1,6 +1,6 @@
 // cuda/backend.cu: the CUDA backend: device selection, the function table (memory through the
-// caching pool, copies on the backend's own stream, pinned host memory), the cuBLAS, cuDNN and
-// scratch resources shared by the op families, and `compute`, the one switch over op types.
+// caching pool, copies on the backend's own stream, pinned host memory), and `compute`, the one
+// switch over op types. The resources the op families share (scratch, cuDNN) are context.cu's.
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -10,35 +10,16 @@ static kiln_cuda_ctx *ctx_of(const kiln_backend *be) { return kiln_cuda_ctx_of(b
 
 // Each entry point makes the backend's device current for the calling thread (cheap when it
 // already is), so several cuda:N backends can be used from one thread.
-static kiln_status activate(const kiln_backend *be) {
-    KILN_CUDA_TRY(cudaSetDevice(ctx_of(be)->device));
-    return KILN_OK;
-}
+static kiln_status activate(const kiln_backend *be) { return kiln_cuda_activate(be); }
 
 // ---- memory ----------------------------------------------------------------------------------
 
 static kiln_status cuda_alloc(kiln_backend *be, size_t nbytes, void **out) {
-    KILN_TRY(activate(be));
-    return kiln_cuda_pool_alloc(ctx_of(be)->pool, nbytes, out);
+    return kiln_cuda_alloc(be, nbytes, out);
 }
 
 static void cuda_release(kiln_backend *be, void *ptr) {
     kiln_cuda_pool_release(ctx_of(be)->pool, ptr);
-}
-
-extern "C" kiln_status kiln_cuda_scratch(kiln_backend *be, size_t bytes, void **out) {
-    kiln_cuda_ctx *c = ctx_of(be);
-    if (bytes > c->scratch_bytes || !c->scratch) {
-        size_t want = bytes > 2 * c->scratch_bytes ? bytes : 2 * c->scratch_bytes;
-        if (want < 4096) want = 4096;
-        void *p = NULL;
-        KILN_TRY(cuda_alloc(be, want, &p));
-        kiln_cuda_pool_release(c->pool, c->scratch); // queued work still using it runs first
-        c->scratch = p;
-        c->scratch_bytes = want;
-    }
-    *out = c->scratch;
-    return KILN_OK;
 }
 
 static kiln_status cuda_memory_stats(const kiln_backend *be, kiln_memory_stats *out) {
@@ -76,26 +57,6 @@ static kiln_status cuda_host_alloc(kiln_backend *be, size_t nbytes, void **out) 
 
 static void cuda_host_free(kiln_backend *be, void *ptr) {
     if (cudaFreeHost(ptr) != cudaSuccess) (void)cudaGetLastError();
-}
-
-// ---- handles ---------------------------------------------------------------------------------
-
-extern "C" cudnnHandle_t kiln_cuda_cudnn(kiln_backend *be, kiln_status *status) {
-    kiln_cuda_ctx *c = ctx_of(be);
-    kiln_status s = KILN_OK;
-    if (!c->cudnn) {
-        cudnnHandle_t h = NULL;
-        s = activate(be);
-        if (s == KILN_OK) s = kiln_cuda_check_dnn(cudnnCreate(&h), "cudnnCreate", __FILE__, __LINE__);
-        if (s == KILN_OK) {
-            s = kiln_cuda_check_dnn(cudnnSetStream(h, c->stream), "cudnnSetStream", __FILE__,
-                                    __LINE__);
-            if (s != KILN_OK) cudnnDestroy(h);
-            else c->cudnn = h;
-        }
-    }
-    if (status) *status = s;
-    return s == KILN_OK ? c->cudnn : NULL;
 }
 
 // ---- ops -------------------------------------------------------------------------------------

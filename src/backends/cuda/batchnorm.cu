@@ -213,7 +213,7 @@ kiln_status reduce_apply(kiln_backend *be, bn_args a, const kiln_bn_geom &g, kil
                          bool aligned, const device_info &d) {
     plan p = shape_plan(g, sizeof(T), aligned);
     const kernel_fn kern = pick<RED, T>(p);
-    if (a.flags & KILN_BN_FROZEN) { // dgamma, dbeta by reduction; dx = A dy by the apply kernel
+    if (a.frozen) { // dgamma, dbeta by reduction; dx = A dy by the apply kernel
         p.mode = MODE_MULTI;
         p.S = streaming_splits(p, d.sms);
     } else {
@@ -222,16 +222,16 @@ kiln_status reduce_apply(kiln_backend *be, bn_args a, const kiln_bn_geom &g, kil
     const size_t part = (p.mode == MODE_LOCAL) ? 0
                         : (size_t)p.S * (size_t)g.c * (RED == RED_STATS ? sizeof(wpart) : sizeof(gpart));
     KILN_TRY(carve(be, part, g.c, &a));
-    const bool frozen = (a.flags & KILN_BN_FROZEN) != 0;
-    return launch(be, a, p, kern, pick_finalize<RED, T>(p), frozen ? pick<RED_STATS, T>(p) : kern,
-                  frozen ? a.dy : a.x);
+    return launch(be, a, p, kern, pick_finalize<RED, T>(p), a.frozen ? pick<RED_STATS, T>(p) : kern,
+                  a.frozen ? a.dy : a.x);
 }
 
 const float *f32_or_null(const kiln_tensor *t) { return t ? static_cast<const float *>(t->data) : NULL; }
 float *f32_or_null(kiln_tensor *t) { return t ? static_cast<float *>(t->data) : NULL; }
 
 template <class T> kiln_status bn_run(kiln_backend *be, const kiln_op *op) {
-    const kiln_bn_geom g = kiln_bn_geometry(op->src[0], op->i[0]);
+    const kiln_bn_args &in = op->bn;
+    const kiln_bn_geom g = kiln_bn_geometry(kiln_bn_data(op->type, &in), in.layout);
     if (g.n > INT32_MAX || g.c > INT32_MAX)
         return kiln_error(KILN_ERR_UNSUPPORTED,
                           "kiln_%s: %lld values per channel, %lld channels: the CUDA kernels take "
@@ -239,54 +239,55 @@ template <class T> kiln_status bn_run(kiln_backend *be, const kiln_op *op) {
                           (long long)g.c);
     device_info d;
     KILN_TRY(query_device(be, &d));
-    const kiln_bn_impl impl = (kiln_bn_impl)op->i[2];
+    const kiln_bn_impl impl = in.impl;
     bn_args a = {};
     a.outer = g.outer;
     a.C = g.c;
     a.inner = g.inner;
     a.n = g.n;
-    a.eps = op->f[0];
-    a.flags = op->i[1];
-    a.gamma = f32_or_null(op->src[1]);
+    a.eps = in.epsilon;
+    a.unbiased = in.unbiased;
+    a.frozen = in.frozen;
+    a.gamma = f32_or_null(in.gamma);
     switch (op->type) {
     case KILN_OP_BN_FWD_TRAIN:
-        a.x = op->src[0]->data;
-        a.out = op->dst[0]->data;
-        a.beta = f32_or_null(op->src[2]);
-        a.mm = op->src[3] ? static_cast<float *>(op->src[3]->data) : NULL; // updated in place
-        a.mv = op->src[4] ? static_cast<float *>(op->src[4]->data) : NULL;
-        a.save_mean = f32_or_null(op->dst[1]);
-        a.save_invstd = f32_or_null(op->dst[2]);
-        a.keep = op->d[0];
-        a.w = op->d[1];
+        a.x = in.x->data;
+        a.out = in.y->data;
+        a.beta = f32_or_null(in.beta);
+        a.mm = f32_or_null(in.moving_mean); // updated in place
+        a.mv = f32_or_null(in.moving_var);
+        a.save_mean = f32_or_null(in.save_mean);
+        a.save_invstd = f32_or_null(in.save_invstd);
+        a.keep = in.keep;
+        a.w = in.weight;
         return reduce_apply<RED_STATS, T>(be, a, g, impl, aligned16(a.x) && aligned16(a.out), d);
     case KILN_OP_BN_FWD_INFER:
-        a.x = op->src[0]->data;
-        a.out = op->dst[0]->data;
-        a.beta = f32_or_null(op->src[2]);
-        a.mean_in = f32_or_null(op->src[3]);
-        a.var_in = f32_or_null(op->src[4]);
-        a.save_mean = f32_or_null(op->dst[1]);
-        a.save_invstd = f32_or_null(op->dst[2]);
+        a.x = in.x->data;
+        a.out = in.y->data;
+        a.beta = f32_or_null(in.beta);
+        a.mean_in = f32_or_null(in.mean);
+        a.var_in = f32_or_null(in.var);
+        a.save_mean = f32_or_null(in.save_mean);
+        a.save_invstd = f32_or_null(in.save_invstd);
         return elementwise<T>(be, a, g, COEF_INFER, aligned16(a.x) && aligned16(a.out), d);
     case KILN_OP_BN_BWD:
-        a.x = op->src[0]->data;
-        a.dy = op->src[1]->data;
-        a.out = op->dst[0]->data;
-        a.mean_in = f32_or_null(op->src[3]);
-        a.invstd_in = f32_or_null(op->src[4]);
-        a.dgamma = f32_or_null(op->dst[1]);
-        a.dbeta = f32_or_null(op->dst[2]);
-        if ((a.flags & KILN_BN_FROZEN) && !a.dgamma && !a.dbeta) { // dx = dy gamma invstd
+        a.x = in.x->data;
+        a.dy = in.dy->data;
+        a.out = in.dx->data;
+        a.mean_in = f32_or_null(in.mean);
+        a.invstd_in = f32_or_null(in.invstd);
+        a.dgamma = f32_or_null(in.dgamma);
+        a.dbeta = f32_or_null(in.dbeta);
+        if (a.frozen && !a.dgamma && !a.dbeta) { // dx = dy gamma invstd
             a.x = a.dy;
             return elementwise<T>(be, a, g, COEF_DX_INVSTD, aligned16(a.x) && aligned16(a.out), d);
         }
         return reduce_apply<RED_GRAD, T>(be, a, g, impl,
                                          aligned16(a.x) && aligned16(a.dy) && aligned16(a.out), d);
     case KILN_OP_BN_BWD_INFER:
-        a.x = op->src[0]->data; // dy
-        a.out = op->dst[0]->data;
-        a.var_in = f32_or_null(op->src[2]);
+        a.x = in.dy->data; // scaled alone
+        a.out = in.dx->data;
+        a.var_in = f32_or_null(in.var);
         return elementwise<T>(be, a, g, COEF_DX_VAR, aligned16(a.x) && aligned16(a.out), d);
     default:
         return kiln_error(KILN_ERR_UNSUPPORTED, "batchnorm: op %s is not a BN op", kiln_op_name(op->type));
@@ -298,8 +299,8 @@ template <class T> kiln_status bn_run(kiln_backend *be, const kiln_op *op) {
 bool cudnn_can(const kiln_op *op) {
     switch (op->type) {
     case KILN_OP_BN_FWD_TRAIN: return true;
-    case KILN_OP_BN_FWD_INFER: return !op->dst[1] && !op->dst[2];
-    case KILN_OP_BN_BWD: return !(op->i[1] & KILN_BN_FROZEN);
+    case KILN_OP_BN_FWD_INFER: return !op->bn.save_mean && !op->bn.save_invstd;
+    case KILN_OP_BN_BWD: return !op->bn.frozen;
     default: return false;
     }
 }
@@ -307,13 +308,13 @@ bool cudnn_can(const kiln_op *op) {
 } // namespace
 
 extern "C" kiln_status kiln_cuda_batchnorm(kiln_backend *be, const kiln_op *op) {
-    if (op->i[2] == KILN_BN_IMPL_CUDNN && cudnn_can(op)) return kiln_cuda_batchnorm_cudnn(be, op);
-    switch (op->src[0]->dtype) {
+    if (op->bn.impl == KILN_BN_IMPL_CUDNN && cudnn_can(op)) return kiln_cuda_batchnorm_cudnn(be, op);
+    switch (op->dtype) {
     case KILN_F32: return bn_run<float>(be, op);
     case KILN_F16: return bn_run<__half>(be, op);
     case KILN_BF16: return bn_run<__nv_bfloat16>(be, op);
     default:
         return kiln_error(KILN_ERR_DTYPE, "kiln_%s: %s on CUDA", kiln_op_name(op->type),
-                          kiln_dtype_name(op->src[0]->dtype));
+                          kiln_dtype_name(op->dtype));
     }
 }

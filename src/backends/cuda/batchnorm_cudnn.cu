@@ -35,9 +35,9 @@ kiln_status dnn_type(kiln_dtype t, cudnnDataType_t *out) {
 
 // x as a 4-D cuDNN tensor: (N, C) -> N C 1 1; channels last (N, H, W, C) or (N, L, C) in NHWC
 // format; channels first (N, C, H, W) or (N, C, L) in NCHW format.
-kiln_status make_descs(const kiln_op *op, bool inference, dnn_descs *d, cudnnBatchNormMode_t *mode) {
-    const kiln_tensor *x = op->src[0];
-    const bool nchw = op->i[0] != 0;
+kiln_status make_descs(const kiln_tensor *x, kiln_layout layout, bool inference, dnn_descs *d,
+                       cudnnBatchNormMode_t *mode) {
+    const bool nchw = layout == KILN_LAYOUT_NCHW; // (a 2-D x is per-feature whatever it says)
     int64_t dims[4] = {1, 1, 1, 1}; // N, C, H, W
     if (x->ndim == 2) {
         dims[0] = x->shape[0];
@@ -100,13 +100,13 @@ struct moving_update {
     const float *mean, *invstd;
     double keep, w, eps;
     int64_t n;
-    int flags;
+    bool unbiased;
     __device__ void operator()(int64_t c) const {
         const double inv = invstd[c], var0 = 1.0 / (inv * inv) - eps;
         const double var = var0 < 0.0 ? 0.0 : var0; // keeps a NaN
         const double m = kiln_bn_mean_rule((double)mean[c], var);
         mm[c] = kiln_bn_moving(mm[c], m, keep, w);
-        mv[c] = kiln_bn_moving(mv[c], kiln_bn_sample_var(var, n, flags), keep, w);
+        mv[c] = kiln_bn_moving(mv[c], kiln_bn_sample_var(var, n, unbiased), keep, w);
     }
 };
 
@@ -120,14 +120,15 @@ extern "C" kiln_status kiln_cuda_batchnorm_cudnn(kiln_backend *be, const kiln_op
     kiln_status s = KILN_OK;
     cudnnHandle_t h = kiln_cuda_cudnn(be, &s);
     if (!h) return s;
-    const kiln_bn_geom g = kiln_bn_geometry(op->src[0], op->i[0]);
+    const kiln_bn_args &a = op->bn; // BN_FWD_TRAIN, BN_FWD_INFER or BN_BWD: x is given
+    const kiln_bn_geom g = kiln_bn_geometry(a.x, a.layout);
     const bool inference = op->type == KILN_OP_BN_FWD_INFER;
     dnn_descs d;
     cudnnBatchNormMode_t mode;
-    KILN_TRY(make_descs(op, inference, &d, &mode));
+    KILN_TRY(make_descs(a.x, a.layout, inference, &d, &mode));
     const cudnnBatchNormOps_t ops = CUDNN_BATCHNORM_OPS_BN;
     const float one = 1.0f, zero = 0.0f;
-    const double eps = (double)op->f[0];
+    const double eps = (double)a.epsilon;
     size_t work = 0, reserve = 0;
     if (!inference)
         KILN_CUDNN_TRY(cudnnGetBatchNormalizationTrainingExReserveSpaceSize(h, mode, ops, NULL, d.x, &reserve));
@@ -139,12 +140,12 @@ extern "C" kiln_status kiln_cuda_batchnorm_cudnn(kiln_backend *be, const kiln_op
                                                                         d.bn, NULL, &work));
     dnn_scratch sc;
     KILN_TRY(get_scratch(be, g.c, work, &sc));
-    const float *gamma = chan(op->src[1], sc.ones);
-    const void *x = op->src[0]->data;
+    const float *gamma = chan(a.gamma, sc.ones);
+    const void *x = a.x->data;
     switch (op->type) {
     case KILN_OP_BN_FWD_TRAIN: {
-        const float *beta = chan(op->src[2], sc.zeros);
-        void *y = op->dst[0]->data, *sm = op->dst[1]->data, *sv = op->dst[2]->data;
+        const float *beta = chan(a.beta, sc.zeros);
+        void *y = a.y->data, *sm = a.save_mean->data, *sv = a.save_invstd->data;
         if (reserve == 0)
             KILN_CUDNN_TRY(cudnnBatchNormalizationForwardTrainingEx(
                 h, mode, ops, &one, &zero, d.x, x, NULL, NULL, d.x, y, d.bn, gamma, beta, 0.0, NULL, NULL,
@@ -152,23 +153,23 @@ extern "C" kiln_status kiln_cuda_batchnorm_cudnn(kiln_backend *be, const kiln_op
         else
             KILN_CUDNN_TRY(cudnnBatchNormalizationForwardTraining(h, mode, &one, &zero, d.x, x, d.x, y, d.bn,
                                                                   gamma, beta, 0.0, NULL, NULL, eps, sm, sv));
-        if (op->src[3]) {
-            moving_update f = {static_cast<float *>(op->src[3]->data), static_cast<float *>(op->src[4]->data),
+        if (a.moving_mean) {
+            moving_update f = {static_cast<float *>(a.moving_mean->data), static_cast<float *>(a.moving_var->data),
                                static_cast<const float *>(sm), static_cast<const float *>(sv),
-                               op->d[0], op->d[1], eps, g.n, op->i[1]};
+                               a.keep, a.weight, eps, g.n, a.unbiased};
             KILN_TRY(kiln_cuda_map(kiln_cuda_stream(be), g.c, f, "launch of moving_update"));
         }
         return KILN_OK;
     }
     case KILN_OP_BN_FWD_INFER:
         KILN_CUDNN_TRY(cudnnBatchNormalizationForwardInference(
-            h, mode, &one, &zero, d.x, x, d.x, op->dst[0]->data, d.bn, gamma, chan(op->src[2], sc.zeros),
-            op->src[3]->data, op->src[4]->data, eps));
+            h, mode, &one, &zero, d.x, x, d.x, a.y->data, d.bn, gamma, chan(a.beta, sc.zeros),
+            a.mean->data, a.var->data, eps));
         return KILN_OK;
     case KILN_OP_BN_BWD: {
-        const void *dy = op->src[1]->data, *sm = op->src[3]->data, *sv = op->src[4]->data;
-        void *dx = op->dst[0]->data;
-        void *dg = op->dst[1] ? op->dst[1]->data : sc.dgamma, *db = op->dst[2] ? op->dst[2]->data : sc.dbeta;
+        const void *dy = a.dy->data, *sm = a.mean->data, *sv = a.invstd->data;
+        void *dx = a.dx->data;
+        void *dg = a.dgamma ? a.dgamma->data : sc.dgamma, *db = a.dbeta ? a.dbeta->data : sc.dbeta;
         if (reserve == 0)
             KILN_CUDNN_TRY(cudnnBatchNormalizationBackwardEx(
                 h, mode, ops, &one, &zero, &one, &zero, d.x, x, NULL, NULL, d.x, dy, NULL, NULL, d.x, dx,

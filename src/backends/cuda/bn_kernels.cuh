@@ -50,7 +50,8 @@ struct bn_args {
     float *dgamma, *dbeta;
     float eps;
     double keep, w; // moving = keep * moving + w * batch
-    int flags;
+    bool unbiased;  // the moving variance takes n / (n - 1) var (kiln_bn_args)
+    bool frozen;    // the backward of the inference forward (kiln_bn_args)
     void *part;     // [S][C] partial results (wpart or gpart)
     coef_t *coef;   // [C]
 };
@@ -74,7 +75,7 @@ __device__ void finalize_fwd(const bn_args &a, int64_t c, double mean_d, double 
     a.save_invstd[c] = (float)invstd;
     if (a.mm) {
         a.mm[c] = kiln_bn_moving(a.mm[c], mean, a.keep, a.w);
-        a.mv[c] = kiln_bn_moving(a.mv[c], kiln_bn_sample_var(var, a.n, a.flags), a.keep, a.w);
+        a.mv[c] = kiln_bn_moving(a.mv[c], kiln_bn_sample_var(var, a.n, a.unbiased), a.keep, a.w);
     }
     coef_t k;
     k.hi = (float)mean;
@@ -91,9 +92,9 @@ __device__ void finalize_bwd(const bn_args &a, int64_t c, double s1, double s2, 
     if (a.dgamma) a.dgamma[c] = (float)dgamma;
     if (a.dbeta) a.dbeta[c] = (float)dbeta;
     const kiln_bn_bwd_coef k = kiln_bn_backward_coef(a.gamma ? (double)a.gamma[c] : 1.0, invstd,
-                                                     dgamma, dbeta, a.n, a.flags);
+                                                     dgamma, dbeta, a.n, a.frozen);
     coef_t o;
-    if (a.flags & KILN_BN_FROZEN) { // applied to dy alone: dx = A dy (x is not read)
+    if (a.frozen) { // applied to dy alone: dx = A dy (x is not read)
         o.hi = o.lo = o.q = o.r = 0.0f;
         o.p = (float)k.a;
     } else {

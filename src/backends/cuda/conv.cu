@@ -61,17 +61,17 @@ void split_pad(int64_t before, int64_t in, int64_t out, int64_t k, int64_t s, in
     *hi = before == after ? 0 : after;
 }
 
-// x, w, y: the op's image, kernel and output-image tensors, whatever their slots
-conv_geom geometry(const kiln_op *op, const kiln_tensor *x, const kiln_tensor *w,
+// x, w, y: the op's image, kernel and output-image tensors (x or dx, w or dw, y or dy)
+conv_geom geometry(const kiln_conv2d_args &a, const kiln_tensor *x, const kiln_tensor *w,
                    const kiln_tensor *y) {
     conv_geom g;
     g.n = x->shape[0], g.h = x->shape[1], g.w = x->shape[2], g.c = x->shape[3];
     g.kh = w->shape[0], g.kw = w->shape[1], g.oc = w->shape[3];
     g.oh = y->shape[1], g.ow = y->shape[2];
-    g.sh = op->i[0], g.sw = op->i[1], g.dh = op->i[2], g.dw = op->i[3];
-    g.math = op->i[6];
-    split_pad(op->i[4], g.h, g.oh, g.kh, g.sh, g.dh, &g.pad_h, &g.top, &g.bottom);
-    split_pad(op->i[5], g.w, g.ow, g.kw, g.sw, g.dw, &g.pad_w, &g.left, &g.right);
+    g.sh = a.stride_h, g.sw = a.stride_w, g.dh = a.dilation_h, g.dw = a.dilation_w;
+    g.math = a.math;
+    split_pad(a.pad_top, g.h, g.oh, g.kh, g.sh, g.dh, &g.pad_h, &g.top, &g.bottom);
+    split_pad(a.pad_left, g.w, g.ow, g.kw, g.sw, g.dw, &g.pad_w, &g.left, &g.right);
     g.hp = g.h + g.top + g.bottom;
     g.wp = g.w + g.left + g.right;
     return g;
@@ -366,10 +366,10 @@ kiln_status transpose(cudaStream_t s, const float *src, int64_t rows, int64_t co
 
 const float kOne = 1.0f, kZero = 0.0f;
 
-kiln_status forward(kiln_backend *be, const kiln_op *op) {
-    const kiln_tensor *x = op->src[0], *w = op->src[1], *b = op->src[2];
-    kiln_tensor *y = op->dst[0];
-    const conv_geom g = geometry(op, x, w, y);
+kiln_status forward(kiln_backend *be, const kiln_conv2d_args &a) {
+    const kiln_tensor *x = a.x, *w = a.w, *b = a.b;
+    kiln_tensor *y = a.y;
+    const conv_geom g = geometry(a, x, w, y);
     const cudaStream_t s = kiln_cuda_stream(be);
     conv_run r;
     KILN_TRY(prepare(be, CONV_FWD, g, &r));
@@ -387,10 +387,10 @@ kiln_status forward(kiln_backend *be, const kiln_op *op) {
     return kiln_cuda_map(s, kiln_tensor_numel(y), f, "conv2d bias");
 }
 
-kiln_status backward_data(kiln_backend *be, const kiln_op *op) {
-    const kiln_tensor *dy = op->src[0], *w = op->src[1];
-    kiln_tensor *dx = op->dst[0];
-    const conv_geom g = geometry(op, dx, w, dy);
+kiln_status backward_data(kiln_backend *be, const kiln_conv2d_args &a) {
+    const kiln_tensor *dy = a.dy, *w = a.w;
+    kiln_tensor *dx = a.dx;
+    const conv_geom g = geometry(a, dx, w, dy);
     const cudaStream_t s = kiln_cuda_stream(be);
     conv_run r;
     KILN_TRY(prepare(be, CONV_BWD_DATA, g, &r));
@@ -404,10 +404,10 @@ kiln_status backward_data(kiln_backend *be, const kiln_op *op) {
     return kiln_cuda_map(s, kiln_tensor_numel(dx), crop, "conv2d crop");
 }
 
-kiln_status backward_filter(kiln_backend *be, const kiln_op *op) {
-    const kiln_tensor *x = op->src[0], *dy = op->src[1];
-    kiln_tensor *dw = op->dst[0], *db = op->dst[1];
-    const conv_geom g = geometry(op, x, dw, dy);
+kiln_status backward_filter(kiln_backend *be, const kiln_conv2d_args &a) {
+    const kiln_tensor *x = a.x, *dy = a.dy;
+    kiln_tensor *dw = a.dw, *db = a.db;
+    const conv_geom g = geometry(a, x, dw, dy);
     const cudaStream_t s = kiln_cuda_stream(be);
     conv_run r;
     KILN_TRY(prepare(be, CONV_BWD_FILTER, g, &r));
@@ -423,11 +423,11 @@ kiln_status backward_filter(kiln_backend *be, const kiln_op *op) {
     // cuDNN's (out, K) back to Keras' (K, out)
     KILN_TRY(transpose(s, r.s.wt, g.oc, g.kh * g.kw * g.c, (float *)dw->data));
     if (!db) return KILN_OK;
-    kiln_op sum{}; // db = sum of dy over N, OH, OW (after this op's last use of the scratch)
-    sum.type = KILN_OP_SUM;
-    sum.src[0] = dy;
-    sum.dst[0] = db;
-    sum.i[0] = 0x7;
+    // db = sum of dy over N, OH, OW (after this op's last use of the scratch)
+    kiln_op sum = kiln_op_on(KILN_OP_SUM, dy);
+    sum.reduce.x = dy;
+    sum.reduce.y = db;
+    sum.reduce.axes = 0x7;
     return kiln_cuda_reduce(be, &sum);
 }
 
@@ -435,8 +435,8 @@ kiln_status backward_filter(kiln_backend *be, const kiln_op *op) {
 
 extern "C" kiln_status kiln_cuda_conv2d(kiln_backend *be, const kiln_op *op) {
     switch (op->type) {
-    case KILN_OP_CONV2D: return forward(be, op);
-    case KILN_OP_CONV2D_BACK_DATA: return backward_data(be, op);
-    default: return backward_filter(be, op);
+    case KILN_OP_CONV2D: return forward(be, op->conv);
+    case KILN_OP_CONV2D_BACK_DATA: return backward_data(be, op->conv);
+    default: return backward_filter(be, op->conv);
     }
 }

@@ -1,9 +1,11 @@
-/* cuda/cuda.h: the CUDA backend's internals (like src/cpu/cpu.h): the backend context, the
- * caching device-memory pool, handles and scratch memory shared by every op family, and the
- * op families that backend.cu's one switch calls. Included by the .cu files of src/cuda only.
+/* cuda/cuda.h: the CUDA backend's internals (like src/backends/cpu/cpu.h): the backend
+ * context, the caching device-memory pool, handles and scratch memory shared by every op family
+ * (context.cu), and the op families that backend.cu's one switch calls. Included by the .cu
+ * files of src/backends/cuda (and the benchmark's device code) only.
  *
- * Every family takes a kiln_op already checked by src/ops.c (dtypes, shapes, contiguity), queues
- * its work on the backend's stream and returns KILN_OK or a status naming the failed call. */
+ * Every family takes a kiln_op already checked by the front end in src/ops (dtypes, shapes,
+ * contiguity), reads its family's arguments (src/ops/op_args.h), queues its work on the
+ * backend's stream and returns KILN_OK or a status naming the failed call. */
 #ifndef KILN_CUDA_H
 #define KILN_CUDA_H
 
@@ -11,7 +13,7 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
-#include "backend_impl.h"
+#include "op_args.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -31,7 +33,7 @@ void kiln_cuda_pool_stats(const kiln_cuda_pool *p, kiln_memory_stats *out);
 /* Returns every block to the driver. */
 void kiln_cuda_pool_free(kiln_cuda_pool *p);
 
-/* ---- the backend context (backend.cu) ----------------------------------------------------- */
+/* ---- the backend context (created by backend.cu; its shared resources in context.cu) -------- */
 
 typedef struct kiln_cuda_ctx {
     int device;
@@ -50,6 +52,12 @@ static inline kiln_cuda_ctx *kiln_cuda_ctx_of(const kiln_backend *be) {
 static inline cudaStream_t kiln_cuda_stream(const kiln_backend *be) {
     return kiln_cuda_ctx_of(be)->stream;
 }
+
+/* Makes the backend's device current for the calling thread (cheap when it already is). */
+kiln_status kiln_cuda_activate(const kiln_backend *be);
+
+/* Device memory from the backend's pool, its device made current first. */
+kiln_status kiln_cuda_alloc(kiln_backend *be, size_t nbytes, void **out);
 
 /* The backend's cuDNN handle, created (and bound to its stream) on the first call. On failure
  * returns NULL and sets *status (when status is non-NULL) with the message recorded. */

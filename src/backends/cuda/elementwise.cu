@@ -1,5 +1,5 @@
 // cuda/elementwise.cu: fill, copy, cast and the f32 elementwise arithmetic on CUDA, with the
-// CPU's rules (src/cpu/elementwise.c) bit for bit:
+// CPU's rules (src/backends/cpu/elementwise.c) bit for bit:
 //  - conversions go through double like kiln_dtype_load/kiln_dtype_store: to f32/f16/bf16 via f32,
 //    round to nearest even; to i32/u8 round to nearest even (rint), saturate, NaN -> 0; a NaN
 //    stored as f16/bf16 gets the CPU's bits (half.h), not the GPU's canonical 0x7fff;
@@ -84,12 +84,12 @@ template <class T> struct fill_f {
 };
 
 extern "C" kiln_status kiln_cuda_fill(kiln_backend *be, const kiln_op *op) {
-    kiln_tensor *t = op->dst[0];
+    kiln_tensor *t = op->fill.dst;
     int64_t n = kiln_tensor_numel(t);
     size_t es = kiln_dtype_size(t->dtype);
     if (n == 0) return KILN_OK;
     unsigned char pat[8] = {0};
-    kiln_dtype_store(pat, t->dtype, 0, op->d[0]);
+    kiln_dtype_store(pat, t->dtype, 0, op->fill.value);
     bool bytewise = true; // every byte the same (0 included): a memset does it
     for (size_t b = 1; b < es; b++) bytewise = bytewise && pat[b] == pat[0];
     if (bytewise) {
@@ -120,8 +120,8 @@ template <class T> struct strided_copy_f {
 };
 
 extern "C" kiln_status kiln_cuda_copy(kiln_backend *be, const kiln_op *op) {
-    const kiln_tensor *s = op->src[0];
-    kiln_tensor *d = op->dst[0];
+    const kiln_tensor *s = op->copy.src;
+    kiln_tensor *d = op->copy.dst;
     int64_t n = kiln_tensor_numel(s);
     size_t es = kiln_dtype_size(s->dtype);
     if (n == 0) return KILN_OK;
@@ -152,8 +152,8 @@ template <class S, class D> struct cast_f {
 // Always through the conversion, even between equal dtypes: the CPU does so too (a f16 NaN's
 // payload, say, does not survive it).
 extern "C" kiln_status kiln_cuda_cast(kiln_backend *be, const kiln_op *op) {
-    const kiln_tensor *s = op->src[0];
-    kiln_tensor *d = op->dst[0];
+    const kiln_tensor *s = op->copy.src;
+    kiln_tensor *d = op->copy.dst;
     int64_t n = kiln_tensor_numel(s);
     return with_storage(s->dtype, [&](auto stag) {
         return with_storage(d->dtype, [&](auto dtag) {
@@ -204,9 +204,10 @@ extern "C" kiln_status kiln_cuda_scale_f32(cudaStream_t stream, const float *x, 
 }
 
 extern "C" kiln_status kiln_cuda_binary(kiln_backend *be, const kiln_op *op) {
-    const float *a = (const float *)op->src[0]->data, *b = (const float *)op->src[1]->data;
-    float *y = (float *)op->dst[0]->data;
-    int64_t n = kiln_tensor_numel(op->src[0]), nb = kiln_tensor_numel(op->src[1]);
+    const kiln_binary_args &args = op->binary;
+    const float *a = (const float *)args.a->data, *b = (const float *)args.b->data;
+    float *y = (float *)args.out->data;
+    int64_t n = kiln_tensor_numel(args.a), nb = kiln_tensor_numel(args.b);
     cudaStream_t st = kiln_cuda_stream(be);
     if (n == 0) return KILN_OK; // (nb is 0 only then)
     switch (op->type) {
@@ -217,16 +218,21 @@ extern "C" kiln_status kiln_cuda_binary(kiln_backend *be, const kiln_op *op) {
 }
 
 extern "C" kiln_status kiln_cuda_unary(kiln_backend *be, const kiln_op *op) {
-    const float *x = (const float *)op->src[0]->data;
-    const float *dy = op->src[1] ? (const float *)op->src[1]->data : NULL;
-    float *y = (float *)op->dst[0]->data;
-    float alpha = op->f[0];
-    int64_t n = kiln_tensor_numel(op->src[0]);
     cudaStream_t st = kiln_cuda_stream(be);
+    if (op->type == KILN_OP_RELU_BACK) { // x, then dy in z; dx
+        const kiln_unary_back_args &a = op->unary_back;
+        const int64_t n = kiln_tensor_numel(a.x);
+        return pointwise<KILN_OP_RELU_BACK>(st, (const float *)a.x->data,
+                                            (const float *)a.dy->data, (float *)a.dx->data, 0.0f,
+                                            n, n);
+    }
+    const kiln_unary_args &a = op->unary;
+    const float *x = (const float *)a.x->data;
+    float *y = (float *)a.y->data;
+    const int64_t n = kiln_tensor_numel(a.x);
     switch (op->type) {
-    case KILN_OP_SCALE: return pointwise<KILN_OP_SCALE>(st, x, NULL, y, alpha, n, n);
-    case KILN_OP_AXPY: return pointwise<KILN_OP_AXPY>(st, x, NULL, y, alpha, n, n);
-    case KILN_OP_RELU: return pointwise<KILN_OP_RELU>(st, x, NULL, y, 0.0f, n, n);
-    default: return pointwise<KILN_OP_RELU_BACK>(st, x, dy, y, 0.0f, n, n);
+    case KILN_OP_SCALE: return pointwise<KILN_OP_SCALE>(st, x, NULL, y, a.alpha, n, n);
+    case KILN_OP_AXPY: return pointwise<KILN_OP_AXPY>(st, x, NULL, y, a.alpha, n, n);
+    default: return pointwise<KILN_OP_RELU>(st, x, NULL, y, 0.0f, n, n);
     }
 }

@@ -1,4 +1,4 @@
-// cuda/gemm.cu: GEMM through cuBLAS, row-major like src/cpu/gemm.c.
+// cuda/gemm.cu: GEMM through cuBLAS, row-major like src/backends/cpu/gemm.c.
 //
 // cuBLAS is column-major; a row-major (r, c) matrix is the column-major (c, r) matrix, its
 // transpose. So C = op(A) op(B), row-major, is computed as C^T = op(B)^T op(A)^T column-major:
@@ -10,11 +10,12 @@
 #include "common.cuh"
 
 extern "C" kiln_status kiln_cuda_gemm(kiln_backend *be, const kiln_op *op) {
-    const kiln_tensor *a = op->src[0], *b = op->src[1]; // A (M, K) or (K, M); B (K, N) or (N, K)
-    kiln_tensor *c = op->dst[0];                         // C (M, N)
-    const bool ta = op->i[0] != 0, tb = op->i[1] != 0;
-    const int m = op->i[3], n = op->i[4], k = op->i[5];
-    const float alpha = op->f[0], beta = op->f[1];
+    const kiln_gemm_args &g = op->gemm;
+    const kiln_tensor *a = g.a, *b = g.b; // A (M, K) or (K, M); B (K, N) or (N, K)
+    kiln_tensor *c = g.c;                 // C (M, N)
+    const bool ta = g.trans_a, tb = g.trans_b;
+    const int m = g.m, n = g.n, k = g.k;
+    const float alpha = g.alpha, beta = g.beta;
     float *cp = (float *)c->data;
     cudaStream_t st = kiln_cuda_stream(be);
     if (m == 0 || n == 0) return KILN_OK;
@@ -28,7 +29,7 @@ extern "C" kiln_status kiln_cuda_gemm(kiln_backend *be, const kiln_op *op) {
     // With beta 0 cuBLAS does not read C (documented), so a poisoned C stays harmless, as the
     // CPU backend's explicit zeroing makes it there.
     cublasHandle_t h = kiln_cuda_ctx_of(be)->cublas;
-    cublasMath_t mode = op->i[2] == KILN_MATH_TF32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH;
+    cublasMath_t mode = g.math == KILN_MATH_TF32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH;
     KILN_CUBLAS_TRY(cublasSetMathMode(h, mode));
     const int lda = (int)a->shape[1], ldb = (int)b->shape[1];
     KILN_CUBLAS_TRY(cublasSgemm(h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,

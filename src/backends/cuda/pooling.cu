@@ -94,12 +94,13 @@ struct global_avg_bwd {
 extern "C" kiln_status kiln_cuda_pool2d(kiln_backend *be, const kiln_op *op) {
     const cudaStream_t s = kiln_cuda_stream(be);
     const unsigned T = KILN_CUDA_BLOCK;
+    const kiln_pool2d_args &a = op->pool;
     switch (op->type) {
     case KILN_OP_MAX_POOL2D:
     case KILN_OP_AVG_POOL2D: {
-        const kiln_tensor *x = op->src[0];
-        kiln_tensor *y = op->dst[0];
-        kiln_pool_dims d = kiln_pool_dims_of(op->i, x->shape, y->shape);
+        const kiln_tensor *x = a.x;
+        kiln_tensor *y = a.y;
+        kiln_pool_dims d = kiln_pool_dims_of(&a.win, x->shape, y->shape);
         pool_forward_kernel<<<kiln_cuda_blocks(kiln_tensor_numel(y), T), T, 0, s>>>(
             (const float *)x->data, (float *)y->data, d, op->type == KILN_OP_MAX_POOL2D);
         KILN_CUDA_CHECK_LAUNCH("pool_forward_kernel");
@@ -108,26 +109,25 @@ extern "C" kiln_status kiln_cuda_pool2d(kiln_backend *be, const kiln_op *op) {
     case KILN_OP_MAX_POOL2D_BACK:
     case KILN_OP_AVG_POOL2D_BACK: {
         const bool max = op->type == KILN_OP_MAX_POOL2D_BACK;
-        const kiln_tensor *dy = op->src[max ? 1 : 0];
-        kiln_tensor *dx = op->dst[0];
-        kiln_pool_dims d = kiln_pool_dims_of(op->i, dx->shape, dy->shape);
+        const kiln_tensor *dy = a.dy;
+        kiln_tensor *dx = a.dx;
+        kiln_pool_dims d = kiln_pool_dims_of(&a.win, dx->shape, dy->shape);
         pool_backward_kernel<<<kiln_cuda_blocks(kiln_tensor_numel(dx), T), T, 0, s>>>(
-            max ? (const float *)op->src[0]->data : NULL, (const float *)dy->data,
-            (float *)dx->data, d);
+            max ? (const float *)a.x->data : NULL, (const float *)dy->data, (float *)dx->data, d);
         KILN_CUDA_CHECK_LAUNCH("pool_backward_kernel");
         return KILN_OK;
     }
     case KILN_OP_GLOBAL_AVG_POOL2D: {
-        const kiln_tensor *x = op->src[0];
+        const kiln_tensor *x = a.x;
         const int64_t n = x->shape[0], hw = x->shape[1] * x->shape[2], c = x->shape[3];
         global_avg_kernel<<<kiln_cuda_blocks(n * c, T), T, 0, s>>>(
-            (const float *)x->data, (float *)op->dst[0]->data, n, hw, c);
+            (const float *)x->data, (float *)a.y->data, n, hw, c);
         KILN_CUDA_CHECK_LAUNCH("global_avg_kernel");
         return KILN_OK;
     }
     default: { // GLOBAL_AVG_POOL2D_BACK
-        kiln_tensor *dx = op->dst[0];
-        global_avg_bwd f{(const float *)op->src[0]->data, (float *)dx->data,
+        kiln_tensor *dx = a.dx;
+        global_avg_bwd f{(const float *)a.dy->data, (float *)dx->data,
                          dx->shape[1] * dx->shape[2], dx->shape[3]};
         return kiln_cuda_map(s, kiln_tensor_numel(dx), f, "global_avg_pool2d_backward");
     }

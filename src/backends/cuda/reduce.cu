@@ -141,12 +141,12 @@ static bool make_plan(const kiln_tensor *x, unsigned axes, reduce_plan *p) {
 }
 
 extern "C" kiln_status kiln_cuda_reduce(kiln_backend *be, const kiln_op *op) {
-    const kiln_tensor *x = op->src[0];
-    float *y = (float *)op->dst[0]->data;
+    const kiln_tensor *x = op->reduce.x;
+    float *y = (float *)op->reduce.y->data;
     const bool mean = op->type == KILN_OP_MEAN;
     cudaStream_t st = kiln_cuda_stream(be);
     reduce_plan p;
-    const bool row = make_plan(x, (unsigned)op->i[0], &p);
+    const bool row = make_plan(x, op->reduce.axes, &p);
     if (p.nout == 0) return KILN_OK;
     const double count = (double)kiln_tensor_numel(x) / (double)p.nout; // as the CPU divides
     double *partial = NULL;

@@ -1,6 +1,6 @@
 // cuda/softmax.cu: softmax, fused softmax + sparse categorical cross-entropy and its backward,
 // argmax and accuracy, over the last axis (rows, k), with the CPU's semantics
-// (src/cpu/softmax.c):
+// (src/backends/cpu/softmax.c):
 //  - a row is handled by one warp (k <= 1024) or one block of 256 threads (wider rows); each
 //    thread takes the row's elements j = lane, lane + group size, ...; partial results meet in
 //    fixed-order __shfl_xor_sync butterflies (and, per block, a fixed-order pass over the warps),
@@ -107,22 +107,22 @@ struct xent_back_f {
 };
 
 extern "C" kiln_status kiln_cuda_softmax(kiln_backend *be, const kiln_op *op) {
-    const kiln_tensor *x = op->src[0];
-    const int64_t k = x->shape[x->ndim - 1], rows = kiln_tensor_numel(x) / k; // k >= 1: ops.c
+    const kiln_softmax_args &a = op->softmax;
+    const kiln_tensor *x = op->type == KILN_OP_SOFTMAX_XENT_BACK ? a.probs : a.x;
+    const int64_t k = x->shape[x->ndim - 1], rows = kiln_tensor_numel(x) / k; // k >= 1: src/ops/ops.c
     const float *xp = (const float *)x->data;
     cudaStream_t st = kiln_cuda_stream(be);
     if (rows == 0) return KILN_OK;
     switch (op->type) {
     case KILN_OP_SOFTMAX:
-        LAUNCH_ROWS(softmax_kernel, rows, k, st, xp, (float *)op->dst[0]->data, NULL, NULL, rows, k);
+        LAUNCH_ROWS(softmax_kernel, rows, k, st, xp, (float *)a.y->data, NULL, NULL, rows, k);
         return KILN_OK;
     case KILN_OP_SOFTMAX_XENT:
-        LAUNCH_ROWS(softmax_kernel, rows, k, st, xp, (float *)op->dst[0]->data,
-                    (const int32_t *)op->src[1]->data, (float *)op->dst[1]->data, rows, k);
+        LAUNCH_ROWS(softmax_kernel, rows, k, st, xp, (float *)a.y->data,
+                    (const int32_t *)a.labels->data, (float *)a.loss->data, rows, k);
         return KILN_OK;
-    default: {
-        xent_back_f f = {xp, (const int32_t *)op->src[1]->data, (float *)op->dst[0]->data,
-                         op->f[0], k};
+    default: { // x: the probabilities
+        xent_back_f f = {xp, (const int32_t *)a.labels->data, (float *)a.dx->data, a.scale, k};
         return kiln_cuda_map(st, rows * k, f, "softmax_xent_backward");
     }
     }
@@ -176,17 +176,18 @@ __global__ void count_matches_kernel(const int32_t *idx, const int32_t *labels, 
 }
 
 extern "C" kiln_status kiln_cuda_argmax(kiln_backend *be, const kiln_op *op) {
-    const kiln_tensor *x = op->src[0];
+    const kiln_argmax_args &a = op->argmax;
+    const kiln_tensor *x = a.x;
     const int64_t k = x->shape[x->ndim - 1], rows = kiln_tensor_numel(x) / k;
     cudaStream_t st = kiln_cuda_stream(be);
     const bool accuracy = op->type == KILN_OP_ACCURACY;
     int32_t *idx = NULL;
     if (accuracy) KILN_TRY(kiln_cuda_scratch(be, (size_t)rows * sizeof(int32_t), (void **)&idx));
-    else idx = (int32_t *)op->dst[0]->data;
+    else idx = (int32_t *)a.idx->data;
     if (rows > 0) LAUNCH_ROWS(argmax_kernel, rows, k, st, (const float *)x->data, idx, rows, k);
     if (accuracy) { // also with no rows: the count 0 is written
-        count_matches_kernel<<<1, 1024, 0, st>>>(idx, (const int32_t *)op->src[1]->data, rows,
-                                                 (float *)op->dst[0]->data);
+        count_matches_kernel<<<1, 1024, 0, st>>>(idx, (const int32_t *)a.labels->data, rows,
+                                                 (float *)a.correct->data);
         KILN_CUDA_CHECK_LAUNCH("count_matches_kernel");
     }
     return KILN_OK;

@@ -11,6 +11,14 @@
 #define KILN_HOST_DEVICE
 #endif
 
+/* A pooling op's window, decoded once by the front end (src/ops/nn_ops.c; kiln_pool2d_args in
+ * src/ops/op_args.h) */
+typedef struct kiln_pool_geom {
+    int pool_h, pool_w;
+    int stride_h, stride_w;
+    int pad_top, pad_left; /* padding before the first row / column */
+} kiln_pool_geom;
+
 typedef struct kiln_pool_dims {
     int64_t n, h, w, c; /* x (N, H, W, C) */
     int64_t oh, ow;     /* y (N, OH, OW, C) */
@@ -19,12 +27,22 @@ typedef struct kiln_pool_dims {
     int pt, pl;         /* padding before the first row / column */
 } kiln_pool_dims;
 
-/* From a pooling op's slots (i[0] pool_h, i[1] pool_w, i[2] stride_h, i[3] stride_w,
- * i[4] pad_top, i[5] pad_left; src/nn_ops.c) and the input and output image shapes. */
-static inline kiln_pool_dims kiln_pool_dims_of(const int32_t *i, const int64_t *x_shape,
-                                               const int64_t *y_shape) {
-    kiln_pool_dims d = {x_shape[0], x_shape[1], x_shape[2], x_shape[3], y_shape[1], y_shape[2],
-                        i[0],       i[1],       i[2],       i[3],       i[4],       i[5]};
+/* From a pooling op's window and its input and output image shapes. */
+static inline kiln_pool_dims kiln_pool_dims_of(const kiln_pool_geom *win,
+                                               const int64_t *x_shape, const int64_t *y_shape) {
+    kiln_pool_dims d;
+    d.n = x_shape[0];
+    d.h = x_shape[1];
+    d.w = x_shape[2];
+    d.c = x_shape[3];
+    d.oh = y_shape[1];
+    d.ow = y_shape[2];
+    d.ph = win->pool_h;
+    d.pw = win->pool_w;
+    d.sh = win->stride_h;
+    d.sw = win->stride_w;
+    d.pt = win->pad_top;
+    d.pl = win->pad_left;
     return d;
 }
 
