@@ -258,6 +258,7 @@ kiln_status kiln_batchnorm_backward(const kiln_tensor *x, const kiln_tensor *dy,
     op.bn.dgamma = dgamma;
     op.bn.dbeta = dbeta;
     op.bn.frozen = !p->trainable;
+    op.bn.epsilon = p->epsilon; /* cuDNN's backward wants the forward's; kiln's kernels read invstd */
     return kiln_op_run(&op);
 }
 

@@ -152,7 +152,7 @@ typedef struct kiln_bn_args {
     kiln_tensor *moving_mean, *moving_var;  /* BN_FWD_TRAIN */
     kiln_tensor *y, *save_mean, *save_invstd;
     kiln_tensor *dx, *dgamma, *dbeta;
-    float epsilon;       /* the forwards and BN_BWD_INFER; 0 for BN_BWD (it reads invstd) */
+    float epsilon;       /* every BN op; BN_BWD hands it to cuDNN only (kiln's kernels read invstd) */
     double keep, weight; /* BN_FWD_TRAIN: moving = keep * moving + weight * batch */
     bool unbiased;       /* BN_FWD_TRAIN: the moving variance takes n / (n - 1) var (PyTorch) */
     bool frozen;         /* BN_BWD: the gradient of the inference forward (a frozen layer) */
