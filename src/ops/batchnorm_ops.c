@@ -132,6 +132,7 @@ static kiln_op bn_op(kiln_op_type type, const kiln_tensor *x, const kiln_bn_para
     kiln_op op = kiln_op_on(type, x);
     op.bn.layout = p->layout;
     op.bn.impl = p->impl;
+    op.bn.epsilon = p->epsilon; /* BN_BWD: for cuDNN, which wants the forward's; kiln's kernels read invstd */
     return op;
 }
 
@@ -154,7 +155,6 @@ static kiln_status forward_infer(const char *fn, const kiln_tensor *x, const kil
     KILN_TRY(check_channel(fn, "save_invstd", save_invstd, false, x, &g, p));
     if (g.c == 0) return KILN_OK;
     kiln_op op = bn_op(KILN_OP_BN_FWD_INFER, x, p);
-    op.bn.epsilon = p->epsilon;
     op.bn.x = x;
     op.bn.gamma = p->scale ? gamma : NULL;
     op.bn.beta = p->center ? beta : NULL;
@@ -209,7 +209,6 @@ kiln_status kiln_batchnorm_forward_train(const kiln_tensor *x, const kiln_tensor
                                                    : 1.0 - (double)p->momentum;
     if (g.c > 0) {
         kiln_op op = bn_op(KILN_OP_BN_FWD_TRAIN, x, p);
-        op.bn.epsilon = p->epsilon;
         op.bn.x = x;
         op.bn.gamma = p->scale ? gamma : NULL;
         op.bn.beta = p->center ? beta : NULL;
@@ -258,7 +257,6 @@ kiln_status kiln_batchnorm_backward(const kiln_tensor *x, const kiln_tensor *dy,
     op.bn.dgamma = dgamma;
     op.bn.dbeta = dbeta;
     op.bn.frozen = !p->trainable;
-    op.bn.epsilon = p->epsilon; /* cuDNN's backward wants the forward's; kiln's kernels read invstd */
     return kiln_op_run(&op);
 }
 
@@ -275,7 +273,6 @@ kiln_status kiln_batchnorm_backward_infer(const kiln_tensor *dy, const kiln_tens
     KILN_TRY(check_channel(fn, "moving_var", moving_var, true, dy, &g, p));
     if (g.c == 0) return KILN_OK;
     kiln_op op = bn_op(KILN_OP_BN_BWD_INFER, dy, p);
-    op.bn.epsilon = p->epsilon;
     op.bn.dy = dy;
     op.bn.gamma = p->scale ? gamma : NULL;
     op.bn.var = moving_var;
