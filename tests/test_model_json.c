@@ -209,3 +209,64 @@ Test(model_json, refusals_name_the_problem) {
                   bad[i].needle);
     }
 }
+
+/* Identity (src/model/layers/identity.c, the worked example of docs/layers.md: one file and one
+ * KILN_LAYER_LIST line): read from Keras JSON, named and summarised like any layer, written
+ * back unchanged, and a model with it trains to exactly the weights of the model without it. */
+#define DENSE_PAIR(mid)                                                                                      \
+    "{\"class_name\": \"Sequential\", \"config\": {\"name\": \"s\", \"layers\": ["                              \
+    "{\"class_name\": \"InputLayer\", \"config\": {\"batch_shape\": [null, 6], \"name\": \"in\"}},"            \
+    "{\"class_name\": \"Dense\", \"config\": {\"name\": \"h\", \"units\": 5, \"activation\": \"relu\"}}," mid  \
+    "{\"class_name\": \"Dense\", \"config\": {\"name\": \"out\", \"units\": 3, \"activation\": \"softmax\"}}]}}"
+
+static void fit_two_epochs(kiln_model *m, const float *x, const int32_t *y, int64_t n) {
+    kiln_compile_config cc = {kiln_optimizer_defaults(KILN_OPT_ADAM), KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, false};
+    OK(kiln_model_compile(m, &cc));
+    kiln_fit_config fc = kiln_fit_defaults();
+    fc.epochs = 2;
+    fc.batch_size = 8;
+    fc.verbose = 0;
+    fc.seed = 3;
+    kiln_data d = {x, y, NULL, n};
+    OK(kiln_model_fit(m, &d, &fc, NULL));
+}
+
+Test(model_json, identity_layer_changes_nothing) {
+    kiln_model *plain = parse(DENSE_PAIR("")),
+               *with = parse(DENSE_PAIR("{\"class_name\": \"Identity\", \"config\": {\"name\": \"i\", \"trainable\": true}},"));
+    cr_assert_eq(kiln_model_layer_count(with), 4);
+    cr_expect_eq(kiln_model_layer(with, 2)->type, KILN_LAYER_IDENTITY);
+    char *j1, *j2;
+    OK(kiln_model_to_json(with, &j1));
+    kiln_model *again = parse(j1);
+    OK(kiln_model_to_json(again, &j2));
+    cr_expect_str_eq(j2, j1);
+    OK(kiln_model_build(plain, kt_cpu(), 1));
+    OK(kiln_model_build(with, kt_cpu(), 2));
+    char *s = summary_of(with);
+    cr_expect(strstr(s, "i (Identity)") != NULL, "summary:\n%s", s);
+    for (int w = 0; w < kiln_model_weight_count(plain); w++) { /* the same starting weights */
+        const char *name;
+        kiln_tensor *tp;
+        OK(kiln_model_weight(plain, w, &name, &tp, NULL));
+        void *bytes = kt_get_bytes(tp);
+        OK(kiln_tensor_set(kiln_model_find_weight(with, name), bytes, kiln_tensor_nbytes(tp)));
+        free(bytes);
+    }
+    kt_rng r;
+    kt_rng_seed(&r, 91);
+    enum { N = 40 };
+    float x[N * 6];
+    int32_t y[N];
+    for (int i = 0; i < N * 6; i++) x[i] = (float)kt_uniform(&r, -1, 1);
+    for (int i = 0; i < N; i++) y[i] = (int32_t)(kt_next(&r) % 3);
+    fit_two_epochs(plain, x, y, N);
+    fit_two_epochs(with, x, y, N);
+    kt_expect_same_weights(plain, with);
+    free(s);
+    free(j1);
+    free(j2);
+    kiln_model_free(again);
+    kiln_model_free(plain);
+    kiln_model_free(with);
+}

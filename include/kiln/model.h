@@ -37,6 +37,7 @@ extern "C" {
     X(DROPOUT, dropout)                        \
     X(ACTIVATION, activation)                  \
     X(ADD, add)                                \
+    X(IDENTITY, identity)                      \
     /* a new layer: one line above this one */
 
 #define KILN_LAYER_ENUM_(id, name) KILN_LAYER_##id,
