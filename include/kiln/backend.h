@@ -108,6 +108,15 @@ typedef struct kiln_memory_stats {
 } kiln_memory_stats;
 KILN_API kiln_status kiln_backend_memory_stats(const kiln_backend *be, kiln_memory_stats *out);
 
+/* Bytes the backend can still allocate: on the CPU the smaller of the kernel's MemAvailable
+ * (/proc/meminfo) and what RLIMIT_AS leaves of the address space; on CUDA the device's free
+ * memory (cudaMemGetInfo) plus the blocks cached in the backend's pool; SIZE_MAX when the system
+ * does not say. The environment variable KILN_MEMORY_LIMIT (bytes, or a number with K, M, G or
+ * T, powers of 1024) caps it; a malformed value is KILN_ERR_INVALID_ARG. kiln_model_build,
+ * kiln_model_compile and the model's batch plans refuse what does not fit in it
+ * (kiln_model_check_memory). */
+KILN_API kiln_status kiln_backend_memory_available(const kiln_backend *be, size_t *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -2,7 +2,10 @@
  * pinned host memory, memory statistics, markers): each checks its arguments and goes through
  * the backend's function table. Opening a backend by name is the registry's
  * (src/backends/registry.c). */
+#include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend_impl.h"
 #include "error.h"
@@ -38,6 +41,34 @@ void kiln_host_free(kiln_backend *be, void *ptr) {
 kiln_status kiln_backend_memory_stats(const kiln_backend *be, kiln_memory_stats *out) {
     if (!be || !out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_backend_memory_stats: NULL argument");
     return be->iface->memory_stats(be, out);
+}
+
+/* KILN_MEMORY_LIMIT: bytes, or a number with K, M, G or T (powers of 1024); SIZE_MAX unset */
+static kiln_status env_memory_limit(size_t *out) {
+    const char *v = getenv("KILN_MEMORY_LIMIT");
+    *out = SIZE_MAX;
+    if (!v || !*v) return KILN_OK;
+    static const char units[] = "KMGT";
+    char *end = NULL;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    const char *u = *end ? strchr(units, *end) : NULL;
+    int shift = u ? 10 * (int)(u - units + 1) : 0;
+    bool ok = errno == 0 && end != v && *v >= '0' && *v <= '9' && (!*end || (u && !end[1]));
+    if (!ok || n > (SIZE_MAX >> shift))
+        return kiln_error(KILN_ERR_INVALID_ARG, "KILN_MEMORY_LIMIT: '%s' is not a size (bytes, or a number with K, M, "
+                          "G or T, at most %zu bytes)", v, (size_t)SIZE_MAX);
+    *out = (size_t)n << shift;
+    return KILN_OK;
+}
+
+kiln_status kiln_backend_memory_available(const kiln_backend *be, size_t *out) {
+    if (!be || !out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_backend_memory_available: NULL argument");
+    size_t cap, have;
+    KILN_TRY(env_memory_limit(&cap));
+    KILN_TRY(be->iface->memory_available(be, &have));
+    *out = have < cap ? have : cap;
+    return KILN_OK;
 }
 
 static kiln_status check_slot(const kiln_backend *be, int slot, const char *fn) {

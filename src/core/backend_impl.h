@@ -34,6 +34,9 @@ typedef struct kiln_backend_iface {
     bool (*supports_op)(const kiln_backend *be, kiln_op_type op, kiln_dtype dtype);
     kiln_status (*compute)(kiln_backend *be, const kiln_op *op);
     kiln_status (*memory_stats)(const kiln_backend *be, kiln_memory_stats *out);
+    /* bytes the backend can still allocate (its pool's free blocks included); SIZE_MAX when
+     * the system does not say */
+    kiln_status (*memory_available)(const kiln_backend *be, size_t *out);
     /* markers: `mark` records marker `slot` (0 .. KILN_MAX_MARKS-1) behind everything queued
      * so far; `wait_mark` blocks the host until the work before it is done (at once for a
      * marker never recorded) */

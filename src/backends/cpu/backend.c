@@ -148,6 +148,7 @@ static const kiln_backend_iface cpu_iface = {
     .supports_op = cpu_supports_op,
     .compute = cpu_compute,
     .memory_stats = cpu_memory_stats,
+    .memory_available = kiln_cpu_memory_available,
     .mark = cpu_mark,
     .wait_mark = cpu_wait_mark,
 };

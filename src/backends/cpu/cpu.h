@@ -8,6 +8,8 @@
 
 /* the backend itself, opened by the registry (src/backends/registry.c) */
 kiln_status kiln_backend_cpu_init(kiln_backend **out);
+/* memory.c: the host memory still available (MemAvailable, and what RLIMIT_AS leaves) */
+kiln_status kiln_cpu_memory_available(const kiln_backend *be, size_t *out);
 
 void kiln_cpu_fill(const kiln_op *op);
 void kiln_cpu_copy(const kiln_op *op);

@@ -27,6 +27,17 @@ static kiln_status cuda_memory_stats(const kiln_backend *be, kiln_memory_stats *
     return KILN_OK;
 }
 
+// free device memory (cudaMemGetInfo) plus the pool's cached blocks, which it hands out again
+static kiln_status cuda_memory_available(const kiln_backend *be, size_t *out) {
+    KILN_TRY(activate(be));
+    size_t free_bytes = 0, total = 0;
+    KILN_CUDA_TRY(cudaMemGetInfo(&free_bytes, &total));
+    kiln_memory_stats st;
+    kiln_cuda_pool_stats(ctx_of(be)->pool, &st);
+    *out = free_bytes + (st.bytes_reserved - st.bytes_in_use);
+    return KILN_OK;
+}
+
 // ---- copies and synchronization --------------------------------------------------------------
 
 static kiln_status cuda_synchronize(kiln_backend *be) {
@@ -206,6 +217,7 @@ static const kiln_backend_iface cuda_iface = {
     /* .supports_op = */ cuda_supports_op,
     /* .compute = */ cuda_compute,
     /* .memory_stats = */ cuda_memory_stats,
+    /* .memory_available = */ cuda_memory_available,
     /* .mark = */ cuda_mark,
     /* .wait_mark = */ cuda_wait_mark,
 };
