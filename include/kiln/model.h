@@ -109,7 +109,13 @@ KILN_API kiln_status kiln_model_add(kiln_model *m, const kiln_layer_config *cfg,
  * "resnet20" (ResNet-20 v1, a graph model), for h x w x c inputs and `classes` classes. */
 KILN_API kiln_status kiln_model_builtin(const char *name, int h, int w, int c, int classes, kiln_model **out);
 
-/* Infers every shape, allocates the weights on `be` and initializes them from `seed`. */
+/* Infers every layer's output shape and weight shapes without allocating anything (once; later
+ * calls do nothing): enough for kiln_model_summary, kiln_model_param_counts,
+ * kiln_model_output_shape and kiln_model_check_memory. No layer can be added afterwards. */
+KILN_API kiln_status kiln_model_infer(kiln_model *m);
+/* Infers every shape (kiln_model_infer), allocates the weights on `be` and initializes them
+ * from `seed`. Weights that do not fit in what `be` can give (kiln_backend_memory_available)
+ * are refused with KILN_ERR_OOM naming the sizes, before any is allocated. */
 KILN_API kiln_status kiln_model_build(kiln_model *m, kiln_backend *be, uint64_t seed);
 
 KILN_API int kiln_model_layer_count(const kiln_model *m);
@@ -118,7 +124,7 @@ KILN_API const kiln_layer_config *kiln_model_layer(const kiln_model *m, int id);
 KILN_API int kiln_model_find_layer(const kiln_model *m, const char *name);
 /* The ids feeding layer `id` (count returned, ids into `inputs`). */
 KILN_API int kiln_model_layer_inputs(const kiln_model *m, int id, int inputs[KILN_LAYER_MAX_INPUTS]);
-/* The output shape of a built layer without the batch axis. */
+/* The output shape of a layer (of a built or inferred model) without the batch axis. */
 KILN_API kiln_status kiln_model_output_shape(const kiln_model *m, int id, int *ndim, int64_t shape[3]);
 KILN_API kiln_backend *kiln_model_backend(const kiln_model *m);
 KILN_API const char *kiln_model_name(const kiln_model *m);
@@ -133,7 +139,7 @@ KILN_API kiln_status kiln_model_freeze_all_but(kiln_model *m, kiln_layer_type ke
 /* Keras' parameter counts (BatchNormalization's moving statistics are non-trainable). */
 KILN_API void kiln_model_param_counts(const kiln_model *m, int64_t *total, int64_t *trainable,
                              int64_t *non_trainable);
-/* Keras' summary table to `out`. */
+/* Keras' summary table to `out` (of a built or inferred model: it needs no weights). */
 KILN_API kiln_status kiln_model_summary(const kiln_model *m, FILE *out);
 
 /* Every weight: name "<layer>.<weight>", the tensor (on the model's backend), and whether an
@@ -214,6 +220,16 @@ KILN_API int64_t kiln_model_iterations(const kiln_model *m);
 /* The seed of the last fit (or the one a full checkpoint restored): a resumed fit that uses it
  * shuffles and drops out exactly as the interrupted one would have. */
 KILN_API uint64_t kiln_model_fit_seed(const kiln_model *m);
+
+/* The memory budget: KILN_OK when training m (inferring its shapes first) at `batch` examples
+ * with `opt` fits in what `be` can still give (kiln_backend_memory_available): its weights,
+ * their gradients and optimizer state (none when opt is NULL: inference) and the activations
+ * for `batch` examples (none for batch 0), less what m holds on it already. Otherwise
+ * KILN_ERR_OOM: "model 'M' needs X GiB at batch B (weights ..., gradients ..., optimizer state
+ * ..., activations ...), the device D has Y GiB", before anything is allocated. kiln_model_build,
+ * kiln_model_compile and the batch plans of fit, evaluate and predict make the same check for
+ * what each of them allocates. */
+KILN_API kiln_status kiln_model_check_memory(kiln_model *m, kiln_backend *be, int batch, const kiln_optimizer_config *opt);
 
 #ifdef __cplusplus
 }

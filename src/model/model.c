@@ -1,5 +1,6 @@
-/* model.c: a model's layers: adding them (Keras' automatic names, the graph's edges), building
- * (shape inference, weight allocation and initialization, through each layer's descriptor),
+/* model.c: a model's layers: adding them (Keras' automatic names, the graph's edges), shape
+ * inference (kiln_model_infer, allocating nothing), building (the memory budget, then weight
+ * allocation and initialization, through each layer's descriptor),
  * the accessors and the weights. */
 #include <stdlib.h>
 #include <string.h>
@@ -78,7 +79,8 @@ int kiln_model_find_layer(const kiln_model *m, const char *name) {
 /* the arguments of kiln_model_add, checked */
 static kiln_status check_add(const kiln_model *m, const kiln_layer_config *cfg, int n_inputs, const int *inputs) {
     if (!m || !cfg) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: NULL argument");
-    if (m->built) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: model '%s' is already built", m->name);
+    if (m->built || m->shaped)
+        return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: model '%s' is already %s", m->name, m->built ? "built" : "shaped");
     const kiln_layer_desc *d = kiln_layer_desc_of(cfg->type);
     if (!d) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: unknown layer type %d", (int)cfg->type);
     if ((cfg->type == KILN_LAYER_INPUT) != (m->n_nodes == 0))
@@ -140,16 +142,15 @@ kiln_backend *kiln_model_backend(const kiln_model *m) { return m->be; }
 const char *kiln_model_name(const kiln_model *m) { return m->name; }
 
 kiln_status kiln_model_output_shape(const kiln_model *m, int id, int *ndim, int64_t shape[3]) {
-    if (!m->built) return kiln_error(KILN_ERR_INVALID_ARG, "model '%s' is not built", m->name);
+    if (!m->shaped) return kiln_error(KILN_ERR_INVALID_ARG, "model '%s' is not built", m->name);
     if (id < 0 || id >= m->n_nodes) return kiln_error(KILN_ERR_INVALID_ARG, "no layer id %d", id);
     *ndim = m->nodes[id].out_ndim;
     memcpy(shape, m->nodes[id].out_shape, sizeof(int64_t) * 3);
     return KILN_OK;
 }
 
-/* node i: its shape and weights (the layer's infer), then the weights allocated on the
- * backend and initialized from the node's seed */
-static kiln_status build_node(kiln_model *m, int i, uint64_t seed) {
+/* node i's output shape and weights (the layer's infer), the weights named "<layer>.<weight>" */
+static kiln_status infer_node(kiln_model *m, int i) {
     kiln_node *n = &m->nodes[i];
     const kiln_node *in[KILN_LAYER_MAX_INPUTS] = {0};
     for (int k = 0; k < n->n_in; k++) in[k] = &m->nodes[n->in[k]];
@@ -159,8 +160,44 @@ static kiln_status build_node(kiln_model *m, int i, uint64_t seed) {
         char full[KILN_NAME_MAX * 2];
         snprintf(full, sizeof full, "%.63s.%.60s", n->cfg.name, n->w_name[w]);
         memcpy(n->w_name[w], full, sizeof full);
-        KILN_TRY(kiln_tensor_new(m->be, KILN_F32, n->w_ndim[w], n->w_shape[w], full, &n->w[w]));
     }
+    return KILN_OK;
+}
+
+kiln_status kiln_model_infer(kiln_model *m) {
+    if (!m) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_infer: model is NULL");
+    if (m->shaped) return KILN_OK;
+    if (m->n_nodes < 2) return kiln_error(KILN_ERR_INVALID_ARG, "model '%s' has no layers after its Input", m->name);
+    for (int i = 0; i < m->n_nodes; i++) {
+        kiln_status s = infer_node(m, i);
+        if (s != KILN_OK) { /* the weights declared so far are forgotten: a later call starts over */
+            for (int k = 0; k <= i; k++) m->nodes[k].n_w = 0;
+            return s;
+        }
+    }
+    m->shaped = true;
+    return KILN_OK;
+}
+
+/* the scalars kiln_model_build allocates besides the layers' tensors */
+#define BUILD_SCALARS 4
+
+double kiln_model_weight_bytes(const kiln_model *m) {
+    double b = BUILD_SCALARS * sizeof(float);
+    for (int i = 0; i < m->n_nodes; i++) {
+        const kiln_node *n = &m->nodes[i];
+        for (int w = 0; w < n->n_w; w++) b += kiln_shape_elems(n->w_ndim[w], n->w_shape[w]) * sizeof(float);
+        b += n->desc->n_aux * kiln_shape_elems(1, &n->aux_len) * sizeof(float);
+    }
+    return b;
+}
+
+/* node i's weights (kiln_model_weight_bytes counts them) allocated on the backend and
+ * initialized from the node's seed */
+static kiln_status alloc_node(kiln_model *m, int i, uint64_t seed) {
+    kiln_node *n = &m->nodes[i];
+    for (int w = 0; w < n->n_w; w++)
+        KILN_TRY(kiln_tensor_new(m->be, KILN_F32, n->w_ndim[w], n->w_shape[w], n->w_name[w], &n->w[w]));
     for (int a = 0; a < n->desc->n_aux; a++) {
         int64_t c = n->aux_len;
         KILN_TRY(kiln_tensor_new(m->be, KILN_F32, 1, &c, "bn_saved", &n->aux[a]));
@@ -173,13 +210,14 @@ kiln_status kiln_model_build(kiln_model *m, kiln_backend *be, uint64_t seed) {
     if (!m || !be) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_build: NULL argument");
     if (m->built) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_build: model '%s' is already built", m->name);
     if (m->n_nodes < 2) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_build: model '%s' has no layers after its Input", m->name);
+    KILN_TRY(kiln_model_infer(m));
+    KILN_TRY(kiln_model_budget(m, be, -1, 0)); /* the weights, before any is allocated */
     m->be = be;
-    for (int i = 0; i < m->n_nodes; i++) KILN_TRY(build_node(m, i, seed));
+    for (int i = 0; i < m->n_nodes; i++) KILN_TRY(alloc_node(m, i, seed));
+    static const char *const scalars[BUILD_SCALARS] = {"clip_sumsq", "clip_scale", "eval_loss", "eval_correct"};
+    kiln_tensor **dst[BUILD_SCALARS] = {&m->clip_sumsq, &m->clip_scale, &m->eval_loss, &m->eval_correct};
     int64_t one = 1;
-    KILN_TRY(kiln_tensor_new(be, KILN_F32, 1, &one, "clip_sumsq", &m->clip_sumsq));
-    KILN_TRY(kiln_tensor_new(be, KILN_F32, 1, &one, "clip_scale", &m->clip_scale));
-    KILN_TRY(kiln_tensor_new(be, KILN_F32, 1, &one, "eval_loss", &m->eval_loss));
-    KILN_TRY(kiln_tensor_new(be, KILN_F32, 1, &one, "eval_correct", &m->eval_correct));
+    for (int k = 0; k < BUILD_SCALARS; k++) KILN_TRY(kiln_tensor_new(be, KILN_F32, 1, &one, scalars[k], dst[k]));
     m->built = true;
     return KILN_OK;
 }

@@ -75,6 +75,7 @@ struct kiln_model {
     kiln_node *nodes;
     int n_nodes, cap_nodes;
     bool built, graph_form;
+    bool shaped; /* every node's shapes and weight shapes inferred (kiln_model_infer), nothing allocated */
     kiln_backend *be;
     /* compile */
     bool compiled;
@@ -100,6 +101,34 @@ bool kiln_node_trainable(const kiln_node *n, int w); /* by nature and not frozen
 int64_t kiln_node_weight_numel(const kiln_node *n, int w);
 /* Keras' parameter counts of one layer: all its weights, and the trainable ones */
 void kiln_node_param_counts(const kiln_node *n, int64_t *total, int64_t *trainable);
+
+/* ---- the device bytes of a model's tensors, each computed beside the code that allocates
+ * them, and the memory budget checked before allocating (budget.c) ---- */
+
+/* the elements of a shape; the product is taken in double, so no shape can make it wrap */
+double kiln_shape_elems(int ndim, const int64_t *shape);
+/* model.c: what kiln_model_build allocates (the weights, BN's saved statistics, 4 scalars) */
+double kiln_model_weight_bytes(const kiln_model *m);
+/* optimizer.c: the trainable weights' bytes (one gradient, or one optimizer slot, of each), and
+ * the optimizer slots per trainable weight (m, v, v_hat / velocity) */
+double kiln_model_trainable_bytes(const kiln_model *m);
+int kiln_optimizer_slots(const kiln_optimizer_config *o);
+/* plan.c: the activations (and their gradients, the scratch and one plan's loss tensors) for
+ * `batch` examples; 0 for batch 0 */
+double kiln_plan_bytes(const kiln_model *m, int batch);
+
+typedef struct kiln_model_bytes {
+    double weights, gradients, optimizer, activations;
+} kiln_model_bytes;
+/* the optimizer slots of the model as it is: -1 when not compiled (no gradients either) */
+int kiln_model_slots_now(const kiln_model *m);
+/* the bytes of a shaped model built, with gradients and `slots` optimizer slots per trainable
+ * weight (slots < 0: neither) and activations for `batch` examples (0: none) */
+kiln_model_bytes kiln_model_bytes_of(const kiln_model *m, int slots, int batch);
+/* KILN_OK when taking m from what it holds now (built or not, kiln_model_slots_now, the batch
+ * its buffers have) to (slots, batch) fits in what `be` can still give; else KILN_ERR_OOM:
+ * "model 'M' needs X GiB at batch B (weights ..., ...), the device D has Y GiB" */
+kiln_status kiln_model_budget(const kiln_model *m, kiln_backend *be, int slots, int batch);
 
 /* plan.c: the plan for `batch` examples (made on first use; buffers grow as needed) */
 kiln_status kiln_model_plan(kiln_model *m, int batch, kiln_plan **out);

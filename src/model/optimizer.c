@@ -19,11 +19,21 @@ kiln_optimizer_config kiln_optimizer_defaults(kiln_optimizer_type type) {
     return c;
 }
 
-static int n_slots(const kiln_model *m) {
-    switch (m->compile.optimizer.type) {
-    case KILN_OPT_SGD: return m->compile.optimizer.sgd.momentum != 0.0 ? 1 : 0;
-    default: return m->compile.optimizer.adam.amsgrad ? 3 : 2;
+int kiln_optimizer_slots(const kiln_optimizer_config *o) {
+    switch (o->type) {
+    case KILN_OPT_SGD: return o->sgd.momentum != 0.0 ? 1 : 0;
+    default: return o->adam.amsgrad ? 3 : 2;
     }
+}
+
+/* what kiln_model_sync_slots allocates per slot (and for the gradients): each trainable weight */
+double kiln_model_trainable_bytes(const kiln_model *m) {
+    double b = 0.0;
+    for (int i = 0; i < m->n_nodes; i++)
+        for (int w = 0; w < m->nodes[i].n_w; w++)
+            if (kiln_node_trainable(&m->nodes[i], w))
+                b += kiln_shape_elems(m->nodes[i].w_ndim[w], m->nodes[i].w_shape[w]) * sizeof(float);
+    return b;
 }
 
 /* which layers want their own gradients, and which sit on a path to trainable weights */
@@ -60,7 +70,7 @@ static kiln_status gather_group(kiln_model *m) {
 }
 
 kiln_status kiln_model_sync_slots(kiln_model *m) {
-    int want = n_slots(m);
+    int want = kiln_optimizer_slots(&m->compile.optimizer);
     for (int i = 0; i < m->n_nodes; i++) {
         kiln_node *n = &m->nodes[i];
         for (int w = 0; w < n->n_w; w++) {
@@ -101,6 +111,8 @@ kiln_status kiln_model_compile(kiln_model *m, const kiln_compile_config *cfg) {
         return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_compile: cosine schedule needs decay_steps >= 1");
     if ((int)cfg->loss < 0 || cfg->loss > KILN_LOSS_MEAN_SQUARED_ERROR)
         return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_compile: unknown loss %d", (int)cfg->loss);
+    /* the gradients and the optimizer's state, before any is allocated */
+    KILN_TRY(kiln_model_budget(m, m->be, kiln_optimizer_slots(o), m->nodes[0].buf_batch));
     /* a changed optimizer starts from fresh state */
     for (int i = 0; i < m->n_nodes; i++)
         for (int w = 0; w < m->nodes[i].n_w; w++)

@@ -46,14 +46,36 @@ void kiln_model_free_plans(kiln_model *m) {
     m->n_plans = 0;
 }
 
-/* node buffers for `batch` examples (all plans are dropped when they grow) */
+/* the node's activation buffers: y and dy, and z and dz when it keeps z */
+static int n_buffers(const kiln_node *n) { return has_z(n) ? 4 : 2; }
+
+/* the tensors of one plan's loss (loss_plan): four of (batch) and the targets */
+#define LOSS_ROW_TENSORS 4
+
+double kiln_plan_bytes(const kiln_model *m, int batch) {
+    if (batch < 1) return 0.0;
+    double acts = 0.0, largest = 0.0;
+    for (int i = 0; i < m->n_nodes; i++) {
+        const kiln_node *n = &m->nodes[i];
+        double e = kiln_shape_elems(n->out_ndim, n->out_shape) * batch;
+        acts += n_buffers(n) * e;
+        largest = e > largest ? e : largest;
+    }
+    const kiln_node *last = &m->nodes[m->n_nodes - 1];
+    double loss = LOSS_ROW_TENSORS * (double)batch + kiln_shape_elems(last->out_ndim, last->out_shape) * batch;
+    return (acts + max_inputs(m) * largest + loss) * sizeof(float);
+}
+
+/* node buffers for `batch` examples (all plans are dropped when they grow); kiln_plan_bytes
+ * counts them */
 static kiln_status grow_buffers(kiln_model *m, int batch) {
     if (m->nodes[0].buf_batch >= batch) return KILN_OK;
+    KILN_TRY(kiln_model_budget(m, m->be, kiln_model_slots_now(m), batch));
     kiln_model_free_plans(m);
     int64_t largest = 0;
     for (int i = 0; i < m->n_nodes; i++) {
         kiln_node *n = &m->nodes[i];
-        kiln_tensor **bufs[4] = {&n->y_buf, &n->z_buf, &n->dy_buf, &n->dz_buf};
+        kiln_tensor **bufs[4] = {&n->y_buf, &n->dy_buf, &n->z_buf, &n->dz_buf};
         for (int b = 0; b < 4; b++) {
             kiln_tensor_free(*bufs[b]);
             *bufs[b] = NULL;
@@ -61,12 +83,7 @@ static kiln_status grow_buffers(kiln_model *m, int batch) {
         int64_t shape[4];
         int nd;
         shape_of(n, batch, &nd, shape);
-        KILN_TRY(kiln_tensor_new(m->be, KILN_F32, nd, shape, n->cfg.name, &n->y_buf));
-        KILN_TRY(kiln_tensor_new(m->be, KILN_F32, nd, shape, n->cfg.name, &n->dy_buf));
-        if (has_z(n)) {
-            KILN_TRY(kiln_tensor_new(m->be, KILN_F32, nd, shape, n->cfg.name, &n->z_buf));
-            KILN_TRY(kiln_tensor_new(m->be, KILN_F32, nd, shape, n->cfg.name, &n->dz_buf));
-        }
+        for (int b = 0; b < n_buffers(n); b++) KILN_TRY(kiln_tensor_new(m->be, KILN_F32, nd, shape, n->cfg.name, bufs[b]));
         n->buf_batch = batch;
         int64_t e = kiln_node_out_numel(n) * batch;
         largest = e > largest ? e : largest;
@@ -110,11 +127,10 @@ static kiln_status loss_plan(kiln_model *m, kiln_plan *pl) {
     int64_t ys[4];
     int ynd;
     shape_of(&m->nodes[m->n_nodes - 1], pl->batch, &ynd, ys);
-    KILN_TRY(kiln_tensor_new(m->be, KILN_F32, 1, &b, "loss_rows", &pl->loss_rows));
-    KILN_TRY(kiln_tensor_new(m->be, KILN_F32, 1, &b, "rows_tmp", &pl->rows_tmp));
-    KILN_TRY(kiln_tensor_new(m->be, KILN_I32, 1, &b, "zero_labels", &pl->zero_labels));
+    static const char *const names[LOSS_ROW_TENSORS] = {"loss_rows", "rows_tmp", "zero_labels", "labels"};
+    kiln_tensor **dst[LOSS_ROW_TENSORS] = {&pl->loss_rows, &pl->rows_tmp, &pl->zero_labels, &pl->labels};
+    for (int k = 0; k < LOSS_ROW_TENSORS; k++) KILN_TRY(kiln_tensor_new(m->be, k < 2 ? KILN_F32 : KILN_I32, 1, &b, names[k], dst[k]));
     KILN_TRY(kiln_fill(pl->zero_labels, 0.0));
-    KILN_TRY(kiln_tensor_new(m->be, KILN_I32, 1, &b, "labels", &pl->labels));
     return kiln_tensor_new(m->be, KILN_F32, ynd, ys, "targets", &pl->y_dense);
 }
 

@@ -72,7 +72,7 @@ static void layer_row(const kiln_model *m, const kiln_node *n, FILE *out) {
 
 kiln_status kiln_model_summary(const kiln_model *m, FILE *out) {
     if (!m || !out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_summary: NULL argument");
-    if (!m->built) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_summary: model '%s' is not built", m->name);
+    if (!m->shaped) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_summary: model '%s' is not built", m->name);
     int width = m->graph_form ? 98 : 65;
     char line[128];
     memset(line, '_', (size_t)width);

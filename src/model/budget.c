@@ -1,0 +1,64 @@
+/* budget.c: the memory budget. Before kiln_model_build allocates the weights, kiln_model_compile
+ * the gradients and the optimizer's state, and a plan the activations of a larger batch, the
+ * bytes the model will hold (each part computed beside the code that allocates it: model.c,
+ * optimizer.c, plan.c) are compared with what the backend can still give
+ * (kiln_backend_memory_available), and a model that does not fit is refused with the sizes
+ * before any of it is allocated. */
+#include <stdint.h>
+
+#include "error.h"
+#include "model_impl.h"
+
+/* the one product of a shape's extents: in double, which cannot wrap (2^64 elements is 1.8e19) */
+double kiln_shape_elems(int ndim, const int64_t *shape) {
+    double e = 1.0;
+    for (int d = 0; d < ndim; d++) e *= (double)shape[d];
+    return e;
+}
+
+int kiln_model_slots_now(const kiln_model *m) {
+    return m->compiled ? kiln_optimizer_slots(&m->compile.optimizer) : -1;
+}
+
+kiln_model_bytes kiln_model_bytes_of(const kiln_model *m, int slots, int batch) {
+    kiln_model_bytes b = {kiln_model_weight_bytes(m), 0.0, 0.0, kiln_plan_bytes(m, batch)};
+    if (slots >= 0) {
+        b.gradients = kiln_model_trainable_bytes(m);
+        b.optimizer = slots * b.gradients;
+    }
+    return b;
+}
+
+static double total_of(const kiln_model_bytes *b) { return b->weights + b->gradients + b->optimizer + b->activations; }
+
+/* 20401094656 -> "19.00 GiB" */
+static const char *human(double bytes, char *buf, size_t n) {
+    static const char *const units[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    int u = 0;
+    for (; bytes >= 1024.0 && u < 6; u++) bytes /= 1024.0;
+    snprintf(buf, n, u ? "%.2f %s" : "%.0f %s", bytes, units[u]);
+    return buf;
+}
+
+kiln_status kiln_model_budget(const kiln_model *m, kiln_backend *be, int slots, int batch) {
+    size_t avail;
+    KILN_TRY(kiln_backend_memory_available(be, &avail));
+    if (avail == SIZE_MAX) return KILN_OK; /* the system does not say */
+    kiln_model_bytes want = kiln_model_bytes_of(m, slots, batch);
+    kiln_model_bytes now = kiln_model_bytes_of(m, kiln_model_slots_now(m), m->nodes[0].buf_batch);
+    double held = m->built ? total_of(&now) : 0.0, need = total_of(&want);
+    if (need - held <= (double)avail) return KILN_OK;
+    char t[32], w[32], g[32], o[32], a[32], y[32], at[32] = "";
+    if (batch > 0) snprintf(at, sizeof at, " at batch %d", batch);
+    return kiln_error(KILN_ERR_OOM, "model '%s' needs %s%s (weights %s, gradients %s, optimizer state %s, activations %s), "
+                      "the device %s has %s", m->name, human(need, t, sizeof t), at, human(want.weights, w, sizeof w),
+                      human(want.gradients, g, sizeof g), human(want.optimizer, o, sizeof o),
+                      human(want.activations, a, sizeof a), kiln_backend_name(be), human(held + (double)avail, y, sizeof y));
+}
+
+kiln_status kiln_model_check_memory(kiln_model *m, kiln_backend *be, int batch, const kiln_optimizer_config *opt) {
+    if (!m || !be) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_check_memory: NULL argument");
+    if (batch < 0) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_check_memory: batch size must be >= 0 (is %d)", batch);
+    KILN_TRY(kiln_model_infer(m));
+    return kiln_model_budget(m, be, opt ? kiln_optimizer_slots(opt) : -1, batch);
+}
