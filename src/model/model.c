@@ -179,19 +179,6 @@ kiln_status kiln_model_infer(kiln_model *m) {
     return KILN_OK;
 }
 
-/* the scalars kiln_model_build allocates besides the layers' tensors */
-#define BUILD_SCALARS 4
-
-double kiln_model_weight_bytes(const kiln_model *m) {
-    double b = BUILD_SCALARS * sizeof(float);
-    for (int i = 0; i < m->n_nodes; i++) {
-        const kiln_node *n = &m->nodes[i];
-        for (int w = 0; w < n->n_w; w++) b += kiln_shape_elems(n->w_ndim[w], n->w_shape[w]) * sizeof(float);
-        b += n->desc->n_aux * kiln_shape_elems(1, &n->aux_len) * sizeof(float);
-    }
-    return b;
-}
-
 /* node i's weights (kiln_model_weight_bytes counts them) allocated on the backend and
  * initialized from the node's seed */
 static kiln_status alloc_node(kiln_model *m, int i, uint64_t seed) {
@@ -214,12 +201,19 @@ kiln_status kiln_model_build(kiln_model *m, kiln_backend *be, uint64_t seed) {
     KILN_TRY(kiln_model_budget(m, be, -1, 0)); /* the weights, before any is allocated */
     m->be = be;
     for (int i = 0; i < m->n_nodes; i++) KILN_TRY(alloc_node(m, i, seed));
-    static const char *const scalars[BUILD_SCALARS] = {"clip_sumsq", "clip_scale", "eval_loss", "eval_correct"};
-    kiln_tensor **dst[BUILD_SCALARS] = {&m->clip_sumsq, &m->clip_scale, &m->eval_loss, &m->eval_correct};
+    static const char *const scalars[KILN_BUILD_SCALARS] = {"clip_sumsq", "clip_scale", "eval_loss", "eval_correct"};
+    kiln_tensor **dst[KILN_BUILD_SCALARS] = {&m->clip_sumsq, &m->clip_scale, &m->eval_loss, &m->eval_correct};
     int64_t one = 1;
-    for (int k = 0; k < BUILD_SCALARS; k++) KILN_TRY(kiln_tensor_new(be, KILN_F32, 1, &one, scalars[k], dst[k]));
+    for (int k = 0; k < KILN_BUILD_SCALARS; k++) KILN_TRY(kiln_tensor_new(be, KILN_F32, 1, &one, scalars[k], dst[k]));
     m->built = true;
     return KILN_OK;
+}
+
+kiln_status kiln_model_check_memory(kiln_model *m, kiln_backend *be, int batch, const kiln_optimizer_config *opt) {
+    if (!m || !be) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_check_memory: NULL argument");
+    if (batch < 0) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_check_memory: batch size must be >= 0 (is %d)", batch);
+    KILN_TRY(kiln_model_infer(m));
+    return kiln_model_budget(m, be, opt ? kiln_optimizer_slots(opt) : -1, batch);
 }
 
 /* ---- weights and counts ---- */

@@ -97,31 +97,43 @@ struct kiln_model {
 
 /* node.c */
 int64_t kiln_node_out_numel(const kiln_node *n); /* per example */
+/* the node keeps z, its output before its activation, apart from y */
+bool kiln_node_has_z(const kiln_node *n);
+/* its activation buffers for a batch: y and dy, and z and dz when it keeps z */
+int kiln_node_buffers(const kiln_node *n);
+/* the most inputs a layer of m takes (at least 1): the plans' scratch buffers */
+int kiln_model_max_inputs(const kiln_model *m);
 bool kiln_node_trainable(const kiln_node *n, int w); /* by nature and not frozen */
 int64_t kiln_node_weight_numel(const kiln_node *n, int w);
 /* Keras' parameter counts of one layer: all its weights, and the trainable ones */
 void kiln_node_param_counts(const kiln_node *n, int64_t *total, int64_t *trainable);
 
-/* ---- the device bytes of a model's tensors, each computed beside the code that allocates
- * them, and the memory budget checked before allocating (budget.c) ---- */
+/* ---- budget.c: the memory budget: the device bytes of a model's tensors, counted from the
+ * same shapes and helpers (node.c) as the code that allocates them, and the check made before
+ * allocating ---- */
+
+/* the scalars kiln_model_build allocates besides the layers' tensors; the (batch)-long tensors
+ * of one plan's loss (besides its targets) */
+#define KILN_BUILD_SCALARS 4
+#define KILN_LOSS_ROW_TENSORS 4
 
 /* the elements of a shape; the product is taken in double, so no shape can make it wrap */
 double kiln_shape_elems(int ndim, const int64_t *shape);
-/* model.c: what kiln_model_build allocates (the weights, BN's saved statistics, 4 scalars) */
-double kiln_model_weight_bytes(const kiln_model *m);
-/* optimizer.c: the trainable weights' bytes (one gradient, or one optimizer slot, of each), and
- * the optimizer slots per trainable weight (m, v, v_hat / velocity) */
-double kiln_model_trainable_bytes(const kiln_model *m);
+/* the optimizer slots per trainable weight (m, v, v_hat / velocity) */
 int kiln_optimizer_slots(const kiln_optimizer_config *o);
-/* plan.c: the activations (and their gradients, the scratch and one plan's loss tensors) for
- * `batch` examples; 0 for batch 0 */
+/* the optimizer slots of the model as it is: -1 when not compiled (no gradients either) */
+int kiln_model_slots_now(const kiln_model *m);
+/* what kiln_model_build allocates: every weight, BN's saved statistics, the scalars */
+double kiln_model_weight_bytes(const kiln_model *m);
+/* the trainable weights' bytes: one gradient, or one optimizer slot, of each (sync_slots) */
+double kiln_model_trainable_bytes(const kiln_model *m);
+/* what a plan for `batch` examples allocates: the activations and their gradients, the
+ * scratch, and one plan's loss tensors; 0 for batch 0 */
 double kiln_plan_bytes(const kiln_model *m, int batch);
 
 typedef struct kiln_model_bytes {
     double weights, gradients, optimizer, activations;
 } kiln_model_bytes;
-/* the optimizer slots of the model as it is: -1 when not compiled (no gradients either) */
-int kiln_model_slots_now(const kiln_model *m);
 /* the bytes of a shaped model built, with gradients and `slots` optimizer slots per trainable
  * weight (slots < 0: neither) and activations for `batch` examples (0: none) */
 kiln_model_bytes kiln_model_bytes_of(const kiln_model *m, int slots, int batch);

@@ -1,6 +1,7 @@
 /* node.c: what the model, its plans, the optimizer and the layers ask of one node (one layer of
- * a model): its output size, its weights' sizes and which of them train. */
-#include "model_impl.h"
+ * a model): its output size, its weights' sizes and which of them train, its activation
+ * buffers (what plan.c allocates and budget.c counts). */
+#include "layer.h"
 
 int64_t kiln_node_out_numel(const kiln_node *n) {
     int64_t k = 1;
@@ -22,4 +23,14 @@ void kiln_node_param_counts(const kiln_node *n, int64_t *total, int64_t *trainab
         *total += kiln_node_weight_numel(n, w);
         if (kiln_node_trainable(n, w)) *trainable += kiln_node_weight_numel(n, w);
     }
+}
+
+bool kiln_node_has_z(const kiln_node *n) { return n->desc->has_activation && n->cfg.activation != KILN_ACT_LINEAR; }
+
+int kiln_node_buffers(const kiln_node *n) { return kiln_node_has_z(n) ? 4 : 2; }
+
+int kiln_model_max_inputs(const kiln_model *m) {
+    int k = 1;
+    for (int i = 0; i < m->n_nodes; i++) k = m->nodes[i].n_in > k ? m->nodes[i].n_in : k;
+    return k;
 }

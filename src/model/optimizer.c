@@ -19,23 +19,6 @@ kiln_optimizer_config kiln_optimizer_defaults(kiln_optimizer_type type) {
     return c;
 }
 
-int kiln_optimizer_slots(const kiln_optimizer_config *o) {
-    switch (o->type) {
-    case KILN_OPT_SGD: return o->sgd.momentum != 0.0 ? 1 : 0;
-    default: return o->adam.amsgrad ? 3 : 2;
-    }
-}
-
-/* what kiln_model_sync_slots allocates per slot (and for the gradients): each trainable weight */
-double kiln_model_trainable_bytes(const kiln_model *m) {
-    double b = 0.0;
-    for (int i = 0; i < m->n_nodes; i++)
-        for (int w = 0; w < m->nodes[i].n_w; w++)
-            if (kiln_node_trainable(&m->nodes[i], w))
-                b += kiln_shape_elems(m->nodes[i].w_ndim[w], m->nodes[i].w_shape[w]) * sizeof(float);
-    return b;
-}
-
 /* which layers want their own gradients, and which sit on a path to trainable weights */
 static void mark_flow(kiln_model *m) {
     for (int i = 0; i < m->n_nodes; i++) {

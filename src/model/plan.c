@@ -8,20 +8,11 @@
 #include "error.h"
 #include "layer.h"
 
-/* the node keeps z, its output before its activation, apart from y */
-static bool has_z(const kiln_node *n) { return n->desc->has_activation && n->cfg.activation != KILN_ACT_LINEAR; }
-
 /* the node's output shape with the batch axis first */
 static void shape_of(const kiln_node *n, int batch, int *ndim, int64_t shape[4]) {
     *ndim = n->out_ndim + 1;
     shape[0] = batch;
     for (int d = 0; d < n->out_ndim; d++) shape[d + 1] = n->out_shape[d];
-}
-
-static int max_inputs(const kiln_model *m) {
-    int k = 1;
-    for (int i = 0; i < m->n_nodes; i++) k = m->nodes[i].n_in > k ? m->nodes[i].n_in : k;
-    return k;
 }
 
 void kiln_model_free_plans(kiln_model *m) {
@@ -46,28 +37,8 @@ void kiln_model_free_plans(kiln_model *m) {
     m->n_plans = 0;
 }
 
-/* the node's activation buffers: y and dy, and z and dz when it keeps z */
-static int n_buffers(const kiln_node *n) { return has_z(n) ? 4 : 2; }
-
-/* the tensors of one plan's loss (loss_plan): four of (batch) and the targets */
-#define LOSS_ROW_TENSORS 4
-
-double kiln_plan_bytes(const kiln_model *m, int batch) {
-    if (batch < 1) return 0.0;
-    double acts = 0.0, largest = 0.0;
-    for (int i = 0; i < m->n_nodes; i++) {
-        const kiln_node *n = &m->nodes[i];
-        double e = kiln_shape_elems(n->out_ndim, n->out_shape) * batch;
-        acts += n_buffers(n) * e;
-        largest = e > largest ? e : largest;
-    }
-    const kiln_node *last = &m->nodes[m->n_nodes - 1];
-    double loss = LOSS_ROW_TENSORS * (double)batch + kiln_shape_elems(last->out_ndim, last->out_shape) * batch;
-    return (acts + max_inputs(m) * largest + loss) * sizeof(float);
-}
-
 /* node buffers for `batch` examples (all plans are dropped when they grow); kiln_plan_bytes
- * counts them */
+ * (budget.c) counts them */
 static kiln_status grow_buffers(kiln_model *m, int batch) {
     if (m->nodes[0].buf_batch >= batch) return KILN_OK;
     KILN_TRY(kiln_model_budget(m, m->be, kiln_model_slots_now(m), batch));
@@ -83,7 +54,7 @@ static kiln_status grow_buffers(kiln_model *m, int batch) {
         int64_t shape[4];
         int nd;
         shape_of(n, batch, &nd, shape);
-        for (int b = 0; b < n_buffers(n); b++) KILN_TRY(kiln_tensor_new(m->be, KILN_F32, nd, shape, n->cfg.name, bufs[b]));
+        for (int b = 0; b < kiln_node_buffers(n); b++) KILN_TRY(kiln_tensor_new(m->be, KILN_F32, nd, shape, n->cfg.name, bufs[b]));
         n->buf_batch = batch;
         int64_t e = kiln_node_out_numel(n) * batch;
         largest = e > largest ? e : largest;
@@ -92,7 +63,7 @@ static kiln_status grow_buffers(kiln_model *m, int batch) {
         kiln_tensor_free(m->scratch_buf[k]);
         m->scratch_buf[k] = NULL;
     }
-    for (int k = 0; k < max_inputs(m); k++)
+    for (int k = 0; k < kiln_model_max_inputs(m); k++)
         KILN_TRY(kiln_tensor_new(m->be, KILN_F32, 1, &largest, "scratch", &m->scratch_buf[k]));
     return KILN_OK;
 }
@@ -127,9 +98,9 @@ static kiln_status loss_plan(kiln_model *m, kiln_plan *pl) {
     int64_t ys[4];
     int ynd;
     shape_of(&m->nodes[m->n_nodes - 1], pl->batch, &ynd, ys);
-    static const char *const names[LOSS_ROW_TENSORS] = {"loss_rows", "rows_tmp", "zero_labels", "labels"};
-    kiln_tensor **dst[LOSS_ROW_TENSORS] = {&pl->loss_rows, &pl->rows_tmp, &pl->zero_labels, &pl->labels};
-    for (int k = 0; k < LOSS_ROW_TENSORS; k++) KILN_TRY(kiln_tensor_new(m->be, k < 2 ? KILN_F32 : KILN_I32, 1, &b, names[k], dst[k]));
+    static const char *const names[KILN_LOSS_ROW_TENSORS] = {"loss_rows", "rows_tmp", "zero_labels", "labels"};
+    kiln_tensor **dst[KILN_LOSS_ROW_TENSORS] = {&pl->loss_rows, &pl->rows_tmp, &pl->zero_labels, &pl->labels};
+    for (int k = 0; k < KILN_LOSS_ROW_TENSORS; k++) KILN_TRY(kiln_tensor_new(m->be, k < 2 ? KILN_F32 : KILN_I32, 1, &b, names[k], dst[k]));
     KILN_TRY(kiln_fill(pl->zero_labels, 0.0));
     return kiln_tensor_new(m->be, KILN_F32, ynd, ys, "targets", &pl->y_dense);
 }
