@@ -332,3 +332,29 @@ Test(cli, own_npy_data_trains, .timeout = 120) {
     kt_run_free(&r);
     kt_tmpdir_remove();
 }
+
+/* summary needs neither weights nor data (issue 10, item 6): a billion 256x256 training images
+ * (786 TB, which could never be generated), MNIST from a folder that does not exist, and a
+ * 3.2-billion-parameter model, all with KILN_MEMORY_LIMIT=0, so allocating anything through a
+ * backend would be refused */
+Test(cli, summary_allocates_nothing) {
+    kt_tmpdir_new();
+    setenv("KILN_MEMORY_LIMIT", "0", 1);
+    kt_run r = KILN("summary --model seed-cnn --image-size 256 --train-size 1000000000 --test-size 1000000000");
+    expect_ok(&r, "summary at 256x256");
+    cr_expect(strstr(r.out, "(None, 254, 254, 32)") && strstr(r.out, "Total params: 33,034,186\n"), "%s", r.out);
+    kt_run_free(&r);
+    r = KILN("summary --model seed-cnn --data mnist:%s", kt_path("nowhere"));
+    expect_ok(&r, "summary for MNIST");
+    cr_expect(strstr(r.out, "(None, 26, 26, 32)") && strstr(r.out, "Total params: 347,530\n"), "%s", r.out);
+    kt_run_free(&r);
+    write_json(kt_path("wide.json"), "{'class_name': 'Sequential', 'config': {'name': 'wide', 'layers': [{'class_name': "
+               "'InputLayer', 'config': {'name': 'in', 'batch_shape': [null, 8, 8, 3]}}, {'class_name': 'Flatten', "
+               "'config': {'name': 'f'}}, {'class_name': 'Dense', 'config': {'name': 'd', 'units': 16777216}}]}}");
+    r = KILN("summary --model %s", kt_path("wide.json"));
+    expect_ok(&r, "summary of a Dense(2^24)");
+    cr_expect(strstr(r.out, "(None, 16777216)") && strstr(r.out, "Total params: 3,238,002,688\n"), "%s", r.out);
+    kt_run_free(&r);
+    unsetenv("KILN_MEMORY_LIMIT");
+    kt_tmpdir_remove();
+}

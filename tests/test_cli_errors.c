@@ -58,6 +58,8 @@ static const bad_case cases[] = {
     {"train --model seed-cnn --resume @/weights.safetensors " SMALL, 1, "not a full checkpoint"},
     {"train --model seed-cnn --init-weights @/weights.safetensors --train-size 32 --test-size 8 --image-size 16", 1, "'dense.kernel'"},
     {"train --model seed-cnn --out @/weights.safetensors " SMALL, 1, "is not a directory"},
+    /* 12 GiB of weights, 50 GiB with Adam at batch 8: refused before building (KILN_MEMORY_LIMIT, below) */
+    {"train --model @/wide.json " SMALL, 1, "model 'wide' needs 50.25 GiB at batch 8 (weights 12.06 GiB, gradients 12.06 GiB, optimizer state 24.12 GiB, activations 2.00 GiB), the device cpu has "},
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
 
@@ -87,6 +89,9 @@ static void prepare(void) {
     write_json("in8.json", "{'class_name': 'Sequential', 'config': {'name': 's', 'layers': [{'class_name': 'InputLayer',"
                            " 'config': {'name': 'in', 'batch_shape': [null, 8, 8, 3]}}, {'class_name': 'Flatten', 'config':"
                            " {'name': 'f'}}, {'class_name': 'Dense', 'config': {'name': 'd', 'units': 10, 'activation': 'softmax'}}]}}");
+    write_json("wide.json", "{'class_name': 'Sequential', 'config': {'name': 'wide', 'layers': [{'class_name': 'InputLayer',"
+                            " 'config': {'name': 'in', 'batch_shape': [null, 8, 8, 3]}}, {'class_name': 'Flatten', 'config':"
+                            " {'name': 'f'}}, {'class_name': 'Dense', 'config': {'name': 'd', 'units': 16777216}}]}}");
     kt_write_file(kt_path("short.safetensors"), "abcd", 4, false);
     write_u64_header("truncated.safetensors", 1000, "{\"a\":");
     write_u64_header("oversized.safetensors", (uint64_t)1 << 40, "{}");
@@ -139,6 +144,7 @@ ParameterizedTest(size_t *k, cli_errors, each_case, .timeout = 60) {
         }
     }
     prepare();
+    setenv("KILN_MEMORY_LIMIT", "16G", 1); /* the memory budget's cases are refused on any machine */
     char args[1024];
     expand(c->args, args, sizeof args);
     kt_run r = kt_run_program(KILN_CLI_PATH, "%s", args);

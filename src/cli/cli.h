@@ -50,6 +50,9 @@ kiln_status kiln_cli_data_train(const kiln_cli_options *o, kiln_dataset **train,
 /* The split evaluate and predict use: --data's test split when it has one, else its training
  * split; standardized with the training split's statistics when asked. */
 kiln_status kiln_cli_data_eval(const kiln_cli_options *o, kiln_dataset **out);
+/* The image shape and class count of --data without loading it: MNIST's and CIFAR-10's are
+ * fixed, synthetic's come from one generated example; npy files are read. */
+kiln_status kiln_cli_data_shape(const kiln_cli_options *o, int *h, int *w, int *c, int *classes);
 
 /* ---- models (model.c) ---- */
 

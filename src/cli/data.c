@@ -9,13 +9,40 @@
 #include "cli.h"
 #include "error.h"
 
-static kiln_status open_spec(const kiln_cli_options *o, const char *spec, kiln_dataset **train, kiln_dataset **test) {
+/* the dataset flags that apply to spec */
+static kiln_status check_spec(const kiln_cli_options *o, const char *spec) {
     bool synthetic = !strcmp(spec, "synthetic"), npy = !strncmp(spec, "npy:", 4);
     if (o->synthetic_flag && !synthetic)
         return kiln_error(KILN_ERR_INVALID_ARG, "%s applies to --data synthetic only, not '%s'", o->synthetic_flag, spec);
     if (o->classes_given && !synthetic && !npy)
         return kiln_error(KILN_ERR_INVALID_ARG, "--classes applies to synthetic and npy data only, not '%s'", spec);
+    return KILN_OK;
+}
+
+static kiln_status open_spec(const kiln_cli_options *o, const char *spec, kiln_dataset **train, kiln_dataset **test) {
+    KILN_TRY(check_spec(o, spec));
     return kiln_dataset_open(spec, &o->data_opt, train, test);
+}
+
+kiln_status kiln_cli_data_shape(const kiln_cli_options *o, int *h, int *w, int *c, int *classes) {
+    KILN_TRY(check_spec(o, o->data));
+    bool mnist = !strncmp(o->data, "mnist:", 6) && o->data[6], cifar = !strncmp(o->data, "cifar10:", 8) && o->data[8];
+    if (mnist || cifar) { /* the loaders' fixed shapes (include/kiln/data.h) */
+        *h = *w = mnist ? 28 : 32;
+        *c = mnist ? 1 : 3;
+        *classes = 10;
+        return KILN_OK;
+    }
+    kiln_data_options probe = o->data_opt; /* synthetic: one example, checked and drawn as --data would be */
+    probe.n_train = probe.n_test = 1;
+    kiln_dataset *ds = NULL;
+    KILN_TRY(kiln_dataset_open(o->data, strcmp(o->data, "synthetic") ? &o->data_opt : &probe, &ds, NULL));
+    *h = ds->h;
+    *w = ds->w;
+    *c = ds->c;
+    *classes = ds->num_classes;
+    kiln_dataset_free(ds);
+    return KILN_OK;
 }
 
 /* the per-channel statistics of ds (mean and std, c floats each, in one malloc'ed block) */

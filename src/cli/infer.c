@@ -1,7 +1,7 @@
 /* infer.c: `kiln evaluate`, `kiln predict` and `kiln summary`. evaluate and predict
  * rebuild the model from the architecture saved in --weights ("kiln.model" metadata), load its
  * weights and run in inference mode (BatchNormalization with its moving statistics, Dropout
- * off) on the evaluation split of --data. */
+ * off) on the evaluation split of --data. summary infers the shapes only: no weights, no data. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,28 +85,16 @@ kiln_status kiln_cli_predict(const kiln_cli_options *o) {
 }
 
 kiln_status kiln_cli_summary(const kiln_cli_options *o) {
-    kiln_backend *be = NULL;
-    kiln_dataset *ds = NULL;
     kiln_model *m = NULL;
     int h = 32, w = 32, c = 3, classes = 10;
-    /* a built-in takes the shape of --data when it is given; a file's model has its own */
+    /* a built-in takes the shape of --data when it is given; a file's model has its own. The
+     * shapes come from the spec and the model's layers: no dataset is loaded, no weight allocated */
     bool builtin = !strcmp(o->model, "seed-cnn") || !strcmp(o->model, "resnet20");
     bool want_data = builtin && (strcmp(o->data, "synthetic") || o->synthetic_flag || o->classes_given);
-    kiln_dataset *unused = NULL;
-    kiln_status s = want_data ? kiln_cli_data_train(o, &ds, &unused) : KILN_OK;
-    kiln_dataset_free(unused);
-    if (s == KILN_OK && ds) {
-        h = ds->h;
-        w = ds->w;
-        c = ds->c;
-        classes = ds->num_classes;
-    }
-    if (s == KILN_OK) s = kiln_backend_init("cpu", &be);
+    kiln_status s = want_data ? kiln_cli_data_shape(o, &h, &w, &c, &classes) : KILN_OK;
     if (s == KILN_OK) s = kiln_cli_model_open(o->model, h, w, c, classes, &m);
-    if (s == KILN_OK) s = kiln_model_build(m, be, 0);
+    if (s == KILN_OK) s = kiln_model_infer(m);
     if (s == KILN_OK) s = kiln_model_summary(m, stdout);
     kiln_model_free(m);
-    kiln_dataset_free(ds);
-    kiln_backend_free(be);
     return s;
 }

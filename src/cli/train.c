@@ -49,25 +49,28 @@ static kiln_status freeze(kiln_model *m, const char *list) {
     return KILN_OK;
 }
 
-static kiln_status compile(kiln_model *m, const kiln_cli_options *o) {
+static kiln_compile_config compile_config(const kiln_cli_options *o) {
     kiln_optimizer_type t = !strcmp(o->optimizer, "sgd") ? KILN_OPT_SGD : !strcmp(o->optimizer, "adamw") ? KILN_OPT_ADAMW : KILN_OPT_ADAM;
     kiln_compile_config cc = {kiln_optimizer_defaults(t), KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, false};
     if (!isnan(o->lr)) {
         cc.optimizer.adam.learning_rate = o->lr;
         cc.optimizer.sgd.learning_rate = o->lr;
     }
-    return kiln_model_compile(m, &cc);
+    return cc;
 }
 
 /* the model, built, frozen, compiled, with its starting weights */
 static kiln_status model_setup(train_run *r, const kiln_cli_options *o) {
     const kiln_dataset *d = r->train;
+    kiln_compile_config cc = compile_config(o);
     KILN_TRY(kiln_cli_model_open(o->model ? o->model : o->resume, d->h, d->w, d->c, d->num_classes, &r->m));
+    /* the memory budget of the whole run before anything is allocated (a step's batch is at most n) */
+    KILN_TRY(kiln_model_check_memory(r->m, r->be, (int)(d->n < o->batch_size ? d->n : o->batch_size), &cc.optimizer));
     KILN_TRY(kiln_model_build(r->m, r->be, o->seed));
     KILN_TRY(kiln_cli_model_check_data(r->m, d, "training data"));
     if (r->val) KILN_TRY(kiln_cli_model_check_data(r->m, r->val, "validation data"));
     if (o->freeze) KILN_TRY(freeze(r->m, o->freeze));
-    KILN_TRY(compile(r->m, o));
+    KILN_TRY(kiln_model_compile(r->m, &cc));
     if (o->init_weights) KILN_TRY(kiln_model_load(r->m, o->init_weights, true, false, NULL));
     if (o->resume) KILN_TRY(kiln_model_load(r->m, o->resume, false, true, &r->initial_epoch));
     return KILN_OK;
