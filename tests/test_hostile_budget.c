@@ -10,6 +10,8 @@
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "kiln/kiln.h"
@@ -60,6 +62,31 @@ Test(budget, limit_caps_available) {
         cr_expect_eq(kiln_backend_memory_available(be, &a), KILN_ERR_INVALID_ARG, "KILN_MEMORY_LIMIT=%s accepted", bad[i]);
         cr_expect(strstr(kiln_last_error(), "KILN_MEMORY_LIMIT"), "%s", kiln_last_error());
     }
+    kiln_backend_free(be);
+}
+
+/* under `ulimit -v` (RLIMIT_AS) the backend has what the limit leaves of the address space: a
+ * limit 256 MiB above this process's size refuses 772 MiB of weights with the sizes */
+Test(budget, rlimit_as_counts) {
+    kiln_backend *be = fresh_cpu();
+    kiln_model *m = dense_model(1 << 20);
+    unsetenv("KILN_MEMORY_LIMIT");
+    unsigned long long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f || fscanf(f, "%llu", &pages) != 1) cr_skip_test("no /proc/self/statm");
+    fclose(f);
+    struct rlimit rl;
+    cr_assert_eq(getrlimit(RLIMIT_AS, &rl), 0);
+    rlim_t want = (rlim_t)(pages * (unsigned long long)sysconf(_SC_PAGESIZE)) + ((rlim_t)256 << 20);
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want) cr_skip_test("RLIMIT_AS is below what the test sets");
+    rl.rlim_cur = want;
+    cr_assert_eq(setrlimit(RLIMIT_AS, &rl), 0);
+    size_t a;
+    cr_assert_eq(kiln_backend_memory_available(be, &a), KILN_OK, "%s", kiln_last_error());
+    cr_expect(a > ((size_t)128 << 20) && a <= ((size_t)256 << 20), "%zu bytes available under the limit", a);
+    expect_refused(kiln_model_build(m, be, 1), "model 'wide' needs 772.00 MiB (weights 772.00 MiB, gradients 0 bytes");
+    cr_expect_eq(allocs_of(be), 0, "the refused build allocated");
+    kiln_model_free(m);
     kiln_backend_free(be);
 }
 
