@@ -1,7 +1,10 @@
 /* cli_run.c: runs a program with fork and execv, its stdout and stderr captured in temporary
- * files (no pipe can fill up and block it), for the tests of the `kiln` command. */
+ * files (no pipe can fill up and block it), for the tests of the `kiln` command; or kills it
+ * with SIGKILL after a given time. */
 #define _POSIX_C_SOURCE 200809L
 #include <fcntl.h>
+#include <signal.h>
+#include <time.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -30,13 +33,9 @@ static char *slurp(int fd) {
     return buf;
 }
 
-kt_run kt_run_program(const char *exe, const char *args, ...) {
+/* runs exe with the arguments of line (split at spaces); kill_after_us >= 0: SIGKILL after it */
+static kt_run run_line(const char *exe, char *line, long kill_after_us) {
     kt_run r = {-1, false, NULL, NULL};
-    char line[8192];
-    va_list ap;
-    va_start(ap, args);
-    vsnprintf(line, sizeof line, args, ap);
-    va_end(ap);
     char *argv[256];
     int argc = 0;
     argv[argc++] = (char *)exe;
@@ -51,6 +50,11 @@ kt_run kt_run_program(const char *exe, const char *args, ...) {
         execv(exe, argv);
         _exit(127);
     }
+    if (pid > 0 && kill_after_us >= 0) {
+        struct timespec t = {kill_after_us / 1000000, kill_after_us % 1000000 * 1000};
+        while (nanosleep(&t, &t) != 0) {}
+        kill(pid, SIGKILL); /* a zombie already: no effect, its exit status stays */
+    }
     int st = 0;
     if (pid > 0 && waitpid(pid, &st, 0) == pid) {
         r.signaled = WIFSIGNALED(st);
@@ -59,6 +63,24 @@ kt_run kt_run_program(const char *exe, const char *args, ...) {
     r.out = out >= 0 ? slurp(out) : NULL;
     r.err = err >= 0 ? slurp(err) : NULL;
     return r;
+}
+
+kt_run kt_run_program(const char *exe, const char *args, ...) {
+    char line[8192];
+    va_list ap;
+    va_start(ap, args);
+    vsnprintf(line, sizeof line, args, ap);
+    va_end(ap);
+    return run_line(exe, line, -1);
+}
+
+kt_run kt_run_killed(const char *exe, long kill_after_us, const char *args, ...) {
+    char line[8192];
+    va_list ap;
+    va_start(ap, args);
+    vsnprintf(line, sizeof line, args, ap);
+    va_end(ap);
+    return run_line(exe, line, kill_after_us);
 }
 
 void kt_run_free(kt_run *r) {
