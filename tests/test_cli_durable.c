@@ -186,6 +186,31 @@ Test(durable, resume_cuts_rows_the_checkpoint_lacks, .timeout = 120) {
     kt_tmpdir_remove();
 }
 
+/* true once the step log at path holds the header and two whole rows */
+static bool two_rows(void *path) {
+    size_t len;
+    char *t = kt_read_file(path, &len);
+    int lines = 0;
+    for (size_t i = 0; t && i < len; i++) lines += t[i] == '\n';
+    free(t);
+    return lines >= 3;
+}
+
+/* without --out (no checkpoint to sync it) each step's row still reaches the file as it is
+ * logged: a kill loses none. 30 epochs of 3 steps write less than stdio's buffer holds, so
+ * buffered rows would show only as kiln exits, all 90 at once. */
+Test(durable, step_rows_reach_the_file_while_training, .timeout = 60) {
+    kt_tmpdir_new();
+    char log[1024];
+    snprintf(log, sizeof log, "%s", kt_path("steps.csv"));
+    kt_run r = kt_run_killed_when(KILN_CLI_PATH, two_rows, log, BASE " --epochs 30 --log-steps %s", log);
+    cr_expect(r.signaled, "kiln ended (exit %d) before its step log showed two rows: they waited in a buffer", r.status);
+    kt_run_free(&r);
+    int rows = check_rows(log, "step,epoch,loss,accuracy", 1, "killed");
+    cr_expect(rows >= 2 && rows < 30 * STEPS_PER_EPOCH, "%d rows when killed: they came all at once, at the exit", rows);
+    kt_tmpdir_remove();
+}
+
 /* the docs' example: the step log inside an --out that does not exist yet */
 Test(durable, log_steps_inside_a_fresh_out, .timeout = 60) {
     kt_tmpdir_new();

@@ -33,8 +33,32 @@ static char *slurp(int fd) {
     return buf;
 }
 
-/* runs exe with the arguments of line (split at spaces); kill_after_us >= 0: SIGKILL after it */
-static kt_run run_line(const char *exe, char *line, long kill_after_us) {
+static double seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* waits for pid; with `when`, polls it every 100 us while pid runs and kills pid (SIGKILL) once it
+ * says so */
+static int wait_or_kill(pid_t pid, kt_kill_when when, void *ctx) {
+    int st = 0;
+    for (;;) {
+        pid_t w = waitpid(pid, &st, when ? WNOHANG : 0);
+        if (w == pid) return st;
+        if (w < 0) return -1;
+        if (when(ctx)) {
+            kill(pid, SIGKILL);
+            when = NULL;
+            continue;
+        }
+        struct timespec t = {0, 100000};
+        nanosleep(&t, NULL);
+    }
+}
+
+/* runs exe with the arguments of line (split at spaces), killed when `when` (NULL: never) says */
+static kt_run run_line(const char *exe, char *line, kt_kill_when when, void *ctx) {
     kt_run r = {-1, false, NULL, NULL};
     char *argv[256];
     int argc = 0;
@@ -50,13 +74,8 @@ static kt_run run_line(const char *exe, char *line, long kill_after_us) {
         execv(exe, argv);
         _exit(127);
     }
-    if (pid > 0 && kill_after_us >= 0) {
-        struct timespec t = {kill_after_us / 1000000, kill_after_us % 1000000 * 1000};
-        while (nanosleep(&t, &t) != 0) {}
-        kill(pid, SIGKILL); /* a zombie already: no effect, its exit status stays */
-    }
-    int st = 0;
-    if (pid > 0 && waitpid(pid, &st, 0) == pid) {
+    int st = pid > 0 ? wait_or_kill(pid, when, ctx) : -1;
+    if (st != -1) {
         r.signaled = WIFSIGNALED(st);
         r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     }
@@ -71,8 +90,10 @@ kt_run kt_run_program(const char *exe, const char *args, ...) {
     va_start(ap, args);
     vsnprintf(line, sizeof line, args, ap);
     va_end(ap);
-    return run_line(exe, line, -1);
+    return run_line(exe, line, NULL, NULL);
 }
+
+static bool past(void *deadline) { return seconds() >= *(double *)deadline; }
 
 kt_run kt_run_killed(const char *exe, long kill_after_us, const char *args, ...) {
     char line[8192];
@@ -80,7 +101,17 @@ kt_run kt_run_killed(const char *exe, long kill_after_us, const char *args, ...)
     va_start(ap, args);
     vsnprintf(line, sizeof line, args, ap);
     va_end(ap);
-    return run_line(exe, line, kill_after_us);
+    double deadline = seconds() + 1e-6 * (double)kill_after_us;
+    return run_line(exe, line, past, &deadline);
+}
+
+kt_run kt_run_killed_when(const char *exe, kt_kill_when when, void *ctx, const char *args, ...) {
+    char line[8192];
+    va_list ap;
+    va_start(ap, args);
+    vsnprintf(line, sizeof line, args, ap);
+    va_end(ap);
+    return run_line(exe, line, when, ctx);
 }
 
 void kt_run_free(kt_run *r) {

@@ -18,6 +18,10 @@ kt_run kt_run_program(const char *exe, const char *args, ...) __attribute__((for
 /* The same, killed with SIGKILL kill_after_us microseconds after it started (when it is still
  * running then: status 128 + 9, signaled). */
 kt_run kt_run_killed(const char *exe, long kill_after_us, const char *args, ...) __attribute__((format(printf, 3, 4)));
+/* The same, killed once when(ctx) returns true (asked every 100 us while the program runs). */
+typedef bool (*kt_kill_when)(void *ctx);
+kt_run kt_run_killed_when(const char *exe, kt_kill_when when, void *ctx, const char *args, ...)
+    __attribute__((format(printf, 4, 5)));
 void kt_run_free(kt_run *r);
 
 #endif
