@@ -6,7 +6,8 @@
  * byte for byte, with no temporary file left. Also: rows of an epoch the checkpoint lacks are
  * cut on resume, the step log may live in a fresh --out, killed writers' temporary files are
  * removed by the next write, the chart is replaced atomically, and write failures name the file
- * and the reason. scripts/kill_test.py runs many more kills by hand. */
+ * and the reason. scripts/kill_test.py runs many more kills by hand. (No .timeout: with two
+ * timeouts pending at once Criterion 2.4.1 leaks 48 bytes under LeakSanitizer; CTest times out.) */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <stdio.h>
@@ -72,13 +73,13 @@ static void expect_same_outputs(const char *ref, const char *dir, const char *wh
     }
 }
 
-/* number of entries of dir whose name holds ".tmp-" (each one reported) */
+/* number of entries of dir whose name holds ".tmp-" (each one named) */
 static int temp_files(const char *dir) {
     DIR *d = opendir(dir);
     int n = 0;
     for (struct dirent *e; d && (e = readdir(d)) != NULL;)
         if (strstr(e->d_name, ".tmp-")) {
-            cr_log_error("%s/%s", dir, e->d_name);
+            cr_expect_fail("%s/%s: a temporary file", dir, e->d_name);
             n++;
         }
     if (d) closedir(d);
@@ -129,7 +130,7 @@ static double now(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-Test(durable, kill_at_random_instants_then_resume, .timeout = 300) {
+Test(durable, kill_at_random_instants_then_resume) {
     kt_tmpdir_new();
     char ref[1024];
     snprintf(ref, sizeof ref, "%s", kt_path("ref"));
@@ -140,7 +141,6 @@ Test(durable, kill_at_random_instants_then_resume, .timeout = 300) {
     kt_run_free(&r);
     kt_rng rng;
     kt_rng_seed(&rng, 2026);
-    int killed = 0;
     for (int k = 0; k < 6; k++) { /* instants spread over the whole run, whatever this build's speed */
         char name[16], dir[1024], what[64], ckpt[1024];
         snprintf(name, sizeof name, "k%d", k);
@@ -148,7 +148,6 @@ Test(durable, kill_at_random_instants_then_resume, .timeout = 300) {
         long us = (long)(kt_uniform(&rng, 0.0, 1.0) * took * 1e6);
         snprintf(what, sizeof what, "kill %d at %ld us of %.0f", k, us, took * 1e6);
         r = kt_run_killed(KILN_CLI_PATH, us, RUN " --out %s --log-steps %s/steps.csv", dir, dir);
-        killed += r.signaled;
         cr_expect(r.signaled || r.status == 0, "%s: exit %d, stderr: %s", what, r.status, r.err);
         kt_run_free(&r);
         check_after_kill(dir, what);
@@ -158,13 +157,12 @@ Test(durable, kill_at_random_instants_then_resume, .timeout = 300) {
         expect_same_outputs(ref, dir, what);
         cr_expect_eq(temp_files(dir), 0, "%s: temporary files left in %s", what, dir);
     }
-    cr_log_info("%d of 6 runs killed before they ended", killed);
     kt_tmpdir_remove();
 }
 
 /* a kill after the history row and the step rows, before the checkpoint (or a checkpoint that
  * failed to write) leaves rows of an epoch the checkpoint lacks, one cut short: the resume cuts them */
-Test(durable, resume_cuts_rows_the_checkpoint_lacks, .timeout = 120) {
+Test(durable, resume_cuts_rows_the_checkpoint_lacks) {
     kt_tmpdir_new();
     kt_run r = train_into(kt_path("ref"), NULL);
     expect_ok(&r, "uninterrupted");
@@ -199,7 +197,7 @@ static bool two_rows(void *path) {
 /* without --out (no checkpoint to sync it) each step's row still reaches the file as it is
  * logged: a kill loses none. 30 epochs of 3 steps write less than stdio's buffer holds, so
  * buffered rows would show only as kiln exits, all 90 at once. */
-Test(durable, step_rows_reach_the_file_while_training, .timeout = 60) {
+Test(durable, step_rows_reach_the_file_while_training) {
     kt_tmpdir_new();
     char log[1024];
     snprintf(log, sizeof log, "%s", kt_path("steps.csv"));
@@ -212,7 +210,7 @@ Test(durable, step_rows_reach_the_file_while_training, .timeout = 60) {
 }
 
 /* the docs' example: the step log inside an --out that does not exist yet */
-Test(durable, log_steps_inside_a_fresh_out, .timeout = 60) {
+Test(durable, log_steps_inside_a_fresh_out) {
     kt_tmpdir_new();
     kt_run r = KILN("train --model seed-cnn --train-size 32 --test-size 8 --image-size 8 --batch-size 16 --verbose 0 "
                     "--out %s --log-steps %s", kt_path("run"), kt_path("run/steps.csv"));
@@ -223,7 +221,7 @@ Test(durable, log_steps_inside_a_fresh_out, .timeout = 60) {
 }
 
 /* the chart replaces the old one (a new file renamed over it), never rewrites it in place */
-Test(durable, chart_replaced_atomically, .timeout = 60) {
+Test(durable, chart_replaced_atomically) {
     kt_tmpdir_new();
     cr_assert_eq(mkdir(kt_path("run"), 0777), 0);
     kt_write_file(kt_path("run/history.svg"), "old chart", 9, false);
@@ -282,7 +280,7 @@ static void expect_failure(const char *args, const char *needle) {
     kt_run_free(&r);
 }
 
-Test(durable, write_failures_name_file_and_reason, .timeout = 60) {
+Test(durable, write_failures_name_file_and_reason) {
     kt_tmpdir_new();
     char args[2048];
     cr_assert_eq(mkdir(kt_path("run"), 0777), 0);
