@@ -113,7 +113,9 @@ static void check_after_kill(const char *dir, const char *what) {
         if (access(join(p, dir, outputs[i]), F_OK) != 0) continue;
         kiln_safetensors *st;
         cr_assert_eq(kiln_safetensors_open(p, &st), KILN_OK, "%s: %s does not open: %s", what, p, kiln_last_error());
-        if (i == 1) epochs = atoi(kiln_safetensors_metadata(st, "kiln.epoch"));
+        const char *e = i == 1 ? kiln_safetensors_metadata(st, "kiln.epoch") : "0";
+        cr_expect_not_null(e, "%s: %s has no kiln.epoch", what, p);
+        if (i == 1 && e) epochs = atoi(e);
         kiln_safetensors_free(st);
     }
     char h[1024], s[1024];
