@@ -2,7 +2,8 @@
  * and accuracy per epoch, each with axes, ticks, grid lines, the training curve (solid) and
  * the validation curve (dashed) with a marker per epoch, and a legend. Plain SVG 1.1 written
  * by hand, so any browser or image viewer opens it. Drawn from the CSV so a resumed run's
- * chart shows the epochs before the resume too. */
+ * chart shows the epochs before the resume too; drawn in memory and written atomically
+ * (file_atomic.h), so a kill or a full disk leaves the previous chart whole. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "file_atomic.h"
 
 enum { COL_EPOCH, COL_LOSS, COL_ACC, COL_VAL_LOSS, COL_VAL_ACC, N_COLS };
 static const char *const col_names[N_COLS] = {"epoch", "loss", "accuracy", "val_loss", "val_accuracy"};
@@ -156,15 +158,9 @@ static void escaped(FILE *f, const char *s) {
     }
 }
 
-kiln_status kiln_cli_chart_write(const char *history_csv, const char *svg_path, const char *title) {
-    series s;
-    KILN_TRY(series_read(history_csv, &s));
-    FILE *f = fopen(svg_path, "w");
-    if (!f) {
-        series_free(&s);
-        return kiln_error(KILN_ERR_IO, "cannot open '%s' for writing", svg_path);
-    }
-    double first = s.n ? s.v[COL_EPOCH][0] + 1 : 1, last = s.n ? s.v[COL_EPOCH][s.n - 1] + 1 : 1;
+/* the whole SVG of s into f */
+static void draw(FILE *f, const series *s, const char *title) {
+    double first = s->n ? s->v[COL_EPOCH][0] + 1 : 1, last = s->n ? s->v[COL_EPOCH][s->n - 1] + 1 : 1;
     if (!(last > first)) { /* one epoch (or none): some room on both sides */
         first -= 1;
         last += 1;
@@ -177,11 +173,23 @@ kiln_status kiln_cli_chart_write(const char *history_csv, const char *svg_path, 
     escaped(f, title);
     fprintf(f, ": loss and accuracy per epoch</text>\n");
     panel loss = {80, 70, 370, 280, first, last, 0, 1}, acc = {570, 70, 370, 280, first, last, 0, 1};
-    draw_panel(f, &loss, &s, COL_LOSS, "loss");
-    draw_panel(f, &acc, &s, COL_ACC, "accuracy");
+    draw_panel(f, &loss, s, COL_LOSS, "loss");
+    draw_panel(f, &acc, s, COL_ACC, "accuracy");
     fprintf(f, "</svg>\n");
+}
+
+kiln_status kiln_cli_chart_write(const char *history_csv, const char *svg_path, const char *title) {
+    series s;
+    KILN_TRY(series_read(history_csv, &s));
+    char *svg = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&svg, &len);
+    if (f) draw(f, &s, title);
+    bool bad = !f || ferror(f) != 0;
+    bad |= f && fclose(f) != 0;
     series_free(&s);
-    bool bad = ferror(f) != 0;
-    bad |= fclose(f) != 0;
-    return bad ? kiln_error(KILN_ERR_IO, "writing '%s' failed", svg_path) : KILN_OK;
+    kiln_status st = bad ? kiln_error(KILN_ERR_OOM, "%s: out of host memory for the chart", svg_path)
+                         : kiln_file_write_atomic(svg_path, &(kiln_file_part){svg, len}, 1);
+    free(svg);
+    return st;
 }

@@ -77,16 +77,25 @@ kiln_status kiln_cli_summary(const kiln_cli_options *o);
 kiln_status kiln_cli_dir_make(const char *dir);
 /* "dir/name" into buf (an error when it does not fit). */
 kiln_status kiln_cli_path_join(const char *dir, const char *name, char *buf, size_t n);
-/* A callback saving a full checkpoint (kiln_model_save(..., full, epochs done)) to path at the
- * end of every epoch. */
-kiln_status kiln_cli_checkpoint_callback(const char *path, kiln_callback *out);
-
-/* --log-steps: a CSV of every step (step,epoch,loss,accuracy) through kiln_fit_config.on_step. */
+/* --log-steps: a CSV of every step (step,epoch,loss,accuracy) through kiln_fit_config.on_step,
+ * each row written through to the file as it is logged. */
 typedef struct kiln_cli_step_log kiln_cli_step_log;
 kiln_status kiln_cli_step_log_open(const char *path, bool append, kiln_cli_step_log **out);
 void kiln_cli_step_log_write(void *ctx, int64_t step, int epoch, double loss, double accuracy);
+/* Flushes and syncs the rows to the disk; reports a write error that happened on the way (NULL: OK). */
+kiln_status kiln_cli_step_log_sync(kiln_cli_step_log *log);
 /* Closes the file; reports a write error that happened on the way. */
 kiln_status kiln_cli_step_log_close(kiln_cli_step_log *log);
+
+/* A callback saving a full checkpoint (kiln_model_save(..., full, epochs done)) to path at the
+ * end of every epoch, after syncing `steps` (NULL: none), so no log is behind a checkpoint. */
+kiln_status kiln_cli_checkpoint_callback(const char *path, kiln_cli_step_log *steps, kiln_callback *out);
+
+/* Cuts a log with an "epoch" column (history.csv, the step log) back to the first `epochs`
+ * epochs of a checkpoint a run resumes from: the rows of later epochs, written before a kill or a
+ * failed checkpoint, and a row cut short go. A missing file, or one that is no such log, is
+ * left as it is. */
+kiln_status kiln_cli_log_cut(const char *path, int epochs);
 
 /* An SVG chart of history.csv (CSVLogger's columns): loss and accuracy per epoch, train and
  * validation, in two panels. */

@@ -78,14 +78,17 @@ static kiln_status model_setup(train_run *r, const kiln_cli_options *o) {
 
 static kiln_status outputs_setup(train_run *r, const kiln_cli_options *o) {
     static const char *const names[4] = {"history.csv", "checkpoint.safetensors", "model.safetensors", "history.svg"};
+    if (o->out) KILN_TRY(kiln_cli_dir_make(o->out)); /* first: the step log may be in it */
+    for (int i = 0; o->out && i < 4; i++) KILN_TRY(kiln_cli_path_join(o->out, names[i], r->paths[i], sizeof r->paths[i]));
+    /* a resumed run continues its logs from the checkpoint: rows of later epochs go */
+    if (o->resume && o->out) KILN_TRY(kiln_cli_log_cut(r->paths[HISTORY], r->initial_epoch));
+    if (o->resume && o->log_steps) KILN_TRY(kiln_cli_log_cut(o->log_steps, r->initial_epoch));
     if (o->log_steps) KILN_TRY(kiln_cli_step_log_open(o->log_steps, o->resume != NULL, &r->steps));
     if (!o->out) return KILN_OK;
-    KILN_TRY(kiln_cli_dir_make(o->out));
-    for (int i = 0; i < 4; i++) KILN_TRY(kiln_cli_path_join(o->out, names[i], r->paths[i], sizeof r->paths[i]));
-    /* a resumed run continues its history */
+    /* at an epoch's end the history row, then the checkpoint (which syncs the step log first) */
     KILN_TRY(kiln_csv_logger(r->paths[HISTORY], o->resume != NULL, &r->cb[r->n_cb]));
     r->n_cb++;
-    KILN_TRY(kiln_cli_checkpoint_callback(r->paths[CHECKPOINT], &r->cb[r->n_cb]));
+    KILN_TRY(kiln_cli_checkpoint_callback(r->paths[CHECKPOINT], r->steps, &r->cb[r->n_cb]));
     r->n_cb++;
     return KILN_OK;
 }

@@ -1,10 +1,13 @@
 /* callbacks.c: Keras' built-in callbacks on kiln's callback interface. The monitored-value
  * logic (best, wait, min_delta, mode) is shared by EarlyStopping, ModelCheckpoint and
  * ReduceLROnPlateau. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "kiln/callbacks.h"
@@ -215,7 +218,7 @@ static kiln_status csv_begin(void *ctx, kiln_model *m) {
         }
     }
     c->f = fopen(c->path, c->append ? "a" : "w");
-    if (!c->f) return kiln_error(KILN_ERR_IO, "CSVLogger: cannot open '%s' for writing", c->path);
+    if (!c->f) return kiln_error(KILN_ERR_IO, "CSVLogger: cannot open '%s' for writing: %s", c->path, strerror(errno));
     if (fresh) fprintf(c->f, "epoch,accuracy,learning_rate,loss,val_accuracy,val_loss\n");
     return KILN_OK;
 }
@@ -234,7 +237,10 @@ static kiln_status csv_epoch(void *ctx, kiln_model *m, const kiln_epoch_logs *l,
     csv_value(c->f, l->val_accuracy);
     csv_value(c->f, l->val_loss);
     fputc('\n', c->f);
-    if (fflush(c->f)) return kiln_error(KILN_ERR_IO, "CSVLogger: writing '%s' failed", c->path);
+    /* on the disk before a checkpoint a later callback writes: a row may run ahead of the
+     * checkpoint (a resumed run cuts it), never behind it */
+    if (fflush(c->f) || (fsync(fileno(c->f)) && errno != EINVAL && errno != EROFS && errno != ENOTSUP))
+        return kiln_error(KILN_ERR_IO, "CSVLogger: writing '%s' failed: %s", c->path, strerror(errno));
     return KILN_OK;
 }
 
@@ -242,7 +248,7 @@ static kiln_status csv_end(void *ctx, kiln_model *m) {
     csv *c = ctx;
     int bad = c->f ? fclose(c->f) : 0;
     c->f = NULL;
-    return bad ? kiln_error(KILN_ERR_IO, "CSVLogger: closing '%s' failed", c->path) : KILN_OK;
+    return bad ? kiln_error(KILN_ERR_IO, "CSVLogger: closing '%s' failed: %s", c->path, strerror(errno)) : KILN_OK;
 }
 
 static void csv_free(void *ctx) {

@@ -1,7 +1,10 @@
 /* cli_run.c: runs a program with fork and execv, its stdout and stderr captured in temporary
- * files (no pipe can fill up and block it), for the tests of the `kiln` command. */
+ * files (no pipe can fill up and block it), for the tests of the `kiln` command; or kills it
+ * with SIGKILL after a given time. */
 #define _POSIX_C_SOURCE 200809L
 #include <fcntl.h>
+#include <signal.h>
+#include <time.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -30,13 +33,33 @@ static char *slurp(int fd) {
     return buf;
 }
 
-kt_run kt_run_program(const char *exe, const char *args, ...) {
+static double seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* waits for pid; with `when`, polls it every 100 us while pid runs and kills pid (SIGKILL) once it
+ * says so */
+static int wait_or_kill(pid_t pid, kt_kill_when when, void *ctx) {
+    int st = 0;
+    for (;;) {
+        pid_t w = waitpid(pid, &st, when ? WNOHANG : 0);
+        if (w == pid) return st;
+        if (w < 0) return -1;
+        if (when(ctx)) {
+            kill(pid, SIGKILL);
+            when = NULL;
+            continue;
+        }
+        struct timespec t = {0, 100000};
+        nanosleep(&t, NULL);
+    }
+}
+
+/* runs exe with the arguments of line (split at spaces), killed when `when` (NULL: never) says */
+static kt_run run_line(const char *exe, char *line, kt_kill_when when, void *ctx) {
     kt_run r = {-1, false, NULL, NULL};
-    char line[8192];
-    va_list ap;
-    va_start(ap, args);
-    vsnprintf(line, sizeof line, args, ap);
-    va_end(ap);
     char *argv[256];
     int argc = 0;
     argv[argc++] = (char *)exe;
@@ -51,14 +74,44 @@ kt_run kt_run_program(const char *exe, const char *args, ...) {
         execv(exe, argv);
         _exit(127);
     }
-    int st = 0;
-    if (pid > 0 && waitpid(pid, &st, 0) == pid) {
+    int st = pid > 0 ? wait_or_kill(pid, when, ctx) : -1;
+    if (st != -1) {
         r.signaled = WIFSIGNALED(st);
         r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     }
     r.out = out >= 0 ? slurp(out) : NULL;
     r.err = err >= 0 ? slurp(err) : NULL;
     return r;
+}
+
+kt_run kt_run_program(const char *exe, const char *args, ...) {
+    char line[8192];
+    va_list ap;
+    va_start(ap, args);
+    vsnprintf(line, sizeof line, args, ap);
+    va_end(ap);
+    return run_line(exe, line, NULL, NULL);
+}
+
+static bool past(void *deadline) { return seconds() >= *(double *)deadline; }
+
+kt_run kt_run_killed(const char *exe, long kill_after_us, const char *args, ...) {
+    char line[8192];
+    va_list ap;
+    va_start(ap, args);
+    vsnprintf(line, sizeof line, args, ap);
+    va_end(ap);
+    double deadline = seconds() + 1e-6 * (double)kill_after_us;
+    return run_line(exe, line, past, &deadline);
+}
+
+kt_run kt_run_killed_when(const char *exe, kt_kill_when when, void *ctx, const char *args, ...) {
+    char line[8192];
+    va_list ap;
+    va_start(ap, args);
+    vsnprintf(line, sizeof line, args, ap);
+    va_end(ap);
+    return run_line(exe, line, when, ctx);
 }
 
 void kt_run_free(kt_run *r) {
