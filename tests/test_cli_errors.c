@@ -212,10 +212,12 @@ static bool find_temp_file(const char *dir, int depth, char *found, size_t n) {
     bool hit = false;
     for (struct dirent *e; d && !hit && (e = readdir(d));) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(found, n, "%s/%s", dir, e->d_name);
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        snprintf(found, n, "%s", path);
         struct stat st;
         if (strstr(e->d_name, ".tmp-")) hit = true;
-        else if (depth < 1 && lstat(found, &st) == 0 && S_ISDIR(st.st_mode)) hit = find_temp_file(found, depth + 1, found, n);
+        else if (depth < 1 && lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) hit = find_temp_file(path, depth + 1, found, n);
     }
     if (d) closedir(d);
     return hit;
