@@ -3,7 +3,10 @@
  * with the words that name the problem: unknown commands and flags, bad values, missing and
  * truncated files, MNIST files with a wrong magic number, truncated and oversized safetensors
  * headers, weights without an architecture, a Keras JSON with an unknown layer, models that do
- * not fit the data, and --device cuda without a GPU. One parameterized test per case. */
+ * not fit the data, and --device cuda without a GPU; hostile input (issue 10): a bad kiln.model,
+ * crafted checkpoint numbers, a checkpoint without optimizer state, reserved layer names,
+ * overflowing and malformed numbers, empty --freeze names, NaN weights, a full disk and
+ * `ulimit -f`. No case leaves a temporary file behind. One parameterized test per case. */
 #define _POSIX_C_SOURCE 200809L
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
