@@ -1,7 +1,8 @@
 /* test_hostile_cli.c: the library side of the `kiln` command's hostile-input fixes (issue 10):
  * fit leaves its history empty on every early return (the caller frees it); the optimizer's
  * step count stops at KILN_ITERATIONS_MAX instead of overflowing; a checkpoint's kiln.* numbers
- * are checked before anything of the model is touched, at the edges of their ranges; layer
+ * are checked before anything of the model is touched, at the edges of their ranges; a full
+ * checkpoint missing optimizer state is refused with the model untouched; layer
  * names kiln reserves for its checkpoints are refused by kiln_model_add and the JSON reader,
  * and names beside them work. */
 #define _POSIX_C_SOURCE 200809L
@@ -126,6 +127,7 @@ Test(hostile_cli, checkpoint_numbers_checked_before_loading) {
         {"kiln.seed", "-1", "not an integer"}, {"kiln.learning_rate", "0", "not a finite number > 0"},
         {"kiln.learning_rate", "-0.1", "not a finite number > 0"}, {"kiln.learning_rate", "inf", "not a finite number > 0"},
         {"kiln.learning_rate", "1e999", "not a finite number > 0"}, {"kiln.learning_rate", "", "not a finite number > 0"},
+        {"kiln.learning_rate", " 0.1", "not a finite number > 0"}, {"kiln.learning_rate", "0x1p-3", "not a finite number > 0"},
         {"kiln.checkpoint", "weights", "not a full checkpoint (kiln.checkpoint is 'weights'"},
     };
     kiln_model *fresh = small_model(4);
@@ -147,10 +149,11 @@ Test(hostile_cli, checkpoint_numbers_checked_before_loading) {
     kt_tmpdir_remove();
 }
 
-/* a full checkpoint without the optimizer state the model has is refused, naming the slot */
+/* a full checkpoint without the optimizer state the model has is refused, naming the slot,
+ * before any weight is loaded */
 Test(hostile_cli, resume_without_optimizer_state_is_refused) {
     kt_tmpdir_new();
-    kiln_model *sgd, *adam = small_model(5);
+    kiln_model *sgd, *adam = small_model(6), *adam0 = small_model(6);
     OK(kiln_model_builtin("seed-cnn", 6, 6, 3, 4, &sgd));
     OK(kiln_model_build(sgd, kt_cpu(), 5));
     kiln_compile_config cc = {kiln_optimizer_defaults(KILN_OPT_SGD), KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, false};
@@ -158,11 +161,13 @@ Test(hostile_cli, resume_without_optimizer_state_is_refused) {
     OK(kiln_model_save(sgd, kt_path("sgd.safetensors"), true, 1));
     kt_expect_error(kiln_model_load(adam, kt_path("sgd.safetensors"), false, true, NULL), KILN_ERR_FORMAT,
                     "optimizer state 'optimizer.conv2d.kernel.m' of model 'sequential' is missing");
+    kt_expect_same_weights(adam, adam0); /* untouched */
     OK(kiln_model_load(adam, kt_path("sgd.safetensors"), false, false, NULL)); /* as weights: fine */
     OK(kiln_model_load(sgd, kt_path("sgd.safetensors"), false, true, NULL));   /* by its own optimizer: fine */
     kt_expect_error(kiln_model_save(sgd, kt_path("neg.safetensors"), true, -1), KILN_ERR_INVALID_ARG, "epoch -1 is negative");
     kiln_model_free(sgd);
     kiln_model_free(adam);
+    kiln_model_free(adam0);
     kt_tmpdir_remove();
 }
 

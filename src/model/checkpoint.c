@@ -143,7 +143,8 @@ static kiln_tensor *target_of(kiln_model *m, const char *name, bool *is_slot) {
     return NULL;
 }
 
-static kiln_status load_entry(const kiln_safetensors *st, const kiln_st_entry *e, kiln_tensor *t) {
+/* the entry fits the tensor: F32 of its shape */
+static kiln_status check_entry(const kiln_safetensors *st, const kiln_st_entry *e, const kiln_tensor *t) {
     bool same = e->dtype == KILN_ST_F32 && e->ndim == t->ndim;
     for (int d = 0; same && d < e->ndim; d++) same = e->shape[d] == t->shape[d];
     if (!same) {
@@ -152,7 +153,7 @@ static kiln_status load_entry(const kiln_safetensors *st, const kiln_st_entry *e
                           st->name, e->name, kiln_st_dtype_name(e->dtype), e->ndim,
                           (long long)(e->ndim ? e->shape[0] : 0), kiln_shape_str(t, want, sizeof want));
     }
-    return kiln_tensor_set(t, e->data, e->nbytes);
+    return KILN_OK;
 }
 
 /* ---- the counters of a full checkpoint: every kiln.* number is read and checked here ---- */
@@ -182,14 +183,17 @@ static kiln_status meta_uint(const kiln_safetensors *st, const char *path, const
     return KILN_OK;
 }
 
-/* metadata `key` as a finite number > 0 */
+/* metadata `key` (required) as a finite number > 0, in plain decimal ("0.001", "1e-05": a digit
+ * or '.' first; no space, hex, inf or nan) */
 static kiln_status meta_positive(const kiln_safetensors *st, const char *path, const char *key, double *out) {
     const char *v = kiln_safetensors_metadata(st, key);
+    if (!v) return kiln_error(KILN_ERR_FORMAT, "%s: not a full checkpoint (no %s in its metadata)", path, key);
     char *end = NULL;
-    double d = v ? strtod(v, &end) : NAN;
-    if (!v || end == v || *end || !isfinite(d) || !(d > 0.0))
-        return kiln_error(KILN_ERR_FORMAT, "%s: metadata %s is '%.40s%s', not a finite number > 0", path, key,
-                          v ? v : "(absent)", v && strlen(v) > 40 ? "..." : "");
+    bool plain = ((*v >= '0' && *v <= '9') || *v == '.') && v[strspn(v, "0123456789.eE+-")] == '\0';
+    double d = plain ? strtod(v, &end) : NAN;
+    if (!end || *end || !isfinite(d) || !(d > 0.0))
+        return kiln_error(KILN_ERR_FORMAT, "%s: metadata %s is '%.40s%s', not a finite number > 0", path, key, v,
+                          strlen(v) > 40 ? "..." : "");
     *out = d;
     return KILN_OK;
 }
@@ -234,25 +238,28 @@ static bool find_missing(const kiln_model *m, const kiln_safetensors *st, bool w
     return false;
 }
 
-/* every tensor of st into its weight or slot (slots only when full), then the check that none is missing */
+/* every tensor of st into its weight or slot (slots only when full): all checked first (each
+ * matches, fits, none is missing), so a refused file leaves the model as it was */
 static kiln_status load_tensors(kiln_model *m, const kiln_safetensors *st, const char *path, bool subset, bool full) {
-    for (size_t i = 0; i < st->n_entries; i++) {
-        const kiln_st_entry *e = &st->entries[i];
-        bool is_slot;
-        kiln_tensor *t = target_of(m, e->name, &is_slot);
-        if (is_slot && !full) continue;
-        if (!t)
-            return kiln_error(KILN_ERR_FORMAT, "%s: tensor '%s' matches no %s of model '%s'", path, e->name,
-                              is_slot ? "optimizer state" : "weight", m->name);
-        KILN_TRY(load_entry(st, e, t));
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < st->n_entries; i++) {
+            const kiln_st_entry *e = &st->entries[i];
+            bool is_slot;
+            kiln_tensor *t = target_of(m, e->name, &is_slot);
+            if (is_slot && !full) continue;
+            if (!t)
+                return kiln_error(KILN_ERR_FORMAT, "%s: tensor '%s' matches no %s of model '%s'", path, e->name,
+                                  is_slot ? "optimizer state" : "weight", m->name);
+            KILN_TRY(pass == 0 ? check_entry(st, e, t) : kiln_tensor_set(t, e->data, e->nbytes));
+        }
+        char name[KILN_NAME_MAX * 3];
+        if (pass == 0 && !subset && find_missing(m, st, true, false, name, sizeof name))
+            return kiln_error(KILN_ERR_FORMAT, "%s: weight '%s' of model '%s' is missing", path, name, m->name);
+        if (pass == 0 && full && find_missing(m, st, false, true, name, sizeof name))
+            return kiln_error(KILN_ERR_FORMAT, "%s: optimizer state '%s' of model '%s' is missing (the checkpoint was "
+                              "saved with another optimizer, or with that weight frozen); resuming would restart the "
+                              "optimizer from zero", path, name, m->name);
     }
-    char name[KILN_NAME_MAX * 3];
-    if (!subset && find_missing(m, st, true, false, name, sizeof name))
-        return kiln_error(KILN_ERR_FORMAT, "%s: weight '%s' of model '%s' is missing", path, name, m->name);
-    if (full && find_missing(m, st, false, true, name, sizeof name))
-        return kiln_error(KILN_ERR_FORMAT, "%s: optimizer state '%s' of model '%s' is missing (the checkpoint was saved "
-                          "with another optimizer, or with that weight frozen); resuming would restart the optimizer "
-                          "from zero", path, name, m->name);
     return KILN_OK;
 }
 
