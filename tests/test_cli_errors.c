@@ -96,6 +96,7 @@ static const bad_case cases[] = {
     {"train --model seed-cnn --freeze ,,, " SMALL, 2, "--freeze: ',,,' has an empty layer name"},
     {"train --model seed-cnn --freeze conv2d,,dense " SMALL, 2, "--freeze: 'conv2d,,dense' has an empty layer name"},
     {"evaluate --weights @/nan.safetensors " INFER, 1, "evaluate: the loss over 8 examples is nan, not finite"},
+    {"predict --weights @/nan.safetensors " INFER " --out @/p.csv", 1, "predict: output 0 of example 0 is nan, not finite"},
     {"predict --weights @/weights.safetensors " INFER " --out /dev/full", 1, "writing the predictions to '/dev/full' failed: No space left on device"},
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
