@@ -3,12 +3,19 @@
  * with the words that name the problem: unknown commands and flags, bad values, missing and
  * truncated files, MNIST files with a wrong magic number, truncated and oversized safetensors
  * headers, weights without an architecture, a Keras JSON with an unknown layer, models that do
- * not fit the data, and --device cuda without a GPU. One parameterized test per case. */
+ * not fit the data, and --device cuda without a GPU; hostile input (issue 10): a bad kiln.model,
+ * crafted checkpoint numbers, a checkpoint without optimizer state, reserved layer names,
+ * overflowing and malformed numbers, empty --freeze names, NaN weights, a full disk and
+ * `ulimit -f`. No case leaves a temporary file behind. One parameterized test per case. */
 #define _POSIX_C_SOURCE 200809L
+#include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <math.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "cli_run.h"
@@ -23,6 +30,9 @@ typedef struct bad_case {
     int status;
     const char *needle;
 } bad_case;
+
+#define RESUME "train --model seed-cnn --resume @/"
+#define INFER "--train-size 32 --test-size 8 --image-size 8"
 
 static const bad_case cases[] = {
     {"fly", 2, "unknown command 'fly'"},
@@ -60,6 +70,36 @@ static const bad_case cases[] = {
     {"train --model seed-cnn --out @/weights.safetensors " SMALL, 1, "is not a directory"},
     /* 12 GiB of weights, 50 GiB with Adam at batch 8: refused before building (KILN_MEMORY_LIMIT, below) */
     {"train --model @/wide.json " SMALL, 1, "model 'wide' needs 50.25 GiB at batch 8 (weights 12.06 GiB, gradients 12.06 GiB, optimizer state 24.12 GiB, activations 2.00 GiB), the device cpu has "},
+    /* hostile files and values (issue 10) */
+    {"evaluate --weights @/badmodel.safetensors " INFER, 1, "badmodel.safetensors: model JSON"},
+    {"summary --model @/badmodel.safetensors", 1, "badmodel.safetensors: model JSON"},
+    {RESUME "epoch_neg.safetensors " SMALL, 1, "epoch_neg.safetensors: metadata kiln.epoch is '-5', not an integer in [0, 2147483647]"},
+    {RESUME "epoch_big.safetensors " SMALL, 1, "metadata kiln.epoch is '99999999999999999999', not an integer"},
+    {RESUME "epoch_abc.safetensors " SMALL, 1, "metadata kiln.epoch is 'abc', not an integer"},
+    {RESUME "epoch_empty.safetensors " SMALL, 1, "metadata kiln.epoch is '', not an integer"},
+    {RESUME "seed_abc.safetensors " SMALL, 1, "seed_abc.safetensors: metadata kiln.seed is 'abc', not an integer"},
+    {RESUME "seed_big.safetensors " SMALL, 1, "metadata kiln.seed is '18446744073709551616', not an integer"},
+    {RESUME "iter_max.safetensors " SMALL, 1, "metadata kiln.iterations is '9223372036854775807', not an integer in [0, 9007199254740992]"},
+    {RESUME "iter_neg.safetensors " SMALL, 1, "metadata kiln.iterations is '-1', not an integer"},
+    {RESUME "lr_nan.safetensors " SMALL, 1, "metadata kiln.learning_rate is 'nan', not a finite number > 0"},
+    {RESUME "lr_junk.safetensors " SMALL, 1, "metadata kiln.learning_rate is '0.001x', not a finite number > 0"},
+    {RESUME "sgd.safetensors " SMALL, 1, "optimizer state 'optimizer.conv2d.kernel.m' of model 'sequential' is missing"},
+    {RESUME "weights.safetensors " SMALL, 1, "not a full checkpoint (kiln.checkpoint is 'weights', not 'full')"},
+    {"train --model @/reserved.json " SMALL, 1, "layer 'optimizer.head': names 'optimizer' and 'optimizer.*' are reserved"},
+    {"summary --model @/reserved_kiln.json", 1, "layer 'kiln': names 'kiln' and 'kiln.*' are reserved"},
+    {"train --model seed-cnn --seed 18446744073709551616 " SMALL, 2, "--seed: '18446744073709551616' is not an integer in [0, 18446744073709551615]"},
+    {"train --model seed-cnn --seed -1 " SMALL, 2, "--seed: '-1' is not an integer"},
+    {"train --model seed-cnn --data-seed 0x10 " SMALL, 2, "--data-seed: '0x10' is not an integer"},
+    {"train --model seed-cnn --epochs=+3 " SMALL, 2, "--epochs: '+3' is not an integer"},
+    {"train --model seed-cnn --epochs 99999999999999999999 " SMALL, 2, "--epochs: '99999999999999999999' is not an integer"},
+    {"train --model seed-cnn --train-size 9223372036854775808 " SMALL, 2, "--train-size: '9223372036854775808' is not an integer"},
+    {"train --model seed-cnn --lr 1e400 " SMALL, 2, "--lr: '1e400' is not a number"},
+    {"train --model seed-cnn --lr= " SMALL, 2, "--lr: '' is not a number"},
+    {"train --model seed-cnn --freeze ,,, " SMALL, 2, "--freeze: ',,,' has an empty layer name"},
+    {"train --model seed-cnn --freeze conv2d,,dense " SMALL, 2, "--freeze: 'conv2d,,dense' has an empty layer name"},
+    {"evaluate --weights @/nan.safetensors " INFER, 1, "evaluate: the loss over 8 examples is nan, not finite"},
+    {"predict --weights @/nan.safetensors " INFER " --out @/p.csv", 1, "predict: output 0 of example 0 is nan, not finite"},
+    {"predict --weights @/weights.safetensors " INFER " --out /dev/full", 1, "writing the predictions to '/dev/full' failed: No space left on device"},
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
 
@@ -77,6 +117,52 @@ static void write_u64_header(const char *name, uint64_t len, const char *rest) {
     size_t n = strlen(rest);
     memcpy(b + 8, rest, n);
     kt_write_file(kt_path(name), b, 8 + n, false);
+}
+
+/* seed-cnn for 8x8x3 and 10 classes saved to name: compiled with `opt` for a full checkpoint
+ * (-1: weights only), its last bias all NaN when asked */
+static void save_seed_cnn(const char *name, int opt, bool nan_bias) {
+    kiln_model *m;
+    cr_assert_eq(kiln_model_builtin("seed-cnn", 8, 8, 3, 10, &m), KILN_OK);
+    cr_assert_eq(kiln_model_build(m, kt_cpu(), 1), KILN_OK);
+    kiln_compile_config cc = {kiln_optimizer_defaults(opt < 0 ? KILN_OPT_ADAM : (kiln_optimizer_type)opt),
+                              KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, false};
+    if (opt >= 0) cr_assert_eq(kiln_model_compile(m, &cc), KILN_OK, "%s", kiln_last_error());
+    if (nan_bias) {
+        float nan[10];
+        for (int i = 0; i < 10; i++) nan[i] = NAN;
+        cr_assert_eq(kiln_tensor_set(kiln_model_find_weight(m, "dense_1.bias"), nan, sizeof nan), KILN_OK);
+    }
+    cr_assert_eq(kiln_model_save(m, kt_path(name), opt >= 0, 1), KILN_OK, "%s", kiln_last_error());
+    kiln_model_free(m);
+}
+
+/* the crafted checkpoints, weights and models of the hostile-input cases (issue 10) */
+static void prepare_hostile(void) {
+    save_seed_cnn("ckpt.safetensors", KILN_OPT_ADAM, false);
+    save_seed_cnn("sgd.safetensors", KILN_OPT_SGD, false); /* no optimizer state: SGD without momentum */
+    save_seed_cnn("nan.safetensors", -1, true);
+    static const char *const meta[][3] = {
+        {"epoch_neg", "kiln.epoch", "-5"}, {"epoch_big", "kiln.epoch", "99999999999999999999"},
+        {"epoch_abc", "kiln.epoch", "abc"}, {"epoch_empty", "kiln.epoch", ""},
+        {"seed_abc", "kiln.seed", "abc"}, {"seed_big", "kiln.seed", "18446744073709551616"},
+        {"iter_max", "kiln.iterations", "9223372036854775807"}, {"iter_neg", "kiln.iterations", "-1"},
+        {"lr_nan", "kiln.learning_rate", "nan"}, {"lr_junk", "kiln.learning_rate", "0.001x"},
+    };
+    for (size_t i = 0; i < sizeof meta / sizeof meta[0]; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s.safetensors", meta[i][0]);
+        kt_safetensors_set_meta(kt_path("ckpt.safetensors"), kt_path(name), meta[i][1], meta[i][2]);
+    }
+    kt_safetensors_set_meta(kt_path("weights.safetensors"), kt_path("badmodel.safetensors"), "kiln.model", "{\"class_name\": \"Sequential\"}");
+    static const char *const reserved[2][2] = {{"reserved.json", "optimizer.head"}, {"reserved_kiln.json", "kiln"}};
+    for (int i = 0; i < 2; i++) {
+        char json[512];
+        snprintf(json, sizeof json, "{'class_name': 'Sequential', 'config': {'name': 's', 'layers': [{'class_name': "
+                 "'InputLayer', 'config': {'name': 'in', 'batch_shape': [null, 8, 8, 3]}}, {'class_name': 'Flatten', "
+                 "'config': {'name': 'f'}}, {'class_name': 'Dense', 'config': {'name': '%s', 'units': 10}}]}}", reserved[i][1]);
+        write_json(reserved[i][0], json);
+    }
 }
 
 /* every bad file the cases name */
@@ -111,6 +197,7 @@ static void prepare(void) {
     /* a .npy cut short inside its header */
     kt_write_file(kt_path("x.npy"), "\x93NUMPY\x01\x00\x76\x00{'descr': '|u1', 'fortran", 35, false);
     kt_write_file(kt_path("y.npy"), "\x93NUMPY\x01\x00", 8, false);
+    prepare_hostile();
 }
 
 /* args or needle with each '@' replaced by the directory */
@@ -128,14 +215,32 @@ static void expand(const char *in, char *out, size_t n) {
     out[o] = '\0';
 }
 
+/* a temporary file of an atomic write ("*.tmp-*") under dir (one level of subdirectories), named in found */
+static bool find_temp_file(const char *dir, int depth, char *found, size_t n) {
+    DIR *d = opendir(dir);
+    bool hit = false;
+    for (struct dirent *e; d && !hit && (e = readdir(d));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        snprintf(found, n, "%s", path);
+        struct stat st;
+        if (strstr(e->d_name, ".tmp-")) hit = true;
+        else if (depth < 1 && lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) hit = find_temp_file(path, depth + 1, found, n);
+    }
+    if (d) closedir(d);
+    return hit;
+}
+
 ParameterizedTestParameters(cli_errors, each_case) {
     static size_t index[N_CASES];
     for (size_t i = 0; i < N_CASES; i++) index[i] = i;
     return cr_make_param_array(size_t, index, N_CASES);
 }
 
-ParameterizedTest(size_t *k, cli_errors, each_case, .timeout = 60) {
-    const bad_case *c = &cases[*k];
+/* runs case c (under RLIMIT_FSIZE fsize_limit bytes when > 0) and checks its exit, its one line
+ * and that no temporary file was left behind */
+static void check_case(const bad_case *c, long fsize_limit) {
     if (strstr(c->needle, "no CUDA device")) {
         kiln_backend *be = NULL;
         if (kiln_backend_init("cuda", &be) == KILN_OK) {
@@ -147,7 +252,16 @@ ParameterizedTest(size_t *k, cli_errors, each_case, .timeout = 60) {
     setenv("KILN_MEMORY_LIMIT", "16G", 1); /* the memory budget's cases are refused on any machine */
     char args[1024];
     expand(c->args, args, sizeof args);
+    struct rlimit old;
+    cr_assert_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+    if (fsize_limit > 0) { /* inherited by kiln; this process writes nothing large until it is lifted */
+        struct rlimit lim = {(rlim_t)fsize_limit, old.rlim_max};
+        cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    }
     kt_run r = kt_run_program(KILN_CLI_PATH, "%s", args);
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+    char tmp[1024];
+    cr_expect(!find_temp_file(kt_path(""), 0, tmp, sizeof tmp), "kiln %s: left the temporary file %s", args, tmp);
     cr_expect(!r.signaled, "kiln %s: killed by signal %d; stderr: %s", args, r.status - 128, r.err);
     cr_expect_eq(r.status, c->status, "kiln %s: exit %d, want %d; stderr: %s", args, r.status, c->status, r.err);
     const char *nl = strchr(r.err, '\n');
@@ -155,4 +269,14 @@ ParameterizedTest(size_t *k, cli_errors, each_case, .timeout = 60) {
     cr_expect(strstr(r.err, c->needle), "kiln %s: stderr lacks '%s': %s", args, c->needle, r.err);
     kt_run_free(&r);
     kt_tmpdir_remove();
+}
+
+ParameterizedTest(size_t *k, cli_errors, each_case, .timeout = 60) { check_case(&cases[*k], 0); }
+
+/* `ulimit -f` (SIGXFSZ ignored): the checkpoint's write fails with the OS reason, its temporary
+ * file removed, instead of a kill by SIGXFSZ (issue 10) */
+Test(cli_errors, file_size_limit, .timeout = 60) {
+    static const bad_case c = {"train --model seed-cnn " SMALL " --out @/run", 1,
+                               "checkpoint.safetensors: writing the temporary file"};
+    check_case(&c, 16384);
 }

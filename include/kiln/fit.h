@@ -94,6 +94,8 @@ typedef struct kiln_fit_config {
 
 KILN_API kiln_fit_config kiln_fit_defaults(void);
 
+/* Trains m on train (Keras' fit). `history` (may be NULL) is emptied first, whatever the
+ * outcome, then receives one entry per epoch run; free it with kiln_history_free. */
 KILN_API kiln_status kiln_model_fit(kiln_model *m, const kiln_data *train, const kiln_fit_config *cfg,
                            kiln_history *history);
 /* Loss and accuracy in inference mode. */

@@ -101,7 +101,8 @@ KILN_API void kiln_model_free(kiln_model *m);
 
 /* Appends a layer fed by the layers `inputs` (ids returned by earlier calls); with
  * n_inputs = 0 it is fed by the previous layer. The first layer must be an Input. The new
- * layer's id goes to *id (may be NULL). Errors name the layer. */
+ * layer's id goes to *id (may be NULL). Errors name the layer. The names "optimizer" and
+ * "kiln", and names under them ("optimizer.head"), are kept for checkpoints and refused. */
 KILN_API kiln_status kiln_model_add(kiln_model *m, const kiln_layer_config *cfg, int n_inputs,
                            const int *inputs, int *id);
 
@@ -162,14 +163,16 @@ KILN_API kiln_status kiln_model_from_json(const char *json, size_t len, kiln_mod
  * layouts, with the architecture (kiln_model_to_json) in the header's __metadata__ under
  * "kiln.model". With `full`, also the optimizer's state ("optimizer.<weight>.m" ...), the
  * iteration count, the learning rate, the fit's seed and `epoch` (the epochs completed), so that
- * kiln_model_load(..., full) resumes training as if never stopped. */
+ * kiln_model_load(..., full) resumes training as if never stopped (`epoch` >= 0). */
 KILN_API kiln_status kiln_model_save(const kiln_model *m, const char *path, bool full, int epoch);
 
 /* Loads weights by name into a built model (shapes checked). A tensor of the file that is no
  * weight of the model is an error (optimizer entries aside); a weight of the model missing
  * from the file is an error unless `subset` is set (--init-weights). With `full`, also the optimizer state, iterations and learning rate (the
  * model must be compiled with the same optimizer); *epoch (may be NULL) receives the epochs
- * completed. */
+ * completed. A full load needs a full checkpoint ("kiln.checkpoint" "full") holding every
+ * optimizer slot the model has, and checks its kiln.* numbers (type, range, overflow) before
+ * any tensor is loaded. */
 KILN_API kiln_status kiln_model_load(kiln_model *m, const char *path, bool subset, bool full, int *epoch);
 
 /* ---- compile: optimizer, schedule, clipping, loss ---- */

@@ -1,7 +1,9 @@
 /* args.c: the command line of each `kiln` command, from one table of flags (name, kind,
  * where the value goes, which commands take it, the allowed range). Flags take their value as
  * the next argument or after '='; a flag given twice, a flag the command does not take, a
- * missing or malformed value, and a stray argument are errors naming the flag. */
+ * missing or malformed value (a number with junk, an overflow or out of its range), and a stray
+ * argument are errors naming the flag. */
+#include <errno.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -63,33 +65,49 @@ static const char *const command_names[KILN_CLI_COMMAND_COUNT] = {"train", "eval
 
 static kiln_status bad_value(const arg_spec *a, const char *v, const char *what) {
     if (a->kind == ARG_U64)
-        return kiln_error(KILN_ERR_INVALID_ARG, "%s: '%s' is not %s", a->name, v, what);
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: '%s' is not %s in [0, %llu]", a->name, v, what, (unsigned long long)UINT64_MAX);
     return kiln_error(KILN_ERR_INVALID_ARG, "%s: '%s' is not %s in [%g, %g]", a->name, v, what, a->lo, a->hi);
 }
 
-static kiln_status store(const arg_spec *a, const char *v, kiln_cli_options *o) {
-    char *field = (char *)o + a->offset, *end = NULL;
-    if (a->kind == ARG_STR) {
-        if (!*v) return kiln_error(KILN_ERR_INVALID_ARG, "%s: the value is empty", a->name);
-        *(const char **)(void *)field = v;
-        return KILN_OK;
-    }
+/* Every number of the command line: the whole value, starting with a digit (or '-' for a
+ * signed kind, also '.' for a real), that strto* takes without overflow, in the flag's range.
+ * Leading space, '+', trailing junk, an overflow and an out-of-range value are all refused. */
+static kiln_status store_number(const arg_spec *a, const char *v, char *field) {
+    char *end = NULL;
+    bool digit = *v >= '0' && *v <= '9';
+    errno = 0;
     if (a->kind == ARG_F64) {
-        double d = strtod(v, &end);
-        if (end == v || *end || !isfinite(d) || d < a->lo || d > a->hi) return bad_value(a, v, "a number");
+        double d = digit || *v == '-' || *v == '.' ? strtod(v, &end) : NAN;
+        if (!end || *end || !isfinite(d) || d < a->lo || d > a->hi) return bad_value(a, v, "a number");
         *(double *)(void *)field = d;
         return KILN_OK;
     }
     if (a->kind == ARG_U64) {
-        unsigned long long u = strtoull(v, &end, 10);
-        if (end == v || *end || *v == '-') return bad_value(a, v, "a non-negative integer");
+        unsigned long long u = digit ? strtoull(v, &end, 10) : 0;
+        if (!end || *end || errno == ERANGE) return bad_value(a, v, "an integer");
         *(uint64_t *)(void *)field = (uint64_t)u;
         return KILN_OK;
     }
-    long long i = strtoll(v, &end, 10);
-    if (end == v || *end || (double)i < a->lo || (double)i > a->hi) return bad_value(a, v, "an integer");
+    long long i = digit || *v == '-' ? strtoll(v, &end, 10) : 0;
+    if (!end || *end || errno == ERANGE || (double)i < a->lo || (double)i > a->hi) return bad_value(a, v, "an integer");
     if (a->kind == ARG_INT) *(int *)(void *)field = (int)i;
     else *(int64_t *)(void *)field = (int64_t)i;
+    return KILN_OK;
+}
+
+static kiln_status store(const arg_spec *a, const char *v, kiln_cli_options *o) {
+    char *field = (char *)o + a->offset;
+    if (a->kind != ARG_STR) return store_number(a, v, field);
+    if (!*v) return kiln_error(KILN_ERR_INVALID_ARG, "%s: the value is empty", a->name);
+    *(const char **)(void *)field = v;
+    return KILN_OK;
+}
+
+/* --freeze LAYER,...: no empty name (",,," or a stray comma would freeze nothing by mistake) */
+static kiln_status check_freeze(const char *list) {
+    size_t n = strlen(list);
+    if (list[0] == ',' || list[n - 1] == ',' || strstr(list, ",,"))
+        return kiln_error(KILN_ERR_INVALID_ARG, "--freeze: '%s' has an empty layer name (LAYER,LAYER,... or all-but-batchnorm)", list);
     return KILN_OK;
 }
 
@@ -121,7 +139,7 @@ static kiln_status check(kiln_cli_options *o) {
                           "(a checkpoint restores every weight)");
     if (strcmp(o->optimizer, "adam") && strcmp(o->optimizer, "sgd") && strcmp(o->optimizer, "adamw"))
         return kiln_error(KILN_ERR_INVALID_ARG, "--optimizer: '%s' is not adam, sgd or adamw", o->optimizer);
-    return KILN_OK;
+    return o->freeze ? check_freeze(o->freeze) : KILN_OK;
 }
 
 kiln_status kiln_cli_args_parse(kiln_cli_command cmd, int argc, char **argv, kiln_cli_options *o) {

@@ -3,6 +3,7 @@
  * weights and run in inference mode (BatchNormalization with its moving statistics, Dropout
  * off) on the evaluation split of --data. summary infers the shapes only: no weights, no data. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,9 @@ static kiln_status infer_setup(infer_run *r, const kiln_cli_options *o) {
     return kiln_cli_model_check_data(r->m, r->data, "data");
 }
 
+/* the end of the message for a loss or an output that is not finite */
+#define NOT_FINITE_WHY "not finite (the weights of '%s' hold a NaN or an infinity, or the model overflows on this data)"
+
 kiln_status kiln_cli_evaluate(const kiln_cli_options *o) {
     infer_run r;
     kiln_status s = infer_setup(&r, o);
@@ -45,19 +49,35 @@ kiln_status kiln_cli_evaluate(const kiln_cli_options *o) {
         kiln_data d = {r.data->images, r.data->labels, NULL, r.data->n};
         s = kiln_model_evaluate(r.m, &d, o->batch_size, &loss, &acc);
     }
+    if (s == KILN_OK && !isfinite(loss))
+        s = kiln_error(KILN_ERR_NUMERIC, "evaluate: the loss over %lld examples is %g, " NOT_FINITE_WHY, (long long)r.data->n,
+                       loss, o->weights);
     if (s == KILN_OK) printf("%lld examples - loss: %.4f - accuracy: %.4f\n", (long long)r.data->n, loss, acc);
     infer_free(&r);
     return s;
 }
 
-static kiln_status write_rows(FILE *f, const float *p, int64_t n, int64_t k) {
+static kiln_status write_failed(const char *name, int err) {
+    return kiln_error(KILN_ERR_IO, "writing the predictions to '%s' failed: %s", name, strerror(err));
+}
+
+static kiln_status write_rows(FILE *f, const char *name, const float *p, int64_t n, int64_t k) {
     for (int64_t j = 0; j < k; j++) fprintf(f, "%sclass_%lld", j ? "," : "", (long long)j);
     fputc('\n', f);
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = 0; i < n && !ferror(f); i++) {
         for (int64_t j = 0; j < k; j++) fprintf(f, "%s%.9g", j ? "," : "", (double)p[i * k + j]);
-        if (fputc('\n', f) == EOF) break;
+        fputc('\n', f);
     }
-    return ferror(f) ? kiln_error(KILN_ERR_IO, "writing the predictions failed") : KILN_OK;
+    return ferror(f) ? write_failed(name, errno) : KILN_OK;
+}
+
+/* n x k outputs that are all finite, or an error naming the first that is not */
+static kiln_status check_finite(const float *p, int64_t n, int64_t k, const char *weights) {
+    for (int64_t i = 0; i < n * k; i++)
+        if (!isfinite(p[i]))
+            return kiln_error(KILN_ERR_NUMERIC, "predict: output %lld of example %lld is %g, " NOT_FINITE_WHY, (long long)(i % k),
+                              (long long)(i / k), (double)p[i], weights);
+    return KILN_OK;
 }
 
 kiln_status kiln_cli_predict(const kiln_cli_options *o) {
@@ -73,13 +93,14 @@ kiln_status kiln_cli_predict(const kiln_cli_options *o) {
         if (!probs) s = kiln_error(KILN_ERR_OOM, "out of host memory for %lld x %lld predictions", (long long)r.data->n, (long long)k);
     }
     if (s == KILN_OK) s = kiln_model_predict(r.m, r.data->images, r.data->n, o->batch_size, probs);
+    if (s == KILN_OK) s = check_finite(probs, r.data->n, k, o->weights); /* before --out is touched */
     FILE *f = NULL;
     if (s == KILN_OK) {
         f = o->out ? fopen(o->out, "w") : stdout;
         if (!f) s = kiln_error(KILN_ERR_IO, "cannot open '%s' for writing: %s", o->out, strerror(errno));
     }
-    if (s == KILN_OK) s = write_rows(f, probs, r.data->n, k);
-    if (f && f != stdout && fclose(f) != 0 && s == KILN_OK) s = kiln_error(KILN_ERR_IO, "writing '%s' failed", o->out);
+    if (s == KILN_OK) s = write_rows(f, o->out ? o->out : "stdout", probs, r.data->n, k);
+    if (f && f != stdout && fclose(f) != 0 && s == KILN_OK) s = write_failed(o->out, errno);
     free(probs);
     infer_free(&r);
     return s;

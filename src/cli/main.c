@@ -2,6 +2,9 @@
  * parses its flags (src/cli/args.c), runs it, and turns the outcome into the exit status:
  * 0 on success, 1 on an error, 2 on a bad command line, with the reason as one line on stderr
  * ("kiln: <message>"). The only place that exits. docs/cli.md documents the command. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -18,6 +21,9 @@ int main(int argc, char **argv) {
     static const char *const names[KILN_CLI_COMMAND_COUNT] = {"train", "evaluate", "predict", "summary"};
     static kiln_status (*const run[KILN_CLI_COMMAND_COUNT])(const kiln_cli_options *) = {
         kiln_cli_train, kiln_cli_evaluate, kiln_cli_predict, kiln_cli_summary};
+    /* a file over `ulimit -f` is then a write error (EFBIG) with its message, the temporary file
+     * of an atomic write removed, instead of a kill that leaves both behind */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         fputs(kiln_cli_usage, stderr);
         return 2;
@@ -44,6 +50,10 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (run[cmd](&o) != KILN_OK) return fail(1, kiln_last_error());
-    if (fflush(stdout) != 0) return fail(1, "writing to stdout failed");
+    if (fflush(stdout) != 0) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "writing to stdout failed: %s", strerror(errno));
+        return fail(1, msg);
+    }
     return 0;
 }

@@ -52,11 +52,12 @@ static kiln_status from_weights(const char *path, kiln_model **out) {
     kiln_safetensors *st;
     KILN_TRY(kiln_safetensors_open(path, &st));
     const char *json = kiln_safetensors_metadata(st, "kiln.model");
-    kiln_status s = json && *json ? kiln_model_from_json(json, strlen(json), out)
-                                  : kiln_error(KILN_ERR_FORMAT, "%s: no model architecture in it (no \"kiln.model\" in its "
-                                               "__metadata__; kiln writes one with every model it saves)", path);
+    bool has_json = json && *json; /* json lives in st: decide before st is freed */
+    kiln_status s = has_json ? kiln_model_from_json(json, strlen(json), out)
+                             : kiln_error(KILN_ERR_FORMAT, "%s: no model architecture in it (no \"kiln.model\" in its "
+                                          "__metadata__; kiln writes one with every model it saves)", path);
     kiln_safetensors_free(st);
-    if (s != KILN_OK && json && *json) return kiln_error_context(s, "%s", path);
+    if (s != KILN_OK && has_json) return kiln_error_context(s, "%s", path);
     return s;
 }
 

@@ -114,7 +114,7 @@ static kiln_status fit(train_run *r, const kiln_cli_options *o) {
         fc.on_step_ctx = r->steps;
     }
     kiln_data train = {r->train->images, r->train->labels, NULL, r->train->n};
-    kiln_history h;
+    kiln_history h = {0};
     kiln_status s = kiln_model_fit(r->m, &train, &fc, &h);
     kiln_history_free(&h);
     return s;

@@ -2,6 +2,9 @@
  * from safetensors files. Names and layouts are Keras' ("conv2d.kernel" (kh, kw, in, out)),
  * so PyTorch, Keras and NumPy users can read them; the architecture rides in the header's
  * __metadata__. Writes are atomic (kiln_safetensors_write). */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +14,27 @@
 #include "model_impl.h"
 
 static const char *const slot_names[2][3] = {{"m", "v", "v_hat"}, {"velocity", "", ""}};
+
+/* Weight names kiln keeps for itself: "optimizer.<weight>.<slot>" holds optimizer state in a
+ * full checkpoint, and "kiln." is kiln's own namespace (its metadata keys). A layer named so
+ * would have its weights taken for them. */
+#define SLOT_PREFIX "optimizer"
+static const char *const reserved_prefixes[] = {SLOT_PREFIX, "kiln"};
+
+/* true when name is prefix itself or starts with "prefix." */
+static bool has_prefix(const char *name, const char *prefix) {
+    size_t n = strlen(prefix);
+    return !strncmp(name, prefix, n) && (name[n] == '\0' || name[n] == '.');
+}
+
+kiln_status kiln_checkpoint_check_layer_name(const char *layer) {
+    for (size_t i = 0; i < sizeof reserved_prefixes / sizeof *reserved_prefixes; i++)
+        if (has_prefix(layer, reserved_prefixes[i]))
+            return kiln_error(KILN_ERR_INVALID_ARG, "layer '%.*s': names '%s' and '%s.*' are reserved (kiln's checkpoints "
+                              "use them for %s); rename the layer", KILN_NAME_MAX - 1, layer, reserved_prefixes[i], reserved_prefixes[i],
+                              i == 0 ? "the optimizer's state" : "their own entries");
+    return KILN_OK;
+}
 
 typedef struct entry_list {
     kiln_st_tensor *t;
@@ -55,9 +79,16 @@ static kiln_status list_add(entry_list *l, const char *name, const kiln_tensor *
 
 static int slot_kind(const kiln_model *m) { return m->compile.optimizer.type == KILN_OPT_SGD; }
 
+/* "optimizer.<weight>.<slot>": the file name of slot k of weight w of node n */
+static void slot_name(const kiln_model *m, const kiln_node *n, int w, int k, char *buf, size_t len) {
+    snprintf(buf, len, SLOT_PREFIX ".%s.%s", n->w_name[w], slot_names[slot_kind(m)][k]);
+}
+
 kiln_status kiln_model_save(const kiln_model *m, const char *path, bool full, int epoch) {
     if (!m || !path) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_save: NULL argument");
     if (!m->built) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_save: model '%s' is not built", m->name);
+    if (full && epoch < 0) /* what kiln_model_load would refuse */
+        return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_save: '%s': epoch %d is negative", path, epoch);
     entry_list l = {0};
     kiln_status s = KILN_OK;
     for (int i = 0; s == KILN_OK && i < m->n_nodes; i++) {
@@ -67,7 +98,7 @@ kiln_status kiln_model_save(const kiln_model *m, const char *path, bool full, in
             for (int k = 0; full && s == KILN_OK && k < 3; k++)
                 if (n->slot[w][k]) {
                     char name[KILN_NAME_MAX * 3];
-                    snprintf(name, sizeof name, "optimizer.%s.%s", n->w_name[w], slot_names[slot_kind(m)][k]);
+                    slot_name(m, n, w, k, name, sizeof name);
                     s = list_add(&l, name, n->slot[w][k], n->w_shape[w], n->w_ndim[w]);
                 }
         }
@@ -96,22 +127,24 @@ kiln_status kiln_model_save(const kiln_model *m, const char *path, bool full, in
 
 /* the weight or optimizer slot a file entry names, or NULL */
 static kiln_tensor *target_of(kiln_model *m, const char *name, bool *is_slot) {
-    *is_slot = !strncmp(name, "optimizer.", 10);
+    *is_slot = !strncmp(name, SLOT_PREFIX ".", sizeof SLOT_PREFIX);
     for (int i = 0; i < m->n_nodes; i++) {
         kiln_node *n = &m->nodes[i];
         for (int w = 0; w < n->n_w; w++) {
             if (!*is_slot && !strcmp(name, n->w_name[w])) return n->w[w];
-            if (!*is_slot) continue;
-            size_t len = strlen(n->w_name[w]);
-            if (strncmp(name + 10, n->w_name[w], len) || name[10 + len] != '.') continue;
-            for (int k = 0; k < 3; k++)
-                if (n->slot[w][k] && !strcmp(name + 11 + len, slot_names[slot_kind(m)][k])) return n->slot[w][k];
+            for (int k = 0; *is_slot && k < 3; k++) {
+                char slot[KILN_NAME_MAX * 3];
+                if (!n->slot[w][k]) continue;
+                slot_name(m, n, w, k, slot, sizeof slot);
+                if (!strcmp(name, slot)) return n->slot[w][k];
+            }
         }
     }
     return NULL;
 }
 
-static kiln_status load_entry(const kiln_safetensors *st, const kiln_st_entry *e, kiln_tensor *t) {
+/* the entry fits the tensor: F32 of its shape */
+static kiln_status check_entry(const kiln_safetensors *st, const kiln_st_entry *e, const kiln_tensor *t) {
     bool same = e->dtype == KILN_ST_F32 && e->ndim == t->ndim;
     for (int d = 0; same && d < e->ndim; d++) same = e->shape[d] == t->shape[d];
     if (!same) {
@@ -120,7 +153,114 @@ static kiln_status load_entry(const kiln_safetensors *st, const kiln_st_entry *e
                           st->name, e->name, kiln_st_dtype_name(e->dtype), e->ndim,
                           (long long)(e->ndim ? e->shape[0] : 0), kiln_shape_str(t, want, sizeof want));
     }
-    return kiln_tensor_set(t, e->data, e->nbytes);
+    return KILN_OK;
+}
+
+/* ---- the counters of a full checkpoint: every kiln.* number is read and checked here ---- */
+
+typedef struct ckpt_counters {
+    int64_t iterations;
+    int epoch;
+    double learning_rate;
+    uint64_t seed;
+    bool has_seed;
+} ckpt_counters;
+
+/* metadata `key` as a decimal integer in [0, hi] (digits only: no sign, space or junk);
+ * *found is false when the key is absent */
+static kiln_status meta_uint(const kiln_safetensors *st, const char *path, const char *key, uint64_t hi, bool *found,
+                             uint64_t *out) {
+    const char *v = kiln_safetensors_metadata(st, key);
+    *found = v != NULL;
+    if (!v) return KILN_OK;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long u = *v >= '0' && *v <= '9' ? strtoull(v, &end, 10) : 0;
+    if (!end || *end || errno == ERANGE || u > hi)
+        return kiln_error(KILN_ERR_FORMAT, "%s: metadata %s is '%.40s%s', not an integer in [0, %llu]", path, key, v,
+                          strlen(v) > 40 ? "..." : "", (unsigned long long)hi);
+    *out = (uint64_t)u;
+    return KILN_OK;
+}
+
+/* metadata `key` (required) as a finite number > 0, in plain decimal ("0.001", "1e-05": a digit
+ * or '.' first; no space, hex, inf or nan) */
+static kiln_status meta_positive(const kiln_safetensors *st, const char *path, const char *key, double *out) {
+    const char *v = kiln_safetensors_metadata(st, key);
+    if (!v) return kiln_error(KILN_ERR_FORMAT, "%s: not a full checkpoint (no %s in its metadata)", path, key);
+    char *end = NULL;
+    bool plain = ((*v >= '0' && *v <= '9') || *v == '.') && v[strspn(v, "0123456789.eE+-")] == '\0';
+    double d = plain ? strtod(v, &end) : NAN;
+    if (!end || *end || !isfinite(d) || !(d > 0.0))
+        return kiln_error(KILN_ERR_FORMAT, "%s: metadata %s is '%.40s%s', not a finite number > 0", path, key, v,
+                          strlen(v) > 40 ? "..." : "");
+    *out = d;
+    return KILN_OK;
+}
+
+/* kiln.checkpoint "full", kiln.iterations, kiln.epoch, kiln.learning_rate and (optional)
+ * kiln.seed, each of its type and range, or an error naming the file and the key */
+static kiln_status read_counters(const kiln_safetensors *st, const char *path, ckpt_counters *c) {
+    const char *kind = kiln_safetensors_metadata(st, "kiln.checkpoint");
+    if (!kind || strcmp(kind, "full"))
+        return kiln_error(KILN_ERR_FORMAT, "%s: not a full checkpoint (kiln.checkpoint is '%.40s', not 'full'): it has no "
+                          "optimizer state to resume from; load it as weights only to start a new training from them",
+                          path, kind ? kind : "absent");
+    uint64_t it = 0, ep = 0;
+    bool found[3];
+    KILN_TRY(meta_uint(st, path, "kiln.iterations", KILN_ITERATIONS_MAX, &found[0], &it));
+    KILN_TRY(meta_uint(st, path, "kiln.epoch", INT_MAX, &found[1], &ep));
+    KILN_TRY(meta_uint(st, path, "kiln.seed", UINT64_MAX, &found[2], &c->seed));
+    if (!found[0] || !found[1])
+        return kiln_error(KILN_ERR_FORMAT, "%s: not a full checkpoint (no %s in its metadata)", path,
+                          found[0] ? "kiln.epoch" : "kiln.iterations");
+    KILN_TRY(meta_positive(st, path, "kiln.learning_rate", &c->learning_rate));
+    c->iterations = (int64_t)it;
+    c->epoch = (int)ep;
+    c->has_seed = found[2];
+    return KILN_OK;
+}
+
+/* the first weight of m (with slots: or optimizer slot) that st lacks, named in name; false when none */
+static bool find_missing(const kiln_model *m, const kiln_safetensors *st, bool weights, bool slots, char *name, size_t len) {
+    for (int i = 0; i < m->n_nodes; i++) {
+        const kiln_node *n = &m->nodes[i];
+        for (int w = 0; w < n->n_w; w++) {
+            snprintf(name, len, "%s", n->w_name[w]);
+            if (weights && !kiln_safetensors_find(st, name)) return true;
+            for (int k = 0; slots && k < 3; k++) {
+                if (!n->slot[w][k]) continue;
+                slot_name(m, n, w, k, name, len);
+                if (!kiln_safetensors_find(st, name)) return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* every tensor of st into its weight or slot (slots only when full): all checked first (each
+ * matches, fits, none is missing), so a refused file leaves the model as it was */
+static kiln_status load_tensors(kiln_model *m, const kiln_safetensors *st, const char *path, bool subset, bool full) {
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < st->n_entries; i++) {
+            const kiln_st_entry *e = &st->entries[i];
+            bool is_slot;
+            kiln_tensor *t = target_of(m, e->name, &is_slot);
+            if (is_slot && !full) continue;
+            if (!t)
+                return kiln_error(KILN_ERR_FORMAT, "%s: tensor '%s' matches no %s of model '%s'", path, e->name,
+                                  is_slot ? "optimizer state" : "weight", m->name);
+            KILN_TRY(pass == 0 ? check_entry(st, e, t) : kiln_tensor_set(t, e->data, e->nbytes));
+        }
+        char name[KILN_NAME_MAX * 3];
+        if (pass == 0 && !subset && find_missing(m, st, true, false, name, sizeof name))
+            return kiln_error(KILN_ERR_FORMAT, "%s: weight '%s' of model '%s' is missing", path, name, m->name);
+        if (pass == 0 && full && find_missing(m, st, false, true, name, sizeof name))
+            return kiln_error(KILN_ERR_FORMAT, "%s: optimizer state '%s' of model '%s' is missing (the checkpoint was "
+                              "saved with another optimizer, or with that weight frozen); resuming would restart the "
+                              "optimizer from zero", path, name, m->name);
+    }
+    return KILN_OK;
 }
 
 kiln_status kiln_model_load(kiln_model *m, const char *path, bool subset, bool full, int *epoch) {
@@ -129,41 +269,14 @@ kiln_status kiln_model_load(kiln_model *m, const char *path, bool subset, bool f
     if (full && !m->compiled) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_load: compile the model before resuming from '%s'", path);
     kiln_safetensors *st;
     KILN_TRY(kiln_safetensors_open(path, &st));
-    kiln_status s = KILN_OK;
-    int loaded = 0;
-    for (size_t i = 0; s == KILN_OK && i < st->n_entries; i++) {
-        const kiln_st_entry *e = &st->entries[i];
-        bool is_slot;
-        kiln_tensor *t = target_of(m, e->name, &is_slot);
-        if (is_slot && !full) continue;
-        if (!t)
-            s = kiln_error(KILN_ERR_FORMAT, "%s: tensor '%s' matches no %s of model '%s'", path, e->name,
-                           is_slot ? "optimizer state" : "weight", m->name);
-        else if ((s = load_entry(st, e, t)) == KILN_OK && !is_slot)
-            loaded++;
-    }
-    if (s == KILN_OK && !subset && loaded != kiln_model_weight_count(m)) {
-        for (int i = 0; i < m->n_nodes; i++)
-            for (int w = 0; w < m->nodes[i].n_w; w++)
-                if (!kiln_safetensors_find(st, m->nodes[i].w_name[w])) {
-                    s = kiln_error(KILN_ERR_FORMAT, "%s: weight '%s' of model '%s' is missing", path,
-                                   m->nodes[i].w_name[w], m->name);
-                    i = m->n_nodes;
-                    break;
-                }
-    }
+    ckpt_counters c = {0};
+    kiln_status s = full ? read_counters(st, path, &c) : KILN_OK;
+    if (s == KILN_OK) s = load_tensors(m, st, path, subset, full);
     if (s == KILN_OK && full) {
-        const char *it = kiln_safetensors_metadata(st, "kiln.iterations"), *ep = kiln_safetensors_metadata(st, "kiln.epoch");
-        const char *lr = kiln_safetensors_metadata(st, "kiln.learning_rate");
-        if (!it || !ep || !lr)
-            s = kiln_error(KILN_ERR_FORMAT, "%s: not a full checkpoint (no kiln.iterations, kiln.epoch, kiln.learning_rate)", path);
-        else {
-            m->iterations = strtoll(it, NULL, 10);
-            m->base_lr = strtod(lr, NULL);
-            const char *sd = kiln_safetensors_metadata(st, "kiln.seed");
-            if (sd) m->fit_seed = strtoull(sd, NULL, 10);
-            if (epoch) *epoch = atoi(ep);
-        }
+        m->iterations = c.iterations;
+        m->base_lr = c.learning_rate;
+        if (c.has_seed) m->fit_seed = c.seed;
+        if (epoch) *epoch = c.epoch;
     }
     kiln_safetensors_free(st);
     return s;

@@ -92,6 +92,7 @@ static kiln_status check_add(const kiln_model *m, const kiln_layer_config *cfg, 
                           d->keras_class, KILN_LAYER_MAX_INPUTS, n_inputs);
     if (cfg->name[0] && kiln_model_find_layer(m, cfg->name) >= 0)
         return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: a layer named '%s' exists already", cfg->name);
+    if (kiln_checkpoint_check_layer_name(cfg->name) != KILN_OK) return kiln_error_context(KILN_ERR_INVALID_ARG, "kiln_model_add");
     for (int k = 0; k < n_inputs; k++)
         if (inputs[k] < 0 || inputs[k] >= m->n_nodes)
             return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: %s input %d is layer id %d, not an earlier layer",

@@ -158,6 +158,14 @@ kiln_status kiln_model_loss(kiln_model *m, kiln_plan *p, bool need_grad);
 /* true when the loss takes the last layer's logits (its softmax fused into the cross-entropy) */
 bool kiln_model_fuses_softmax(const kiln_model *m);
 
+/* The most optimizer steps a model counts (2^53: exact in a double, the learning-rate schedule's
+ * and Adam's type); a checkpoint's kiln.iterations is refused above it, and a step at it fails. */
+#define KILN_ITERATIONS_MAX ((int64_t)1 << 53)
+
+/* checkpoint.c: refuses a layer name kiln keeps for its checkpoints ("optimizer", "kiln" and
+ * names under them), with a message naming the layer */
+kiln_status kiln_checkpoint_check_layer_name(const char *layer);
+
 /* optimizer.c: one optimizer step over the trainable weights */
 kiln_status kiln_model_apply_gradients(kiln_model *m);
 /* drops optimizer state of frozen weights, makes it for trainable ones */

@@ -141,6 +141,9 @@ kiln_status kiln_model_apply_gradients(kiln_model *m) {
     double lr = kiln_model_learning_rate(m);
     const kiln_tensor *scale = NULL;
     kiln_status s = KILN_OK;
+    if (m->iterations < 0 || m->iterations >= KILN_ITERATIONS_MAX)
+        return kiln_error(KILN_ERR_INVALID_ARG, "model '%s' has taken %lld optimizer steps: not in [0, %lld), no step can follow",
+                          m->name, (long long)m->iterations, (long long)KILN_ITERATIONS_MAX);
     if (m->n_group == 0) {
         m->iterations++;
         return KILN_OK;

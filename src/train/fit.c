@@ -96,6 +96,7 @@ static kiln_status run_epochs(kiln_fit_run *r, const kiln_fit_config *c, kiln_hi
 
 kiln_status kiln_model_fit(kiln_model *m, const kiln_data *train, const kiln_fit_config *cfg,
                            kiln_history *history) {
+    if (history) memset(history, 0, sizeof *history); /* empty on every return: the caller frees it */
     kiln_fit_config c = cfg ? *cfg : kiln_fit_defaults();
     KILN_TRY(kiln_fit_check_ready(m, c.batch_size, "kiln_model_fit"));
     KILN_TRY(check_config(&c));
@@ -103,7 +104,6 @@ kiln_status kiln_model_fit(kiln_model *m, const kiln_data *train, const kiln_fit
     kiln_data tr = *train, val = c.validation;
     if (c.validation_split > 0.0) KILN_TRY(split(m, train, c.validation_split, &tr, &val));
     if (val.n > 0) KILN_TRY(kiln_fit_check_data(m, &val, "kiln_model_fit (validation)"));
-    if (history) memset(history, 0, sizeof *history);
     m->fit_seed = c.seed;
     kiln_fit_run run;
     kiln_status s = kiln_fit_begin(&run, m, &tr, val.n > 0 ? &val : NULL, &c);

@@ -1,6 +1,7 @@
 /* datafiles.c: the file-format test helpers of datafiles.h. */
 #define _POSIX_C_SOURCE 200809L
 #include "datafiles.h"
+#include "kiln/safetensors.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -87,6 +88,26 @@ int kt_dir_count(const char *dir) {
     for (struct dirent *e; (e = readdir(d));) n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
     closedir(d);
     return n;
+}
+
+void kt_safetensors_set_meta(const char *src, const char *dst, const char *key, const char *value) {
+    kiln_safetensors *st;
+    cr_assert_eq(kiln_safetensors_open(src, &st), KILN_OK, "%s", kiln_last_error());
+    kiln_st_tensor *t = calloc(st->n_entries + 1, sizeof *t);
+    kiln_st_meta *meta = calloc(st->n_meta + 1, sizeof *meta);
+    cr_assert(t && meta);
+    for (size_t i = 0; i < st->n_entries; i++) {
+        const kiln_st_entry *e = &st->entries[i];
+        t[i] = (kiln_st_tensor){e->name, e->dtype, e->ndim, e->shape, e->data};
+    }
+    size_t n_meta = 0;
+    for (size_t i = 0; i < st->n_meta; i++)
+        if (strcmp(st->meta[i].key, key)) meta[n_meta++] = st->meta[i];
+    meta[n_meta++] = (kiln_st_meta){key, value};
+    cr_assert_eq(kiln_safetensors_write(dst, t, st->n_entries, meta, n_meta), KILN_OK, "%s", kiln_last_error());
+    free(t);
+    free(meta);
+    kiln_safetensors_free(st);
 }
 
 void kt_expect_error(kiln_status got, kiln_status want, const char *needle) {

@@ -27,6 +27,10 @@ void *kt_read_file(const char *path, size_t *len);
 /* Number of entries in dir besides . and .. */
 int kt_dir_count(const char *dir);
 
+/* Copies the safetensors file src to dst (full paths) with metadata `key` set to `value` (added
+ * when absent): for crafted checkpoints. Asserts success. */
+void kt_safetensors_set_meta(const char *src, const char *dst, const char *key, const char *value);
+
 /* Asserts status `want` and a message containing `needle`. */
 void kt_expect_error(kiln_status got, kiln_status want, const char *needle);
 /* n random bytes, each below mod (malloc'ed). */
