@@ -57,6 +57,7 @@ static int slot_kind(const kiln_model *m) { return m->compile.optimizer.type == 
 
 kiln_status kiln_model_save(const kiln_model *m, const char *path, bool full, int epoch) {
     if (!m || !path) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_save: NULL argument");
+    if (epoch < 0) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_save: epoch %d is negative", epoch);
     if (!m->built) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_save: model '%s' is not built", m->name);
     entry_list l = {0};
     kiln_status s = KILN_OK;

@@ -53,8 +53,11 @@ const char *kiln_op_name(kiln_op_type op) {
         [KILN_OP_SUMSQ_ACC] = "sum_squares_accumulate",
         [KILN_OP_CLIP_SCALE] = "clip_scale",
     };
-    if ((int)op < 0 || op >= KILN_OP_COUNT) return "?";
-    return names[op] ? names[op] : "?";
+    if ((int)op < 0 || op >= KILN_OP_COUNT || !names[op]) {
+        kiln_error(KILN_ERR_INVALID_ARG, "kiln_op_name: unknown op %d", (int)op);
+        return "?";
+    }
+    return names[op];
 }
 
 kiln_status kiln_op_run(const kiln_op *op) {
