@@ -522,6 +522,7 @@ static kiln_status add_bad(int what) {
     S(kiln_model_predict(NULL, fx.buf, 2, 2, fx.buf))                                        \
     S(kiln_model_predict(fx.m, fx.buf, -2, 2, fx.buf))                                       \
     S(kiln_model_predict(fx.m, NULL, 2, 2, fx.buf))                                          \
+    S(kiln_model_predict(fx.m, fx.buf, INT64_MAX / 2, 2, fx.buf)) /* n x 4 floats wrap */      \
     S(kiln_model_predict(fx.m, fx.buf, 2, 2, NULL))                                          \
     S(kiln_early_stopping(monitor("val_loss", 2), false, NULL))                              \
     S(kiln_early_stopping(monitor("val_loss", -1), false, &(kiln_callback){0}))              \
