@@ -71,7 +71,7 @@ static void auto_name(kiln_model *m, kiln_node *n) {
 }
 
 int kiln_model_find_layer(const kiln_model *m, const char *name) {
-    if (!m || !name) return kiln_model_bad_arg("kiln_model_find_layer", m, -1);
+    if (!m || !name) return kiln_model_bad_arg("kiln_model_find_layer", NULL, -1); /* "NULL argument" */
     for (int i = 0; i < m->n_nodes; i++)
         if (!strcmp(m->nodes[i].cfg.name, name)) return i;
     return -1;
