@@ -252,6 +252,19 @@ static kiln_status add_bad(int what) {
     return s;
 }
 
+/* the fixture's tensor, copied by hand and then spoilt: no backend, too many axes, a size that
+ * wraps, no data, an unknown dtype */
+static kiln_tensor *forged(int what) {
+    static kiln_tensor t;
+    t = *fx.t;
+    if (what == 0) t.backend = NULL;
+    if (what == 1) t.ndim = 9;
+    if (what == 2) t.shape[0] = (int64_t)1 << 62;
+    if (what == 3) t.data = NULL;
+    if (what == 4) t.dtype = (kiln_dtype)77;
+    return &t;
+}
+
 /* S(call): returns a status, which must not be KILN_OK; V(cond): a value-returning call, cond
  * true when the documented safe value came back. Either way kiln_last_error() must say why. */
 #define HOSTILE_CALLS(S, V)                                                                  \
@@ -281,6 +294,15 @@ static kiln_status add_bad(int what) {
     S(kiln_tensor_get_async(fx.t, NULL, 24))                                                 \
     S(kiln_tensor_transfer(NULL, fx.t))                                                      \
     S(kiln_tensor_transfer(fx.t, NULL))                                                      \
+    S(kiln_fill(forged(0), 1.0))                                                             \
+    S(kiln_copy(forged(1), fx.t))                                                            \
+    S(kiln_tensor_get(forged(2), fx.buf, 24))                                                \
+    S(kiln_tensor_set(forged(3), fx.buf, 24))                                                \
+    S(kiln_add(fx.t, forged(4), fx.t))                                                       \
+    S(kiln_tensor_view(forged(2), 0, 1, fx.shape, &fx.out))                                  \
+    S(kiln_tensor_reshape(forged(0), 1, (int64_t[1]){6}))                                    \
+    S(kiln_tensor_transfer(forged(3), fx.t))                                                 \
+    S(kiln_gemm(fx.t, true, forged(2), false, 1.0f, 0.0f, fx.t, KILN_MATH_STRICT))           \
     V(kiln_tensor_numel(NULL) == 0)                                                          \
     V(kiln_tensor_nbytes(NULL) == 0)                                                         \
     V(!kiln_tensor_is_contiguous(NULL))                                                      \

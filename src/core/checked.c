@@ -15,26 +15,19 @@ static void dims_str(int ndim, const int64_t *shape, char *buf, size_t n) {
 
 kiln_status kiln_shape_size(const char *what, int ndim, const int64_t *shape, size_t elem_size,
                             int64_t *numel, int64_t *nbytes) {
-    /* extent: the product with empty axes taken as 1, so every stride (a product of trailing
-     * sizes) fits too, in an empty tensor as well */
-    int64_t extent = 1, bytes;
-    bool empty = false;
-    char dims[160];
-    for (int i = 0; i < ndim; i++)
-        if (shape[i] < 0)
-            return kiln_error(KILN_ERR_SHAPE, "%s: dimension %d is negative (%lld)", what, i, (long long)shape[i]);
-    for (int i = 0; i < ndim; i++) {
-        empty |= shape[i] == 0;
-        if (!kiln_mul_i64(extent, shape[i] ? shape[i] : 1, &extent)) {
-            dims_str(ndim, shape, dims, sizeof dims);
-            return kiln_error(KILN_ERR_SHAPE, "%s of %s elements overflows 64 bits", what, dims);
-        }
-    }
-    if (elem_size > (size_t)INT64_MAX || !kiln_mul_i64(extent, (int64_t)elem_size, &bytes)) {
+    if (!kiln_shape_fits(ndim, shape, elem_size)) { /* say which: a negative size, elements, bytes */
+        char dims[160];
+        for (int i = 0; i < ndim; i++)
+            if (shape[i] < 0)
+                return kiln_error(KILN_ERR_SHAPE, "%s: dimension %d is negative (%lld)", what, i, (long long)shape[i]);
         dims_str(ndim, shape, dims, sizeof dims);
+        if (!kiln_shape_fits(ndim, shape, 1))
+            return kiln_error(KILN_ERR_SHAPE, "%s of %s elements overflows 64 bits", what, dims);
         return kiln_error(KILN_ERR_SHAPE, "%s of %s elements of %zu bytes overflows 64 bits", what, dims, elem_size);
     }
-    if (numel) *numel = empty ? 0 : extent;
-    if (nbytes) *nbytes = empty ? 0 : bytes;
+    int64_t count = 1; /* fits, as the extent does */
+    for (int i = 0; i < ndim; i++) count *= shape[i];
+    if (numel) *numel = count;
+    if (nbytes) *nbytes = count * (int64_t)elem_size;
     return KILN_OK;
 }

@@ -146,6 +146,7 @@ kiln_status kiln_tensor_view(kiln_tensor *base, int64_t offset, int ndim, const 
                              kiln_tensor **out) {
     if (!base || !out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_tensor_view: NULL argument");
     *out = NULL;
+    KILN_TRY(kiln_tensor_check("kiln_tensor_view", "base", base));
     if (!kiln_tensor_is_contiguous(base))
         return kiln_error(KILN_ERR_INVALID_ARG, "kiln_tensor_view: base '%s' is not contiguous",
                           base->name);
@@ -170,7 +171,7 @@ kiln_status kiln_tensor_view(kiln_tensor *base, int64_t offset, int ndim, const 
 }
 
 kiln_status kiln_tensor_reshape(kiln_tensor *t, int ndim, const int64_t *shape) {
-    if (!t) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_tensor_reshape: NULL tensor");
+    KILN_TRY(kiln_tensor_check("kiln_tensor_reshape", "t", t));
     if (!kiln_tensor_is_contiguous(t))
         return kiln_error(KILN_ERR_INVALID_ARG, "kiln_tensor_reshape: '%s' is not contiguous",
                           t->name);
@@ -186,9 +187,24 @@ kiln_status kiln_tensor_reshape(kiln_tensor *t, int ndim, const int64_t *shape) 
     return KILN_OK;
 }
 
+kiln_status kiln_tensor_check(const char *fn, const char *arg, const kiln_tensor *t) {
+    if (!t) return kiln_error(KILN_ERR_INVALID_ARG, "%s: %s is NULL", fn, arg);
+    if ((int)t->dtype < 0 || t->dtype >= KILN_DTYPE_COUNT || t->ndim < 0 || t->ndim > KILN_MAX_DIMS || !t->backend)
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: %s is no tensor (dtype %d, %d axes, backend %s)", fn, arg,
+                          (int)t->dtype, t->ndim, t->backend ? "set" : "NULL");
+    if (!kiln_shape_fits(t->ndim, t->shape, kiln_dtype_size(t->dtype))) { /* every op asks: the message only now */
+        char what[KILN_NAME_MAX + 64];
+        snprintf(what, sizeof what, "%s: %s '%.*s'", fn, arg, KILN_NAME_MAX - 1, t->name);
+        return kiln_shape_size(what, t->ndim, t->shape, kiln_dtype_size(t->dtype), NULL, NULL);
+    }
+    if (!t->data && kiln_tensor_numel(t)) return kiln_error(KILN_ERR_INVALID_ARG, "%s: %s '%.*s' has no data", fn, arg, KILN_NAME_MAX - 1, t->name);
+    return KILN_OK;
+}
+
 static kiln_status check_whole(const kiln_tensor *t, const void *host, size_t nbytes,
                                const char *fn) {
-    if (!t || (!host && nbytes)) return kiln_error(KILN_ERR_INVALID_ARG, "%s: NULL argument", fn);
+    KILN_TRY(kiln_tensor_check(fn, "the tensor", t));
+    if (!host && nbytes) return kiln_error(KILN_ERR_INVALID_ARG, "%s: NULL argument", fn);
     if (!kiln_tensor_is_contiguous(t))
         return kiln_error(KILN_ERR_INVALID_ARG, "%s: '%s' is not contiguous", fn, t->name);
     if (nbytes != kiln_tensor_nbytes(t)) {
