@@ -96,6 +96,29 @@ Test(hostile_shapes, api_dense_kernel_overflow) {
     kiln_backend_free(be);
 }
 
+Test(hostile_shapes, failed_build_retried) {
+    /* a build that fails after allocating earlier layers leaves the model unbuilt and whole: the
+     * second and third tries fail the same way (weights declared again overran a node's arrays) */
+    int64_t four = 4;
+    kiln_model *m = NULL;
+    kiln_backend *be = NULL;
+    OK(kiln_model_new("retry", &m));
+    kiln_layer_config in = kiln_input_layer(1, &four), d = kiln_dense_layer(3, KILN_ACT_RELU),
+                      bad = kiln_dense_layer(0, KILN_ACT_LINEAR);
+    OK(kiln_model_add(m, &in, 0, NULL, NULL));
+    OK(kiln_model_add(m, &d, 0, NULL, NULL));
+    OK(kiln_model_add(m, &d, 0, NULL, NULL));
+    OK(kiln_model_add(m, &bad, 0, NULL, NULL));
+    OK(kiln_backend_init("cpu", &be));
+    for (int attempt = 0; attempt < 3; attempt++) {
+        expect_refused(kiln_model_build(m, be, 1), "layer 'dense_2' (Dense): units must be >= 1 (is 0)");
+        cr_assert_eq(kiln_model_weight_count(m), 0, "try %d left %d weights", attempt, kiln_model_weight_count(m));
+        cr_assert_null(kiln_model_backend(m));
+    }
+    kiln_model_free(m);
+    kiln_backend_free(be);
+}
+
 static void expect_new_refused(int ndim, const int64_t *shape, kiln_dtype dt, const char *want) {
     kiln_backend *be = NULL;
     kiln_tensor *t = (kiln_tensor *)&t; /* poisoned: must come back NULL */

@@ -202,10 +202,23 @@ static kiln_status build_node(kiln_model *m, int i, uint64_t seed, int64_t *para
     return KILN_OK;
 }
 
-kiln_status kiln_model_build(kiln_model *m, kiln_backend *be, uint64_t seed) {
-    if (!m || !be) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_build: NULL argument");
-    if (m->built) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_build: model '%s' is already built", m->name);
-    if (m->n_nodes < 2) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_build: model '%s' has no layers after its Input", m->name);
+/* what a failed build made, undone: the model is as before, ready for another try (weights
+ * declared twice would overrun a node's arrays) */
+static void unbuild(kiln_model *m) {
+    for (int i = 0; i < m->n_nodes; i++) {
+        free_node_tensors(&m->nodes[i]);
+        m->nodes[i].n_w = 0;
+        m->nodes[i].aux_len = 0;
+    }
+    kiln_tensor **one[4] = {&m->clip_sumsq, &m->clip_scale, &m->eval_loss, &m->eval_correct};
+    for (int k = 0; k < 4; k++) {
+        kiln_tensor_free(*one[k]);
+        *one[k] = NULL;
+    }
+    m->be = NULL;
+}
+
+static kiln_status build_all(kiln_model *m, kiln_backend *be, uint64_t seed) {
     m->be = be;
     int64_t params = 0;
     for (int i = 0; i < m->n_nodes; i++) KILN_TRY(build_node(m, i, seed, &params));
@@ -213,9 +226,17 @@ kiln_status kiln_model_build(kiln_model *m, kiln_backend *be, uint64_t seed) {
     KILN_TRY(kiln_tensor_new(be, KILN_F32, 1, &one, "clip_sumsq", &m->clip_sumsq));
     KILN_TRY(kiln_tensor_new(be, KILN_F32, 1, &one, "clip_scale", &m->clip_scale));
     KILN_TRY(kiln_tensor_new(be, KILN_F32, 1, &one, "eval_loss", &m->eval_loss));
-    KILN_TRY(kiln_tensor_new(be, KILN_F32, 1, &one, "eval_correct", &m->eval_correct));
-    m->built = true;
-    return KILN_OK;
+    return kiln_tensor_new(be, KILN_F32, 1, &one, "eval_correct", &m->eval_correct);
+}
+
+kiln_status kiln_model_build(kiln_model *m, kiln_backend *be, uint64_t seed) {
+    if (!m || !be) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_build: NULL argument");
+    if (m->built) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_build: model '%s' is already built", m->name);
+    if (m->n_nodes < 2) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_build: model '%s' has no layers after its Input", m->name);
+    kiln_status s = build_all(m, be, seed);
+    if (s != KILN_OK) unbuild(m);
+    m->built = s == KILN_OK;
+    return s;
 }
 
 /* ---- weights and counts ---- */
