@@ -66,14 +66,16 @@ typedef enum kiln_op_type {
     KILN_OP_COUNT
 } kiln_op_type;
 
+/* "add", "gemm", ...; "?" for no op. */
 KILN_API const char *kiln_op_name(kiln_op_type op);
 
-/* Opens a backend by name ("cpu", "cuda", "cuda:N", "auto"). */
+/* Opens a backend by name ("cpu", "cuda", "cuda:N", "auto"; NULL means "auto"). */
 KILN_API kiln_status kiln_backend_init(const char *name, kiln_backend **out);
 KILN_API void kiln_backend_free(kiln_backend *be);
 
-/* "cpu", "cuda:0", ... */
+/* "cpu", "cuda:0", ... ("(null)" for a NULL backend) */
 KILN_API const char *kiln_backend_name(const kiln_backend *be);
+/* The backend's kind; (kiln_backend_kind)-1 for a NULL backend. */
 KILN_API kiln_backend_kind kiln_backend_kind_of(const kiln_backend *be);
 
 /* Waits until every op and copy queued on the backend has finished; reports any deferred
@@ -89,7 +91,7 @@ KILN_API kiln_status kiln_backend_synchronize(kiln_backend *be);
 KILN_API kiln_status kiln_backend_mark(kiln_backend *be, int slot);
 KILN_API kiln_status kiln_backend_wait_mark(kiln_backend *be, int slot);
 
-/* Whether `be` runs `op` on tensors of `dtype`. */
+/* Whether `be` runs `op` on tensors of `dtype` (false for a NULL backend, no op or no dtype). */
 KILN_API bool kiln_backend_supports(const kiln_backend *be, kiln_op_type op, kiln_dtype dtype);
 
 /* True when this build contains the CUDA backend (whether or not a GPU is present). */

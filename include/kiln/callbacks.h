@@ -16,9 +16,9 @@ extern "C" {
 /* monitor: "loss", "accuracy", "val_loss" or "val_accuracy"; mode follows the name (accuracy:
  * max, loss: min), as Keras' mode="auto". */
 typedef struct kiln_monitor {
-    const char *monitor; /* "val_loss" */
+    const char *monitor; /* "val_loss" (also when NULL) */
     double min_delta;    /* an improvement must beat the best by more than this */
-    int patience;        /* epochs without improvement before acting */
+    int patience;        /* epochs without improvement before acting, >= 0 */
 } kiln_monitor;
 
 /* EarlyStopping: stops training after `patience` epochs without improvement; with

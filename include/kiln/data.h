@@ -46,7 +46,7 @@ KILN_API kiln_status kiln_dataset_new(int64_t n, int h, int w, int c, int num_cl
                              kiln_dataset **out);
 /* Frees the dataset and its arrays. NULL is allowed. */
 KILN_API void kiln_dataset_free(kiln_dataset *ds);
-/* Floats per image: h * w * c. */
+/* Floats per image: h * w * c (0 for a NULL dataset). */
 KILN_API size_t kiln_dataset_image_numel(const kiln_dataset *ds);
 
 /* KILN_ERR_FORMAT when the dataset is empty or a label is outside [0, num_classes) (naming

@@ -83,7 +83,7 @@ typedef struct kiln_fit_config {
     int verbose;             /* 0 silent, 1 progress bar (a line per epoch when not a tty), 2 a line per epoch */
     FILE *progress;          /* stdout when NULL */
     int log_every;           /* steps between metric downloads (0: the backend's, 1 CPU, 32 CUDA) */
-    kiln_callback *callbacks;
+    kiln_callback *callbacks; /* n_callbacks of them (n_callbacks >= 0; NULL only with 0) */
     int n_callbacks;
     /* called with every step's loss and accuracy, once they are on the host */
     void (*on_step)(void *ctx, int64_t step, int epoch, double loss, double accuracy);

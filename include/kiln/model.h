@@ -77,6 +77,7 @@ typedef struct kiln_layer_config {
     int64_t input_shape[3];
 } kiln_layer_config;
 
+/* (shape NULL: sizes of 0, which kiln_model_build refuses) */
 KILN_API kiln_layer_config kiln_input_layer(int ndim, const int64_t *shape);
 KILN_API kiln_layer_config kiln_conv2d_layer(int filters, int kernel_h, int kernel_w, kiln_activation act);
 KILN_API kiln_layer_config kiln_dense_layer(int units, kiln_activation act);
@@ -89,8 +90,8 @@ KILN_API kiln_layer_config kiln_dropout_layer(float rate);
 KILN_API kiln_layer_config kiln_activation_layer(kiln_activation act);
 KILN_API kiln_layer_config kiln_add_layer(void);
 
-KILN_API const char *kiln_layer_type_name(kiln_layer_type t);     /* Keras class: "Conv2D" */
-KILN_API const char *kiln_activation_name(kiln_activation a);      /* Keras name: "relu" */
+KILN_API const char *kiln_layer_type_name(kiln_layer_type t);     /* Keras class: "Conv2D"; "?" for no type */
+KILN_API const char *kiln_activation_name(kiln_activation a);      /* Keras name: "relu"; "?" for none */
 /* Parses a Keras activation name ("linear", "relu", ...). */
 KILN_API kiln_status kiln_activation_parse(const char *name, kiln_activation *out);
 
@@ -116,17 +117,24 @@ KILN_API kiln_status kiln_model_builtin(const char *name, int h, int w, int c, i
 KILN_API kiln_status kiln_model_infer(kiln_model *m);
 /* Infers every shape (kiln_model_infer), allocates the weights on `be` and initializes them
  * from `seed`. Weights that do not fit in what `be` can give (kiln_backend_memory_available)
- * are refused with KILN_ERR_OOM naming the sizes, before any is allocated. */
+ * are refused with KILN_ERR_OOM naming the sizes, before any is allocated. A layer whose output
+ * (per example) or weight has an element or byte count past INT64_MAX, or a model whose
+ * parameter count passes it, is refused (KILN_ERR_SHAPE, by kiln_model_infer already) naming
+ * the layer: "layer 'dense' (Dense): weight 'kernel' of 1152921504606846976 x 16 elements
+ * overflows 64 bits". A build that fails leaves the model unbuilt, ready for another try. */
 KILN_API kiln_status kiln_model_build(kiln_model *m, kiln_backend *be, uint64_t seed);
 
+/* The accessors below return -1 (a count or an id) or NULL for a NULL model or an id outside
+ * 0 .. kiln_model_layer_count() - 1, with a message. */
 KILN_API int kiln_model_layer_count(const kiln_model *m);
 KILN_API const kiln_layer_config *kiln_model_layer(const kiln_model *m, int id);
 /* The id of the layer named `name`, or -1. */
 KILN_API int kiln_model_find_layer(const kiln_model *m, const char *name);
-/* The ids feeding layer `id` (count returned, ids into `inputs`). */
+/* The ids feeding layer `id` (count returned, ids into `inputs`; -1 for a bad argument). */
 KILN_API int kiln_model_layer_inputs(const kiln_model *m, int id, int inputs[KILN_LAYER_MAX_INPUTS]);
 /* The output shape of a layer (of a built or inferred model) without the batch axis. */
 KILN_API kiln_status kiln_model_output_shape(const kiln_model *m, int id, int *ndim, int64_t shape[3]);
+/* The backend it is built on (NULL before the build) and its name. */
 KILN_API kiln_backend *kiln_model_backend(const kiln_model *m);
 KILN_API const char *kiln_model_name(const kiln_model *m);
 
@@ -137,14 +145,16 @@ KILN_API kiln_status kiln_model_set_all_trainable(kiln_model *m, bool trainable)
 /* Freezes every layer but those of type `keep` (all-but-batchnorm: KILN_LAYER_BATCHNORM). */
 KILN_API kiln_status kiln_model_freeze_all_but(kiln_model *m, kiln_layer_type keep);
 
-/* Keras' parameter counts (BatchNormalization's moving statistics are non-trainable). */
+/* Keras' parameter counts (BatchNormalization's moving statistics are non-trainable); zeros for
+ * a NULL model. Each output pointer may be NULL. */
 KILN_API void kiln_model_param_counts(const kiln_model *m, int64_t *total, int64_t *trainable,
                              int64_t *non_trainable);
 /* Keras' summary table to `out` (of a built or inferred model: it needs no weights). */
 KILN_API kiln_status kiln_model_summary(const kiln_model *m, FILE *out);
 
 /* Every weight: name "<layer>.<weight>", the tensor (on the model's backend), and whether an
- * optimizer updates it. */
+ * optimizer updates it; i in 0 .. kiln_model_weight_count() - 1 (-1 for a NULL model); each
+ * output pointer may be NULL. kiln_model_find_weight: NULL when there is none. */
 KILN_API int kiln_model_weight_count(const kiln_model *m);
 KILN_API kiln_status kiln_model_weight(const kiln_model *m, int i, const char **name, kiln_tensor **t,
                               bool *trainable);
@@ -163,7 +173,7 @@ KILN_API kiln_status kiln_model_from_json(const char *json, size_t len, kiln_mod
  * layouts, with the architecture (kiln_model_to_json) in the header's __metadata__ under
  * "kiln.model". With `full`, also the optimizer's state ("optimizer.<weight>.m" ...), the
  * iteration count, the learning rate, the fit's seed and `epoch` (the epochs completed), so that
- * kiln_model_load(..., full) resumes training as if never stopped (`epoch` >= 0). */
+ * kiln_model_load(..., full) resumes training as if never stopped. epoch must be >= 0. */
 KILN_API kiln_status kiln_model_save(const kiln_model *m, const char *path, bool full, int epoch);
 
 /* Loads weights by name into a built model (shapes checked). A tensor of the file that is no
@@ -214,14 +224,14 @@ typedef struct kiln_compile_config {
 } kiln_compile_config;
 
 KILN_API kiln_status kiln_model_compile(kiln_model *m, const kiln_compile_config *cfg);
-/* The learning rate the next step will use. */
+/* The learning rate the next step will use (NaN for a NULL model). */
 KILN_API double kiln_model_learning_rate(const kiln_model *m);
 /* Sets the base learning rate (ReduceLROnPlateau, or a fine-tuning phase). */
 KILN_API kiln_status kiln_model_set_learning_rate(kiln_model *m, double lr);
-/* Optimizer steps taken so far. */
+/* Optimizer steps taken so far (-1 for a NULL model). */
 KILN_API int64_t kiln_model_iterations(const kiln_model *m);
 /* The seed of the last fit (or the one a full checkpoint restored): a resumed fit that uses it
- * shuffles and drops out exactly as the interrupted one would have. */
+ * shuffles and drops out exactly as the interrupted one would have. 0 for a NULL model. */
 KILN_API uint64_t kiln_model_fit_seed(const kiln_model *m);
 
 /* The memory budget: KILN_OK when training m (inferring its shapes first) at `batch` examples

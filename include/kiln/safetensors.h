@@ -74,9 +74,9 @@ KILN_API kiln_status kiln_safetensors_open(const char *path, kiln_safetensors **
 KILN_API kiln_status kiln_safetensors_parse(const void *buf, size_t len, const char *name, kiln_safetensors **out);
 KILN_API void kiln_safetensors_free(kiln_safetensors *st);
 
-/* The entry named `name`, or NULL. */
+/* The entry named `name`, or NULL (also for a NULL argument). */
 KILN_API const kiln_st_entry *kiln_safetensors_find(const kiln_safetensors *st, const char *name);
-/* The metadata value of `key`, or NULL. */
+/* The metadata value of `key`, or NULL (also for a NULL argument). */
 KILN_API const char *kiln_safetensors_metadata(const kiln_safetensors *st, const char *key);
 
 /* A tensor to write: `data` holds numel(shape) * dtype size bytes (host memory). */

@@ -2,7 +2,12 @@
  *
  * A failing call returns a non-zero kiln_status and leaves a message for the calling thread,
  * naming the op, the shapes and what is wrong; kiln_last_error() reads it. The library never
- * calls exit() or abort() on bad input. */
+ * calls exit() or abort() on bad input.
+ *
+ * Every public function checks its pointer, index and count arguments. A function that returns
+ * a status returns a non-OK one for a NULL where its comment allows none, an index out of range
+ * or a negative count; a function that returns a value returns the safe value its comment
+ * names (-1, 0, NULL, "?", ...) and also leaves a message. */
 #ifndef KILN_STATUS_H
 #define KILN_STATUS_H
 
@@ -31,7 +36,7 @@ typedef enum kiln_status {
 /* The message of the last failing kiln call on this thread ("" when none). */
 KILN_API const char *kiln_last_error(void);
 
-/* A short name for a status code ("KILN_ERR_SHAPE"). */
+/* A short name for a status code ("KILN_ERR_SHAPE"); "KILN_ERR_UNKNOWN" for no status code. */
 KILN_API const char *kiln_status_name(kiln_status s);
 
 /* Forget the last message on this thread. */

@@ -3,7 +3,12 @@
  * A tensor has a dtype, up to KILN_MAX_DIMS dimensions with strides (in elements), a name, and
  * a data pointer that lives on its backend (host memory for `cpu`, device memory for `cuda`).
  * Images default to NHWC (Keras' channels_last). Ops take contiguous tensors unless they say
- * otherwise; kiln_copy also takes a strided source. */
+ * otherwise; kiln_copy also takes a strided source.
+ *
+ * Sizes: a shape whose sizes are negative, or whose element count (empty axes counted as 1) times
+ * its dtype's size passes INT64_MAX, is refused wherever it enters (KILN_ERR_SHAPE: "kiln_tensor_new:
+ * 'name' (f32) of 4611686018427387905 x 4 elements overflows 64 bits"), so every element count,
+ * byte count, stride and offset of a tensor made here fits in int64_t. */
 #ifndef KILN_TENSOR_H
 #define KILN_TENSOR_H
 
@@ -45,6 +50,7 @@ typedef struct kiln_tensor {
     bool owns_data;                    /* false for views */
 } kiln_tensor;
 
+/* The size of one element in bytes (0 for no dtype) and its name ("f32"; "?" for no dtype). */
 KILN_API size_t kiln_dtype_size(kiln_dtype t);
 KILN_API const char *kiln_dtype_name(kiln_dtype t);
 
@@ -55,19 +61,23 @@ KILN_API kiln_status kiln_tensor_new(kiln_backend *be, kiln_dtype dtype, int ndi
 KILN_API void kiln_tensor_free(kiln_tensor *t);
 
 /* A contiguous view of `numel(shape)` elements starting `offset` elements into a contiguous
- * tensor `base`; it shares base's memory and must not outlive it. */
+ * tensor `base`; it shares base's memory and must not outlive it. KILN_ERR_SHAPE unless
+ * 0 <= offset and offset + numel(shape) <= numel(base). */
 KILN_API kiln_status kiln_tensor_view(kiln_tensor *base, int64_t offset, int ndim, const int64_t *shape,
                              kiln_tensor **out);
 
 /* Reshape in place (same number of elements, contiguous tensors only). */
 KILN_API kiln_status kiln_tensor_reshape(kiln_tensor *t, int ndim, const int64_t *shape);
 
+/* Element and byte counts (0 for a NULL tensor), contiguity and shape equality (false for a
+ * NULL tensor). */
 KILN_API int64_t kiln_tensor_numel(const kiln_tensor *t);
 KILN_API size_t kiln_tensor_nbytes(const kiln_tensor *t);
 KILN_API bool kiln_tensor_is_contiguous(const kiln_tensor *t);
 KILN_API bool kiln_tensor_same_shape(const kiln_tensor *a, const kiln_tensor *b);
 
-/* Writes "(2, 3, 4)" into buf; returns buf. */
+/* Writes "(2, 3, 4)" into buf ("(null)" for a NULL tensor); returns buf (NULL when buf is NULL
+ * or n is 0, with nothing written). */
 KILN_API char *kiln_shape_str(const kiln_tensor *t, char *buf, size_t n);
 
 /* Host <-> tensor copies of the whole (contiguous) tensor; `nbytes` must equal its size.

@@ -14,9 +14,17 @@ void kiln_backend_free(kiln_backend *be) {
     if (be) be->iface->free(be);
 }
 
-const char *kiln_backend_name(const kiln_backend *be) { return be ? be->name : "(null)"; }
+const char *kiln_backend_name(const kiln_backend *be) {
+    if (be) return be->name;
+    kiln_error(KILN_ERR_INVALID_ARG, "kiln_backend_name: NULL backend");
+    return "(null)";
+}
 
-kiln_backend_kind kiln_backend_kind_of(const kiln_backend *be) { return be->kind; }
+kiln_backend_kind kiln_backend_kind_of(const kiln_backend *be) {
+    if (be) return be->kind;
+    kiln_error(KILN_ERR_INVALID_ARG, "kiln_backend_kind_of: NULL backend");
+    return (kiln_backend_kind)-1;
+}
 
 int kiln_backend_log_interval(const kiln_backend *be) { return be->log_interval > 0 ? be->log_interval : 1; }
 
@@ -26,7 +34,11 @@ kiln_status kiln_backend_synchronize(kiln_backend *be) {
 }
 
 bool kiln_backend_supports(const kiln_backend *be, kiln_op_type op, kiln_dtype dtype) {
-    return be && be->iface->supports_op(be, op, dtype);
+    if (!be || (int)op < 0 || op >= KILN_OP_COUNT || (int)dtype < 0 || dtype >= KILN_DTYPE_COUNT) {
+        kiln_error(KILN_ERR_INVALID_ARG, "kiln_backend_supports: %s", be ? "unknown op or dtype" : "NULL backend");
+        return false;
+    }
+    return be->iface->supports_op(be, op, dtype);
 }
 
 kiln_status kiln_host_alloc(kiln_backend *be, size_t nbytes, void **out) {

@@ -36,6 +36,9 @@ const char *kiln_status_name(kiln_status s) {
         "KILN_ERR_NO_DEVICE", "KILN_ERR_DEVICE",     "KILN_ERR_UNSUPPORTED",
         "KILN_ERR_IO",       "KILN_ERR_FORMAT",      "KILN_ERR_NUMERIC",
     };
-    if ((int)s < 0 || s >= KILN_STATUS_COUNT) return "KILN_ERR_UNKNOWN";
+    if ((int)s < 0 || s >= KILN_STATUS_COUNT) {
+        kiln_error(KILN_ERR_INVALID_ARG, "kiln_status_name: unknown status %d", (int)s);
+        return "KILN_ERR_UNKNOWN";
+    }
     return names[s];
 }

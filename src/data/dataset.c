@@ -54,6 +54,7 @@ void kiln_dataset_free(kiln_dataset *ds) {
 }
 
 size_t kiln_dataset_image_numel(const kiln_dataset *ds) {
+    if (!ds) kiln_error(KILN_ERR_INVALID_ARG, "kiln_dataset_image_numel: NULL dataset");
     return ds ? (size_t)ds->h * (size_t)ds->w * (size_t)ds->c : 0;
 }
 

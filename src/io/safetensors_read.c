@@ -22,9 +22,11 @@ static const struct { const char *name; size_t size; } st_types[KILN_ST_DTYPE_CO
 };
 
 const char *kiln_st_dtype_name(kiln_st_dtype t) {
+    if ((int)t < 0 || t >= KILN_ST_DTYPE_COUNT) kiln_error(KILN_ERR_DTYPE, "kiln_st_dtype_name: unknown dtype %d", (int)t);
     return (int)t >= 0 && t < KILN_ST_DTYPE_COUNT ? st_types[t].name : "?";
 }
 size_t kiln_st_dtype_size(kiln_st_dtype t) {
+    if ((int)t < 0 || t >= KILN_ST_DTYPE_COUNT) kiln_error(KILN_ERR_DTYPE, "kiln_st_dtype_size: unknown dtype %d", (int)t);
     return (int)t >= 0 && t < KILN_ST_DTYPE_COUNT ? st_types[t].size : 0;
 }
 
@@ -319,12 +321,14 @@ void kiln_safetensors_free(kiln_safetensors *st) {
 }
 
 const kiln_st_entry *kiln_safetensors_find(const kiln_safetensors *st, const char *name) {
+    if (!st || !name) kiln_error(KILN_ERR_INVALID_ARG, "kiln_safetensors_find: NULL argument");
     for (size_t i = 0; st && name && i < st->n_entries; i++)
         if (!strcmp(st->entries[i].name, name)) return &st->entries[i];
     return NULL;
 }
 
 const char *kiln_safetensors_metadata(const kiln_safetensors *st, const char *key) {
+    if (!st || !key) kiln_error(KILN_ERR_INVALID_ARG, "kiln_safetensors_metadata: NULL argument");
     for (size_t i = 0; st && key && i < st->n_meta; i++)
         if (!strcmp(st->meta[i].key, key)) return st->meta[i].value;
     return NULL;

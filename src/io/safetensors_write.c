@@ -108,6 +108,8 @@ kiln_status kiln_safetensors_write(const char *path, const kiln_st_tensor *tenso
                                    const kiln_st_meta *meta, size_t n_meta) {
     if (!path || (n && !tensors) || (n_meta && !meta))
         return kiln_error(KILN_ERR_INVALID_ARG, "kiln_safetensors_write: NULL argument");
+    if (n > (size_t)INT32_MAX || n_meta > (size_t)INT32_MAX) /* keeps the arrays below from overflowing */
+        return kiln_error(KILN_ERR_INVALID_ARG, "kiln_safetensors_write: %zu tensors and %zu metadata entries", n, n_meta);
     size_t *sizes = malloc((n ? n : 1) * sizeof *sizes);
     kiln_file_part *parts = malloc((n + 2) * sizeof *parts);
     strbuf h = {0};

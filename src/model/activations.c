@@ -10,10 +10,13 @@
 static const char *const act_names[KILN_ACT_COUNT] = {"linear", "relu", "softmax", "sigmoid", "tanh"};
 
 const char *kiln_activation_name(kiln_activation a) {
-    return (int)a >= 0 && a < KILN_ACT_COUNT ? act_names[a] : "?";
+    if ((int)a >= 0 && a < KILN_ACT_COUNT) return act_names[a];
+    kiln_error(KILN_ERR_INVALID_ARG, "kiln_activation_name: unknown activation %d", (int)a);
+    return "?";
 }
 
 kiln_status kiln_activation_parse(const char *name, kiln_activation *out) {
+    if (!out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_activation_parse: out is NULL");
     for (int a = 0; a < KILN_ACT_COUNT; a++)
         if (name && !strcmp(name, act_names[a])) {
             *out = (kiln_activation)a;

@@ -86,6 +86,7 @@ static void slot_name(const kiln_model *m, const kiln_node *n, int w, int k, cha
 
 kiln_status kiln_model_save(const kiln_model *m, const char *path, bool full, int epoch) {
     if (!m || !path) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_save: NULL argument");
+    if (epoch < 0) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_save: epoch %d is negative", epoch);
     if (!m->built) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_save: model '%s' is not built", m->name);
     if (full && epoch < 0) /* what kiln_model_load would refuse */
         return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_save: '%s': epoch %d is negative", path, epoch);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checked.h"
 #include "error.h"
 #include "layer.h"
 
@@ -71,6 +72,7 @@ static void auto_name(kiln_model *m, kiln_node *n) {
 }
 
 int kiln_model_find_layer(const kiln_model *m, const char *name) {
+    if (!m || !name) return kiln_model_bad_arg("kiln_model_find_layer", NULL, -1); /* "NULL argument" */
     for (int i = 0; i < m->n_nodes; i++)
         if (!strcmp(m->nodes[i].cfg.name, name)) return i;
     return -1;
@@ -83,6 +85,12 @@ static kiln_status check_add(const kiln_model *m, const kiln_layer_config *cfg, 
         return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: model '%s' is already %s", m->name, m->built ? "built" : "shaped");
     const kiln_layer_desc *d = kiln_layer_desc_of(cfg->type);
     if (!d) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: unknown layer type %d", (int)cfg->type);
+    if (!memchr(cfg->name, '\0', sizeof cfg->name))
+        return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: a %s's name is not terminated within %d bytes",
+                          d->keras_class, KILN_NAME_MAX);
+    if ((int)cfg->activation < 0 || cfg->activation >= KILN_ACT_COUNT)
+        return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: layer '%s' (%s): unknown activation %d", cfg->name,
+                          d->keras_class, (int)cfg->activation);
     if ((cfg->type == KILN_LAYER_INPUT) != (m->n_nodes == 0))
         return kiln_error(KILN_ERR_INVALID_ARG, cfg->type == KILN_LAYER_INPUT
                               ? "kiln_model_add: an Input layer can only come first"
@@ -130,32 +138,59 @@ kiln_status kiln_model_add(kiln_model *m, const kiln_layer_config *cfg, int n_in
     return KILN_OK;
 }
 
-int kiln_model_layer_count(const kiln_model *m) { return m->n_nodes; }
+/* NULL for m, else "no layer id <id>": the status of an accessor's bad arguments, returned as
+ * its safe value */
+int kiln_model_bad_arg(const char *fn, const kiln_model *m, int id) {
+    if (!m) kiln_error(KILN_ERR_INVALID_ARG, "%s: NULL argument", fn);
+    else kiln_error(KILN_ERR_INVALID_ARG, "%s: no layer id %d in model '%s' (it has %d)", fn, id, m->name, m->n_nodes);
+    return -1;
+}
+
+static bool has_layer(const kiln_model *m, int id) { return m && id >= 0 && id < m->n_nodes; }
+
+int kiln_model_layer_count(const kiln_model *m) { return m ? m->n_nodes : kiln_model_bad_arg("kiln_model_layer_count", m, 0); }
 const kiln_layer_config *kiln_model_layer(const kiln_model *m, int id) {
-    return id >= 0 && id < m->n_nodes ? &m->nodes[id].cfg : NULL;
+    if (has_layer(m, id)) return &m->nodes[id].cfg;
+    kiln_model_bad_arg("kiln_model_layer", m, id);
+    return NULL;
 }
 int kiln_model_layer_inputs(const kiln_model *m, int id, int inputs[KILN_LAYER_MAX_INPUTS]) {
-    if (id < 0 || id >= m->n_nodes) return 0;
+    if (!has_layer(m, id) || !inputs) return kiln_model_bad_arg("kiln_model_layer_inputs", inputs ? m : NULL, id);
     memcpy(inputs, m->nodes[id].in, sizeof(int) * KILN_LAYER_MAX_INPUTS);
     return m->nodes[id].n_in;
 }
-kiln_backend *kiln_model_backend(const kiln_model *m) { return m->be; }
-const char *kiln_model_name(const kiln_model *m) { return m->name; }
+kiln_backend *kiln_model_backend(const kiln_model *m) {
+    if (m) return m->be;
+    kiln_model_bad_arg("kiln_model_backend", m, 0);
+    return NULL;
+}
+const char *kiln_model_name(const kiln_model *m) {
+    if (m) return m->name;
+    kiln_model_bad_arg("kiln_model_name", m, 0);
+    return NULL;
+}
 
 kiln_status kiln_model_output_shape(const kiln_model *m, int id, int *ndim, int64_t shape[3]) {
-    if (!m->shaped) return kiln_error(KILN_ERR_INVALID_ARG, "model '%s' is not built", m->name);
-    if (id < 0 || id >= m->n_nodes) return kiln_error(KILN_ERR_INVALID_ARG, "no layer id %d", id);
+    if (!m || !ndim || !shape) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_output_shape: NULL argument");
+    if (!m->shaped) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_output_shape: model '%s' is not built", m->name);
+    if (!has_layer(m, id)) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_output_shape: no layer id %d in model '%s'", id, m->name);
     *ndim = m->nodes[id].out_ndim;
     memcpy(shape, m->nodes[id].out_shape, sizeof(int64_t) * 3);
     return KILN_OK;
 }
 
-/* node i's output shape and weights (the layer's infer), the weights named "<layer>.<weight>" */
-static kiln_status infer_node(kiln_model *m, int i) {
+/* node i's output shape and weights (the layer's infer), their sizes checked before anything
+ * multiplies them (the running parameter count in *params), the weights named
+ * "<layer>.<weight>" */
+static kiln_status infer_node(kiln_model *m, int i, int64_t *params) {
     kiln_node *n = &m->nodes[i];
     const kiln_node *in[KILN_LAYER_MAX_INPUTS] = {0};
     for (int k = 0; k < n->n_in; k++) in[k] = &m->nodes[n->in[k]];
+    int64_t own = 0;
     kiln_status s = n->desc->infer(n, in);
+    if (s == KILN_OK) s = kiln_node_check_sizes(n, &own); /* before anything multiplies them */
+    if (s == KILN_OK && !kiln_add_i64(*params, own, params))
+        s = kiln_error(KILN_ERR_SHAPE, "the model's parameter count overflows 64 bits here");
     if (s != KILN_OK) return kiln_error_context(s, "layer '%s' (%s)", n->cfg.name, n->desc->keras_class);
     for (int w = 0; w < n->n_w; w++) {
         char full[KILN_NAME_MAX * 2];
@@ -169,10 +204,11 @@ kiln_status kiln_model_infer(kiln_model *m) {
     if (!m) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_infer: model is NULL");
     if (m->shaped) return KILN_OK;
     if (m->n_nodes < 2) return kiln_error(KILN_ERR_INVALID_ARG, "model '%s' has no layers after its Input", m->name);
+    int64_t params = 0;
     for (int i = 0; i < m->n_nodes; i++) {
-        kiln_status s = infer_node(m, i);
+        kiln_status s = infer_node(m, i, &params);
         if (s != KILN_OK) { /* the weights declared so far are forgotten: a later call starts over */
-            for (int k = 0; k <= i; k++) m->nodes[k].n_w = 0;
+            for (int k = 0; k <= i; k++) m->nodes[k].n_w = m->nodes[k].aux_len = 0;
             return s;
         }
     }
@@ -194,20 +230,38 @@ static kiln_status alloc_node(kiln_model *m, int i, uint64_t seed) {
     return KILN_OK;
 }
 
-kiln_status kiln_model_build(kiln_model *m, kiln_backend *be, uint64_t seed) {
-    if (!m || !be) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_build: NULL argument");
-    if (m->built) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_build: model '%s' is already built", m->name);
-    if (m->n_nodes < 2) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_build: model '%s' has no layers after its Input", m->name);
-    KILN_TRY(kiln_model_infer(m));
-    KILN_TRY(kiln_model_budget(m, be, -1, 0)); /* the weights, before any is allocated */
+/* what a failed allocation made, freed: the model is unbuilt (its shapes stay inferred), ready
+ * for another try */
+static void unbuild(kiln_model *m) {
+    for (int i = 0; i < m->n_nodes; i++) free_node_tensors(&m->nodes[i]);
+    kiln_tensor **one[KILN_BUILD_SCALARS] = {&m->clip_sumsq, &m->clip_scale, &m->eval_loss, &m->eval_correct};
+    for (int k = 0; k < KILN_BUILD_SCALARS; k++) {
+        kiln_tensor_free(*one[k]);
+        *one[k] = NULL;
+    }
+    m->be = NULL;
+}
+
+static kiln_status alloc_all(kiln_model *m, kiln_backend *be, uint64_t seed) {
     m->be = be;
     for (int i = 0; i < m->n_nodes; i++) KILN_TRY(alloc_node(m, i, seed));
     static const char *const scalars[KILN_BUILD_SCALARS] = {"clip_sumsq", "clip_scale", "eval_loss", "eval_correct"};
     kiln_tensor **dst[KILN_BUILD_SCALARS] = {&m->clip_sumsq, &m->clip_scale, &m->eval_loss, &m->eval_correct};
     int64_t one = 1;
     for (int k = 0; k < KILN_BUILD_SCALARS; k++) KILN_TRY(kiln_tensor_new(be, KILN_F32, 1, &one, scalars[k], dst[k]));
-    m->built = true;
     return KILN_OK;
+}
+
+kiln_status kiln_model_build(kiln_model *m, kiln_backend *be, uint64_t seed) {
+    if (!m || !be) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_build: NULL argument");
+    if (m->built) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_build: model '%s' is already built", m->name);
+    if (m->n_nodes < 2) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_build: model '%s' has no layers after its Input", m->name);
+    KILN_TRY(kiln_model_infer(m));
+    KILN_TRY(kiln_model_budget(m, be, -1, 0)); /* the weights, before any is allocated */
+    kiln_status s = alloc_all(m, be, seed);
+    if (s != KILN_OK) unbuild(m);
+    m->built = s == KILN_OK;
+    return s;
 }
 
 kiln_status kiln_model_check_memory(kiln_model *m, kiln_backend *be, int batch, const kiln_optimizer_config *opt) {
@@ -220,6 +274,7 @@ kiln_status kiln_model_check_memory(kiln_model *m, kiln_backend *be, int batch, 
 /* ---- weights and counts ---- */
 
 int kiln_model_weight_count(const kiln_model *m) {
+    if (!m) return kiln_model_bad_arg("kiln_model_weight_count", m, 0);
     int c = 0;
     for (int i = 0; i < m->n_nodes; i++) c += m->nodes[i].n_w;
     return c;
@@ -227,6 +282,9 @@ int kiln_model_weight_count(const kiln_model *m) {
 
 kiln_status kiln_model_weight(const kiln_model *m, int i, const char **name, kiln_tensor **t,
                               bool *trainable) {
+    if (!m) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_weight: NULL model");
+    if (i < 0) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_weight: no weight %d in model '%s'", i, m->name);
+    const int asked = i;
     for (int k = 0; k < m->n_nodes; k++) {
         const kiln_node *n = &m->nodes[k];
         if (i < n->n_w) {
@@ -237,10 +295,15 @@ kiln_status kiln_model_weight(const kiln_model *m, int i, const char **name, kil
         }
         i -= n->n_w;
     }
-    return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_weight: no weight %d in model '%s'", i, m->name);
+    return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_weight: no weight %d in model '%s' (it has %d)", asked, m->name,
+                      kiln_model_weight_count(m));
 }
 
 kiln_tensor *kiln_model_find_weight(const kiln_model *m, const char *name) {
+    if (!m || !name) {
+        kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_find_weight: NULL argument");
+        return NULL;
+    }
     for (int k = 0; k < m->n_nodes; k++)
         for (int w = 0; w < m->nodes[k].n_w; w++)
             if (!strcmp(m->nodes[k].w_name[w], name)) return m->nodes[k].w[w];

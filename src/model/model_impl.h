@@ -107,6 +107,15 @@ bool kiln_node_trainable(const kiln_node *n, int w); /* by nature and not frozen
 int64_t kiln_node_weight_numel(const kiln_node *n, int w);
 /* Keras' parameter counts of one layer: all its weights, and the trainable ones */
 void kiln_node_param_counts(const kiln_node *n, int64_t *total, int64_t *trainable);
+/* After the layer's shape inference: its output (per example) and each weight fit kiln's size
+ * limit (core/checked.h) and so does their sum, the layer's parameter count (into *params);
+ * KILN_ERR_SHAPE naming the output or the weight otherwise ("weight 'kernel' of 1152921504606846976
+ * x 4 elements of 4 bytes overflows 64 bits"). */
+kiln_status kiln_node_check_sizes(const kiln_node *n, int64_t *params);
+
+/* model.c: records "<fn>: NULL argument" (m NULL) or "<fn>: no layer id <id>" and returns -1,
+ * the safe value of the public accessors that return a count or an id */
+int kiln_model_bad_arg(const char *fn, const kiln_model *m, int id);
 
 /* ---- budget.c: the memory budget: the device bytes of a model's tensors, counted from the
  * same shapes and helpers (node.c) as the code that allocates them, and the check made before

@@ -85,6 +85,10 @@ kiln_status kiln_model_compile(kiln_model *m, const kiln_compile_config *cfg) {
     if (!m || !cfg) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_compile: NULL argument");
     if (!m->built) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_compile: build model '%s' first", m->name);
     const kiln_optimizer_config *o = &cfg->optimizer;
+    if ((int)o->type < 0 || o->type > KILN_OPT_ADAMW)
+        return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_compile: unknown optimizer %d", (int)o->type);
+    if ((int)o->schedule < 0 || o->schedule > KILN_LR_COSINE)
+        return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_compile: unknown learning-rate schedule %d", (int)o->schedule);
     double lr = o->type == KILN_OPT_SGD ? o->sgd.learning_rate : o->adam.learning_rate;
     if (!(lr > 0.0) || !isfinite(lr))
         return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_compile: learning rate must be > 0 (is %g)", lr);
@@ -111,6 +115,10 @@ kiln_status kiln_model_compile(kiln_model *m, const kiln_compile_config *cfg) {
 }
 
 double kiln_model_learning_rate(const kiln_model *m) {
+    if (!m) {
+        kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_learning_rate: NULL model");
+        return NAN;
+    }
     const kiln_optimizer_config *o = &m->compile.optimizer;
     double it = (double)m->iterations;
     switch (o->schedule) {
@@ -124,15 +132,24 @@ double kiln_model_learning_rate(const kiln_model *m) {
 }
 
 kiln_status kiln_model_set_learning_rate(kiln_model *m, double lr) {
+    if (!m) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_set_learning_rate: NULL model");
     if (!(lr > 0.0) || !isfinite(lr))
         return kiln_error(KILN_ERR_INVALID_ARG, "learning rate must be > 0 (is %g)", lr);
     m->base_lr = lr;
     return KILN_OK;
 }
 
-int64_t kiln_model_iterations(const kiln_model *m) { return m->iterations; }
+int64_t kiln_model_iterations(const kiln_model *m) {
+    if (m) return m->iterations;
+    kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_iterations: NULL model");
+    return -1;
+}
 
-uint64_t kiln_model_fit_seed(const kiln_model *m) { return m->fit_seed; }
+uint64_t kiln_model_fit_seed(const kiln_model *m) {
+    if (m) return m->fit_seed;
+    kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_fit_seed: NULL model");
+    return 0;
+}
 
 /* one optimizer step: the clip factor (when asked) and one fused group update over every
  * trainable weight (one CUDA launch per 32 tensors) */

@@ -8,7 +8,8 @@
 void kiln_model_param_counts(const kiln_model *m, int64_t *total, int64_t *trainable,
                              int64_t *non_trainable) {
     int64_t t = 0, tr = 0;
-    for (int i = 0; i < m->n_nodes; i++) {
+    if (!m) kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_param_counts: NULL model"); /* counts of 0 */
+    for (int i = 0; m && i < m->n_nodes; i++) { /* the sums fit: kiln_model_build checked them */
         int64_t a, b;
         kiln_node_param_counts(&m->nodes[i], &a, &b);
         t += a;

@@ -19,8 +19,8 @@
 static kiln_status window_axis(const char *fn, const char *axis, int64_t in, int k, int s, int d,
                                kiln_padding pad, int64_t *out, int *pad_before) {
     int64_t eff = (int64_t)(k - 1) * d + 1;
-    if (in < 1)
-        return kiln_error(KILN_ERR_SHAPE, "%s: the input's %s is %lld, want at least 1", fn, axis,
+    if (in < 1 || in > INT32_MAX) /* the tensors' limit (check_4d), so no sum below overflows */
+        return kiln_error(KILN_ERR_SHAPE, "%s: the input's %s is %lld, want 1 .. 2^31 - 1", fn, axis,
                           (long long)in);
     if (pad == KILN_PADDING_SAME) {
         *out = (in + s - 1) / s;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "checked.h"
 #include "error.h"
 #include "op_args.h"
 #include "ops_check.h"
@@ -53,8 +54,11 @@ const char *kiln_op_name(kiln_op_type op) {
         [KILN_OP_SUMSQ_ACC] = "sum_squares_accumulate",
         [KILN_OP_CLIP_SCALE] = "clip_scale",
     };
-    if ((int)op < 0 || op >= KILN_OP_COUNT) return "?";
-    return names[op] ? names[op] : "?";
+    if ((int)op < 0 || op >= KILN_OP_COUNT || !names[op]) {
+        kiln_error(KILN_ERR_INVALID_ARG, "kiln_op_name: unknown op %d", (int)op);
+        return "?";
+    }
+    return names[op];
 }
 
 kiln_status kiln_op_run(const kiln_op *op) {
@@ -68,7 +72,7 @@ kiln_status kiln_op_run(const kiln_op *op) {
 /* ---- argument checks shared by every op (ops_check.h) ---- */
 
 kiln_status kiln_check_tensor(const char *fn, const char *arg, const kiln_tensor *t) {
-    if (!t) return kiln_error(KILN_ERR_INVALID_ARG, "%s: %s is NULL", fn, arg);
+    KILN_TRY(kiln_tensor_check(fn, arg, t)); /* NULL, or not a tensor kiln made */
     if (!kiln_tensor_is_contiguous(t))
         return kiln_error(KILN_ERR_INVALID_ARG, "%s: %s '%s' is not contiguous", fn, arg, t->name);
     return KILN_OK;
@@ -115,7 +119,7 @@ kiln_status kiln_fill(kiln_tensor *t, double value) {
 
 /* src may be strided */
 kiln_status kiln_copy(const kiln_tensor *src, kiln_tensor *dst) {
-    if (!src) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_copy: src is NULL");
+    KILN_TRY(kiln_tensor_check("kiln_copy", "src", src)); /* may be strided */
     KILN_TRY(kiln_check_tensor("kiln_copy", "dst", dst));
     KILN_TRY(kiln_check_same_shape("kiln_copy", "src", src, "dst", dst));
     if (src->dtype != dst->dtype)

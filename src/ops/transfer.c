@@ -3,11 +3,13 @@
  * is an op (kiln_copy); across backends it goes through host memory with the core's get / set. */
 #include <stdlib.h>
 
+#include "checked.h"
 #include "error.h"
 #include "kiln/ops.h"
 
 kiln_status kiln_tensor_transfer(const kiln_tensor *src, kiln_tensor *dst) {
-    if (!src || !dst) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_tensor_transfer: NULL tensor");
+    KILN_TRY(kiln_tensor_check("kiln_tensor_transfer", "src", src));
+    KILN_TRY(kiln_tensor_check("kiln_tensor_transfer", "dst", dst));
     if (src->dtype != dst->dtype || kiln_tensor_numel(src) != kiln_tensor_numel(dst)) {
         char a[96], b[96];
         return kiln_error(KILN_ERR_SHAPE, "kiln_tensor_transfer: %s %s into %s %s",

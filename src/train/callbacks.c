@@ -21,6 +21,7 @@ typedef struct watch {
 } watch;
 
 static kiln_status watch_init(watch *w, kiln_monitor m) {
+    if (m.patience < 0) return kiln_error(KILN_ERR_INVALID_ARG, "callback: patience %d is negative", m.patience);
     const char *name = m.monitor ? m.monitor : "val_loss";
     static const char *const known[] = {"loss", "accuracy", "val_loss", "val_accuracy"};
     bool ok = false;
@@ -116,6 +117,7 @@ static kiln_status early_epoch(void *ctx, kiln_model *m, const kiln_epoch_logs *
 }
 
 kiln_status kiln_early_stopping(kiln_monitor mon, bool restore_best_weights, kiln_callback *out) {
+    if (!out) return kiln_error(KILN_ERR_INVALID_ARG, "EarlyStopping: out is NULL");
     early *e = calloc(1, sizeof *e);
     if (!e) return kiln_error(KILN_ERR_OOM, "EarlyStopping: out of host memory");
     kiln_status s = watch_init(&e->w, mon);
@@ -146,6 +148,7 @@ static kiln_status checkpoint_epoch(void *ctx, kiln_model *m, const kiln_epoch_l
 }
 
 kiln_status kiln_model_checkpoint(const char *path, kiln_monitor mon, bool save_best_only, kiln_callback *out) {
+    if (!out) return kiln_error(KILN_ERR_INVALID_ARG, "ModelCheckpoint: out is NULL");
     if (!path || strlen(path) >= 4096) return kiln_error(KILN_ERR_INVALID_ARG, "ModelCheckpoint: bad path");
     checkpoint *c = calloc(1, sizeof *c);
     if (!c) return kiln_error(KILN_ERR_OOM, "ModelCheckpoint: out of host memory");
@@ -184,6 +187,8 @@ static kiln_status plateau_epoch(void *ctx, kiln_model *m, const kiln_epoch_logs
 }
 
 kiln_status kiln_reduce_lr_on_plateau(kiln_monitor mon, double factor, int cooldown, double min_lr, kiln_callback *out) {
+    if (!out) return kiln_error(KILN_ERR_INVALID_ARG, "ReduceLROnPlateau: out is NULL");
+    if (cooldown < 0 || !(min_lr >= 0.0)) return kiln_error(KILN_ERR_INVALID_ARG, "ReduceLROnPlateau: cooldown %d and min_lr %g must be >= 0", cooldown, min_lr);
     if (!(factor > 0.0 && factor < 1.0)) return kiln_error(KILN_ERR_INVALID_ARG, "ReduceLROnPlateau: factor must be in (0, 1) (is %g)", factor);
     plateau *p = calloc(1, sizeof *p);
     if (!p) return kiln_error(KILN_ERR_OOM, "ReduceLROnPlateau: out of host memory");
@@ -258,6 +263,7 @@ static void csv_free(void *ctx) {
 }
 
 kiln_status kiln_csv_logger(const char *path, bool append, kiln_callback *out) {
+    if (!out) return kiln_error(KILN_ERR_INVALID_ARG, "CSVLogger: out is NULL");
     if (!path || strlen(path) >= 4096) return kiln_error(KILN_ERR_INVALID_ARG, "CSVLogger: bad path");
     csv *c = calloc(1, sizeof *c);
     if (!c) return kiln_error(KILN_ERR_OOM, "CSVLogger: out of host memory");

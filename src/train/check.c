@@ -2,7 +2,10 @@
  * model's row sizes, which targets its loss takes, and the checks of kiln_data against it. */
 #include <math.h>
 
+#include <stdio.h>
+
 #include "check.h"
+#include "checked.h"
 #include "error.h"
 
 int64_t kiln_fit_example_numel(const kiln_model *m) { return kiln_node_out_numel(&m->nodes[0]); }
@@ -48,9 +51,18 @@ static kiln_status check_distributions(const kiln_model *m, const kiln_data *d, 
     return KILN_OK;
 }
 
+kiln_status kiln_fit_check_rows(const kiln_model *m, int64_t n, const char *what) {
+    char name[160];
+    snprintf(name, sizeof name, "%s: x", what);
+    KILN_TRY(kiln_shape_size(name, 2, (int64_t[2]){n, kiln_fit_example_numel(m)}, sizeof(float), NULL, NULL));
+    snprintf(name, sizeof name, "%s: the outputs", what);
+    return kiln_shape_size(name, 2, (int64_t[2]){n, kiln_fit_output_numel(m)}, sizeof(float), NULL, NULL);
+}
+
 kiln_status kiln_fit_check_data(const kiln_model *m, const kiln_data *d, const char *what) {
     if (!d || d->n < 1) return kiln_error(KILN_ERR_INVALID_ARG, "%s: the dataset is empty", what);
     if (!d->x) return kiln_error(KILN_ERR_INVALID_ARG, "%s: x is NULL", what);
+    KILN_TRY(kiln_fit_check_rows(m, d->n, what));
     if (kiln_fit_uses_labels(m)) return check_labels(m, d, what);
     if (!d->y_dense) return kiln_error(KILN_ERR_INVALID_ARG, "%s: this loss needs dense targets y_dense", what);
     if (m->compile.loss == KILN_LOSS_CATEGORICAL_CROSSENTROPY) return check_distributions(m, d, what);

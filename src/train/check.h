@@ -15,7 +15,10 @@ bool kiln_fit_has_accuracy(const kiln_model *m);
 
 /* m compiled, batch >= 1; messages start with fn */
 kiln_status kiln_fit_check_ready(const kiln_model *m, int batch, const char *fn);
-/* d non-empty with the targets m's loss needs, labels in range, categorical targets
+/* n rows of inputs and of outputs of m fit kiln's size limit (core/checked.h): the arrays
+ * fit, evaluate and predict index hold no overflowing offset */
+kiln_status kiln_fit_check_rows(const kiln_model *m, int64_t n, const char *what);
+/* d non-empty (its rows checked as above) with the targets m's loss needs, labels in range, categorical targets
  * distributions; messages start with what */
 kiln_status kiln_fit_check_data(const kiln_model *m, const kiln_data *d, const char *what);
 

@@ -51,6 +51,7 @@ kiln_status kiln_model_predict(kiln_model *m, const float *x, int64_t n, int bat
     if (!m || !m->built) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_predict: model is not built");
     if (batch_size < 1) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_predict: batch size must be >= 1 (is %d)", batch_size);
     if (n < 1 || !x || !out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_predict: the dataset is empty");
+    KILN_TRY(kiln_fit_check_rows(m, n, "kiln_model_predict"));
     int64_t ex = kiln_fit_example_numel(m), k = kiln_fit_output_numel(m);
     for (int64_t first = 0; first < n; first += batch_size) {
         int b = (int)(n - first < batch_size ? n - first : batch_size);

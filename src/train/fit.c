@@ -28,6 +28,9 @@ static kiln_status check_config(const kiln_fit_config *c) {
     if (c->epochs < 0 || c->initial_epoch < 0)
         return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_fit: epochs (%d) and initial_epoch (%d) must be >= 0",
                           c->epochs, c->initial_epoch);
+    if (c->n_callbacks < 0 || (c->n_callbacks > 0 && !c->callbacks))
+        return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_fit: %d callbacks in %s", c->n_callbacks,
+                          c->callbacks ? "an array" : "a NULL array");
     if (!(c->validation_split >= 0.0 && c->validation_split < 1.0))
         return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_fit: validation_split must be in [0, 1) (is %g)", c->validation_split);
     return KILN_OK;

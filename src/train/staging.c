@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "checked.h"
 #include "error.h"
 #include "staging.h"
 
@@ -26,6 +27,8 @@ kiln_status kiln_fit_staging_new(kiln_model *m, int batch, kiln_fit_staging *st)
     memset(st, 0, sizeof *st);
     st->be = m->be;
     int64_t ex = kiln_fit_example_numel(m), out = kiln_fit_output_numel(m);
+    KILN_TRY(kiln_shape_size("staging a batch of inputs", 2, (int64_t[2]){batch, ex}, sizeof(float), NULL, NULL));
+    KILN_TRY(kiln_shape_size("staging a batch of targets", 2, (int64_t[2]){batch, out}, sizeof(float), NULL, NULL));
     KILN_TRY(kiln_host_alloc(m->be, sizeof(float) * (size_t)(ex * batch), (void **)&st->x));
     KILN_TRY(kiln_host_alloc(m->be, sizeof(int32_t) * (size_t)batch, (void **)&st->y));
     return kiln_host_alloc(m->be, sizeof(float) * (size_t)(out * batch), (void **)&st->t);

@@ -8,8 +8,9 @@
 
 kiln_layer_config kiln_input_layer(int ndim, const int64_t *shape) {
     kiln_layer_config c = kiln_layer_defaults(KILN_LAYER_INPUT);
-    c.input_ndim = ndim;
-    for (int i = 0; i < ndim && i < 3; i++) c.input_shape[i] = shape[i];
+    c.input_ndim = ndim; /* the build checks it, and the sizes */
+    if (!shape && ndim > 0) kiln_error(KILN_ERR_INVALID_ARG, "kiln_input_layer: shape is NULL"); /* sizes of 0 */
+    for (int i = 0; shape && i < ndim && i < 3; i++) c.input_shape[i] = shape[i];
     return c;
 }
 

@@ -20,7 +20,9 @@ const kiln_layer_desc *kiln_layer_desc_of(kiln_layer_type t) {
 
 const char *kiln_layer_type_name(kiln_layer_type t) {
     const kiln_layer_desc *d = kiln_layer_desc_of(t);
-    return d ? d->keras_class : "?";
+    if (d) return d->keras_class;
+    kiln_error(KILN_ERR_INVALID_ARG, "kiln_layer_type_name: unknown layer type %d", (int)t);
+    return "?";
 }
 
 kiln_layer_type kiln_layer_type_of_class(const char *cls) {
