@@ -57,7 +57,7 @@ static const bad_case cases[] = {
     {"evaluate --weights @/oversized.safetensors", 1, "is over the 100000000-byte limit"},
     {"evaluate --weights @/bare.safetensors", 1, "no model architecture in it"},
     {"evaluate --weights @/weights.safetensors --train-size 32 --test-size 8 --image-size 16", 1, "takes inputs of shape (8, 8, 3)"},
-    {"predict --weights @/weights.safetensors " "--train-size 32 --test-size 8 --image-size 8 --out @/nowhere/p.csv", 1, "nowhere/p.csv' for writing"},
+    {"predict --weights @/weights.safetensors " "--train-size 32 --test-size 8 --image-size 8 --out @/nowhere/p.csv", 1, "nowhere/p.csv: cannot create a temporary file in"},
     {"train --model seed-cnn --data mnist:@/mnist", 1, "train-labels-idx1-ubyte: offset 0: magic number 0x00000802, expected 0x00000801"},
     {"train --model seed-cnn --data mnist:@/nowhere", 1, "nowhere/train-images-idx3-ubyte not found"},
     {"train --model seed-cnn --data npy:@/x.npy,@/y.npy", 1, "x.npy: offset 8: header length 118 runs past the end of the file"},
@@ -279,4 +279,31 @@ Test(cli_errors, file_size_limit, .timeout = 60) {
     static const bad_case c = {"train --model seed-cnn " SMALL " --out @/run", 1,
                                "checkpoint.safetensors: writing the temporary file"};
     check_case(&c, 16384);
+}
+
+/* predict --out replaces its file atomically: a write cut short (here by a file-size limit
+ * below the CSV's size) leaves the old file whole and no temporary file */
+Test(cli_errors, predictions_replaced_whole, .timeout = 60) {
+    prepare();
+    setenv("KILN_MEMORY_LIMIT", "16G", 1);
+    const char old[] = "class_0\nthe previous predictions\n";
+    kt_write_file(kt_path("p.csv"), old, sizeof old - 1, false);
+    char args[1024];
+    expand("predict --weights @/weights.safetensors " INFER " --out @/p.csv", args, sizeof args);
+    struct rlimit was, lim;
+    cr_assert_eq(getrlimit(RLIMIT_FSIZE, &was), 0);
+    lim = (struct rlimit){256, was.rlim_max}; /* 8 rows of 10 probabilities need more */
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    kt_run r = kt_run_program(KILN_CLI_PATH, "%s", args);
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &was), 0);
+    cr_expect_eq(r.status, 1, "exit %d; stderr: %s", r.status, r.err);
+    cr_expect(strstr(r.err, "p.csv: writing the temporary file"), "stderr: %s", r.err);
+    size_t len;
+    char *now = kt_read_file(kt_path("p.csv"), &len);
+    cr_expect(len == sizeof old - 1 && !memcmp(now, old, len), "p.csv changed: %.*s", (int)len, now);
+    char tmp[1024];
+    cr_expect(!find_temp_file(kt_path(""), 0, tmp, sizeof tmp), "left the temporary file %s", tmp);
+    free(now);
+    kt_run_free(&r);
+    kt_tmpdir_remove();
 }

@@ -2,14 +2,18 @@
  * rebuild the model from the architecture saved in --weights ("kiln.model" metadata), load its
  * weights and run in inference mode (BatchNormalization with its moving statistics, Dropout
  * off) on the evaluation split of --data. summary infers the shapes only: no weights, no data. */
+#define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
 #include "cli.h"
 #include "error.h"
+#include "file_atomic.h"
 
 typedef struct infer_run {
     kiln_backend *be;
@@ -80,6 +84,32 @@ static kiln_status check_finite(const float *p, int64_t n, int64_t k, const char
     return KILN_OK;
 }
 
+/* straight to a stream: stdout, or a device or pipe named by --out (/dev/stdout) */
+static kiln_status write_through(const char *out, const float *p, int64_t n, int64_t k) {
+    FILE *f = out ? fopen(out, "w") : stdout;
+    if (!f) return kiln_error(KILN_ERR_IO, "cannot open '%s' for writing: %s", out, strerror(errno));
+    kiln_status s = write_rows(f, out ? out : "stdout", p, n, k);
+    if (f != stdout && fclose(f) != 0 && s == KILN_OK) s = write_failed(out, errno);
+    return s;
+}
+
+/* The predictions' CSV: a file named by --out is replaced atomically (a failed or killed write
+ * leaves the old file as it was, and no partial one); stdout, a device or a pipe is written
+ * straight through. */
+static kiln_status write_predictions(const char *out, const float *p, int64_t n, int64_t k) {
+    struct stat st;
+    if (!out || (stat(out, &st) == 0 && !S_ISREG(st.st_mode))) return write_through(out, p, n, k);
+    char *csv = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&csv, &len);
+    if (!f) return kiln_error(KILN_ERR_OOM, "out of host memory for the predictions' CSV");
+    kiln_status s = write_rows(f, out, p, n, k);
+    if (fclose(f) != 0 && s == KILN_OK) s = kiln_error(KILN_ERR_OOM, "out of host memory for the predictions' CSV");
+    if (s == KILN_OK) s = kiln_file_write_atomic(out, &(kiln_file_part){csv, len}, 1);
+    free(csv);
+    return s;
+}
+
 kiln_status kiln_cli_predict(const kiln_cli_options *o) {
     infer_run r;
     kiln_status s = infer_setup(&r, o);
@@ -94,13 +124,7 @@ kiln_status kiln_cli_predict(const kiln_cli_options *o) {
     }
     if (s == KILN_OK) s = kiln_model_predict(r.m, r.data->images, r.data->n, o->batch_size, probs);
     if (s == KILN_OK) s = check_finite(probs, r.data->n, k, o->weights); /* before --out is touched */
-    FILE *f = NULL;
-    if (s == KILN_OK) {
-        f = o->out ? fopen(o->out, "w") : stdout;
-        if (!f) s = kiln_error(KILN_ERR_IO, "cannot open '%s' for writing: %s", o->out, strerror(errno));
-    }
-    if (s == KILN_OK) s = write_rows(f, o->out ? o->out : "stdout", probs, r.data->n, k);
-    if (f && f != stdout && fclose(f) != 0 && s == KILN_OK) s = write_failed(o->out, errno);
+    if (s == KILN_OK) s = write_predictions(o->out, probs, r.data->n, k);
     free(probs);
     infer_free(&r);
     return s;
