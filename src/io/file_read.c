@@ -124,12 +124,11 @@ static kiln_status src_read(source *s, unsigned char *dst, size_t want, size_t *
         if (s->z.avail_in == 0)
             return kiln_error(KILN_ERR_FORMAT, "%s: offset %llu: gzip stream corrupt or truncated: the file ends "
                               "inside the stream", s->path, s->pos);
-        unsigned long long at = src_offset(s);
         int r = inflate(&s->z, Z_NO_FLUSH);
         if (r == Z_STREAM_END) s->member_done = true;
-        else if (r != Z_OK && r != Z_BUF_ERROR)
+        else if (r != Z_OK && r != Z_BUF_ERROR) /* inflate stops where the stream goes wrong */
             return kiln_error(r == Z_MEM_ERROR ? KILN_ERR_OOM : KILN_ERR_FORMAT,
-                              "%s: offset %llu: gzip stream corrupt or truncated: %s", s->path, at,
+                              "%s: offset %llu: gzip stream corrupt or truncated: %s", s->path, src_offset(s),
                               s->z.msg ? s->z.msg : "zlib error");
     }
     *got = cap - s->z.avail_out;
