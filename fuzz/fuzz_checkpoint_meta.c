@@ -24,6 +24,8 @@ static kiln_model *model;
 static kiln_safetensors *ref; /* the model's own full checkpoint */
 static char path[64];
 
+static void remove_file(void) { unlink(path); }
+
 static void setup(void) {
     kiln_backend *be = NULL;
     int64_t in[3] = {4, 4, 1};
@@ -36,6 +38,7 @@ static void setup(void) {
     bool ok = kiln_backend_init("cpu", &be) == KILN_OK && kiln_model_new("fuzz", &model) == KILN_OK;
     for (size_t i = 0; ok && i < sizeof layers / sizeof layers[0]; i++) ok = kiln_model_add(model, &layers[i], 0, NULL, NULL) == KILN_OK;
     snprintf(path, sizeof path, "/tmp/kiln-fuzz-ckpt-%d.safetensors", (int)getpid());
+    atexit(remove_file);
     ok = ok && kiln_model_build(model, be, 1) == KILN_OK && kiln_model_compile(model, &cc) == KILN_OK &&
          kiln_model_save(model, path, true, 1) == KILN_OK && kiln_safetensors_open(path, &ref) == KILN_OK;
     if (!ok) {
@@ -44,7 +47,7 @@ static void setup(void) {
     }
 }
 
-/* whether line `name` (len bytes) of the input asks to leave the tensor out */
+/* whether a line of the input asks to leave the tensor `name` out */
 static bool dropped(const char *name, char **lines, int n) {
     for (int i = 0; i < n; i++)
         if (lines[i][0] == '-' && !strcmp(lines[i] + 1, name)) return true;
