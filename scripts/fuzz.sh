@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/fuzz.sh [SECONDS]: fuzzes kiln's file parsers. Installs clang and its libFuzzer
+# scripts/fuzz.sh [SECONDS]: fuzzes kiln's file parsers and model readers. Installs clang and its libFuzzer
 # runtime when missing (apt-get, when root), builds the targets of fuzz/ with
 # -DKILN_FUZZ=ON -DKILN_CUDA=OFF in build-fuzz/, then runs each target for SECONDS (default
 # 20, or $FUZZ_SECONDS) over its seed corpus tests/fuzz-corpus/<target>/. New inputs go to
@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-${FUZZ_SECONDS:-20}}
-targets="safetensors npy idx"
+targets="safetensors npy idx model_json checkpoint_meta"
 
 have_fuzzer_rt() { compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a" >/dev/null; }
 if ! command -v clang >/dev/null || ! have_fuzzer_rt; then

@@ -57,6 +57,9 @@ typedef enum kiln_activation {
 } kiln_activation;
 
 #define KILN_LAYER_MAX_INPUTS 4
+/* The most layers a model may have (kiln_model_add, and the Keras JSON reader, which says so
+ * before reading any layer); model building is linear in the number of layers. */
+#define KILN_MODEL_MAX_LAYERS 100000
 
 /* One layer's configuration, Keras' arguments. Start from a kiln_*_layer() function below
  * (Keras' defaults) and change fields as needed. */

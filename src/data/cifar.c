@@ -12,6 +12,7 @@
 #define CIFAR_RECORD (1 + 3 * CIFAR_PLANE)
 #define CIFAR_CLASSES 10
 #define CIFAR_MAX_FILES 5
+#define CIFAR_MAX_RECORDS 10000 /* per file, as in the official files */
 
 static kiln_status check_file(const char *path, const uint8_t *p, size_t len) {
     if (len == 0) return kiln_error(KILN_ERR_FORMAT, "cifar10: %s: offset 0: the file is empty", path);
@@ -44,7 +45,8 @@ static kiln_status load_files(const char *dir, const char *base, int n, const ch
         char path[4200];
         if (n) snprintf(path, sizeof path, "%s/%s_%d.bin", dir, base, f + 1);
         else snprintf(path, sizeof path, "%s/%s.bin", dir, base);
-        s = kiln_file_read(path, true, &buf[f], &len[f]);
+        kiln_read_limit lim = {(size_t)CIFAR_MAX_RECORDS * CIFAR_RECORD, 0, NULL, NULL};
+        s = kiln_file_read_limited(path, true, &lim, &buf[f], &len[f]);
         if (s == KILN_OK) s = check_file(path, buf[f], len[f]);
         records += len[f] / CIFAR_RECORD;
     }

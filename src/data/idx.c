@@ -12,14 +12,10 @@ static uint32_t be32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
-kiln_status kiln_idx_parse(const void *buf, size_t len, const char *name, int ndim, kiln_idx *out) {
-    if (!name) name = "IDX buffer";
-    if ((!buf && len) || !out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_idx_parse: %s: NULL argument", name);
-    if (ndim < 1 || ndim > KILN_IDX_MAX_DIMS)
-        return kiln_error(KILN_ERR_INVALID_ARG, "kiln_idx_parse: %s: %d dimensions asked (1 .. %d)", name,
-                          ndim, KILN_IDX_MAX_DIMS);
-    memset(out, 0, sizeof *out);
-    const uint8_t *p = buf;
+/* The header of an IDX buffer of len bytes: the magic, the dims (into out->dims) and the file's
+ * length they declare (*total: header and data), overflow-checked. */
+static kiln_status idx_header(const uint8_t *p, size_t len, const char *name, int ndim, kiln_idx *out,
+                              char *dims, size_t dims_n, size_t *total) {
     uint32_t want = 0x00000800u | (uint32_t)ndim;
     if (len < 4)
         return kiln_error(KILN_ERR_FORMAT, "%s: offset 0: %zu bytes, too short for the 4-byte magic number",
@@ -30,28 +26,51 @@ kiln_status kiln_idx_parse(const void *buf, size_t len, const char *name, int nd
                           "%s: offset 0: magic number 0x%08x, expected 0x%08x (unsigned bytes, %d dimension%s)%s",
                           name, magic, want, ndim, ndim == 1 ? "" : "s",
                           (magic & 0xffff0000u) || p[2] != 0x08 ? "" : " - a file of another rank?");
-    size_t header = 4 + 4 * (size_t)ndim, total = 1;
+    size_t header = 4 + 4 * (size_t)ndim, data = 1;
     if (len < header)
         return kiln_error(KILN_ERR_FORMAT, "%s: offset %zu: truncated header: %d dimensions need %zu bytes, "
                           "the file has %zu", name, len, ndim, header, len);
-    char dims[96] = "";
+    dims[0] = '\0';
     for (int i = 0; i < ndim; i++) {
         out->dims[i] = be32(p + 4 + 4 * i);
         size_t used = strlen(dims);
-        snprintf(dims + used, sizeof dims - used, i ? " x %lld" : "%lld", (long long)out->dims[i]);
-        if (!kiln_mul_size(total, (size_t)out->dims[i], &total) || total > SIZE_MAX - header)
+        snprintf(dims + used, dims_n - used, i ? " x %lld" : "%lld", (long long)out->dims[i]);
+        if (!kiln_mul_size(data, (size_t)out->dims[i], &data) || data > SIZE_MAX - header)
             return kiln_error(KILN_ERR_FORMAT, "%s: offset %d: dimensions %s overflow", name, 4 + 4 * i, dims);
     }
-    if (len < header + total)
+    *total = header + data;
+    return KILN_OK;
+}
+
+kiln_status kiln_idx_parse(const void *buf, size_t len, const char *name, int ndim, kiln_idx *out) {
+    if (!name) name = "IDX buffer";
+    if ((!buf && len) || !out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_idx_parse: %s: NULL argument", name);
+    if (ndim < 1 || ndim > KILN_IDX_MAX_DIMS)
+        return kiln_error(KILN_ERR_INVALID_ARG, "kiln_idx_parse: %s: %d dimensions asked (1 .. %d)", name,
+                          ndim, KILN_IDX_MAX_DIMS);
+    memset(out, 0, sizeof *out);
+    const uint8_t *p = buf;
+    char dims[96];
+    size_t header = 4 + 4 * (size_t)ndim, total = 0;
+    KILN_TRY(idx_header(p, len, name, ndim, out, dims, sizeof dims, &total));
+    if (len < total)
         return kiln_error(KILN_ERR_FORMAT, "%s: offset %zu: truncated: dimensions %s call for %zu bytes of "
-                          "data, %zu present", name, len, dims, total, len - header);
-    if (len > header + total)
+                          "data, %zu present", name, len, dims, total - header, len - header);
+    if (len > total)
         return kiln_error(KILN_ERR_FORMAT, "%s: offset %zu: %zu bytes past the end of the data (dimensions %s)",
-                          name, header + total, len - header - total, dims);
+                          name, total, len - total, dims);
     out->ndim = ndim;
     out->data = p + header;
-    out->nbytes = total;
+    out->nbytes = total - header;
     return KILN_OK;
+}
+
+/* kiln_read_limit's size_of for an IDX file of *(int *)ctx dimensions: the length its header
+ * declares, so that a compressed file is never inflated past it */
+static kiln_status idx_size(const void *head, size_t len, const char *path, void *ctx, size_t *total) {
+    kiln_idx idx;
+    char dims[96];
+    return idx_header(head, len, path, *(const int *)ctx, &idx, dims, sizeof dims, total);
 }
 
 /* Reads dir/base or dir/base.gz and parses it. *buf holds the file for the caller to free. */
@@ -64,7 +83,8 @@ static kiln_status read_idx(const char *dir, const char *base, int ndim, char *p
             return kiln_error(KILN_ERR_IO, "mnist: %s/%s not found (nor %s.gz)", dir, base, base);
     }
     size_t len = 0;
-    KILN_TRY(kiln_file_read(path, true, buf, &len));
+    kiln_read_limit lim = {0, 4 + 4 * (size_t)ndim, idx_size, &ndim};
+    KILN_TRY(kiln_file_read_limited(path, true, &lim, buf, &len));
     kiln_status s = kiln_idx_parse(*buf, len, path, ndim, idx);
     if (s != KILN_OK) {
         free(*buf);

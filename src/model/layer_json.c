@@ -33,6 +33,8 @@ kiln_status kiln_json_int_of(const kiln_json_layer *j, const cJSON *v, const cha
 
 kiln_status kiln_json_int(const kiln_json_layer *j, const char *key, int def, int lo, int hi, int *out) {
     const cJSON *v = kiln_json_get(j, key);
+    if (kiln_json_absent(v) && (def < lo || def > hi)) /* no default: the key is required */
+        return kiln_json_fail(j, KILN_ERR_FORMAT, "%s is missing (an integer in [%d, %d])", key, lo, hi);
     if (kiln_json_absent(v)) {
         *out = def;
         return KILN_OK;

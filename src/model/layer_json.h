@@ -21,7 +21,8 @@ kiln_status kiln_json_fail(const kiln_json_layer *j, kiln_status code, const cha
 const cJSON *kiln_json_get(const kiln_json_layer *j, const char *key);
 bool kiln_json_absent(const cJSON *v); /* missing or null */
 
-/* Each reader below gives `def` when the key is absent or null. */
+/* Each reader below gives `def` when the key is absent or null (kiln_json_int: a `def` outside
+ * [lo, hi] makes the key required, and its absence an error). */
 /* v as an integer in [lo, hi] (key names it in the error) */
 kiln_status kiln_json_int_of(const kiln_json_layer *j, const cJSON *v, const char *key, int lo, int hi, int *out);
 kiln_status kiln_json_int(const kiln_json_layer *j, const char *key, int def, int lo, int hi, int *out);

@@ -51,21 +51,28 @@ void kiln_model_free(kiln_model *m) {
     free(m->group_g);
     for (int k = 0; k < 3; k++) free(m->group_slot[k]);
     free(m->nodes);
+    kiln_name_index_free(&m->names);
+    free(m->weight_at);
     free(m);
 }
 
-/* Keras' automatic names: the first conv2d is "conv2d", then "conv2d_1", ... */
+static const char *node_name(const void *m, int id) { return ((const kiln_model *)m)->nodes[id].cfg.name; }
+
+/* Keras' automatic names: the first conv2d is "conv2d", then "conv2d_1", ...: the first free
+ * name from the count of layers of the type. Names are never removed, so a suffix found taken
+ * stays taken and the search for the type's next layer resumes after the last name given:
+ * O(1) amortized per layer. */
 static void auto_name(kiln_model *m, kiln_node *n) {
     const char *b = n->desc->base_name;
-    int count = 0;
-    for (int i = 0; i < m->n_nodes; i++)
-        if (m->nodes[i].cfg.type == n->cfg.type) count++;
+    int t = (int)n->cfg.type;
+    int count = m->type_count[t] > m->type_next[t] ? m->type_count[t] : m->type_next[t];
     for (;; count++) {
         char cand[KILN_NAME_MAX];
         if (count) snprintf(cand, sizeof cand, "%s_%d", b, count);
         else snprintf(cand, sizeof cand, "%s", b);
         if (kiln_model_find_layer(m, cand) < 0) {
             memcpy(n->cfg.name, cand, sizeof cand);
+            m->type_next[t] = count + 1;
             return;
         }
     }
@@ -73,9 +80,7 @@ static void auto_name(kiln_model *m, kiln_node *n) {
 
 int kiln_model_find_layer(const kiln_model *m, const char *name) {
     if (!m || !name) return kiln_model_bad_arg("kiln_model_find_layer", NULL, -1); /* "NULL argument" */
-    for (int i = 0; i < m->n_nodes; i++)
-        if (!strcmp(m->nodes[i].cfg.name, name)) return i;
-    return -1;
+    return kiln_name_index_find(&m->names, name, node_name, m);
 }
 
 /* the arguments of kiln_model_add, checked */
@@ -98,9 +103,14 @@ static kiln_status check_add(const kiln_model *m, const kiln_layer_config *cfg, 
     if (n_inputs < 0 || n_inputs > KILN_LAYER_MAX_INPUTS || (n_inputs && !inputs))
         return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: %s takes 0 to %d inputs, %d given",
                           d->keras_class, KILN_LAYER_MAX_INPUTS, n_inputs);
-    if (cfg->name[0] && kiln_model_find_layer(m, cfg->name) >= 0)
-        return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: a layer named '%s' exists already", cfg->name);
+    char name[KILN_NAME_MAX];
+    snprintf(name, sizeof name, "%.*s", KILN_NAME_MAX - 1, cfg->name);
+    if (name[0] && kiln_model_find_layer(m, name) >= 0)
+        return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: a layer named '%s' exists already", name);
     if (kiln_checkpoint_check_layer_name(cfg->name) != KILN_OK) return kiln_error_context(KILN_ERR_INVALID_ARG, "kiln_model_add");
+    if (m->n_nodes >= KILN_MODEL_MAX_LAYERS)
+        return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: model '%s' has %d layers, the most a model may have",
+                          m->name, KILN_MODEL_MAX_LAYERS);
     for (int k = 0; k < n_inputs; k++)
         if (inputs[k] < 0 || inputs[k] >= m->n_nodes)
             return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: %s input %d is layer id %d, not an earlier layer",
@@ -131,8 +141,10 @@ kiln_status kiln_model_add(kiln_model *m, const kiln_layer_config *cfg, int n_in
         n->n_in = 1;
         n->in[0] = m->n_nodes - 1;
     }
-    if (!n->cfg.name[0]) auto_name(m, n);
     n->cfg.name[KILN_NAME_MAX - 1] = '\0';
+    if (!n->cfg.name[0]) auto_name(m, n);
+    KILN_TRY(kiln_name_index_add(&m->names, m->n_nodes, node_name, m));
+    m->type_count[cfg->type]++;
     m->n_nodes++;
     if (id) *id = n->id;
     return KILN_OK;
@@ -200,6 +212,20 @@ static kiln_status infer_node(kiln_model *m, int i, int64_t *params) {
     return KILN_OK;
 }
 
+/* weight_at: the node and slot of every weight, so kiln_model_weight(i) is O(1) */
+static kiln_status index_weights(kiln_model *m) {
+    int total = kiln_model_weight_count(m), k = 0;
+    m->weight_at = malloc(sizeof *m->weight_at * (size_t)(total ? total : 1));
+    if (!m->weight_at) return kiln_error(KILN_ERR_OOM, "kiln_model_infer: out of host memory");
+    for (int i = 0; i < m->n_nodes; i++)
+        for (int w = 0; w < m->nodes[i].n_w; w++, k++) {
+            m->weight_at[k][0] = i;
+            m->weight_at[k][1] = w;
+        }
+    m->n_weights = total;
+    return KILN_OK;
+}
+
 kiln_status kiln_model_infer(kiln_model *m) {
     if (!m) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_infer: model is NULL");
     if (m->shaped) return KILN_OK;
@@ -212,6 +238,7 @@ kiln_status kiln_model_infer(kiln_model *m) {
             return s;
         }
     }
+    KILN_TRY(index_weights(m));
     m->shaped = true;
     return KILN_OK;
 }
@@ -275,6 +302,7 @@ kiln_status kiln_model_check_memory(kiln_model *m, kiln_backend *be, int batch, 
 
 int kiln_model_weight_count(const kiln_model *m) {
     if (!m) return kiln_model_bad_arg("kiln_model_weight_count", m, 0);
+    if (m->weight_at) return m->n_weights;
     int c = 0;
     for (int i = 0; i < m->n_nodes; i++) c += m->nodes[i].n_w;
     return c;
@@ -283,20 +311,15 @@ int kiln_model_weight_count(const kiln_model *m) {
 kiln_status kiln_model_weight(const kiln_model *m, int i, const char **name, kiln_tensor **t,
                               bool *trainable) {
     if (!m) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_weight: NULL model");
-    if (i < 0) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_weight: no weight %d in model '%s'", i, m->name);
-    const int asked = i;
-    for (int k = 0; k < m->n_nodes; k++) {
-        const kiln_node *n = &m->nodes[k];
-        if (i < n->n_w) {
-            if (name) *name = n->w_name[i];
-            if (t) *t = n->w[i];
-            if (trainable) *trainable = kiln_node_trainable(n, i);
-            return KILN_OK;
-        }
-        i -= n->n_w;
-    }
-    return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_weight: no weight %d in model '%s' (it has %d)", asked, m->name,
-                      kiln_model_weight_count(m));
+    if (!m->weight_at || i < 0 || i >= kiln_model_weight_count(m))
+        return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_weight: no weight %d in model '%s' (it has %d)", i, m->name,
+                          kiln_model_weight_count(m));
+    const kiln_node *n = &m->nodes[m->weight_at[i][0]];
+    int w = m->weight_at[i][1];
+    if (name) *name = n->w_name[w];
+    if (t) *t = n->w[w];
+    if (trainable) *trainable = kiln_node_trainable(n, w);
+    return KILN_OK;
 }
 
 kiln_tensor *kiln_model_find_weight(const kiln_model *m, const char *name) {

@@ -10,6 +10,7 @@
 #define KILN_MODEL_IMPL_H
 
 #include "kiln/model.h"
+#include "name_index.h"
 #include "rng.h"
 
 #define KILN_MAX_WEIGHTS 4
@@ -74,6 +75,11 @@ struct kiln_model {
     char name[KILN_NAME_MAX];
     kiln_node *nodes;
     int n_nodes, cap_nodes;
+    kiln_name_index names;                    /* the layers by name (kiln_model_find_layer) */
+    int type_count[KILN_LAYER_TYPE_COUNT];    /* layers of each type, for Keras' automatic names */
+    int type_next[KILN_LAYER_TYPE_COUNT];     /* the next suffix worth trying for each type's name */
+    int (*weight_at)[2];                      /* weight i is nodes[weight_at[i][0]].w[weight_at[i][1]] (built) */
+    int n_weights;                            /* the length of weight_at */
     bool built, graph_form;
     bool shaped; /* every node's shapes and weight shapes inferred (kiln_model_infer), nothing allocated */
     kiln_backend *be;

@@ -5,7 +5,10 @@
  *   Functional  ("Model" in older Keras 2) layers with inbound_nodes, Keras 2 as
  *               [[["name", 0, 0, {}], ...]], Keras 3 as [{"args": [keras tensors], "kwargs": {}}];
  *               one input and one output; layers are added in the file's order whenever their
- *               inputs exist (a stable topological order), and the output must come last.
+ *               inputs exist (a stable topological order: Kahn's algorithm taking the first
+ *               ready layer in file order from a heap, O(n log n)), and the output must come
+ *               last. Names are looked up in an index (name_index.h): reading n layers is not
+ *               quadratic, and at most KILN_MODEL_MAX_LAYERS are read.
  * Each layer's config is read by model_json_layer.c (its own keys by its descriptor). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,8 +16,7 @@
 
 #include "error.h"
 #include "model_json_impl.h"
-
-#define JSON_MAX_LAYERS 100000
+#include "name_index.h"
 
 typedef struct jlayer {
     const char *name, *cls;
@@ -53,9 +55,9 @@ static kiln_status add_layer(kiln_model *m, const char *cls, const cJSON *cfg, c
 }
 
 static kiln_status sequential(kiln_model *m, const cJSON *root, const cJSON *layers, int *ranks) {
-    int n = cJSON_GetArraySize(layers);
-    for (int i = 0; i < n; i++) {
-        const cJSON *l = cJSON_GetArrayItem(layers, i), *cfg = item(l, "config");
+    int i = 0;
+    for (const cJSON *l = layers->child; l; l = l->next, i++) { /* cJSON arrays are lists: no GetArrayItem(i) */
+        const cJSON *cfg = item(l, "config");
         const char *cls = str(l, "class_name");
         if (i == 0 && (!cls || strcmp(cls, "InputLayer"))) {
             /* Keras 2: batch_input_shape on the first layer, or the model's build input shape */
@@ -138,57 +140,118 @@ static kiln_status endpoint(const cJSON *cfg, const char *key, const char **out)
     return KILN_OK;
 }
 
-static int find(const jlayer *l, int n, const char *name) {
-    for (int i = 0; i < n; i++)
-        if (!strcmp(l[i].name, name)) return i;
-    return -1;
-}
+/* the file's layers and the index of their names */
+typedef struct jgraph {
+    jlayer *l;
+    int n;
+    kiln_name_index names;
+} jgraph;
+
+static const char *jlayer_name(const void *g, int id) { return ((const jgraph *)g)->l[id].name; }
+static int find(const jgraph *g, const char *name) { return kiln_name_index_find(&g->names, name, jlayer_name, g); }
 
 /* the index of each layer's inputs; every layer but the output must feed another */
-static kiln_status resolve(jlayer *l, int n, const char *output) {
-    for (int i = 0; i < n; i++)
+static kiln_status resolve(jgraph *g, const char *output) {
+    jlayer *l = g->l;
+    for (int i = 0; i < g->n; i++)
         for (int k = 0; k < l[i].n_in; k++) {
-            int j = find(l, n, l[i].in[k]);
+            int j = find(g, l[i].in[k]);
             if (j < 0)
                 return kiln_error(KILN_ERR_FORMAT, "model JSON: layer '%s' takes '%s', which is no layer of the model",
                                   l[i].name, l[i].in[k]);
             l[i].src[k] = j;
             l[j].used = true;
         }
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < g->n; i++)
         if (!l[i].used && strcmp(l[i].name, output))
             return kiln_error(KILN_ERR_UNSUPPORTED, "model JSON: layer '%s' does not lead to the output '%s' (not supported)",
                               l[i].name, output);
     return KILN_OK;
 }
 
-/* adds the layers in file order whenever all their inputs are there */
-static kiln_status add_graph(kiln_model *m, jlayer *l, int n, const char *output, int *ranks) {
-    KILN_TRY(resolve(l, n, output));
-    for (int added = 0; added < n;) {
-        int before = added;
-        for (int i = 0; i < n; i++) {
-            if (l[i].id >= 0) continue;
-            int in[KILN_LAYER_MAX_INPUTS];
-            bool ready = true;
-            for (int k = 0; ready && k < l[i].n_in; k++) {
-                ready = l[l[i].src[k]].id >= 0;
-                in[k] = l[l[i].src[k]].id;
-            }
-            if (!ready) continue;
-            if (!l[i].n_in && strcmp(l[i].cls, "InputLayer"))
-                return kiln_error(KILN_ERR_FORMAT, "model JSON: layer '%s' has no inbound nodes", l[i].name);
-            KILN_TRY(add_layer(m, l[i].cls, l[i].cfg, l[i].name, l[i].n_in, in, ranks, &l[i].id));
-            added++;
-            break; /* start again from the top: the file's order wherever possible */
-        }
-        if (added == before) return kiln_error(KILN_ERR_FORMAT, "model JSON: the layers' inbound nodes form a cycle");
+/* a binary min-heap of file indices: the ready layers, the first in file order on top */
+typedef struct heap {
+    int *v, n;
+} heap;
+
+static void heap_push(heap *h, int x) {
+    int i = h->n++;
+    for (; i > 0 && h->v[(i - 1) / 2] > x; i = (i - 1) / 2) h->v[i] = h->v[(i - 1) / 2];
+    h->v[i] = x;
+}
+
+static int heap_pop(heap *h) {
+    int top = h->v[0], x = h->v[--h->n], i = 0;
+    for (int c; (c = 2 * i + 1) < h->n; i = c) {
+        if (c + 1 < h->n && h->v[c + 1] < h->v[c]) c++;
+        if (x <= h->v[c]) break;
+        h->v[i] = h->v[c];
     }
+    h->v[i] = x;
+    return top;
+}
+
+/* the edges out of each layer (first[i] .. first[i + 1] in to[], one per input taken, so
+ * Add(x, x) counts twice) and each layer's count of inputs not yet added (pending) */
+static void edges(const jgraph *g, int *first, int *to, int *fill, int *pending) {
+    const jlayer *l = g->l;
+    for (int i = 0; i < g->n; i++)
+        for (int k = 0; k < l[i].n_in; k++) first[l[i].src[k] + 1]++;
+    for (int i = 0; i < g->n; i++) first[i + 1] += first[i];
+    memcpy(fill, first, sizeof *fill * (size_t)g->n);
+    for (int i = 0; i < g->n; i++) {
+        pending[i] = l[i].n_in;
+        for (int k = 0; k < l[i].n_in; k++) to[fill[l[i].src[k]]++] = i;
+    }
+}
+
+/* adds layer i, its inputs being added already */
+static kiln_status add_one(kiln_model *m, jlayer *l, int i, int *ranks) {
+    int in[KILN_LAYER_MAX_INPUTS];
+    for (int k = 0; k < l[i].n_in; k++) in[k] = l[l[i].src[k]].id;
+    if (!l[i].n_in && strcmp(l[i].cls, "InputLayer"))
+        return kiln_error(KILN_ERR_FORMAT, "model JSON: layer '%s' has no inbound nodes", l[i].name);
+    return add_layer(m, l[i].cls, l[i].cfg, l[i].name, l[i].n_in, in, ranks, &l[i].id);
+}
+
+/* adds the layers, each as soon as its inputs are there, the first in file order first */
+static kiln_status add_graph(kiln_model *m, jgraph *g, const char *output, int *ranks) {
+    KILN_TRY(resolve(g, output));
+    int n = g->n, added = 0;
+    int *first = calloc((size_t)n * (4 + KILN_LAYER_MAX_INPUTS) + 1, sizeof *first);
+    if (!first) return kiln_error(KILN_ERR_OOM, "model JSON: out of host memory");
+    int *fill = first + n + 1, *pending = fill + n, *to = pending + n, *ready = to + (size_t)n * KILN_LAYER_MAX_INPUTS;
+    edges(g, first, to, fill, pending);
+    heap h = {ready, 0};
+    for (int i = 0; i < n; i++)
+        if (!pending[i]) heap_push(&h, i);
+    kiln_status s = KILN_OK;
+    while (s == KILN_OK && h.n) {
+        int i = heap_pop(&h);
+        s = add_one(m, g->l, i, ranks);
+        added++;
+        for (int e = first[i]; s == KILN_OK && e < first[i + 1]; e++)
+            if (--pending[to[e]] == 0) heap_push(&h, to[e]);
+    }
+    free(first);
+    KILN_TRY(s);
+    if (added < n) return kiln_error(KILN_ERR_FORMAT, "model JSON: the layers' inbound nodes form a cycle");
     int last = kiln_model_layer_count(m) - 1;
-    if (l[find(l, n, output)].id != last)
+    if (g->l[find(g, output)].id != last)
         return kiln_error(KILN_ERR_UNSUPPORTED, "model JSON: the output '%s' must be the last layer, but '%s' follows it",
                           output, kiln_model_layer(m, last)->name);
     return KILN_OK;
+}
+
+/* reads layer i of the file: its name, class and inputs, and indexes its name */
+static kiln_status read_layer(jgraph *g, const cJSON *o, int i) {
+    jlayer *l = &g->l[i];
+    *l = (jlayer){str(o, "name"), str(o, "class_name"), item(o, "config"), 0, {0}, {0}, false, -1};
+    if (!l->name) l->name = str(l->cfg, "name");
+    if (!l->name || !l->cls) return kiln_error(KILN_ERR_FORMAT, "model JSON: layer %d has no name or class_name", i);
+    if (find(g, l->name) >= 0) return kiln_error(KILN_ERR_FORMAT, "model JSON: two layers are named '%s'", l->name);
+    KILN_TRY(kiln_name_index_add(&g->names, i, jlayer_name, g));
+    return inbound(item(o, "inbound_nodes"), l);
 }
 
 static kiln_status functional(kiln_model *m, const cJSON *cfg, const cJSON *layers, int *ranks) {
@@ -196,29 +259,21 @@ static kiln_status functional(kiln_model *m, const cJSON *cfg, const cJSON *laye
     const char *input, *output;
     KILN_TRY(endpoint(cfg, "input_layers", &input));
     KILN_TRY(endpoint(cfg, "output_layers", &output));
-    jlayer *l = calloc((size_t)n, sizeof *l);
-    if (!l) return kiln_error(KILN_ERR_OOM, "model JSON: out of host memory");
+    jgraph g = {calloc((size_t)n, sizeof *g.l), n, {0}};
+    if (!g.l) return kiln_error(KILN_ERR_OOM, "model JSON: out of host memory");
     kiln_status s = KILN_OK;
-    for (int i = 0; s == KILN_OK && i < n; i++) {
-        const cJSON *o = cJSON_GetArrayItem(layers, i);
-        l[i] = (jlayer){str(o, "name"), str(o, "class_name"), item(o, "config"), 0, {0}, {0}, false, -1};
-        if (!l[i].name) l[i].name = str(l[i].cfg, "name");
-        if (!l[i].name || !l[i].cls)
-            s = kiln_error(KILN_ERR_FORMAT, "model JSON: layer %d has no name or class_name", i);
-        else if (find(l, i, l[i].name) >= 0)
-            s = kiln_error(KILN_ERR_FORMAT, "model JSON: two layers are named '%s'", l[i].name);
-        else
-            s = inbound(item(o, "inbound_nodes"), &l[i]);
-    }
+    int i = 0;
+    for (const cJSON *o = layers->child; s == KILN_OK && o; o = o->next) s = read_layer(&g, o, i++);
     if (s == KILN_OK) {
-        int in = find(l, n, input);
-        if (in < 0 || strcmp(l[in].cls, "InputLayer"))
+        int in = find(&g, input);
+        if (in < 0 || strcmp(g.l[in].cls, "InputLayer"))
             s = kiln_error(KILN_ERR_FORMAT, "model JSON: the input '%s' is no InputLayer of the model", input);
-        else if (find(l, n, output) < 0)
+        else if (find(&g, output) < 0)
             s = kiln_error(KILN_ERR_FORMAT, "model JSON: the output '%s' is no layer of the model", output);
     }
-    if (s == KILN_OK) s = add_graph(m, l, n, output, ranks);
-    free(l);
+    if (s == KILN_OK) s = add_graph(m, &g, output, ranks);
+    kiln_name_index_free(&g.names);
+    free(g.l);
     return s;
 }
 
@@ -238,8 +293,11 @@ kiln_status kiln_model_from_json(const char *json, size_t len, kiln_model **out)
     if (!seq && !fun)
         s = kiln_error(cls ? KILN_ERR_UNSUPPORTED : KILN_ERR_FORMAT, "model JSON: class_name %s%s%s is not a model kiln reads "
                        "(Sequential, Functional)", cls ? "'" : "", cls ? cls : "(missing)", cls ? "'" : "");
-    else if (!cJSON_IsArray(layers) || cJSON_GetArraySize(layers) < 1 || cJSON_GetArraySize(layers) > JSON_MAX_LAYERS)
-        s = kiln_error(KILN_ERR_FORMAT, "model JSON: config.layers is missing, empty or too long");
+    else if (!cJSON_IsArray(layers) || cJSON_GetArraySize(layers) < 1)
+        s = kiln_error(KILN_ERR_FORMAT, "model JSON: config.layers is missing or empty");
+    else if (cJSON_GetArraySize(layers) > KILN_MODEL_MAX_LAYERS)
+        s = kiln_error(KILN_ERR_UNSUPPORTED, "model JSON: config.layers holds %d layers, more than kiln's limit of %d",
+                       cJSON_GetArraySize(layers), KILN_MODEL_MAX_LAYERS);
     kiln_model *m = NULL;
     int *ranks = NULL;
     if (s == KILN_OK) {
