@@ -12,6 +12,7 @@
 #include "error.h"
 #include "kiln/safetensors.h"
 #include "model_impl.h"
+#include "name_index.h"
 
 static const char *const slot_names[2][3] = {{"m", "v", "v_hat"}, {"velocity", "", ""}};
 
@@ -88,8 +89,6 @@ kiln_status kiln_model_save(const kiln_model *m, const char *path, bool full, in
     if (!m || !path) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_save: NULL argument");
     if (epoch < 0) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_save: epoch %d is negative", epoch);
     if (!m->built) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_save: model '%s' is not built", m->name);
-    if (full && epoch < 0) /* what kiln_model_load would refuse */
-        return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_save: '%s': epoch %d is negative", path, epoch);
     entry_list l = {0};
     kiln_status s = KILN_OK;
     for (int i = 0; s == KILN_OK && i < m->n_nodes; i++) {
@@ -126,19 +125,32 @@ kiln_status kiln_model_save(const kiln_model *m, const char *path, bool full, in
     return s;
 }
 
+/* the node a file entry's name points to: "<layer>.<weight>", or "optimizer.<layer>.<weight>.<slot>"
+ * for a slot; weight and slot names hold no '.', a layer name may (found through the model's
+ * name index, so a file of n entries is matched in O(n)) */
+static kiln_node *node_of(kiln_model *m, const char *name, bool slot) {
+    char layer[KILN_NAME_MAX * 3];
+    if (snprintf(layer, sizeof layer, "%s", slot ? name + sizeof SLOT_PREFIX : name) >= (int)sizeof layer) return NULL;
+    for (int cut = slot ? 2 : 1; cut > 0; cut--) {
+        char *dot = strrchr(layer, '.');
+        if (!dot) return NULL;
+        *dot = '\0';
+    }
+    int id = kiln_model_find_layer(m, layer);
+    return id < 0 ? NULL : &m->nodes[id];
+}
+
 /* the weight or optimizer slot a file entry names, or NULL */
 static kiln_tensor *target_of(kiln_model *m, const char *name, bool *is_slot) {
     *is_slot = !strncmp(name, SLOT_PREFIX ".", sizeof SLOT_PREFIX);
-    for (int i = 0; i < m->n_nodes; i++) {
-        kiln_node *n = &m->nodes[i];
-        for (int w = 0; w < n->n_w; w++) {
-            if (!*is_slot && !strcmp(name, n->w_name[w])) return n->w[w];
-            for (int k = 0; *is_slot && k < 3; k++) {
-                char slot[KILN_NAME_MAX * 3];
-                if (!n->slot[w][k]) continue;
-                slot_name(m, n, w, k, slot, sizeof slot);
-                if (!strcmp(name, slot)) return n->slot[w][k];
-            }
+    kiln_node *n = node_of(m, name, *is_slot);
+    for (int w = 0; n && w < n->n_w; w++) {
+        if (!*is_slot && !strcmp(name, n->w_name[w])) return n->w[w];
+        for (int k = 0; *is_slot && k < 3; k++) {
+            char slot[KILN_NAME_MAX * 3];
+            if (!n->slot[w][k]) continue;
+            slot_name(m, n, w, k, slot, sizeof slot);
+            if (!strcmp(name, slot)) return n->slot[w][k];
         }
     }
     return NULL;
@@ -223,20 +235,31 @@ static kiln_status read_counters(const kiln_safetensors *st, const char *path, c
 }
 
 /* the first weight of m (with slots: or optimizer slot) that st lacks, named in name; false when none */
-static bool find_missing(const kiln_model *m, const kiln_safetensors *st, bool weights, bool slots, char *name, size_t len) {
-    for (int i = 0; i < m->n_nodes; i++) {
+static const char *entry_name(const void *st, int id) { return ((const kiln_safetensors *)st)->entries[id].name; }
+
+/* the first weight (weights) or optimizer slot (slots) of m that st lacks, named into `name`;
+ * st's entries are looked up through an index of their names (unique: the reader refuses a
+ * duplicate), so this is O(weights + entries) */
+static kiln_status find_missing(const kiln_model *m, const kiln_safetensors *st, bool weights, bool slots, char *name,
+                                size_t len, bool *missing) {
+    kiln_name_index x = {0};
+    kiln_status s = KILN_OK;
+    for (size_t i = 0; s == KILN_OK && i < st->n_entries; i++) s = kiln_name_index_add(&x, (int)i, entry_name, st);
+    *missing = false;
+    for (int i = 0; s == KILN_OK && !*missing && i < m->n_nodes; i++) {
         const kiln_node *n = &m->nodes[i];
-        for (int w = 0; w < n->n_w; w++) {
+        for (int w = 0; !*missing && w < n->n_w; w++) {
             snprintf(name, len, "%s", n->w_name[w]);
-            if (weights && !kiln_safetensors_find(st, name)) return true;
-            for (int k = 0; slots && k < 3; k++) {
+            *missing = weights && kiln_name_index_find(&x, name, entry_name, st) < 0;
+            for (int k = 0; slots && !*missing && k < 3; k++) {
                 if (!n->slot[w][k]) continue;
                 slot_name(m, n, w, k, name, len);
-                if (!kiln_safetensors_find(st, name)) return true;
+                *missing = kiln_name_index_find(&x, name, entry_name, st) < 0;
             }
         }
     }
-    return false;
+    kiln_name_index_free(&x);
+    return s;
 }
 
 /* every tensor of st into its weight or slot (slots only when full): all checked first (each
@@ -254,9 +277,11 @@ static kiln_status load_tensors(kiln_model *m, const kiln_safetensors *st, const
             KILN_TRY(pass == 0 ? check_entry(st, e, t) : kiln_tensor_set(t, e->data, e->nbytes));
         }
         char name[KILN_NAME_MAX * 3];
-        if (pass == 0 && !subset && find_missing(m, st, true, false, name, sizeof name))
-            return kiln_error(KILN_ERR_FORMAT, "%s: weight '%s' of model '%s' is missing", path, name, m->name);
-        if (pass == 0 && full && find_missing(m, st, false, true, name, sizeof name))
+        bool missing = false;
+        if (pass == 0 && !subset) KILN_TRY(find_missing(m, st, true, false, name, sizeof name, &missing));
+        if (missing) return kiln_error(KILN_ERR_FORMAT, "%s: weight '%s' of model '%s' is missing", path, name, m->name);
+        if (pass == 0 && full) KILN_TRY(find_missing(m, st, false, true, name, sizeof name, &missing));
+        if (missing)
             return kiln_error(KILN_ERR_FORMAT, "%s: optimizer state '%s' of model '%s' is missing (the checkpoint was "
                               "saved with another optimizer, or with that weight frozen); resuming would restart the "
                               "optimizer from zero", path, name, m->name);
