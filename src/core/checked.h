@@ -20,6 +20,13 @@ static inline bool kiln_mul_i64(int64_t a, int64_t b, int64_t *out) {
     return true;
 }
 
+/* a * b into *out unless it overflows size_t (false then): byte counts of files and buffers */
+static inline bool kiln_mul_size(size_t a, size_t b, size_t *out) {
+    if (a && b > SIZE_MAX / a) return false;
+    *out = a * b;
+    return true;
+}
+
 /* a + b into *out for a, b >= 0; false when it passes INT64_MAX */
 static inline bool kiln_add_i64(int64_t a, int64_t b, int64_t *out) {
     if (a < 0 || b < 0 || b > INT64_MAX - a) return false;

@@ -1,5 +1,5 @@
-/* file_read.h: whole-file reading and checked size arithmetic (internal), shared by the data
- * loaders and the safetensors reader. */
+/* file_read.h: whole-file reading (internal), shared by the data loaders and the safetensors
+ * reader; its users' size arithmetic is core's (checked.h: kiln_mul_size and the others). */
 #ifndef KILN_FILE_READ_H
 #define KILN_FILE_READ_H
 
@@ -7,18 +7,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "checked.h"
 #include "kiln/status.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "kiln's file formats are read and written assuming a little-endian host"
 #endif
-
-/* a * b into *out unless it overflows size_t (returns false then). */
-static inline bool kiln_mul_size(size_t a, size_t b, size_t *out) {
-    if (a && b > SIZE_MAX / a) return false;
-    *out = a * b;
-    return true;
-}
 
 /* Reads a whole file into a malloc'ed buffer (*buf, *len; *buf is never NULL on success).
  * gzip: a gzip file (RFC 1952: one or more members, nothing after them) is decompressed; a
