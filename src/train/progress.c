@@ -5,6 +5,7 @@
  *   verbose 1 when the output is not a terminal, and verbose 2: the epoch line and one line
  *     per epoch (no bar), as Keras prints to a log file;
  *   verbose 0: nothing. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, CLOCK_MONOTONIC, isatty */
 #include <math.h>
 #include <time.h>
 #include <unistd.h>
