@@ -30,15 +30,6 @@ static const char *path(const char *name) {
     return p[k];
 }
 
-static kiln_model *small_model(uint64_t seed) {
-    kiln_model *m;
-    OK(kiln_model_builtin("seed-cnn", 6, 6, 3, 4, &m));
-    OK(kiln_model_build(m, kt_cpu(), seed));
-    kiln_compile_config cc = {kiln_optimizer_defaults(KILN_OPT_ADAM), KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, false};
-    OK(kiln_model_compile(m, &cc));
-    return m;
-}
-
 static kiln_data data(kt_rng *r, int n) {
     float *x = malloc(sizeof(float) * (size_t)n * 6 * 6 * 3);
     int32_t *y = malloc(sizeof(int32_t) * (size_t)n);
@@ -57,7 +48,7 @@ static void free_data(kiln_data d) {
 
 Test(checkpoint, round_trip_and_names) {
     make_dir();
-    kiln_model *a = small_model(1), *b = small_model(2);
+    kiln_model *a = kt_small_model(1), *b = kt_small_model(2);
     OK(kiln_model_save(a, path("w.safetensors"), false, 0));
     OK(kiln_model_load(b, path("w.safetensors"), false, false, NULL));
     kt_expect_same_weights(a, b);
@@ -78,7 +69,7 @@ Test(checkpoint, round_trip_and_names) {
 
 Test(checkpoint, mismatches_are_refused) {
     make_dir();
-    kiln_model *a = small_model(1), *big;
+    kiln_model *a = kt_small_model(1), *big;
     OK(kiln_model_save(a, path("a.safetensors"), false, 0));
     OK(kiln_model_builtin("seed-cnn", 8, 8, 3, 4, &big)); /* dense.kernel differs in shape */
     OK(kiln_model_build(big, kt_cpu(), 1));
@@ -113,16 +104,16 @@ Test(checkpoint, resume_equals_uninterrupted, .timeout = 120) {
     fc.batch_size = 8;
     fc.seed = 9;
     /* uninterrupted: 4 epochs */
-    kiln_model *a = small_model(5);
+    kiln_model *a = kt_small_model(5);
     fc.epochs = 4;
     OK(kiln_model_fit(a, &d, &fc, NULL));
     /* interrupted after 2, saved, restored into a fresh model, continued to 4 */
-    kiln_model *b = small_model(5);
+    kiln_model *b = kt_small_model(5);
     fc.epochs = 2;
     OK(kiln_model_fit(b, &d, &fc, NULL));
     OK(kiln_model_save(b, path("full.safetensors"), true, 2));
     kiln_model_free(b);
-    kiln_model *c = small_model(77); /* other initial weights: all must come from the file */
+    kiln_model *c = kt_small_model(77); /* other initial weights: all must come from the file */
     int epoch = -1;
     OK(kiln_model_load(c, path("full.safetensors"), false, true, &epoch));
     cr_expect_eq(epoch, 2);
@@ -143,7 +134,7 @@ Test(callbacks, early_stopping_plateau_csv_checkpoint, .timeout = 120) {
     kt_rng r;
     kt_rng_seed(&r, 4);
     kiln_data d = data(&r, 32);
-    kiln_model *m = small_model(6);
+    kiln_model *m = kt_small_model(6);
     kiln_callback cbs[4];
     /* val_loss can't improve by 1e9: stop after patience 2, i.e. at the third epoch */
     OK(kiln_early_stopping((kiln_monitor){"val_loss", 1e9, 2}, true, &cbs[0]));

@@ -19,11 +19,6 @@
 #define KILN(...) kt_run_program(KILN_CLI_PATH, __VA_ARGS__)
 #define SMALL "--train-size 64 --test-size 16 --image-size 8 --batch-size 16"
 
-static void expect_ok(const kt_run *r, const char *what) {
-    cr_assert_eq(r->status, 0, "%s: exit %d, stderr: %s", what, r->status, r->err);
-    cr_expect_str_empty(r->err, "%s: stderr: %s", what, r->err);
-}
-
 static char *read_text(const char *path) {
     size_t len;
     char *s = kt_read_file(path, &len);
@@ -59,7 +54,7 @@ Test(cli, help_is_the_usage_block_of_docs) {
     const char *runs[] = {"--help", "train --help", "evaluate --help", "predict --help", "summary --model seed-cnn --help"};
     for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
         kt_run r = KILN("%s", runs[i]);
-        expect_ok(&r, runs[i]);
+        kt_expect_ok(&r, runs[i]);
         cr_expect_str_eq(r.out, block, "kiln %s differs from docs/cli.md's usage block", runs[i]);
         kt_run_free(&r);
     }
@@ -84,7 +79,7 @@ Test(cli, train_evaluate_predict, .timeout = 120) {
     kt_tmpdir_new();
     kt_run r = KILN("train --model seed-cnn --validation-data synthetic " SMALL " --epochs 3 --seed 3 --out %s --log-steps %s "
                     "--verbose 2", kt_path("run"), kt_path("steps.csv"));
-    expect_ok(&r, "train");
+    kt_expect_ok(&r, "train");
     cr_expect(strstr(r.out, "Epoch 3/3") && strstr(r.out, "4/4 - ") && strstr(r.out, " - val_accuracy: "), "%s", r.out);
     kt_run_free(&r);
     /* history.csv: Keras' CSVLogger columns, one row per epoch */
@@ -105,7 +100,7 @@ Test(cli, train_evaluate_predict, .timeout = 120) {
     kiln_safetensors_free(st);
     /* evaluate: the model alone, rebuilt from its file, on the same test split */
     r = KILN("evaluate --weights %s " SMALL, kt_path("run/model.safetensors"));
-    expect_ok(&r, "evaluate");
+    kt_expect_ok(&r, "evaluate");
     char want[64];
     snprintf(want, sizeof want, "16 examples - loss: ");
     cr_expect(strstr(r.out, want), "%s", r.out);
@@ -114,7 +109,7 @@ Test(cli, train_evaluate_predict, .timeout = 120) {
     kt_run_free(&r);
     /* predict: a header, then one row of probabilities per example */
     r = KILN("predict --weights %s " SMALL " --out %s", kt_path("run/model.safetensors"), kt_path("p.csv"));
-    expect_ok(&r, "predict");
+    kt_expect_ok(&r, "predict");
     kt_run_free(&r);
     char *pred = read_text(kt_path("p.csv"));
     cr_expect(!strncmp(pred, "class_0,class_1,", 16) && strstr(pred, ",class_9\n"));
@@ -140,15 +135,15 @@ Test(cli, train_evaluate_predict, .timeout = 120) {
 
 Test(cli, summary_counts) {
     kt_run r = KILN("summary --model seed-cnn");
-    expect_ok(&r, "summary");
+    kt_expect_ok(&r, "summary");
     cr_expect(strstr(r.out, "Total params: 462,794\nTrainable params: 462,602\nNon-trainable params: 192\n"), "%s", r.out);
     kt_run_free(&r);
     r = KILN("summary --model seed-cnn --image-size 16 --classes 4"); /* the built-in follows the data */
-    expect_ok(&r, "summary 16x16");
+    kt_expect_ok(&r, "summary 16x16");
     cr_expect(strstr(r.out, "Total params: 101,956\n"), "%s", r.out);
     kt_run_free(&r);
     r = KILN("summary --model resnet20");
-    expect_ok(&r, "summary resnet20");
+    kt_expect_ok(&r, "summary resnet20");
     cr_expect(strstr(r.out, "Model: \"resnet20\"") && strstr(r.out, "Total params: 274,442\n"), "%s", r.out);
     kt_run_free(&r);
 }
@@ -157,15 +152,15 @@ Test(cli, resume_equals_uninterrupted, .timeout = 120) {
     kt_tmpdir_new();
 #define RUN_ARGS "train --model seed-cnn " SMALL " --augment --standardize --validation-split 0.25 --verbose 0"
     kt_run r = KILN(RUN_ARGS " --seed 7 --epochs 3 --out %s --log-steps %s", kt_path("a"), kt_path("a.csv"));
-    expect_ok(&r, "uninterrupted");
+    kt_expect_ok(&r, "uninterrupted");
     kt_run_free(&r);
     r = KILN(RUN_ARGS " --seed 7 --epochs 2 --out %s --log-steps %s", kt_path("b"), kt_path("b.csv"));
-    expect_ok(&r, "first part");
+    kt_expect_ok(&r, "first part");
     kt_run_free(&r);
     /* no --seed: the checkpoint's seed carries on */
     r = KILN(RUN_ARGS " --epochs 3 --resume %s --out %s --log-steps %s", kt_path("b/checkpoint.safetensors"), kt_path("b"),
              kt_path("b.csv"));
-    expect_ok(&r, "resumed");
+    kt_expect_ok(&r, "resumed");
     kt_run_free(&r);
 #undef RUN_ARGS
     static const char *const files[][2] = {{"a/model.safetensors", "b/model.safetensors"},
@@ -238,14 +233,14 @@ Test(cli, keras_json_models_train, .timeout = 120) {
     for (int i = 0; i < 2; i++) {
         write_json(kt_path(names[i]), models[i]);
         kt_run r = KILN("train --model %s " SMALL " --epochs 1 --verbose 0 --out %s", kt_path(names[i]), kt_path("out"));
-        expect_ok(&r, names[i]);
+        kt_expect_ok(&r, names[i]);
         kt_run_free(&r);
         r = KILN("evaluate --weights %s " SMALL, kt_path("out/model.safetensors"));
-        expect_ok(&r, "evaluate");
+        kt_expect_ok(&r, "evaluate");
         cr_expect(strstr(r.out, "16 examples - loss: "), "%s", r.out);
         kt_run_free(&r);
         r = KILN("summary --model %s", kt_path(names[i]));
-        expect_ok(&r, "summary");
+        kt_expect_ok(&r, "summary");
         cr_expect(strstr(r.out, i ? "add (Add)" : "dropout (Dropout)"), "%s", r.out);
         kt_run_free(&r);
     }
@@ -268,12 +263,12 @@ static bool same_tensor(const char *a, const char *b, const char *name) {
 Test(cli, init_weights_and_freeze, .timeout = 120) {
     kt_tmpdir_new();
     kt_run r = KILN("train --model seed-cnn " SMALL " --epochs 1 --verbose 0 --out %s", kt_path("a"));
-    expect_ok(&r, "a");
+    kt_expect_ok(&r, "a");
     kt_run_free(&r);
     const char *a = strdup(kt_path("a/model.safetensors"));
     r = KILN("train --model seed-cnn " SMALL " --epochs 1 --seed 9 --verbose 0 --init-weights %s --freeze conv2d,dense --out %s",
              a, kt_path("b"));
-    expect_ok(&r, "b");
+    kt_expect_ok(&r, "b");
     kt_run_free(&r);
     const char *b = strdup(kt_path("b/model.safetensors"));
     cr_expect(same_tensor(a, b, "conv2d.kernel") && same_tensor(a, b, "conv2d.bias") && same_tensor(a, b, "dense.kernel"),
@@ -281,7 +276,7 @@ Test(cli, init_weights_and_freeze, .timeout = 120) {
     cr_expect(!same_tensor(a, b, "dense_1.kernel"), "a trainable layer did not change");
     r = KILN("train --model seed-cnn " SMALL " --epochs 1 --verbose 0 --init-weights %s --freeze all-but-batchnorm --out %s",
              a, kt_path("c"));
-    expect_ok(&r, "c");
+    kt_expect_ok(&r, "c");
     kt_run_free(&r);
     const char *c = kt_path("c/model.safetensors");
     cr_expect(same_tensor(a, c, "conv2d.kernel") && same_tensor(a, c, "dense.kernel") && same_tensor(a, c, "dense_1.bias"));
@@ -321,13 +316,13 @@ Test(cli, own_npy_data_trains, .timeout = 120) {
     write_npy(kt_path("y.npy"), "|u1", "(40,)", y, sizeof y);
     kt_run r = KILN("train --model seed-cnn --data npy:%s,%s --classes 4 --standardize --validation-split 0.25 --epochs 2 "
                     "--batch-size 10 --verbose 0 --out %s", kt_path("x.npy"), kt_path("y.npy"), kt_path("out"));
-    expect_ok(&r, "train on npy");
+    kt_expect_ok(&r, "train on npy");
     kt_run_free(&r);
     char *hist = read_text(kt_path("out/history.csv"));
     cr_expect_eq(count_lines(hist), 3, "%s", hist);
     free(hist);
     r = KILN("summary --model %s", kt_path("out/model.safetensors"));
-    expect_ok(&r, "summary of the saved model");
+    kt_expect_ok(&r, "summary of the saved model");
     cr_expect(strstr(r.out, "(None, 6, 6, 32)") && strstr(r.out, "(None, 4)"), "8x8x1 input, 4 classes: %s", r.out);
     kt_run_free(&r);
     kt_tmpdir_remove();
@@ -341,18 +336,18 @@ Test(cli, summary_allocates_nothing) {
     kt_tmpdir_new();
     setenv("KILN_MEMORY_LIMIT", "0", 1);
     kt_run r = KILN("summary --model seed-cnn --image-size 256 --train-size 1000000000 --test-size 1000000000");
-    expect_ok(&r, "summary at 256x256");
+    kt_expect_ok(&r, "summary at 256x256");
     cr_expect(strstr(r.out, "(None, 254, 254, 32)") && strstr(r.out, "Total params: 33,034,186\n"), "%s", r.out);
     kt_run_free(&r);
     r = KILN("summary --model seed-cnn --data mnist:%s", kt_path("nowhere"));
-    expect_ok(&r, "summary for MNIST");
+    kt_expect_ok(&r, "summary for MNIST");
     cr_expect(strstr(r.out, "(None, 26, 26, 32)") && strstr(r.out, "Total params: 347,530\n"), "%s", r.out);
     kt_run_free(&r);
     write_json(kt_path("wide.json"), "{'class_name': 'Sequential', 'config': {'name': 'wide', 'layers': [{'class_name': "
                "'InputLayer', 'config': {'name': 'in', 'batch_shape': [null, 8, 8, 3]}}, {'class_name': 'Flatten', "
                "'config': {'name': 'f'}}, {'class_name': 'Dense', 'config': {'name': 'd', 'units': 16777216}}]}}");
     r = KILN("summary --model %s", kt_path("wide.json"));
-    expect_ok(&r, "summary of a Dense(2^24)");
+    kt_expect_ok(&r, "summary of a Dense(2^24)");
     cr_expect(strstr(r.out, "(None, 16777216)") && strstr(r.out, "Total params: 3,238,002,688\n"), "%s", r.out);
     kt_run_free(&r);
     unsetenv("KILN_MEMORY_LIMIT");

@@ -40,11 +40,6 @@ static char *join(char *buf, const char *dir, const char *name) {
     return buf;
 }
 
-static void expect_ok(const kt_run *r, const char *what) {
-    cr_assert_eq(r->status, 0, "%s: exit %d, stderr: %s", what, r->status, r->err);
-    cr_expect_str_empty(r->err, "%s: stderr: %s", what, r->err);
-}
-
 /* the whole file as a string, or NULL when it is not there */
 static char *text_of(const char *path) {
     size_t len;
@@ -139,7 +134,7 @@ Test(durable, kill_at_random_instants_then_resume) {
     double t0 = now();
     kt_run r = train_into(ref, NULL);
     double took = now() - t0;
-    expect_ok(&r, "uninterrupted");
+    kt_expect_ok(&r, "uninterrupted");
     kt_run_free(&r);
     kt_rng rng;
     kt_rng_seed(&rng, 2026);
@@ -154,7 +149,7 @@ Test(durable, kill_at_random_instants_then_resume) {
         kt_run_free(&r);
         check_after_kill(dir, what);
         r = train_into(dir, access(join(ckpt, dir, "checkpoint.safetensors"), F_OK) == 0 ? ckpt : NULL);
-        expect_ok(&r, what);
+        kt_expect_ok(&r, what);
         kt_run_free(&r);
         expect_same_outputs(ref, dir, what);
         cr_expect_eq(temp_files(dir), 0, "%s: temporary files left in %s", what, dir);
@@ -167,10 +162,10 @@ Test(durable, kill_at_random_instants_then_resume) {
 Test(durable, resume_cuts_rows_the_checkpoint_lacks) {
     kt_tmpdir_new();
     kt_run r = train_into(kt_path("ref"), NULL);
-    expect_ok(&r, "uninterrupted");
+    kt_expect_ok(&r, "uninterrupted");
     kt_run_free(&r);
     r = KILN(BASE " --epochs 2 --out %s --log-steps %s", kt_path("b"), kt_path("b/steps.csv"));
-    expect_ok(&r, "two epochs");
+    kt_expect_ok(&r, "two epochs");
     kt_run_free(&r);
     FILE *f = fopen(kt_path("b/history.csv"), "a");
     cr_assert_not_null(f);
@@ -180,7 +175,7 @@ Test(durable, resume_cuts_rows_the_checkpoint_lacks) {
     fputs("7,2,1.5,0.25\n8,2,1.", f);
     fclose(f);
     r = train_into(kt_path("b"), kt_path("b/checkpoint.safetensors"));
-    expect_ok(&r, "resumed");
+    kt_expect_ok(&r, "resumed");
     kt_run_free(&r);
     expect_same_outputs(kt_path("ref"), kt_path("b"), "resumed after extra rows");
     kt_tmpdir_remove();
@@ -216,7 +211,7 @@ Test(durable, log_steps_inside_a_fresh_out) {
     kt_tmpdir_new();
     kt_run r = KILN("train --model seed-cnn --train-size 32 --test-size 8 --image-size 8 --batch-size 16 --verbose 0 "
                     "--out %s --log-steps %s", kt_path("run"), kt_path("run/steps.csv"));
-    expect_ok(&r, "--out run --log-steps run/steps.csv");
+    kt_expect_ok(&r, "--out run --log-steps run/steps.csv");
     kt_run_free(&r);
     cr_expect_eq(check_rows(kt_path("run/steps.csv"), "step,epoch,loss,accuracy", 1, "fresh --out"), 2);
     kt_tmpdir_remove();
@@ -230,7 +225,7 @@ Test(durable, chart_replaced_atomically) {
     cr_assert_eq(link(kt_path("run/history.svg"), kt_path("old.svg")), 0);
     kt_run r = KILN("train --model seed-cnn --train-size 32 --test-size 8 --image-size 8 --batch-size 16 --verbose 0 --out %s",
                     kt_path("run"));
-    expect_ok(&r, "train");
+    kt_expect_ok(&r, "train");
     kt_run_free(&r);
     char *old = text_of(kt_path("old.svg")), *svg = text_of(kt_path("run/history.svg"));
     cr_expect_str_eq(old, "old chart", "the chart was written into the old file: %.60s", old);

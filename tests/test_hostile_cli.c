@@ -17,16 +17,6 @@
 
 #define OK(expr) cr_assert_eq((expr), KILN_OK, "%s", kiln_last_error())
 
-/* seed-cnn for 6x6x3 and 4 classes, built from `seed`, compiled with Adam */
-static kiln_model *small_model(uint64_t seed) {
-    kiln_model *m;
-    OK(kiln_model_builtin("seed-cnn", 6, 6, 3, 4, &m));
-    OK(kiln_model_build(m, kt_cpu(), seed));
-    kiln_compile_config cc = {kiln_optimizer_defaults(KILN_OPT_ADAM), KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, false};
-    OK(kiln_model_compile(m, &cc));
-    return m;
-}
-
 /* n seeded examples for small_model (free x and y) */
 static kiln_data small_data(int n) {
     kt_rng r;
@@ -48,7 +38,7 @@ static void free_data(kiln_data d) {
 
 /* a history the caller never initialized: fit must empty it before any early return */
 Test(hostile_cli, fit_empties_the_history_on_early_failure) {
-    kiln_model *m = small_model(1);
+    kiln_model *m = kt_small_model(1);
     kiln_data d = small_data(8);
     kiln_fit_config fc = kiln_fit_defaults();
     fc.verbose = 0;
@@ -69,7 +59,7 @@ Test(hostile_cli, fit_empties_the_history_on_early_failure) {
 
 /* at KILN_ITERATIONS_MAX steps the next step is refused, with nothing overflowing */
 Test(hostile_cli, step_count_stops_at_its_limit) {
-    kiln_model *m = small_model(2);
+    kiln_model *m = kt_small_model(2);
     kiln_data d = small_data(4);
     kiln_fit_config fc = kiln_fit_defaults();
     fc.verbose = 0;
@@ -97,7 +87,7 @@ static kiln_status load_with(kiln_model *a, kiln_model *b, const char *key, cons
  * naming the file and key, and the refused load leaves the model as it was */
 Test(hostile_cli, checkpoint_numbers_checked_before_loading) {
     kt_tmpdir_new();
-    kiln_model *a = small_model(3), *b = small_model(4), *b0 = small_model(4);
+    kiln_model *a = kt_small_model(3), *b = kt_small_model(4), *b0 = kt_small_model(4);
     kiln_data d = small_data(8);
     kiln_fit_config fc = kiln_fit_defaults();
     fc.verbose = 0;
@@ -130,7 +120,7 @@ Test(hostile_cli, checkpoint_numbers_checked_before_loading) {
         {"kiln.learning_rate", " 0.1", "not a finite number > 0"}, {"kiln.learning_rate", "0x1p-3", "not a finite number > 0"},
         {"kiln.checkpoint", "weights", "not a full checkpoint (kiln.checkpoint is 'weights'"},
     };
-    kiln_model *fresh = small_model(4);
+    kiln_model *fresh = kt_small_model(4);
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         char needle[160];
         snprintf(needle, sizeof needle, "b.safetensors: metadata %s is '%s', %s", bad[k][0], bad[k][1], bad[k][2]);
@@ -153,7 +143,7 @@ Test(hostile_cli, checkpoint_numbers_checked_before_loading) {
  * before any weight is loaded */
 Test(hostile_cli, resume_without_optimizer_state_is_refused) {
     kt_tmpdir_new();
-    kiln_model *sgd, *adam = small_model(6), *adam0 = small_model(6);
+    kiln_model *sgd, *adam = kt_small_model(6), *adam0 = kt_small_model(6);
     OK(kiln_model_builtin("seed-cnn", 6, 6, 3, 4, &sgd));
     OK(kiln_model_build(sgd, kt_cpu(), 5));
     kiln_compile_config cc = {kiln_optimizer_defaults(KILN_OPT_SGD), KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, false};

@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <criterion/criterion.h>
+
 #include "cli_run.h"
 
 static int temp_file(void) {
@@ -118,4 +120,9 @@ void kt_run_free(kt_run *r) {
     free(r->out);
     free(r->err);
     r->out = r->err = NULL;
+}
+
+void kt_expect_ok(const kt_run *r, const char *what) {
+    cr_assert_eq(r->status, 0, "%s: exit %d, stderr: %s", what, r->status, r->err);
+    cr_expect_str_empty(r->err, "%s: stderr: %s", what, r->err);
 }

@@ -23,5 +23,7 @@ typedef bool (*kt_kill_when)(void *ctx);
 kt_run kt_run_killed_when(const char *exe, kt_kill_when when, void *ctx, const char *args, ...)
     __attribute__((format(printf, 4, 5)));
 void kt_run_free(kt_run *r);
+/* r exited 0 with nothing on stderr (`what` names the run in the failure) */
+void kt_expect_ok(const kt_run *r, const char *what);
 
 #endif

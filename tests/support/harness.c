@@ -222,6 +222,15 @@ void kt_expect_bitwise(const char *what, const void *a, const void *b, size_t nb
         if (x[i] != y[i]) cr_assert_fail("%s: first differing byte at %zu of %zu", what, i, nbytes);
 }
 
+kiln_model *kt_small_model(uint64_t seed) {
+    kiln_model *m;
+    cr_assert_eq(kiln_model_builtin("seed-cnn", 6, 6, 3, 4, &m), KILN_OK, "%s", kiln_last_error());
+    cr_assert_eq(kiln_model_build(m, kt_cpu(), seed), KILN_OK, "%s", kiln_last_error());
+    kiln_compile_config cc = {kiln_optimizer_defaults(KILN_OPT_ADAM), KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, false};
+    cr_assert_eq(kiln_model_compile(m, &cc), KILN_OK, "%s", kiln_last_error());
+    return m;
+}
+
 void kt_expect_same_weights(const kiln_model *a, const kiln_model *b) {
     cr_assert_eq(kiln_model_weight_count(a), kiln_model_weight_count(b));
     for (int i = 0; i < kiln_model_weight_count(a); i++) {

@@ -63,6 +63,8 @@ double kt_expect_rounded(const char *what, const float *got, const float *want, 
 void kt_expect_bitwise(const char *what, const void *a, const void *b, size_t nbytes);
 /* Two models' weights, the same bits, weight by weight (the same architecture). */
 void kt_expect_same_weights(const kiln_model *a, const kiln_model *b);
+/* seed-cnn for 6x6x3 inputs and 4 classes on the CPU, built from `seed`, compiled with Adam */
+kiln_model *kt_small_model(uint64_t seed);
 
 /* ---- the parity table ---- */
 typedef struct kt_tspec {
