@@ -16,27 +16,6 @@
 
 static const char *const slot_names[2][3] = {{"m", "v", "v_hat"}, {"velocity", "", ""}};
 
-/* Weight names kiln keeps for itself: "optimizer.<weight>.<slot>" holds optimizer state in a
- * full checkpoint, and "kiln." is kiln's own namespace (its metadata keys). A layer named so
- * would have its weights taken for them. */
-#define SLOT_PREFIX "optimizer"
-static const char *const reserved_prefixes[] = {SLOT_PREFIX, "kiln"};
-
-/* true when name is prefix itself or starts with "prefix." */
-static bool has_prefix(const char *name, const char *prefix) {
-    size_t n = strlen(prefix);
-    return !strncmp(name, prefix, n) && (name[n] == '\0' || name[n] == '.');
-}
-
-kiln_status kiln_checkpoint_check_layer_name(const char *layer) {
-    for (size_t i = 0; i < sizeof reserved_prefixes / sizeof *reserved_prefixes; i++)
-        if (has_prefix(layer, reserved_prefixes[i]))
-            return kiln_error(KILN_ERR_INVALID_ARG, "layer '%.*s': names '%s' and '%s.*' are reserved (kiln's checkpoints "
-                              "use them for %s); rename the layer", KILN_NAME_MAX - 1, layer, reserved_prefixes[i], reserved_prefixes[i],
-                              i == 0 ? "the optimizer's state" : "their own entries");
-    return KILN_OK;
-}
-
 typedef struct entry_list {
     kiln_st_tensor *t;
     char (*names)[KILN_NAME_MAX * 3];
@@ -82,7 +61,7 @@ static int slot_kind(const kiln_model *m) { return m->compile.optimizer.type == 
 
 /* "optimizer.<weight>.<slot>": the file name of slot k of weight w of node n */
 static void slot_name(const kiln_model *m, const kiln_node *n, int w, int k, char *buf, size_t len) {
-    snprintf(buf, len, SLOT_PREFIX ".%s.%s", n->w_name[w], slot_names[slot_kind(m)][k]);
+    snprintf(buf, len, KILN_SLOT_PREFIX ".%s.%s", n->w_name[w], slot_names[slot_kind(m)][k]);
 }
 
 kiln_status kiln_model_save(const kiln_model *m, const char *path, bool full, int epoch) {
@@ -130,7 +109,7 @@ kiln_status kiln_model_save(const kiln_model *m, const char *path, bool full, in
  * name index, so a file of n entries is matched in O(n)) */
 static kiln_node *node_of(kiln_model *m, const char *name, bool slot) {
     char layer[KILN_NAME_MAX * 3];
-    if (snprintf(layer, sizeof layer, "%s", slot ? name + sizeof SLOT_PREFIX : name) >= (int)sizeof layer) return NULL;
+    if (snprintf(layer, sizeof layer, "%s", slot ? name + sizeof KILN_SLOT_PREFIX : name) >= (int)sizeof layer) return NULL;
     for (int cut = slot ? 2 : 1; cut > 0; cut--) {
         char *dot = strrchr(layer, '.');
         if (!dot) return NULL;
@@ -142,7 +121,7 @@ static kiln_node *node_of(kiln_model *m, const char *name, bool slot) {
 
 /* the weight or optimizer slot a file entry names, or NULL */
 static kiln_tensor *target_of(kiln_model *m, const char *name, bool *is_slot) {
-    *is_slot = !strncmp(name, SLOT_PREFIX ".", sizeof SLOT_PREFIX);
+    *is_slot = !strncmp(name, KILN_SLOT_PREFIX ".", sizeof KILN_SLOT_PREFIX);
     kiln_node *n = node_of(m, name, *is_slot);
     for (int w = 0; n && w < n->n_w; w++) {
         if (!*is_slot && !strcmp(name, n->w_name[w])) return n->w[w];

@@ -107,7 +107,7 @@ static kiln_status check_add(const kiln_model *m, const kiln_layer_config *cfg, 
     snprintf(name, sizeof name, "%.*s", KILN_NAME_MAX - 1, cfg->name);
     if (name[0] && kiln_model_find_layer(m, name) >= 0)
         return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: a layer named '%s' exists already", name);
-    if (kiln_checkpoint_check_layer_name(cfg->name) != KILN_OK) return kiln_error_context(KILN_ERR_INVALID_ARG, "kiln_model_add");
+    if (kiln_layer_name_check_reserved(cfg->name) != KILN_OK) return kiln_error_context(KILN_ERR_INVALID_ARG, "kiln_model_add");
     if (m->n_nodes >= KILN_MODEL_MAX_LAYERS)
         return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: model '%s' has %d layers, the most a model may have",
                           m->name, KILN_MODEL_MAX_LAYERS);

@@ -177,9 +177,11 @@ bool kiln_model_fuses_softmax(const kiln_model *m);
  * and Adam's type); a checkpoint's kiln.iterations is refused above it, and a step at it fails. */
 #define KILN_ITERATIONS_MAX ((int64_t)1 << 53)
 
-/* checkpoint.c: refuses a layer name kiln keeps for its checkpoints ("optimizer", "kiln" and
- * names under them), with a message naming the layer */
-kiln_status kiln_checkpoint_check_layer_name(const char *layer);
+/* reserved_names.c: "optimizer.<weight>.<slot>" names optimizer state in a full checkpoint
+ * (checkpoint.c); a layer name kiln keeps for its checkpoints ("optimizer", "kiln" and names
+ * under them) is refused, with a message naming the layer */
+#define KILN_SLOT_PREFIX "optimizer"
+kiln_status kiln_layer_name_check_reserved(const char *layer);
 
 /* optimizer.c: one optimizer step over the trainable weights */
 kiln_status kiln_model_apply_gradients(kiln_model *m);
