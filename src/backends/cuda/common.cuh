@@ -37,10 +37,23 @@ static inline kiln_status kiln_cuda_check_blas(cublasStatus_t e, const char *cal
                       line, cublasGetStatusString(e));
 }
 
+// cuDNN 9 groups its statuses by thousands (cudnn_graph.h: CUDNN_STATUS_CATEGORY): every
+// CUDNN_STATUS_NOT_SUPPORTED_* code (3000..3999: shape, data type, layout, arch, shared memory...)
+// is a configuration cuDNN refuses, not a broken device, so it is KILN_ERR_UNSUPPORTED and a
+// caller (the benchmark, the parity tests) can skip that row with cuDNN's reason.
+static inline kiln_status kiln_cuda_dnn_code(cudnnStatus_t e) {
+    if (e == CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED ||
+        e == CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED)
+        return KILN_ERR_OOM; // ALLOC_FAILED is the host code's old, deprecated name
+    if ((int)CUDNN_STATUS_CATEGORY((int)e) == (int)CUDNN_STATUS_NOT_SUPPORTED)
+        return KILN_ERR_UNSUPPORTED;
+    return KILN_ERR_DEVICE;
+}
+
 static inline kiln_status kiln_cuda_check_dnn(cudnnStatus_t e, const char *call,
                                               const char *file, int line) {
     if (e == CUDNN_STATUS_SUCCESS) return KILN_OK;
-    kiln_status code = e == CUDNN_STATUS_ALLOC_FAILED ? KILN_ERR_OOM : KILN_ERR_DEVICE;
+    kiln_status code = kiln_cuda_dnn_code(e);
     return kiln_error(code, "cuDNN: %s failed at %s:%d: %s", call, kiln_cuda_basename(file),
                       line, cudnnGetErrorString(e));
 }
