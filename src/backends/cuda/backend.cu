@@ -193,6 +193,7 @@ static void cuda_free(kiln_backend *be) {
         if (cudaSetDevice(c->device) != cudaSuccess) (void)cudaGetLastError();
         if (c->stream && cudaStreamSynchronize(c->stream) != cudaSuccess) (void)cudaGetLastError();
         if (c->pool && c->scratch) kiln_cuda_pool_release(c->pool, c->scratch);
+        kiln_cuda_bn_plans_free(c->bn_plans);
         for (int k = 0; k < KILN_MAX_MARKS; k++)
             if (c->marks[k]) (void)cudaEventDestroy(c->marks[k]);
         if (c->cudnn) cudnnDestroy(c->cudnn);

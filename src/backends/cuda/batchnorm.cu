@@ -2,17 +2,61 @@
 // BN_BWD_INFER): the plan of each call (channels last or first, vector width, mode, splits,
 // how many items stay on chip) and the launches of kiln's kernels (bn_kernels.cuh); cuDNN's
 // implementation (batchnorm_cudnn.cu) when the op asks for it and has a cuDNN counterpart.
+// A plan (function attributes, occupancy, path) is made once per shape and kept in the backend
+// context's plan cache (kiln_cuda_bn_plans, below), with the device's attributes.
+#include <stdlib.h>
+
 #include "bn_kernels.cuh"
 
 using namespace kiln_bn;
 
-namespace {
-
-typedef void (*kernel_fn)(bn_args);
+namespace kiln_bn {
 
 struct device_info {
     int sms, coop, smem_block_optin, smem_sm;
 };
+
+struct plan {
+    bool cl, vec;
+    int vw;                          // elements per vector access
+    int L;                           // channel slots per warp
+    int64_t cv, items, step, tiles;  // see bn_args; step: items per block per k; tiles = gridDim.x
+    int mode, S, kc;                 // mode, splits (gridDim.y), items kept per thread
+    size_t dyn;                      // dynamic shared memory per block
+};
+
+// What a plan depends on besides the device: the geometry, the dtype (its size and its
+// kernels' registers), the pass (RED_STATS, RED_GRAD, or -1: an elementwise pass), the forced
+// impl and frozen (reducing passes only), whether the pointers allow 16-byte vectors.
+// Compared with memcmp: made by make_key only, which zeroes it first.
+struct plan_key {
+    int64_t outer, c, inner;
+    int32_t dtype, pass, impl;
+    uint8_t aligned, frozen, pad[2];
+};
+
+} // namespace kiln_bn
+
+// A few dozen plans, the least recently used one replaced: a network has a handful of BN
+// shapes, a benchmark sweep a few dozen.
+enum { kPlanSlots = 64 };
+
+struct kiln_cuda_bn_plans {
+    bool have_dev;
+    device_info dev;
+    uint64_t tick;
+    struct slot {
+        plan_key key;
+        plan p;
+        uint64_t used; // 0: empty
+    } slots[kPlanSlots];
+};
+
+extern "C" void kiln_cuda_bn_plans_free(kiln_cuda_bn_plans *plans) { free(plans); }
+
+namespace {
+
+typedef void (*kernel_fn)(bn_args);
 
 kiln_status query_device(kiln_backend *be, device_info *d) {
     const int dev = kiln_cuda_ctx_of(be)->device;
@@ -24,15 +68,6 @@ kiln_status query_device(kiln_backend *be, device_info *d) {
 }
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-struct plan {
-    bool cl, vec;
-    int vw;                          // elements per vector access
-    int L;                           // channel slots per warp
-    int64_t cv, items, step, tiles;  // see bn_args; step: items per block per k; tiles = gridDim.x
-    int mode, S, kc;                 // mode, splits (gridDim.y), items kept per thread
-    size_t dyn;                      // dynamic shared memory per block
-};
 
 // The shape's part of the plan. Vectors of 16 bytes need every access aligned: the base
 // pointers (checked by the caller) and a row (C, channels last) or plane (H*W, channels first)
@@ -140,29 +175,91 @@ kiln_status carve(kiln_backend *be, size_t part_bytes, int64_t C, bn_args *a) {
     return KILN_OK;
 }
 
-// Runs a plan. `kern` reduces (and, LOCAL/COOP, applies); MULTI applies with `apply`, reading
-// `apply_in` as its x (the frozen backward scales dy alone).
-kiln_status launch(kiln_backend *be, bn_args a, const plan &p, kernel_fn kern, kernel_fn fin,
-                   kernel_fn apply, const void *apply_in) {
-    cudaStream_t st = kiln_cuda_stream(be);
-    const dim3 grid((unsigned)p.tiles, (unsigned)p.S), block(kThreads);
+// ---- the plan cache ----------------------------------------------------------------------
+
+kiln_status plans_of(kiln_backend *be, kiln_cuda_bn_plans **out) {
+    kiln_cuda_ctx *c = kiln_cuda_ctx_of(be);
+    if (!c->bn_plans) {
+        c->bn_plans = static_cast<kiln_cuda_bn_plans *>(calloc(1, sizeof *c->bn_plans));
+        if (!c->bn_plans) return kiln_error(KILN_ERR_OOM, "batchnorm: out of host memory for the plan cache");
+    }
+    if (!c->bn_plans->have_dev) {
+        KILN_TRY(query_device(be, &c->bn_plans->dev));
+        c->bn_plans->have_dev = true;
+    }
+    *out = c->bn_plans;
+    return KILN_OK;
+}
+
+plan_key make_key(const kiln_bn_geom &g, kiln_dtype dtype, int pass, kiln_bn_impl impl, bool frozen,
+                  bool aligned) {
+    plan_key k;
+    memset(&k, 0, sizeof k); // the padding too: keys are compared with memcmp
+    k.outer = g.outer;
+    k.c = g.c;
+    k.inner = g.inner;
+    k.dtype = (int32_t)dtype;
+    k.pass = pass;
+    k.impl = pass < 0 ? 0 : (int32_t)impl;
+    k.frozen = pass < 0 ? 0 : (uint8_t)frozen;
+    k.aligned = (uint8_t)aligned;
+    return k;
+}
+
+// The cached plan for k, or NULL (a miss: `*evict` is the slot to fill, empty or least recent).
+plan *find_plan(kiln_cuda_bn_plans *pc, const plan_key &k, kiln_cuda_bn_plans::slot **evict) {
+    kiln_cuda_bn_plans::slot *lru = &pc->slots[0];
+    for (int i = 0; i < kPlanSlots; i++) {
+        kiln_cuda_bn_plans::slot *sl = &pc->slots[i];
+        if (sl->used && memcmp(&sl->key, &k, sizeof k) == 0) {
+            sl->used = ++pc->tick;
+            return &sl->p;
+        }
+        if (sl->used < lru->used) lru = sl;
+    }
+    *evict = lru;
+    return NULL;
+}
+
+// The plan for k: cached, or made by make(plan *) and kept (a failed make keeps nothing).
+template <class Make>
+kiln_status cached_plan(kiln_cuda_bn_plans *pc, const plan_key &k, Make make, plan **out) {
+    kiln_cuda_bn_plans::slot *sl = NULL;
+    if ((*out = find_plan(pc, k, &sl)) != NULL) return KILN_OK;
+    plan p = {};
+    KILN_TRY(make(&p));
+    sl->key = k;
+    sl->p = p;
+    sl->used = ++pc->tick;
+    *out = &sl->p;
+    return KILN_OK;
+}
+
+// ---- launches ------------------------------------------------------------------------------
+
+// bn_args with a plan's launch fields.
+bn_args planned(bn_args a, const plan &p) {
     a.L = p.L;
     a.S = p.S;
     a.kc = p.kc;
     a.cv = p.cv;
     a.items = p.items;
     a.mode = p.mode;
+    return a;
+}
+
+// Runs a LOCAL, MULTI or APPLY plan (COOP: launch_coop). `kern` reduces (and, LOCAL, applies);
+// MULTI applies with `apply`, reading `apply_in` as its x (the frozen backward scales dy alone).
+kiln_status launch(kiln_backend *be, bn_args a, const plan &p, kernel_fn kern, kernel_fn fin,
+                   kernel_fn apply, const void *apply_in) {
+    cudaStream_t st = kiln_cuda_stream(be);
+    const dim3 grid((unsigned)p.tiles, (unsigned)p.S), block(kThreads);
+    a = planned(a, p);
     switch (p.mode) {
     case MODE_LOCAL:
         kern<<<grid, block, p.dyn, st>>>(a);
         KILN_CUDA_CHECK_LAUNCH("bn_kernel (a block per channel tile)");
         return KILN_OK;
-    case MODE_COOP: {
-        void *args[] = {&a};
-        KILN_CUDA_TRY(cudaLaunchCooperativeKernel((const void *)kern, grid, block, args, p.dyn, st));
-        KILN_CUDA_CHECK_LAUNCH("bn_kernel (cooperative)");
-        return KILN_OK;
-    }
     case MODE_MULTI:
         a.mode = MODE_REDUCE;
         kern<<<grid, block, 0, st>>>(a);
@@ -175,12 +272,64 @@ kiln_status launch(kiln_backend *be, bn_args a, const plan &p, kernel_fn kern, k
         apply<<<grid, block, 0, st>>>(a);
         KILN_CUDA_CHECK_LAUNCH("bn_kernel (apply)");
         return KILN_OK;
-    default: // MODE_APPLY
+    case MODE_APPLY:
         a.kc = 0;
         kern<<<grid, block, 0, st>>>(a);
         KILN_CUDA_CHECK_LAUNCH("bn_kernel (apply)");
         return KILN_OK;
+    default:
+        return kiln_error(KILN_ERR_INVALID_ARG, "batchnorm: mode %d is not launched here", p.mode);
     }
+}
+
+// The one cooperative launch, its status as the runtime returns it (the caller decides).
+cudaError_t launch_coop(cudaStream_t st, bn_args a, const plan &p, kernel_fn kern) {
+    a = planned(a, p);
+    void *args[] = {&a};
+    return cudaLaunchCooperativeKernel((const void *)kern, dim3((unsigned)p.tiles, (unsigned)p.S),
+                                       dim3(kThreads), args, p.dyn, st);
+}
+
+// A refused cooperative launch: cudaErrorCooperativeLaunchTooLarge when fewer blocks can be
+// resident than the occupancy query promised (MPS limiting the SMs, a sanitizer's own use of
+// the device). In automatic mode (KILN_BN_IMPL_KILN) MULTI computes the same result without a
+// grid-wide barrier, so the call falls back to it; a forced GRID impl reports the refusal.
+// (Pure, so a test on an emulated device can drive both answers.)
+bool coop_falls_back(cudaError_t e, kiln_bn_impl impl) {
+    return e == cudaErrorCooperativeLaunchTooLarge && impl == KILN_BN_IMPL_KILN;
+}
+
+// A plan turned to MULTI (after a refused cooperative launch).
+void to_multi(plan *p, int sms) {
+    p->mode = MODE_MULTI;
+    p->S = streaming_splits(*p, sms);
+    p->kc = 0;
+    p->dyn = 0;
+}
+
+// The [S][C] partials a plan needs (none for LOCAL).
+template <int RED> size_t partial_bytes(const plan &p, int64_t C) {
+    if (p.mode == MODE_LOCAL) return 0;
+    return (size_t)p.S * (size_t)C * (RED == RED_STATS ? sizeof(wpart) : sizeof(gpart));
+}
+
+// A COOP plan's launch. *fell_back: the runtime refused it and the plan is now MULTI (kept in
+// the cache, so the shape does not ask again); else the launch's status.
+template <int RED>
+kiln_status try_coop(kiln_backend *be, bn_args a, plan *p, kernel_fn kern, kiln_bn_impl impl, int sms,
+                     bool *fell_back) {
+    *fell_back = false;
+    KILN_TRY(carve(be, partial_bytes<RED>(*p, a.C), a.C, &a));
+    const cudaError_t e = launch_coop(kiln_cuda_stream(be), a, *p, kern);
+    if (coop_falls_back(e, impl)) {
+        (void)cudaGetLastError(); // not sticky: cleared so the next launch check is not blamed
+        to_multi(p, sms);
+        *fell_back = true;
+        return KILN_OK;
+    }
+    KILN_TRY(kiln_cuda_check_rt(e, "cudaLaunchCooperativeKernel(bn_kernel)", __FILE__, __LINE__));
+    KILN_CUDA_CHECK_LAUNCH("bn_kernel (cooperative)");
+    return KILN_OK;
 }
 
 template <int RED, class T> kernel_fn pick(const plan &p) {
@@ -195,34 +344,47 @@ template <int RED, class T> kernel_fn pick_finalize(const plan &p) {
 
 // Coefficients per channel, then one elementwise pass over a.x (x, or dy).
 template <class T>
-kiln_status elementwise(kiln_backend *be, bn_args a, const kiln_bn_geom &g, int kind,
-                        bool aligned, const device_info &d) {
+kiln_status elementwise(kiln_backend *be, kiln_cuda_bn_plans *pc, bn_args a, const kiln_bn_geom &g,
+                        const plan_key &k, int kind) {
     KILN_TRY(carve(be, 0, g.c, &a));
     bn_coef_kernel<<<kiln_cuda_blocks(g.c, kThreads), kThreads, 0, kiln_cuda_stream(be)>>>(a, kind);
     KILN_CUDA_CHECK_LAUNCH("bn_coef_kernel");
     if (g.n == 0) return KILN_OK;
-    plan p = shape_plan(g, sizeof(T), aligned);
-    p.mode = MODE_APPLY;
-    p.S = streaming_splits(p, d.sms);
-    return launch(be, a, p, pick<RED_STATS, T>(p), NULL, NULL, NULL);
+    const int sms = pc->dev.sms;
+    auto make = [&](plan *p) -> kiln_status {
+        *p = shape_plan(g, sizeof(T), k.aligned != 0);
+        p->mode = MODE_APPLY;
+        p->S = streaming_splits(*p, sms);
+        return KILN_OK;
+    };
+    plan *p = NULL;
+    KILN_TRY(cached_plan(pc, k, make, &p));
+    return launch(be, a, *p, pick<RED_STATS, T>(*p), NULL, NULL, NULL);
 }
 
 // Statistics (RED_STATS: forward training) or gradient sums (RED_GRAD: backward), then apply.
 template <int RED, class T>
-kiln_status reduce_apply(kiln_backend *be, bn_args a, const kiln_bn_geom &g, kiln_bn_impl impl,
-                         bool aligned, const device_info &d) {
-    plan p = shape_plan(g, sizeof(T), aligned);
-    const kernel_fn kern = pick<RED, T>(p);
-    if (a.frozen) { // dgamma, dbeta by reduction; dx = A dy by the apply kernel
-        p.mode = MODE_MULTI;
-        p.S = streaming_splits(p, d.sms);
-    } else {
-        KILN_TRY(choose_mode(d, kern, RED == RED_GRAD ? 2 : 1, sizeof(T), impl, &p));
+kiln_status reduce_apply(kiln_backend *be, kiln_cuda_bn_plans *pc, bn_args a, const kiln_bn_geom &g,
+                         const plan_key &k, kiln_bn_impl impl) {
+    const device_info &d = pc->dev;
+    auto make = [&](plan *p) -> kiln_status {
+        *p = shape_plan(g, sizeof(T), k.aligned != 0);
+        if (a.frozen) { // dgamma, dbeta by reduction; dx = A dy by the apply kernel
+            to_multi(p, d.sms);
+            return KILN_OK;
+        }
+        return choose_mode(d, pick<RED, T>(*p), RED == RED_GRAD ? 2 : 1, sizeof(T), impl, p);
+    };
+    plan *p = NULL;
+    KILN_TRY(cached_plan(pc, k, make, &p));
+    const kernel_fn kern = pick<RED, T>(*p);
+    if (p->mode == MODE_COOP) {
+        bool fell_back = false;
+        KILN_TRY(try_coop<RED>(be, a, p, kern, impl, d.sms, &fell_back));
+        if (!fell_back) return KILN_OK;
     }
-    const size_t part = (p.mode == MODE_LOCAL) ? 0
-                        : (size_t)p.S * (size_t)g.c * (RED == RED_STATS ? sizeof(wpart) : sizeof(gpart));
-    KILN_TRY(carve(be, part, g.c, &a));
-    return launch(be, a, p, kern, pick_finalize<RED, T>(p), a.frozen ? pick<RED_STATS, T>(p) : kern,
+    KILN_TRY(carve(be, partial_bytes<RED>(*p, g.c), g.c, &a));
+    return launch(be, a, *p, kern, pick_finalize<RED, T>(*p), a.frozen ? pick<RED_STATS, T>(*p) : kern,
                   a.frozen ? a.dy : a.x);
 }
 
@@ -237,9 +399,10 @@ template <class T> kiln_status bn_run(kiln_backend *be, const kiln_op *op) {
                           "kiln_%s: %lld values per channel, %lld channels: the CUDA kernels take "
                           "fewer than 2^31 of each", kiln_op_name(op->type), (long long)g.n,
                           (long long)g.c);
-    device_info d;
-    KILN_TRY(query_device(be, &d));
+    kiln_cuda_bn_plans *pc = NULL;
+    KILN_TRY(plans_of(be, &pc));
     const kiln_bn_impl impl = in.impl;
+    bool al = false;
     bn_args a = {};
     a.outer = g.outer;
     a.C = g.c;
@@ -260,7 +423,9 @@ template <class T> kiln_status bn_run(kiln_backend *be, const kiln_op *op) {
         a.save_invstd = f32_or_null(in.save_invstd);
         a.keep = in.keep;
         a.w = in.weight;
-        return reduce_apply<RED_STATS, T>(be, a, g, impl, aligned16(a.x) && aligned16(a.out), d);
+        al = aligned16(a.x) && aligned16(a.out);
+        return reduce_apply<RED_STATS, T>(be, pc, a, g, make_key(g, op->dtype, RED_STATS, impl, a.frozen, al),
+                                          impl);
     case KILN_OP_BN_FWD_INFER:
         a.x = in.x->data;
         a.out = in.y->data;
@@ -269,7 +434,8 @@ template <class T> kiln_status bn_run(kiln_backend *be, const kiln_op *op) {
         a.var_in = f32_or_null(in.var);
         a.save_mean = f32_or_null(in.save_mean);
         a.save_invstd = f32_or_null(in.save_invstd);
-        return elementwise<T>(be, a, g, COEF_INFER, aligned16(a.x) && aligned16(a.out), d);
+        al = aligned16(a.x) && aligned16(a.out);
+        return elementwise<T>(be, pc, a, g, make_key(g, op->dtype, -1, impl, false, al), COEF_INFER);
     case KILN_OP_BN_BWD:
         a.x = in.x->data;
         a.dy = in.dy->data;
@@ -280,15 +446,18 @@ template <class T> kiln_status bn_run(kiln_backend *be, const kiln_op *op) {
         a.dbeta = f32_or_null(in.dbeta);
         if (a.frozen && !a.dgamma && !a.dbeta) { // dx = dy gamma invstd
             a.x = a.dy;
-            return elementwise<T>(be, a, g, COEF_DX_INVSTD, aligned16(a.x) && aligned16(a.out), d);
+            al = aligned16(a.x) && aligned16(a.out);
+            return elementwise<T>(be, pc, a, g, make_key(g, op->dtype, -1, impl, false, al), COEF_DX_INVSTD);
         }
-        return reduce_apply<RED_GRAD, T>(be, a, g, impl,
-                                         aligned16(a.x) && aligned16(a.dy) && aligned16(a.out), d);
+        al = aligned16(a.x) && aligned16(a.dy) && aligned16(a.out);
+        return reduce_apply<RED_GRAD, T>(be, pc, a, g, make_key(g, op->dtype, RED_GRAD, impl, a.frozen, al),
+                                         impl);
     case KILN_OP_BN_BWD_INFER:
         a.x = in.dy->data; // scaled alone
         a.out = in.dx->data;
         a.var_in = f32_or_null(in.var);
-        return elementwise<T>(be, a, g, COEF_DX_VAR, aligned16(a.x) && aligned16(a.out), d);
+        al = aligned16(a.x) && aligned16(a.out);
+        return elementwise<T>(be, pc, a, g, make_key(g, op->dtype, -1, impl, false, al), COEF_DX_VAR);
     default:
         return kiln_error(KILN_ERR_UNSUPPORTED, "batchnorm: op %s is not a BN op", kiln_op_name(op->type));
     }

@@ -35,6 +35,9 @@ void kiln_cuda_pool_free(kiln_cuda_pool *p);
 
 /* ---- the backend context (created by backend.cu; its shared resources in context.cu) -------- */
 
+/* The BN plans already made (batchnorm.cu): defined there, freed by kiln_cuda_bn_plans_free. */
+typedef struct kiln_cuda_bn_plans kiln_cuda_bn_plans;
+
 typedef struct kiln_cuda_ctx {
     int device;
     cudaStream_t stream;       /* every op and async copy of the backend runs here, in order */
@@ -44,6 +47,7 @@ typedef struct kiln_cuda_ctx {
     void *scratch;             /* kiln_cuda_scratch's buffer, from the pool, never shrinks */
     size_t scratch_bytes;
     cudaEvent_t marks[KILN_MAX_MARKS]; /* kiln_backend_mark's events, created on first use */
+    kiln_cuda_bn_plans *bn_plans; /* kiln's BN plans per shape, made on first use */
 } kiln_cuda_ctx;
 
 static inline kiln_cuda_ctx *kiln_cuda_ctx_of(const kiln_backend *be) {
@@ -97,6 +101,8 @@ kiln_status kiln_cuda_optim(kiln_backend *be, const kiln_op *op);
 /* batchnorm.cu: BN_FWD_TRAIN, BN_FWD_INFER, BN_BWD, BN_BWD_INFER (kiln's kernels, or cuDNN's
  * when the op's impl asks for it) */
 kiln_status kiln_cuda_batchnorm(kiln_backend *be, const kiln_op *op);
+/* The plan cache of kiln_cuda_batchnorm (host memory only); NULL is allowed. */
+void kiln_cuda_bn_plans_free(kiln_cuda_bn_plans *plans);
 /* batchnorm_cudnn.cu: the BN ops that cuDNN has, through cuDNN (called by kiln_cuda_batchnorm) */
 kiln_status kiln_cuda_batchnorm_cudnn(kiln_backend *be, const kiln_op *op);
 
