@@ -193,6 +193,8 @@ static void cuda_free(kiln_backend *be) {
         if (cudaSetDevice(c->device) != cudaSuccess) (void)cudaGetLastError();
         if (c->stream && cudaStreamSynchronize(c->stream) != cudaSuccess) (void)cudaGetLastError();
         if (c->pool && c->scratch) kiln_cuda_pool_release(c->pool, c->scratch);
+        if (c->pool && c->bn_ones) kiln_cuda_pool_release(c->pool, c->bn_ones);
+        if (c->pool && c->bn_zeros) kiln_cuda_pool_release(c->pool, c->bn_zeros);
         kiln_cuda_bn_plans_free(c->bn_plans);
         for (int k = 0; k < KILN_MAX_MARKS; k++)
             if (c->marks[k]) (void)cudaEventDestroy(c->marks[k]);

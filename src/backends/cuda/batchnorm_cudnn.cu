@@ -66,31 +66,70 @@ kiln_status make_descs(const kiln_tensor *x, kiln_layout layout, bool inference,
     return KILN_OK;
 }
 
-// Scratch: C ones (gamma when scale is off), C zeros (beta when center is off), C + C floats for
-// unwanted dgamma, dbeta, then cuDNN's workspace; every slice 256-byte aligned.
+// Scratch: C + C floats for unwanted dgamma, dbeta, then cuDNN's workspace; every slice 256-byte
+// aligned. Nothing is written into it here: a call with gamma and beta given queues no fill.
 struct dnn_scratch {
-    float *ones, *zeros, *dgamma, *dbeta;
+    float *dgamma, *dbeta;
     void *work;
 };
+
+kiln_status get_scratch(kiln_backend *be, int64_t C, size_t work_bytes, dnn_scratch *s) {
+    const size_t slice = ((size_t)C * sizeof(float) + 255) & ~(size_t)255;
+    void *base = NULL;
+    KILN_TRY(kiln_cuda_scratch(be, 2 * slice + work_bytes, &base));
+    char *b = static_cast<char *>(base);
+    s->dgamma = reinterpret_cast<float *>(b);
+    s->dbeta = reinterpret_cast<float *>(b + slice);
+    s->work = work_bytes ? b + 2 * slice : NULL;
+    return KILN_OK;
+}
 
 struct fill_ones {
     float *p;
     __device__ void operator()(int64_t i) const { p[i] = 1.0f; }
 };
 
-kiln_status get_scratch(kiln_backend *be, int64_t C, size_t work_bytes, dnn_scratch *s) {
-    const size_t slice = ((size_t)C * sizeof(float) + 255) & ~(size_t)255;
-    void *base = NULL;
-    KILN_TRY(kiln_cuda_scratch(be, 4 * slice + work_bytes, &base));
-    char *b = static_cast<char *>(base);
-    s->ones = reinterpret_cast<float *>(b);
-    s->zeros = reinterpret_cast<float *>(b + slice);
-    s->dgamma = reinterpret_cast<float *>(b + 2 * slice);
-    s->dbeta = reinterpret_cast<float *>(b + 3 * slice);
-    s->work = work_bytes ? b + 4 * slice : NULL;
-    cudaStream_t st = kiln_cuda_stream(be);
-    KILN_TRY(kiln_cuda_map(st, C, fill_ones{s->ones}, "launch of fill_ones"));
-    KILN_CUDA_TRY(cudaMemsetAsync(s->zeros, 0, (size_t)C * sizeof(float), st));
+// gamma = 1 and beta = 0 for a layer without scale or center: the context keeps C of each,
+// filled once and again only when a layer with more channels comes (they outlive the call, so
+// they are not in the scratch buffer, which the next op may overwrite).
+kiln_status bn_constants(kiln_backend *be, int64_t C, const float **ones, const float **zeros) {
+    kiln_cuda_ctx *c = kiln_cuda_ctx_of(be);
+    if (C > c->bn_const_c) {
+        const size_t bytes = (size_t)C * sizeof(float);
+        void *o = NULL, *z = NULL;
+        KILN_TRY(kiln_cuda_alloc(be, bytes, &o));
+        kiln_status s = kiln_cuda_alloc(be, bytes, &z);
+        if (s == KILN_OK)
+            s = kiln_cuda_map(c->stream, C, fill_ones{static_cast<float *>(o)}, "launch of fill_ones");
+        if (s == KILN_OK)
+            s = kiln_cuda_check_rt(cudaMemsetAsync(z, 0, bytes, c->stream), "cudaMemsetAsync(zeros)",
+                                   __FILE__, __LINE__);
+        if (s != KILN_OK) {
+            kiln_cuda_pool_release(c->pool, o);
+            kiln_cuda_pool_release(c->pool, z);
+            return s;
+        }
+        kiln_cuda_pool_release(c->pool, c->bn_ones); // queued work still using them runs first
+        kiln_cuda_pool_release(c->pool, c->bn_zeros);
+        c->bn_ones = static_cast<float *>(o);
+        c->bn_zeros = static_cast<float *>(z);
+        c->bn_const_c = C;
+    }
+    *ones = c->bn_ones;
+    *zeros = c->bn_zeros;
+    return KILN_OK;
+}
+
+// gamma and beta of a call: the layer's own, or the context's constants when it has none (the
+// backward reads no beta).
+kiln_status gamma_beta(kiln_backend *be, const kiln_op *op, int64_t C, const float **gamma,
+                       const float **beta) {
+    const kiln_bn_args &a = op->bn;
+    const bool need_beta = op->type != KILN_OP_BN_BWD;
+    const float *ones = NULL, *zeros = NULL;
+    if (!a.gamma || (need_beta && !a.beta)) KILN_TRY(bn_constants(be, C, &ones, &zeros));
+    *gamma = a.gamma ? static_cast<const float *>(a.gamma->data) : ones;
+    *beta = a.beta ? static_cast<const float *>(a.beta->data) : zeros;
     return KILN_OK;
 }
 
@@ -109,10 +148,6 @@ struct moving_update {
         mv[c] = kiln_bn_moving(mv[c], kiln_bn_sample_var(var, n, unbiased), keep, w);
     }
 };
-
-const float *chan(const kiln_tensor *t, const float *dflt) {
-    return t ? static_cast<const float *>(t->data) : dflt;
-}
 
 } // namespace
 
@@ -140,11 +175,11 @@ extern "C" kiln_status kiln_cuda_batchnorm_cudnn(kiln_backend *be, const kiln_op
                                                                         d.bn, NULL, &work));
     dnn_scratch sc;
     KILN_TRY(get_scratch(be, g.c, work, &sc));
-    const float *gamma = chan(a.gamma, sc.ones);
+    const float *gamma = NULL, *beta = NULL;
+    KILN_TRY(gamma_beta(be, op, g.c, &gamma, &beta));
     const void *x = a.x->data;
     switch (op->type) {
     case KILN_OP_BN_FWD_TRAIN: {
-        const float *beta = chan(a.beta, sc.zeros);
         void *y = a.y->data, *sm = a.save_mean->data, *sv = a.save_invstd->data;
         if (reserve == 0)
             KILN_CUDNN_TRY(cudnnBatchNormalizationForwardTrainingEx(
@@ -163,7 +198,7 @@ extern "C" kiln_status kiln_cuda_batchnorm_cudnn(kiln_backend *be, const kiln_op
     }
     case KILN_OP_BN_FWD_INFER:
         KILN_CUDNN_TRY(cudnnBatchNormalizationForwardInference(
-            h, mode, &one, &zero, d.x, x, d.x, a.y->data, d.bn, gamma, chan(a.beta, sc.zeros),
+            h, mode, &one, &zero, d.x, x, d.x, a.y->data, d.bn, gamma, beta,
             a.mean->data, a.var->data, eps));
         return KILN_OK;
     case KILN_OP_BN_BWD: {

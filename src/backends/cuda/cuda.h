@@ -48,6 +48,8 @@ typedef struct kiln_cuda_ctx {
     size_t scratch_bytes;
     cudaEvent_t marks[KILN_MAX_MARKS]; /* kiln_backend_mark's events, created on first use */
     kiln_cuda_bn_plans *bn_plans; /* kiln's BN plans per shape, made on first use */
+    float *bn_ones, *bn_zeros;    /* cuDNN BN's gamma = 1, beta = 0 when a layer has none: */
+    int64_t bn_const_c;           /* bn_const_c of each, from the pool, filled once */
 } kiln_cuda_ctx;
 
 static inline kiln_cuda_ctx *kiln_cuda_ctx_of(const kiln_backend *be) {
