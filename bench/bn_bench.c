@@ -32,7 +32,7 @@ typedef struct bn_opts {
     const char *device, *json, *md;
     unsigned sets, dtypes, layouts, variants;
     int reps, warmup, cpu_reps;
-    bool list;
+    bool list, no_skip;
 } bn_opts;
 
 /* ---- tensors of one config on one backend ------------------------------------------------- */
@@ -153,9 +153,9 @@ static void set_message(bench_result *r, const char *fmt, ...) {
         if (*p == '|' || *p == '\n') *p = '/'; /* keeps the Markdown table whole */
 }
 
-/* Validates, then times, one implementation in one direction. */
-static void run_one(bench_device *d, const bench_bn_host *h, bn_bufs *b, const impl_spec *im,
-                    int dir, const bn_opts *o, bn_scratch *sc, bench_result *r) {
+/* A result of im on h in direction dir, not yet run. */
+static void result_init(const bench_device *d, const bench_bn_host *h, const impl_spec *im, int dir,
+                        bench_result *r) {
     memset(r, 0, sizeof *r);
     r->cfg = h->cfg;
     r->dir = dir;
@@ -166,6 +166,12 @@ static void run_one(bench_device *d, const bench_bn_host *h, bn_bufs *b, const i
     r->bytes = bench_bn_bytes(h->cfg, dir);
     r->copy_gbps = d->copy_gbps;
     r->t.median_ms = r->t.min_ms = r->t.p90_ms = NAN;
+}
+
+/* Validates, then times, one implementation in one direction. */
+static void run_one(bench_device *d, const bench_bn_host *h, bn_bufs *b, const impl_spec *im,
+                    int dir, const bn_opts *o, bn_scratch *sc, bench_result *r) {
+    result_init(d, h, im, dir, r);
     bn_call k = {b, bench_bn_params(h->cfg, im->impl), dir};
     bench_bn_out out;
     kiln_clear_error();
@@ -198,7 +204,7 @@ static void bn_usage(FILE *f) {
             "usage: kiln-bench bn [--device cpu|cuda] [--cases all|seed|resnet50|pathological|small]\n"
             "                     [--dtype f32|f16|bf16|all] [--layout nhwc|nchw|all]\n"
             "                     [--variant all|LIST] [--reps N] [--warmup N] [--cpu-reps N]\n"
-            "                     [--json FILE] [--md FILE] [--list]\n"
+            "                     [--json FILE] [--md FILE] [--list] [--no-skip]\n"
             "  --device    cuda (default) or cpu; without a usable GPU, cuda prints\n"
             "              \"no CUDA device: <reason>\" and exits 1\n"
             "  --cases     sets, comma-separated (default: all on cuda, small on cpu)\n"
@@ -206,7 +212,10 @@ static void bn_usage(FILE *f) {
             "              4 or cudnn, cpu (the CPU backend, on small cases only); default all\n"
             "  --reps      timed repetitions, median reported (default 50 cuda, 10 cpu)\n"
             "  --json      JSON lines to FILE (default: stdout); --md: Markdown table to FILE\n"
-            "  --list      print the chosen configs as JSON lines and exit\n");
+            "  --list      print the chosen configs as JSON lines and exit\n"
+            "  --no-skip   also time kiln-block where its blocks cannot fill the GPU (fewer channel\n"
+            "              tiles than SMs) and the inference forward of every kiln variant (by\n"
+            "              default it runs the same kernel on every path and is timed once)\n");
 }
 
 /* names of a comma list -> bits; names[i] sets bit i (or the bit in bits[] when given) */
@@ -251,6 +260,10 @@ static bool parse_bn_opts(int argc, char **argv, bn_opts *o) {
         bool ok = true;
         if (!strcmp(a, "--list")) {
             o->list = true;
+            continue;
+        }
+        if (!strcmp(a, "--no-skip")) {
+            o->no_skip = true;
             continue;
         }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -325,6 +338,48 @@ static void print_progress(const bench_result *r, int k, int n) {
                 r->status, r->message);
 }
 
+/* ---- what is not timed (docs/gpu.md: the bn stage fits one 10-minute call) ----------------- */
+
+/* kiln-block's grid: one block per channel tile, counted as batchnorm.cu's shape_plan counts
+ * them (channels first: a channel per block; channels last: up to 32 channel vectors of 16
+ * bytes per block; the benchmark's tensors are aligned). */
+static int64_t block_tiles(const bench_config *c) {
+    const bench_case *cs = c->cs;
+    if (cs->h && c->layout == KILN_LAYOUT_NCHW) return cs->c;
+    const int64_t v = 16 / (int64_t)kiln_dtype_size(c->dtype), cv = cs->c % v == 0 ? cs->c / v : cs->c;
+    int64_t l = 1;
+    while (l < 32 && l < cv) l <<= 1;
+    return (cv + l - 1) / l;
+}
+
+/* True (and r filled as "skipped") when im in direction dir is not worth GPU time:
+ *  - kiln-block with fewer channel tiles than SMs leaves most of the GPU idle (one block on
+ *    ResNet-50's 822 MB tensors: tens of ms a call), so it says nothing about the kernels;
+ *  - the inference forward is one elementwise kernel whatever path is forced, so it is timed
+ *    once per config, by the first kiln variant (*infer_by remembers which).
+ * --no-skip times everything. */
+static bool skipped(const bench_device *d, const bench_bn_host *h, const impl_spec *im, int dir,
+                    const bn_opts *o, const char **infer_by, bench_result *r) {
+    if (o->no_skip || !strcmp(d->kind, "cpu") || im->impl == KILN_BN_IMPL_CUDNN) return false;
+    const int64_t tiles = block_tiles(h->cfg);
+    if (im->impl == KILN_BN_IMPL_KILN_BLOCK && dir != BENCH_DIR_FWD_INFER && tiles < d->sms) {
+        result_init(d, h, im, dir, r);
+        r->status = "skipped";
+        set_message(r, "%lld channel tiles for %d SMs: a block per tile cannot fill the GPU",
+                    (long long)tiles, d->sms);
+        return true;
+    }
+    if (dir != BENCH_DIR_FWD_INFER) return false;
+    if (!*infer_by) {
+        *infer_by = im->name;
+        return false;
+    }
+    result_init(d, h, im, dir, r);
+    r->status = "skipped";
+    set_message(r, "inference runs the same kernel on every path: timed once, as %s", *infer_by);
+    return true;
+}
+
 /* Every implementation of one backend on config h; results appended at r[*nr]. */
 static kiln_status run_backend(bench_device *d, const bench_bn_host *h, const impl_spec *const *im,
                                int ni, const bn_opts *o, bn_scratch *sc, bench_result *r, int *nr) {
@@ -335,8 +390,12 @@ static kiln_status run_backend(bench_device *d, const bench_bn_host *h, const im
         fprintf(stderr, "kiln-bench: %s on %s: %s\n", h->cfg->cs->name, d->kind, kiln_last_error());
         return s;
     }
+    const char *infer_by = NULL;
     for (int i = 0; i < ni; i++)
-        for (int dir = 0; dir < BENCH_DIR_COUNT; dir++) run_one(d, h, &b, im[i], dir, o, sc, &r[(*nr)++]);
+        for (int dir = 0; dir < BENCH_DIR_COUNT; dir++) {
+            bench_result *ri = &r[(*nr)++];
+            if (!skipped(d, h, im[i], dir, o, &infer_by, ri)) run_one(d, h, &b, im[i], dir, o, sc, ri);
+        }
     bufs_free(&b);
     return KILN_OK;
 }
