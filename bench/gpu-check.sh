@@ -4,18 +4,22 @@
 # the machine stays warm), records the machine, and runs one stage:
 #
 #   tests      ctest (every test, the CUDA parity tests included), compute-sanitizer's memcheck
-#              on the parity tests, memcheck and racecheck on kiln-bench's small BN cases
-#                                             -> env.txt ctest.log sanitizer.log
-#   bn [ARGS]  kiln-bench bn on the GPU (ARGS go to it, e.g. --dtype f32), torch_bn.py on the same
-#              configs, merged tables          -> env.txt bn_kiln.jsonl bn_torch.jsonl bn_table.md
+#              on the CUDA parity rows and the BN CUDA tests, memcheck and racecheck on
+#              kiln-bench's small BN cases     -> env.txt ctest.log sanitizer.log
+#   bn [ARGS]  kiln-bench bn on the GPU, torch_bn.py on the same configs, merged tables
+#                                              -> env.txt bn_kiln.jsonl bn_torch.jsonl bn_table.md
+#              Without ARGS the first sub-stage: ResNet-50's shapes in f32, kiln (auto) against
+#              cuDNN only (BN_SUBSTAGE1 below); ARGS replace it (the later sub-stages of
+#              docs/gpu.md, e.g. --cases resnet50 --dtype f32 --variant block,grid,multi)
 #   train      kiln-bench train and torch_train.py (seed-cnn at 32 and 256, resnet20 at 128), merged
 #                                              -> env.txt train.jsonl train_table.md
-#   all        the three in turn (rarely fits in one 10-minute call: prefer one call per stage)
+#   all        the three in turn, in one call of at most 10 minutes (docs/gpu.md's plan)
 #
-# Everything goes under $OUT (at most 8 files come back; env.txt also holds the build log and
-# the benchmarks' progress). Each step is cut off in time so the call ends inside
-# GPU_CHECK_LIMIT seconds (default 560) with what it has. Pass the commit being measured as
-# KILN_COMMIT=<hash> (the machine gets the working tree without .git).
+# Everything goes under $OUT (env.txt also holds the build log and the benchmarks' progress).
+# Every step has a time budget in seconds (docs/gpu.md derives them from counts; override with
+# GPU_BUDGET_<STEP>=s) and is cut off there, so `all` ends inside GPU_CHECK_LIMIT (default 560)
+# with what it has. Pass the commit being measured as KILN_COMMIT=<hash> (the machine gets the
+# working tree without .git).
 #
 #   usage: source .gpu-deps/env.sh; [KILN_COMMIT=...] bench/gpu-check.sh tests|bn|train|all [ARGS]
 set -uo pipefail
@@ -25,6 +29,13 @@ shift || true
 OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
 limit=${GPU_CHECK_LIMIT:-560}
+# the budgets of docs/gpu.md, seconds: 120 + 110 + 90 + 150 + 90 = 560
+b_build=${GPU_BUDGET_BUILD:-120}
+b_ctest=${GPU_BUDGET_CTEST:-110}
+b_sanitizer=${GPU_BUDGET_SANITIZER:-90}
+b_bn=${GPU_BUDGET_BN:-150}
+b_train=${GPU_BUDGET_TRAIN:-90}
+BN_SUBSTAGE1=(--cases resnet50 --dtype f32 --variant kiln,cudnn)
 env_txt=$OUT/env.txt
 export KILN_COMMIT=${KILN_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
@@ -32,8 +43,11 @@ failed=0 # steps that failed; the exit status
 
 fail() { failed=$((failed + 1)); log "FAILED: $*"; }
 log() { echo "== [$(date -u +%H:%M:%S) +${SECONDS}s] $*" | tee -a "$env_txt"; }
-# seconds left for a step that may take `share` percent of what remains (at least 10)
-left() { local r=$(( (limit - SECONDS) * ${1:-100} / 100 )); echo $(( r < 10 ? 10 : r )); }
+# A step's budget starts: begin BUDGET_SECONDS. left SHARE: seconds for a part that may take
+# SHARE percent of what remains of the step (and of the call's limit), at least 10.
+step_end=$limit
+begin() { step_end=$((SECONDS + $1)); (( step_end > limit )) && step_end=$limit; }
+left() { local r=$(( (step_end - SECONDS) * ${1:-100} / 100 )); echo $(( r < 10 ? 10 : r )); }
 
 record_env() {
   log "environment (stage $stage, commit $KILN_COMMIT)"
@@ -72,6 +86,7 @@ repair_deps() {
 }
 
 build() {
+  begin "$b_build"
   repair_deps
   log "configure + build into build-gpu (CUDA arch 90)"
   cmake -S . -B build-gpu -G Ninja -DKILN_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
@@ -97,28 +112,35 @@ build() {
 }
 
 stage_tests() {
+  begin "$b_ctest"
   log "ctest (log: ctest.log)"
-  (cd build-gpu && timeout "$(left 70)" ctest --output-on-failure -j 4 --timeout 600) >"$OUT/ctest.log" 2>&1
+  (cd build-gpu && timeout "$(left 100)" ctest --output-on-failure -j 8 --timeout 600) >"$OUT/ctest.log" 2>&1
   local rc=$?
   log "ctest rc $rc: $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -1)"
   [ $rc -eq 0 ] || fail "ctest"
   grep -E "Test +#|Failed|SKIP" "$OUT/ctest.log" | grep -v "Passed" | head -20 | tee -a "$env_txt"
-  log "compute-sanitizer memcheck on the parity tests (log: sanitizer.log)"
+  begin "$b_sanitizer"
+  log "compute-sanitizer memcheck on the CUDA parity rows and the BN CUDA tests (log: sanitizer.log)"
   : >"$OUT/sanitizer.log"
-  for t in test_ops_parity test_batchnorm; do
+  # shares of the step: 35% the 47 op rows, then 35% of the rest the 9 BN tests, then the bench
+  local t share filter
+  for t in test_ops_parity test_batchnorm_cuda; do
     [ -x "build-gpu/tests/$t" ] || continue
-    echo "=== $t" >>"$OUT/sanitizer.log"
-    timeout "$(left 50)" compute-sanitizer --tool memcheck --target-processes all --error-exitcode 99 \
-      "build-gpu/tests/$t" --jobs 1 >>"$OUT/sanitizer.log" 2>&1
+    filter='*'; share=35
+    [ $t = test_ops_parity ] && filter='*/cuda_vs_cpu'
+    echo "=== $t --filter $filter" >>"$OUT/sanitizer.log"
+    timeout "$(left $share)" compute-sanitizer --tool memcheck --target-processes all --error-exitcode 99 \
+      "build-gpu/tests/$t" --jobs 1 --filter "$filter" >>"$OUT/sanitizer.log" 2>&1
     rc=$?
     log "sanitizer $t rc $rc ($(grep -E 'ERROR SUMMARY' "$OUT/sanitizer.log" | tail -1))"
     [ $rc -eq 0 ] || fail "compute-sanitizer $t"
   done
   # the benchmark's own kernels and kiln's BN paths as the benchmark drives them, small shapes
   for tool in memcheck racecheck; do
+    share=50; [ $tool = racecheck ] && share=100
     echo "=== kiln-bench bn --cases small under $tool" >>"$OUT/sanitizer.log"
-    timeout "$(left 50)" compute-sanitizer --tool $tool --error-exitcode 99 build-gpu/bench/kiln-bench bn \
-      --device cuda --cases small --dtype f32,bf16 --reps 2 --warmup 1 --cpu-reps 1 --json /dev/null \
+    timeout "$(left $share)" compute-sanitizer --tool $tool --error-exitcode 99 build-gpu/bench/kiln-bench bn \
+      --device cuda --cases small --dtype f32,bf16 --variant all --no-skip --reps 2 --warmup 1 --cpu-reps 1 --json /dev/null \
       >>"$OUT/sanitizer.log" 2>&1
     rc=$?
     log "sanitizer ($tool) kiln-bench rc $rc ($(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer.log" | tail -1))"
@@ -132,8 +154,10 @@ gpu_note() {
 }
 
 stage_bn() {
+  begin "$b_bn"
   local kb=build-gpu/bench/kiln-bench
   [ -x $kb ] || { fail "no kiln-bench was built"; return 1; }
+  [ $# -gt 0 ] || set -- "${BN_SUBSTAGE1[@]}"
   $kb bn --device cuda "$@" --list >/tmp/bn_cases.jsonl || { log "kiln-bench bn --list failed"; return 1; }
   log "kiln-bench bn --device cuda $* ($(wc -l </tmp/bn_cases.jsonl) configs)"
   timeout "$(left 55)" $kb bn --device cuda "$@" --json "$OUT/bn_kiln.jsonl" 2>>"$env_txt"
@@ -153,6 +177,7 @@ stage_bn() {
 }
 
 stage_train() {
+  begin "$b_train"
   [ -x build-gpu/bench/kiln-bench ] || { fail "no kiln-bench was built"; return 1; }
   log "kiln-bench train --device cuda"
   timeout "$(left 50)" build-gpu/bench/kiln-bench train --device cuda --json /tmp/train_kiln.jsonl 2>>"$env_txt"
