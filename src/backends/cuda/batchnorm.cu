@@ -292,8 +292,9 @@ cudaError_t launch_coop(cudaStream_t st, bn_args a, const plan &p, kernel_fn ker
 
 // A refused cooperative launch: cudaErrorCooperativeLaunchTooLarge when fewer blocks can be
 // resident than the occupancy query promised (MPS limiting the SMs, a sanitizer's own use of
-// the device). In automatic mode (KILN_BN_IMPL_KILN) MULTI computes the same result without a
-// grid-wide barrier, so the call falls back to it; a forced GRID impl reports the refusal.
+// the device). In automatic mode (KILN_BN_IMPL_KILN) MULTI computes the same op (within the
+// parity tolerances; its splits differ) without a grid-wide barrier, so the call falls back to
+// it; a forced GRID impl reports the refusal.
 // (Pure, so a test on an emulated device can drive both answers.)
 bool coop_falls_back(cudaError_t e, kiln_bn_impl impl) {
     return e == cudaErrorCooperativeLaunchTooLarge && impl == KILN_BN_IMPL_KILN;
