@@ -2,20 +2,14 @@
  * the gradients and the optimizer's state, and a plan the activations of a larger batch, the
  * bytes the model will hold are compared with what the backend can still give
  * (kiln_backend_memory_available), and a model that does not fit is refused with the sizes
- * before any of it is allocated. The bytes are counted from the shapes and the helpers
- * (node.c, model_impl.h's counts) that model.c, optimizer.c and plan.c allocate by;
+ * before any of it is allocated. The bytes are counted from the shapes (whose element counts
+ * kiln_model_infer has checked to fit in int64_t; sums and batch products are taken in double)
+ * and the helpers (node.c, model_impl.h's counts) that model.c, optimizer.c and plan.c allocate by;
  * tests/test_hostile_budget.c checks that the count equals what the CPU backend holds. */
 #include <stdint.h>
 
 #include "error.h"
 #include "layer.h"
-
-/* the one product of a shape's extents: in double, which cannot wrap (2^64 elements is 1.8e19) */
-double kiln_shape_elems(int ndim, const int64_t *shape) {
-    double e = 1.0;
-    for (int d = 0; d < ndim; d++) e *= (double)shape[d];
-    return e;
-}
 
 int kiln_optimizer_slots(const kiln_optimizer_config *o) {
     switch (o->type) {
@@ -28,8 +22,8 @@ double kiln_model_weight_bytes(const kiln_model *m) {
     double b = KILN_BUILD_SCALARS * sizeof(float);
     for (int i = 0; i < m->n_nodes; i++) {
         const kiln_node *n = &m->nodes[i];
-        for (int w = 0; w < n->n_w; w++) b += kiln_shape_elems(n->w_ndim[w], n->w_shape[w]) * sizeof(float);
-        b += n->desc->n_aux * kiln_shape_elems(1, &n->aux_len) * sizeof(float);
+        for (int w = 0; w < n->n_w; w++) b += (double)kiln_node_weight_numel(n, w) * sizeof(float);
+        b += n->desc->n_aux * (double)n->aux_len * sizeof(float);
     }
     return b;
 }
@@ -39,7 +33,7 @@ double kiln_model_trainable_bytes(const kiln_model *m) {
     for (int i = 0; i < m->n_nodes; i++)
         for (int w = 0; w < m->nodes[i].n_w; w++)
             if (kiln_node_trainable(&m->nodes[i], w))
-                b += kiln_shape_elems(m->nodes[i].w_ndim[w], m->nodes[i].w_shape[w]) * sizeof(float);
+                b += (double)kiln_node_weight_numel(&m->nodes[i], w) * sizeof(float);
     return b;
 }
 
@@ -48,12 +42,12 @@ double kiln_plan_bytes(const kiln_model *m, int batch) {
     double acts = 0.0, largest = 0.0;
     for (int i = 0; i < m->n_nodes; i++) {
         const kiln_node *n = &m->nodes[i];
-        double e = kiln_shape_elems(n->out_ndim, n->out_shape) * batch;
+        double e = (double)kiln_node_out_numel(n) * batch;
         acts += kiln_node_buffers(n) * e;
         largest = e > largest ? e : largest;
     }
     const kiln_node *last = &m->nodes[m->n_nodes - 1];
-    double loss = KILN_LOSS_ROW_TENSORS * (double)batch + kiln_shape_elems(last->out_ndim, last->out_shape) * batch;
+    double loss = KILN_LOSS_ROW_TENSORS * (double)batch + (double)kiln_node_out_numel(last) * batch;
     return (acts + kiln_model_max_inputs(m) * largest + loss) * sizeof(float);
 }
 

@@ -132,8 +132,6 @@ int kiln_model_bad_arg(const char *fn, const kiln_model *m, int id);
 #define KILN_BUILD_SCALARS 4
 #define KILN_LOSS_ROW_TENSORS 4
 
-/* the elements of a shape; the product is taken in double, so no shape can make it wrap */
-double kiln_shape_elems(int ndim, const int64_t *shape);
 /* the optimizer slots per trainable weight (m, v, v_hat / velocity) */
 int kiln_optimizer_slots(const kiln_optimizer_config *o);
 /* the optimizer slots of the model as it is: -1 when not compiled (no gradients either) */
