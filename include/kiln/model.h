@@ -61,6 +61,55 @@ typedef enum kiln_activation {
  * before reading any layer); model building is linear in the number of layers. */
 #define KILN_MODEL_MAX_LAYERS 100000
 
+/* Keras' initializers: how a weight starts (docs/training.md, Initializers). The variance-
+ * scaling family (glorot, he, lecun: normal, uniform) draws with stddev sqrt(scale / fan) (its
+ * truncated normal divided by 0.87962566103423978 and cut at 2 stddev) or U(-l, l), l =
+ * sqrt(3 scale / fan), fans as Keras counts them. Draws come from kiln's own generator: the
+ * model's seed, or the initializer's own `seed` (the same values for every weight of a shape,
+ * as a seeded Keras initializer gives). */
+typedef enum kiln_init_kind {
+    KILN_INIT_CONSTANT = 0,     /* value (zeros, ones, constant) */
+    KILN_INIT_GLOROT_UNIFORM,   /* Keras' default kernel initializer */
+    KILN_INIT_VARIANCE_SCALING, /* scale, mode, distribution */
+    KILN_INIT_RANDOM_NORMAL,    /* mean (a), stddev (b) */
+    KILN_INIT_RANDOM_UNIFORM,   /* minval (a), maxval (b) */
+    KILN_INIT_TRUNCATED_NORMAL, /* mean (a), stddev (b), redrawn outside mean +- 2 stddev */
+    KILN_INIT_KIND_COUNT
+} kiln_init_kind;
+typedef enum kiln_fan_mode { KILN_FAN_IN = 0, KILN_FAN_OUT, KILN_FAN_AVG } kiln_fan_mode;
+typedef enum kiln_init_distribution {
+    KILN_DIST_TRUNCATED_NORMAL = 0,
+    KILN_DIST_UNTRUNCATED_NORMAL,
+    KILN_DIST_UNIFORM
+} kiln_init_distribution;
+typedef struct kiln_init_spec {
+    kiln_init_kind kind;
+    double value;       /* CONSTANT */
+    double a, b, scale; /* see the kinds */
+    kiln_fan_mode mode;
+    kiln_init_distribution distribution;
+    bool seeded;        /* false: drawn from the model's seed */
+    uint64_t seed;
+    char keras_class[24]; /* the Keras class written back ("HeNormal"); "" for the kind's own */
+} kiln_init_spec;
+
+/* Keras' kernel/bias regularizers: l1 * sum |w| + l2 * sum w^2 added to the loss (L1, L2,
+ * L1L2; 0 and 0: none) */
+typedef struct kiln_regularizer {
+    double l1, l2;
+} kiln_regularizer;
+
+/* The initializer or regularizer a layer's config gives one of its weights, by Keras' key
+ * prefix: "kernel" (kernel_initializer), "bias", "gamma", "beta", "moving_mean",
+ * "moving_variance"; a prefix P also names the weight "P_kernel" ("depthwise"). */
+#define KILN_LAYER_WEIGHT_OPTIONS 4
+typedef struct kiln_weight_options {
+    char weight[24];  /* "" : an unused entry */
+    bool has_init;    /* false: the layer's default initializer */
+    kiln_init_spec init;
+    kiln_regularizer reg;
+} kiln_weight_options;
+
 /* One layer's configuration, Keras' arguments. Start from a kiln_*_layer() function below
  * (Keras' defaults) and change fields as needed. */
 typedef struct kiln_layer_config {
@@ -78,7 +127,16 @@ typedef struct kiln_layer_config {
     uint64_t seed;              /* Dropout: 0 for the model's seed */
     int input_ndim;             /* Input: the shape without the batch axis, e.g. (32, 32, 3) */
     int64_t input_shape[3];
+    /* initializers and regularizers of its weights (kiln_layer_set_initializer) */
+    kiln_weight_options weight_opts[KILN_LAYER_WEIGHT_OPTIONS];
 } kiln_layer_config;
+
+/* Keras' initializer of a name ("he_normal", "HeNormal", "zeros", ...; the parameters take Keras'
+ * defaults: RandomNormal stddev 0.05, ...); KILN_ERR_UNSUPPORTED naming the known ones. */
+KILN_API kiln_status kiln_initializer_parse(const char *name, kiln_init_spec *out);
+/* Sets the initializer / regularizer of c's weight `weight` (a Keras key prefix, see above). */
+KILN_API kiln_status kiln_layer_set_initializer(kiln_layer_config *c, const char *weight, kiln_init_spec init);
+KILN_API kiln_status kiln_layer_set_regularizer(kiln_layer_config *c, const char *weight, kiln_regularizer reg);
 
 /* (shape NULL: sizes of 0, which kiln_model_build refuses) */
 KILN_API kiln_layer_config kiln_input_layer(int ndim, const int64_t *shape);

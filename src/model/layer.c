@@ -4,6 +4,7 @@
 
 #include "error.h"
 #include "layer.h"
+#include "weight_options.h"
 
 kiln_layer_config kiln_layer_defaults(kiln_layer_type t) {
     kiln_layer_config c;
@@ -23,7 +24,10 @@ void kiln_layer_declare_weight(kiln_node *n, const char *name, int ndim, const i
     n->w_ndim[w] = ndim;
     for (int d = 0; d < 4; d++) n->w_shape[w][d] = d < ndim ? shape[d] : 1;
     n->w_trainable[w] = trainable;
-    n->w_init[w] = init;
+    /* the config's own initializer and regularizer of the weight, when it gives them */
+    const kiln_weight_options *o = kiln_weight_options_find(&n->cfg, name);
+    n->w_init[w] = o && o->has_init ? o->init : (kiln_init_spec){.kind = init.kind, .value = init.value};
+    n->w_reg[w] = o ? o->reg : (kiln_regularizer){0, 0};
 }
 
 void kiln_layer_same_shape(kiln_node *n, const kiln_node *in) {

@@ -20,12 +20,13 @@
 typedef struct kiln_node kiln_node;
 typedef struct kiln_layer_desc kiln_layer_desc; /* layer.h */
 
-/* how a weight starts (Keras' initializers): a constant, or glorot_uniform over its fans */
-typedef enum kiln_init_kind { KILN_INIT_CONSTANT = 0, KILN_INIT_GLOROT_UNIFORM } kiln_init_kind;
+/* a layer's default initializer of a weight: a constant, or glorot_uniform over its fans (a
+ * config's own, kiln_init_spec, replaces it: kiln_layer_declare_weight) */
 typedef struct kiln_initializer {
     kiln_init_kind kind;
     double value; /* KILN_INIT_CONSTANT */
 } kiln_initializer;
+
 
 /* the tensors of one node for one batch size (views into the node's buffers) */
 typedef struct kiln_node_views {
@@ -55,7 +56,8 @@ struct kiln_node {
     int w_ndim[KILN_MAX_WEIGHTS];
     int64_t w_shape[KILN_MAX_WEIGHTS][4];
     bool w_trainable[KILN_MAX_WEIGHTS]; /* by nature (false: BN's moving statistics) */
-    kiln_initializer w_init[KILN_MAX_WEIGHTS];
+    kiln_init_spec w_init[KILN_MAX_WEIGHTS];
+    kiln_regularizer w_reg[KILN_MAX_WEIGHTS]; /* kernel_regularizer, ... (none: 0, 0) */
     kiln_tensor *w[KILN_MAX_WEIGHTS];
     kiln_tensor *g[KILN_MAX_WEIGHTS];     /* gradients of the trainable ones */
     kiln_tensor *slot[KILN_MAX_WEIGHTS][3]; /* optimizer state (m, v, v_hat / velocity) */

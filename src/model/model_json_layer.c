@@ -9,6 +9,7 @@
 #include "layer.h"
 #include "layer_json.h"
 #include "model_json_impl.h"
+#include "weight_options.h"
 
 static kiln_status dtype_float32(const kiln_json_layer *j) {
     const cJSON *v = kiln_json_get(j, "dtype");
@@ -39,7 +40,18 @@ kiln_status kiln_layer_config_from_json(const char *cls, const cJSON *cfg, int i
     KILN_TRY(dtype_float32(&j));
     *out = kiln_layer_defaults(t);
     const kiln_layer_desc *d = kiln_layer_desc_of(t);
-    if (d->read_json) KILN_TRY(d->read_json(&j, out, in_rank));
+    KILN_TRY(kiln_weight_options_read(&j, out));
+    /* the layer reads its config without the initializer and regularizer keys, read above */
+    cJSON *own = cJSON_Duplicate(cfg, true);
+    if (!own) return kiln_error(KILN_ERR_OOM, "model JSON: layer '%s': out of host memory", j.name);
+    for (cJSON *v = own->child, *next; v; v = next) {
+        next = v->next;
+        if (kiln_weight_options_key(v->string)) cJSON_Delete(cJSON_DetachItemViaPointer(own, v));
+    }
+    kiln_json_layer jo = {j.name, j.cls, own};
+    kiln_status s = d->read_json ? d->read_json(&jo, out, in_rank) : KILN_OK;
+    cJSON_Delete(own);
+    KILN_TRY(s);
     snprintf(out->name, sizeof out->name, "%s", j.name);
     return kiln_json_bool(&j, "trainable", true, &out->trainable);
 }

@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "layer.h"
+#include "weight_options.h"
 
 /* name, trainable and dtype, then the layer's own keys */
 static cJSON *layer_config(const kiln_node *n) {
@@ -17,6 +18,7 @@ static cJSON *layer_config(const kiln_node *n) {
     cJSON_AddBoolToObject(o, "trainable", c->trainable);
     cJSON_AddStringToObject(o, "dtype", "float32");
     if (n->desc->write_json) n->desc->write_json(c, o);
+    kiln_weight_options_write(c, o);
     return o;
 }
 
