@@ -92,18 +92,22 @@ static kiln_status entry_for(kiln_layer_config *c, const char *weight, kiln_weig
 
 static bool finite_nonneg(double v) { return isfinite(v) && v >= 0.0; }
 
+/* the parameters' checks: "" when fine, else what is wrong */
+static const char *init_problem(const kiln_init_spec *in) {
+    if ((int)in->kind < 0 || in->kind >= KILN_INIT_KIND_COUNT || (int)in->mode < 0 || in->mode > KILN_FAN_AVG ||
+        (int)in->distribution < 0 || in->distribution > KILN_DIST_UNIFORM)
+        return "unknown kind, mode or distribution";
+    bool bad = in->kind == KILN_INIT_VARIANCE_SCALING ? !(in->scale > 0.0 && isfinite(in->scale))
+             : in->kind == KILN_INIT_RANDOM_UNIFORM  ? !(isfinite(in->a) && isfinite(in->b) && in->a <= in->b)
+             : in->kind >= KILN_INIT_RANDOM_NORMAL   ? !(isfinite(in->a) && finite_nonneg(in->b))
+                                                      : !isfinite(in->value);
+    return bad ? "parameters out of range (scale > 0, stddev >= 0, minval <= maxval, all finite)" : "";
+}
+
 kiln_status kiln_layer_set_initializer(kiln_layer_config *c, const char *weight, kiln_init_spec init) {
     kiln_weight_options *o;
-    if ((int)init.kind < 0 || init.kind >= KILN_INIT_KIND_COUNT || (int)init.mode < 0 || init.mode > KILN_FAN_AVG ||
-        (int)init.distribution < 0 || init.distribution > KILN_DIST_UNIFORM)
-        return kiln_error(KILN_ERR_INVALID_ARG, "initializer of '%s': unknown kind, mode or distribution", weight ? weight : "?");
-    bool bad = init.kind == KILN_INIT_VARIANCE_SCALING ? !(init.scale > 0.0 && isfinite(init.scale))
-             : init.kind == KILN_INIT_RANDOM_UNIFORM  ? !(isfinite(init.a) && isfinite(init.b) && init.a <= init.b)
-             : init.kind >= KILN_INIT_RANDOM_NORMAL   ? !(isfinite(init.a) && finite_nonneg(init.b))
-                                                       : !isfinite(init.value);
-    if (bad)
-        return kiln_error(KILN_ERR_INVALID_ARG, "initializer of '%s': parameters out of range (scale > 0, stddev >= 0, "
-                          "minval <= maxval, all finite)", weight ? weight : "?");
+    const char *problem = init_problem(&init);
+    if (*problem) return kiln_error(KILN_ERR_INVALID_ARG, "initializer of '%s': %s", weight ? weight : "?", problem);
     KILN_TRY(entry_for(c, weight, &o));
     o->has_init = true;
     o->init = init;
@@ -197,9 +201,8 @@ static kiln_status read_init(const kiln_json_layer *j, const char *key, const cJ
     if (kiln_initializer_parse(cls->valuestring, in) != KILN_OK)
         return kiln_json_fail(j, KILN_ERR_UNSUPPORTED, "%s '%s' is not supported (%s)", key, cls->valuestring, KNOWN_INITS);
     if (cJSON_IsObject(v)) KILN_TRY(init_config(j, key, cJSON_GetObjectItemCaseSensitive(v, "config"), in));
-    if (kiln_layer_set_initializer(&(kiln_layer_config){0}, "w", *in) != KILN_OK) /* the parameters' checks */
-        return kiln_json_fail(j, KILN_ERR_FORMAT, "%s: %s", key, kiln_last_error());
-    return KILN_OK;
+    const char *problem = init_problem(in);
+    return *problem ? kiln_json_fail(j, KILN_ERR_FORMAT, "%s: %s", key, problem) : KILN_OK;
 }
 
 /* one "<w>_regularizer" value: "l1", "l2", "l1_l2", or {"class_name": "L1" | "L2" | "L1L2", "config"} */
