@@ -47,6 +47,9 @@ void kiln_model_free(kiln_model *m) {
     kiln_tensor_free(m->clip_scale);
     kiln_tensor_free(m->eval_loss);
     kiln_tensor_free(m->eval_correct);
+    for (int k = 0; k < 3; k++) kiln_tensor_free(m->reg_tmp[k]);
+    kiln_tensor_free(m->reg_sum);
+    kiln_tensor_free(m->reg_total);
     free(m->group_w);
     free(m->group_g);
     for (int k = 0; k < 3; k++) free(m->group_slot[k]);

@@ -97,6 +97,7 @@ struct kiln_model {
     kiln_tensor *scratch_buf[KILN_LAYER_MAX_INPUTS]; /* fan-in gradients, largest activation */
     kiln_tensor *clip_sumsq, *clip_scale;
     kiln_tensor *eval_loss, *eval_correct; /* 1-element sums for evaluate */
+    kiln_tensor *reg_tmp[3], *reg_sum, *reg_total; /* regularize.c (made on first use) */
     /* the parameter group: every trainable weight with its gradient and optimizer slots,
      * gathered by kiln_model_sync_slots for one fused update call per step */
     int n_group;
@@ -187,6 +188,11 @@ kiln_status kiln_layer_name_check_reserved(const char *layer);
 kiln_status kiln_model_apply_gradients(kiln_model *m);
 /* drops optimizer state of frozen weights, makes it for trainable ones */
 kiln_status kiln_model_sync_slots(kiln_model *m);
+
+/* regularize.c: the regularization penalty of the trainable weights into a 1-element tensor
+ * (*total: NULL when no weight has a regularizer), and with `grads` its gradient added to
+ * theirs (after the backward pass) */
+kiln_status kiln_model_regularize(kiln_model *m, bool grads, const kiln_tensor **total);
 
 /* activations.c: the activation after a layer, forward and backward */
 kiln_status kiln_activation_forward(kiln_activation a, const kiln_tensor *z, kiln_tensor *y);

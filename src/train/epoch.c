@@ -133,6 +133,11 @@ static kiln_status train_step(kiln_fit_run *r, kiln_plan *p, int64_t s, uint64_t
     else
         KILN_TRY(kiln_fill(r->e.correct_at[s], 0.0));
     KILN_TRY(kiln_model_backward(m, p, seed));
+    /* Keras' regularizers: the penalty (of the weights this step started from) joins the
+     * batch's loss, counted once per example like the mean loss, and its gradient the weights' */
+    const kiln_tensor *reg;
+    KILN_TRY(kiln_model_regularize(m, true, &reg));
+    if (reg) KILN_TRY(kiln_axpy((float)p->batch, reg, r->e.loss_at[s]));
     return kiln_model_apply_gradients(m);
 }
 

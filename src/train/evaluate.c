@@ -29,6 +29,12 @@ kiln_status kiln_fit_evaluate(kiln_model *m, const kiln_data *d, int batch, kiln
     }
     *loss = lsum / (double)d->n;
     *acc = with_acc ? csum / (double)d->n : NAN;
+    /* Keras adds the regularizers' penalty to evaluate's loss too */
+    const kiln_tensor *reg = NULL;
+    float rv = 0.0f;
+    if (s == KILN_OK) s = kiln_model_regularize(m, false, &reg);
+    if (s == KILN_OK && reg) s = kiln_tensor_get(reg, &rv, sizeof rv);
+    *loss += rv;
     return s;
 }
 
