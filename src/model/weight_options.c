@@ -245,8 +245,9 @@ kiln_status kiln_weight_options_read(const kiln_json_layer *j, kiln_layer_config
     const cJSON *v;
     cJSON_ArrayForEach(v, j->cfg) {
         char w[64];
-        bool init = key_weight(v->string, "_initializer", w, sizeof w);
         if (!kiln_weight_options_key(v->string) || kiln_json_absent(v)) continue;
+        bool init = key_weight(v->string, "_initializer", w, sizeof w);
+        if (!init) key_weight(v->string, "_regularizer", w, sizeof w);
         if (strlen(w) >= sizeof c->weight_opts[0].weight)
             return kiln_json_fail(j, KILN_ERR_UNSUPPORTED, "%s: the weight name is too long", v->string);
         kiln_init_spec in;
