@@ -249,7 +249,14 @@ KILN_API kiln_status kiln_model_load(kiln_model *m, const char *path, bool subse
 /* ---- compile: optimizer, schedule, clipping, loss ---- */
 
 typedef enum kiln_optimizer_type { KILN_OPT_ADAM = 0, KILN_OPT_SGD, KILN_OPT_ADAMW } kiln_optimizer_type;
-typedef enum kiln_lr_schedule { KILN_LR_CONSTANT = 0, KILN_LR_STEP, KILN_LR_COSINE } kiln_lr_schedule;
+typedef enum kiln_lr_schedule {
+    KILN_LR_CONSTANT = 0,
+    KILN_LR_STEP,
+    KILN_LR_COSINE,
+    KILN_LR_EXPONENTIAL, /* Keras' ExponentialDecay */
+    KILN_LR_PIECEWISE    /* Keras' PiecewiseConstantDecay */
+} kiln_lr_schedule;
+#define KILN_LR_MAX_PIECES 16
 
 typedef struct kiln_optimizer_config {
     kiln_optimizer_type type;
@@ -264,6 +271,18 @@ typedef struct kiln_optimizer_config {
     int64_t decay_steps;
     double cosine_alpha;
     float global_clipnorm;   /* > 0: clip gradients by their global norm */
+    /* exponential (Keras' ExponentialDecay): base * decay_rate^(step / decay_steps), the
+     * exponent floored with staircase */
+    double decay_rate;
+    bool staircase;
+    /* piecewise (Keras' PiecewiseConstantDecay): values[0] while step <= boundaries[0],
+     * values[i] while boundaries[i-1] < step <= boundaries[i], values[n_boundaries] after the
+     * last; the values are the learning rates (the base one is not used); boundaries increase */
+    int n_boundaries;        /* 1 .. KILN_LR_MAX_PIECES - 1 */
+    int64_t boundaries[KILN_LR_MAX_PIECES - 1];
+    double values[KILN_LR_MAX_PIECES];
+    float clipnorm;          /* > 0: clip each gradient to this norm on its own (Keras' clipnorm);
+                              * not with global_clipnorm */
 } kiln_optimizer_config;
 
 /* Keras' defaults for each optimizer (Adam lr 1e-3, SGD lr 1e-2, AdamW wd 0.004). */
@@ -285,6 +304,15 @@ typedef struct kiln_compile_config {
 } kiln_compile_config;
 
 KILN_API kiln_status kiln_model_compile(kiln_model *m, const kiln_compile_config *cfg);
+/* Keras' label_smoothing of the cross-entropies: the targets become (1 - ls) onehot + ls / K
+ * (K classes), in fit and evaluate; 0 <= ls < 1, 0 by default; kept across compiles.
+ * sparse_categorical_crossentropy takes it too (Keras' categorical loss on one-hot labels);
+ * with categorical_crossentropy, smooth the targets themselves (refused at the loss). */
+KILN_API kiln_status kiln_model_set_label_smoothing(kiln_model *m, double ls);
+/* KILN_OK when the last layer's activation suits the compiled loss: a cross-entropy takes
+ * probabilities from a softmax, or logits (from_logits); else KILN_ERR_UNSUPPORTED saying so.
+ * fit and evaluate check it at their first step; call it to know before training. */
+KILN_API kiln_status kiln_model_check_loss(const kiln_model *m);
 /* The learning rate the next step will use (NaN for a NULL model). */
 KILN_API double kiln_model_learning_rate(const kiln_model *m);
 /* Sets the base learning rate (ReduceLROnPlateau, or a fine-tuning phase). */

@@ -11,12 +11,16 @@ bool kiln_model_fuses_softmax(const kiln_model *m) {
            (last->cfg.activation == KILN_ACT_SOFTMAX || m->compile.from_logits);
 }
 
-static kiln_status need_fused(const kiln_model *m, const char *loss) {
+kiln_status kiln_model_check_loss(const kiln_model *m) {
+    if (!m || !m->compiled) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_check_loss: the model is NULL or not compiled");
+    if (m->compile.loss == KILN_LOSS_MEAN_SQUARED_ERROR) return KILN_OK;
     const kiln_node *last = &m->nodes[m->n_nodes - 1];
     if (kiln_model_fuses_softmax(m)) return KILN_OK;
     return kiln_error(KILN_ERR_UNSUPPORTED,
                       "%s from probabilities needs a softmax on the last layer (layer '%s' has activation %s); "
-                      "use from_logits or a softmax", loss, last->cfg.name, kiln_activation_name(last->cfg.activation));
+                      "use from_logits or a softmax",
+                      m->compile.loss == KILN_LOSS_CATEGORICAL_CROSSENTROPY ? "categorical_crossentropy" : "sparse_categorical_crossentropy",
+                      last->cfg.name, kiln_activation_name(last->cfg.activation));
 }
 
 /* categorical cross-entropy from logits z (B, K) and target distributions t (rows sum to 1,
@@ -46,6 +50,16 @@ static kiln_status sparse(kiln_plan *p, kiln_node_views *v, kiln_tensor *probs, 
     return need_grad ? kiln_softmax_xent_backward(probs, p->labels, 1.0f / (float)p->batch, v->dz) : KILN_OK;
 }
 
+/* sparse labels with Keras' label smoothing: the categorical loss against the targets
+ * (1 - ls) onehot + ls / K, made in y_dense as -(1 - ls) (c - onehot) with c = -ls / (K (1 - ls))
+ * (softmax_xent_backward of a tensor of c, dz as its room) */
+static kiln_status smoothed(kiln_plan *p, kiln_node_views *v, kiln_tensor *probs, double ls, bool need_grad) {
+    double k = (double)v->z->shape[v->z->ndim - 1];
+    KILN_TRY(kiln_fill(v->dz, -ls / (k * (1.0 - ls))));
+    KILN_TRY(kiln_softmax_xent_backward(v->dz, p->labels, (float)-(1.0 - ls), p->y_dense));
+    return categorical(p, v, probs, need_grad);
+}
+
 /* loss row = mean over the outputs of (y - t)^2; dy = 2 (y - t) / (batch * outputs), then
  * through the last layer's activation */
 static kiln_status mean_squared(const kiln_node *last, kiln_plan *p, kiln_node_views *v, bool need_grad) {
@@ -68,10 +82,13 @@ kiln_status kiln_model_loss(kiln_model *m, kiln_plan *p, bool need_grad) {
     kiln_tensor *probs = v->y != v->z ? v->y : v->scratch[0];
     switch (m->compile.loss) {
     case KILN_LOSS_CATEGORICAL_CROSSENTROPY:
-        KILN_TRY(need_fused(m, "categorical_crossentropy"));
+        KILN_TRY(kiln_model_check_loss(m));
+        if (m->label_smoothing > 0.0)
+            return kiln_error(KILN_ERR_UNSUPPORTED, "label smoothing with categorical_crossentropy: smooth the targets themselves");
         return categorical(p, v, probs, need_grad);
     case KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY:
-        KILN_TRY(need_fused(m, "sparse_categorical_crossentropy"));
+        KILN_TRY(kiln_model_check_loss(m));
+        if (m->label_smoothing > 0.0) return smoothed(p, v, probs, m->label_smoothing, need_grad);
         return sparse(p, v, probs, need_grad);
     case KILN_LOSS_MEAN_SQUARED_ERROR: return mean_squared(&m->nodes[last], p, v, need_grad);
     default: return kiln_error(KILN_ERR_UNSUPPORTED, "loss %d is not supported", (int)m->compile.loss);

@@ -89,6 +89,7 @@ struct kiln_model {
     bool compiled;
     kiln_compile_config compile;
     double base_lr;
+    double label_smoothing; /* kiln_model_set_label_smoothing */
     int64_t iterations;
     uint64_t fit_seed; /* the seed of the last fit (shuffles, dropout), kept in full checkpoints */
     /* plans */
