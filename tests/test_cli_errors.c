@@ -100,6 +100,36 @@ static const bad_case cases[] = {
     {"evaluate --weights @/nan.safetensors " INFER, 1, "evaluate: the loss over 8 examples is nan, not finite"},
     {"predict --weights @/nan.safetensors " INFER " --out @/p.csv", 1, "predict: output 0 of example 0 is nan, not finite"},
     {"predict --weights @/weights.safetensors " INFER " --out /dev/full", 1, "writing the predictions to '/dev/full' failed: No space left on device"},
+    /* fit's options (issue 13): bad values and combinations, refused before training */
+    {"train --model seed-cnn --momentum 0.9 " SMALL, 2, "--momentum applies to --optimizer sgd only (the optimizer is adam)"},
+    {"train --model seed-cnn --optimizer adamw --nesterov " SMALL, 2, "--nesterov applies to --optimizer sgd only"},
+    {"train --model seed-cnn --optimizer sgd --momentum 1.5 " SMALL, 2, "--momentum: '1.5' is not a number in [0, 1]"},
+    {"train --model seed-cnn --lr-schedule linear:decay_steps=3 " SMALL, 2, "--lr-schedule: 'linear:decay_steps=3' is not exponential:decay_steps=N,decay_rate=R"},
+    {"train --model seed-cnn --lr-schedule exponential:decay_steps=0,decay_rate=0.5 " SMALL, 2, "--lr-schedule: decay_steps '0' is not a number in [1, "},
+    {"train --model seed-cnn --lr-schedule exponential:decay_steps=2.5,decay_rate=0.5 " SMALL, 2, "decay_steps '2.5' is not an integer"},
+    {"train --model seed-cnn --lr-schedule exponential:decay_steps=10 " SMALL, 2, "--lr-schedule: exponential: needs decay_steps and decay_rate"},
+    {"train --model seed-cnn --lr-schedule cosine:decay_steps=10,warmup_steps=3 " SMALL, 2, "--lr-schedule: unknown key 'warmup_steps'"},
+    {"train --model seed-cnn --lr-schedule cosine:decay_steps=10,,alpha=0 " SMALL, 2, "has an empty entry"},
+    {"train --model seed-cnn --lr-schedule piecewise:boundaries=5/3,values=1/2/3 " SMALL, 2, "--lr-schedule: boundaries must increase"},
+    {"train --model seed-cnn --lr-schedule piecewise:boundaries=5,values=0.1 " SMALL, 2, "one more value than boundaries (has 1 boundaries, 1 values)"},
+    {"train --model seed-cnn --lr 0.1 --lr-schedule piecewise:boundaries=5,values=0.1/0.01 " SMALL, 2, "--lr and --lr-schedule piecewise exclude each other"},
+    {"train --model seed-cnn --clipnorm 0 " SMALL, 2, "--clipnorm: '0' is not a number in [1e-30, 1e+30]"},
+    {"train --model seed-cnn --early-stopping patience=2 " SMALL, 2, "--early-stopping: monitor val_loss needs validation data"},
+    {"train --model seed-cnn --early-stopping monitor=val_auc --validation-split 0.25 " SMALL, 2, "--early-stopping: monitor 'val_auc' is not loss, accuracy, val_loss or val_accuracy"},
+    {"train --model seed-cnn --early-stopping monitor=loss,patience=-1 " SMALL, 2, "--early-stopping: patience '-1' is not a number in [0, 1e+06]"},
+    {"train --model seed-cnn --early-stopping patience " SMALL, 2, "--early-stopping: 'patience' is not key=value"},
+    {"train --model seed-cnn --early-stopping monitor=loss,restore_best_weights=yes " SMALL, 2, "restore_best_weights 'yes' is not true or false"},
+    {"train --model seed-cnn --early-stopping monitor=loss,factor=0.5 " SMALL, 2, "--early-stopping: unknown key 'factor'"},
+    {"train --model seed-cnn --reduce-lr-on-plateau monitor=loss,factor=1 " SMALL, 2, "--reduce-lr-on-plateau: factor must be in (0, 1) (is 1)"},
+    {"train --model seed-cnn --reduce-lr-on-plateau monitor=loss --lr-schedule cosine:decay_steps=5 " SMALL, 2, "--reduce-lr-on-plateau and --lr-schedule exclude each other"},
+    {"train --model seed-cnn --label-smoothing 1 " SMALL, 2, "--label-smoothing: 1 is not in [0, 1)"},
+    {"train --model seed-cnn --label-smoothing -0.1 " SMALL, 2, "--label-smoothing: '-0.1' is not a number in [0, 1]"},
+    {"predict --weights @/weights.safetensors --label-smoothing 0.1 " INFER, 2, "predict does not take --label-smoothing"},
+    /* the model's last layer against --from-logits: found before training, a usage error */
+    {"train --model @/linear8.json " SMALL, 2, "the last layer 'd' of model 's' has activation linear, not softmax: its outputs are not probabilities; "
+                                               "if they are logits (a linear Dense), pass --from-logits"},
+    {"train --model seed-cnn --from-logits " SMALL, 2, "--from-logits: the last layer 'dense_1' of model 'sequential' has activation softmax, so its outputs are not logits but probabilities"},
+    {"evaluate --weights @/weights.safetensors --from-logits " INFER, 2, "--from-logits: the last layer 'dense_1'"},
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
 
@@ -175,6 +205,9 @@ static void prepare(void) {
     write_json("in8.json", "{'class_name': 'Sequential', 'config': {'name': 's', 'layers': [{'class_name': 'InputLayer',"
                            " 'config': {'name': 'in', 'batch_shape': [null, 8, 8, 3]}}, {'class_name': 'Flatten', 'config':"
                            " {'name': 'f'}}, {'class_name': 'Dense', 'config': {'name': 'd', 'units': 10, 'activation': 'softmax'}}]}}");
+    write_json("linear8.json", "{'class_name': 'Sequential', 'config': {'name': 's', 'layers': [{'class_name': 'InputLayer',"
+                               " 'config': {'name': 'in', 'batch_shape': [null, 8, 8, 3]}}, {'class_name': 'Flatten', 'config':"
+                               " {'name': 'f'}}, {'class_name': 'Dense', 'config': {'name': 'd', 'units': 10}}]}}");
     write_json("wide.json", "{'class_name': 'Sequential', 'config': {'name': 'wide', 'layers': [{'class_name': 'InputLayer',"
                             " 'config': {'name': 'in', 'batch_shape': [null, 8, 8, 3]}}, {'class_name': 'Flatten', 'config':"
                             " {'name': 'f'}}, {'class_name': 'Dense', 'config': {'name': 'd', 'units': 16777216}}]}}");

@@ -58,6 +58,15 @@ static const arg_spec specs[] = {
     {"--data-seed", ARG_U64, OFF(data_opt.seed), ALL, 0, 0, true},
     {"--classes", ARG_INT, OFF(data_opt.num_classes), ALL, 2, KILN_MAX_CLASSES, false},
     {"--help", ARG_FLAG, OFF(help), ALL, 0, 0, false},
+    /* fit's options (fit_options.c) */
+    {"--momentum", ARG_F64, OFF(momentum), T, 0, 1, false},
+    {"--nesterov", ARG_FLAG, OFF(nesterov), T, 0, 0, false},
+    {"--lr-schedule", ARG_STR, OFF(lr_schedule), T, 0, 0, false},
+    {"--clipnorm", ARG_F64, OFF(clipnorm), T, 1e-30, 1e30, false},
+    {"--early-stopping", ARG_STR, OFF(early_stopping), T, 0, 0, false},
+    {"--reduce-lr-on-plateau", ARG_STR, OFF(reduce_lr), T, 0, 0, false},
+    {"--label-smoothing", ARG_F64, OFF(label_smoothing), T | E, 0, 1, false},
+    {"--from-logits", ARG_FLAG, OFF(from_logits), T | E, 0, 0, false},
 };
 #define N_SPECS (sizeof specs / sizeof specs[0])
 
@@ -121,6 +130,7 @@ static void defaults(kiln_cli_command cmd, kiln_cli_options *o) {
     o->batch_size = 32;
     o->verbose = 1;
     o->lr = NAN;
+    o->momentum = NAN;
 }
 
 static kiln_status check(kiln_cli_options *o) {
@@ -139,7 +149,8 @@ static kiln_status check(kiln_cli_options *o) {
                           "(a checkpoint restores every weight)");
     if (strcmp(o->optimizer, "adam") && strcmp(o->optimizer, "sgd") && strcmp(o->optimizer, "adamw"))
         return kiln_error(KILN_ERR_INVALID_ARG, "--optimizer: '%s' is not adam, sgd or adamw", o->optimizer);
-    return o->freeze ? check_freeze(o->freeze) : KILN_OK;
+    if (o->freeze) KILN_TRY(check_freeze(o->freeze));
+    return kiln_cli_fit_options_check(o);
 }
 
 kiln_status kiln_cli_args_parse(kiln_cli_command cmd, int argc, char **argv, kiln_cli_options *o) {

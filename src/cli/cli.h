@@ -18,6 +18,15 @@ typedef enum kiln_cli_command {
     KILN_CLI_COMMAND_COUNT
 } kiln_cli_command;
 
+/* --early-stopping / --reduce-lr-on-plateau: Keras' arguments of the callback */
+typedef struct kiln_cli_watch {
+    bool on;
+    kiln_monitor mon;
+    bool restore_best_weights;    /* EarlyStopping */
+    double factor, min_lr;        /* ReduceLROnPlateau */
+    int cooldown;
+} kiln_cli_watch;
+
 /* The command line, after kiln_cli_args_parse. Strings point into argv; NULL when not given. */
 typedef struct kiln_cli_options {
     kiln_cli_command command;
@@ -33,6 +42,12 @@ typedef struct kiln_cli_options {
     const char *synthetic_flag;
     bool classes_given;
     bool seed_given; /* --seed was on the command line (else --resume takes the checkpoint's) */
+    /* fit's options, named as Keras names them (fit_options.c parses the specs) */
+    double momentum, clipnorm, label_smoothing; /* NaN, 0, 0 when not given */
+    bool nesterov, from_logits;
+    const char *lr_schedule, *early_stopping, *reduce_lr;
+    kiln_optimizer_config schedule;  /* --lr-schedule parsed (schedule KILN_LR_CONSTANT: none) */
+    kiln_cli_watch early, plateau;   /* --early-stopping, --reduce-lr-on-plateau parsed */
 } kiln_cli_options;
 
 /* The usage text (docs/cli.md holds the same block). */
@@ -41,6 +56,23 @@ extern const char kiln_cli_usage[];
 /* Parses argv[0..argc) (the arguments after the command name) for `cmd`. Errors are
  * KILN_ERR_INVALID_ARG with a message naming the flag. */
 kiln_status kiln_cli_args_parse(kiln_cli_command cmd, int argc, char **argv, kiln_cli_options *o);
+
+/* ---- fit's options (fit_options.c) ---- */
+
+/* The specs of --lr-schedule, --early-stopping and --reduce-lr-on-plateau into o->schedule,
+ * o->early and o->plateau, and the checks of fit's options against each other and the
+ * optimizer: KILN_ERR_INVALID_ARG naming the flag (a usage error). */
+kiln_status kiln_cli_fit_options_check(kiln_cli_options *o);
+/* The compile configuration of train's flags (optimizer, --lr, momentum, schedule, clipnorm). */
+kiln_compile_config kiln_cli_compile_config(const kiln_cli_options *o);
+/* The callbacks of --early-stopping and --reduce-lr-on-plateau into cb (n: how many added). */
+kiln_status kiln_cli_fit_callbacks(const kiln_cli_options *o, kiln_callback *cb, int *n);
+/* --from-logits against the model's last layer and the loss, before training: a model ending
+ * in a softmax takes no --from-logits, one ending in anything else needs it (a usage error,
+ * which sets kiln_cli_usage_fault); label smoothing set. */
+kiln_status kiln_cli_loss_check(kiln_model *m, const kiln_cli_options *o);
+/* set when a command fails on a flag that does not suit its model: main exits 2 */
+extern bool kiln_cli_usage_fault;
 
 /* ---- data (data.c) ---- */
 

@@ -46,8 +46,9 @@ kiln_status kiln_cli_evaluate(const kiln_cli_options *o) {
     kiln_status s = infer_setup(&r, o);
     /* the loss needs a compiled model; the optimizer is never used: plain SGD, which keeps no
      * state, so the memory budget counts none */
-    kiln_compile_config cc = {kiln_optimizer_defaults(KILN_OPT_SGD), KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, false};
+    kiln_compile_config cc = {kiln_optimizer_defaults(KILN_OPT_SGD), KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, o->from_logits};
     if (s == KILN_OK) s = kiln_model_compile(r.m, &cc);
+    if (s == KILN_OK) s = kiln_cli_loss_check(r.m, o); /* --from-logits, --label-smoothing */
     double loss = 0, acc = 0;
     if (s == KILN_OK) {
         kiln_data d = {r.data->images, r.data->labels, NULL, r.data->n};

@@ -49,7 +49,7 @@ int main(int argc, char **argv) {
         fputs(kiln_cli_usage, stdout);
         return 0;
     }
-    if (run[cmd](&o) != KILN_OK) return fail(1, kiln_last_error());
+    if (run[cmd](&o) != KILN_OK) return fail(kiln_cli_usage_fault ? 2 : 1, kiln_last_error());
     if (fflush(stdout) != 0) {
         char msg[256];
         snprintf(msg, sizeof msg, "writing to stdout failed: %s", strerror(errno));

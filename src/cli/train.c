@@ -17,7 +17,7 @@ typedef struct train_run {
     kiln_dataset *train, *val;
     kiln_model *m;
     kiln_prefetcher *pf;
-    kiln_callback cb[2];
+    kiln_callback cb[4]; /* EarlyStopping, ReduceLROnPlateau, CSVLogger, the checkpoint */
     int n_cb;
     kiln_cli_step_log *steps;
     int initial_epoch;
@@ -49,20 +49,10 @@ static kiln_status freeze(kiln_model *m, const char *list) {
     return KILN_OK;
 }
 
-static kiln_compile_config compile_config(const kiln_cli_options *o) {
-    kiln_optimizer_type t = !strcmp(o->optimizer, "sgd") ? KILN_OPT_SGD : !strcmp(o->optimizer, "adamw") ? KILN_OPT_ADAMW : KILN_OPT_ADAM;
-    kiln_compile_config cc = {kiln_optimizer_defaults(t), KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, false};
-    if (!isnan(o->lr)) {
-        cc.optimizer.adam.learning_rate = o->lr;
-        cc.optimizer.sgd.learning_rate = o->lr;
-    }
-    return cc;
-}
-
 /* the model, built, frozen, compiled, with its starting weights */
 static kiln_status model_setup(train_run *r, const kiln_cli_options *o) {
     const kiln_dataset *d = r->train;
-    kiln_compile_config cc = compile_config(o);
+    kiln_compile_config cc = kiln_cli_compile_config(o);
     KILN_TRY(kiln_cli_model_open(o->model ? o->model : o->resume, d->h, d->w, d->c, d->num_classes, &r->m));
     /* the memory budget of the whole run before anything is allocated (a step's batch is at most n) */
     KILN_TRY(kiln_model_check_memory(r->m, r->be, (int)(d->n < o->batch_size ? d->n : o->batch_size), &cc.optimizer));
@@ -71,6 +61,8 @@ static kiln_status model_setup(train_run *r, const kiln_cli_options *o) {
     if (r->val) KILN_TRY(kiln_cli_model_check_data(r->m, r->val, "validation data"));
     if (o->freeze) KILN_TRY(freeze(r->m, o->freeze));
     KILN_TRY(kiln_model_compile(r->m, &cc));
+    KILN_TRY(kiln_cli_loss_check(r->m, o)); /* before training: --from-logits against the last layer */
+    KILN_TRY(kiln_cli_fit_callbacks(o, r->cb, &r->n_cb)); /* EarlyStopping, ReduceLROnPlateau */
     if (o->init_weights) KILN_TRY(kiln_model_load(r->m, o->init_weights, true, false, NULL));
     if (o->resume) KILN_TRY(kiln_model_load(r->m, o->resume, false, true, &r->initial_epoch));
     return KILN_OK;
