@@ -166,8 +166,8 @@ static const bad_case bad[] = {
      KILN_ERR_UNSUPPORTED, "groups 2 is not supported"},
     {false, "{\"class_name\": \"Conv2D\", \"config\": {\"name\": \"c\", \"filters\": 4, \"kernel_size\": 3, \"padding\": \"causal\"}}",
      KILN_ERR_UNSUPPORTED, "padding 'causal'"},
-    {false, "{\"class_name\": \"Dense\", \"config\": {\"name\": \"d\", \"units\": 4, \"kernel_regularizer\": {\"class_name\": \"L2\"}}}",
-     KILN_ERR_UNSUPPORTED, "'d' (Dense): kernel_regularizer is not supported"},
+    {false, "{\"class_name\": \"Dense\", \"config\": {\"name\": \"d\", \"units\": 4, \"activity_regularizer\": {\"class_name\": \"L2\"}}}",
+     KILN_ERR_UNSUPPORTED, "'d' (Dense): activity_regularizer is not supported"}, /* kernel_regularizer is read: test_keras_reg.c */
     {false, "{\"class_name\": \"Dense\", \"config\": {\"name\": \"d\", \"units\": 4, \"dtype\": \"float16\"}}", KILN_ERR_UNSUPPORTED, "dtype float16"},
     {false, "{\"class_name\": \"BatchNormalization\", \"config\": {\"name\": \"b\", \"axis\": 1}}", KILN_ERR_UNSUPPORTED, "axis 1 is not supported"},
     {false, "{\"class_name\": \"Dense\", \"config\": {\"name\": \"d\", \"units\": -3}}", KILN_ERR_FORMAT, "units must be an integer"},
