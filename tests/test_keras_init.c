@@ -270,3 +270,115 @@ Test(keras_init, c_api) {
     expect_all(m, "l.bias", 0.125f);
     kiln_model_free(m);
 }
+
+/* Keras 3.15's own model.to_json() (tests/fixtures/make_keras_init_json.py made it; Keras drew
+ * a conv kernel of std 0.2383 for sqrt(2/36) = 0.2357 and a dense kernel of std 0.01758, max |w|
+ * 0.04): every initializer and regularizer is read, the weights are drawn as Keras' formulas say,
+ * and the regularizers are written back */
+static const char keras_json_fixture[] =
+    "{\"module\": \"keras\", \"class_name\": \"Sequential\", \"config\": {\"name\": \"fixture\", \"trainable\": tru"
+    "e, \"dtype\": {\"module\": \"keras\", \"class_name\": \"DTypePolicy\", \"config\": {\"name\": \"float32\"}, \""
+    "registered_name\": null}, \"layers\": [{\"module\": \"keras.layers\", \"class_name\": \"InputLayer\", \"config"
+    "\": {\"batch_shape\": [null, 16, 16, 4], \"dtype\": \"float32\", \"sparse\": false, \"ragged\": false, \"name\""
+    ": \"input_layer\", \"optional\": false}, \"registered_name\": null}, {\"module\": \"keras.layers\", \"class_na"
+    "me\": \"Conv2D\", \"config\": {\"name\": \"conv\", \"trainable\": true, \"dtype\": {\"module\": \"keras\", \"c"
+    "lass_name\": \"DTypePolicy\", \"config\": {\"name\": \"float32\"}, \"registered_name\": null}, \"filters\": 64"
+    ", \"kernel_size\": [3, 3], \"strides\": [1, 1], \"padding\": \"valid\", \"data_format\": \"channels_last\", \""
+    "dilation_rate\": [1, 1], \"groups\": 1, \"activation\": \"linear\", \"use_bias\": true, \"kernel_initializer\""
+    ": {\"module\": \"keras.initializers\", \"class_name\": \"HeNormal\", \"config\": {\"seed\": null, \"input_axes"
+    "\": null, \"output_axes\": null}, \"registered_name\": null}, \"bias_initializer\": {\"module\": \"keras.initi"
+    "alizers\", \"class_name\": \"Constant\", \"config\": {\"value\": 0.1}, \"registered_name\": null}, \"kernel_re"
+    "gularizer\": {\"module\": \"keras.regularizers\", \"class_name\": \"L2\", \"config\": {\"l2\": 0.001}, \"regis"
+    "tered_name\": null}, \"bias_regularizer\": null, \"activity_regularizer\": null, \"kernel_constraint\": null, "
+    "\"bias_constraint\": null}, \"registered_name\": null, \"build_config\": {\"input_shape\": [null, 16, 16, 4]}}"
+    ", {\"module\": \"keras.layers\", \"class_name\": \"BatchNormalization\", \"config\": {\"name\": \"bn\", \"trai"
+    "nable\": true, \"dtype\": {\"module\": \"keras\", \"class_name\": \"DTypePolicy\", \"config\": {\"name\": \"fl"
+    "oat32\"}, \"registered_name\": null}, \"axis\": -1, \"momentum\": 0.99, \"epsilon\": 0.001, \"center\": true, "
+    "\"scale\": true, \"beta_initializer\": {\"module\": \"keras.initializers\", \"class_name\": \"Zeros\", \"confi"
+    "g\": {}, \"registered_name\": null}, \"gamma_initializer\": {\"module\": \"keras.initializers\", \"class_name\""
+    ": \"Zeros\", \"config\": {}, \"registered_name\": null}, \"moving_mean_initializer\": {\"module\": \"keras.ini"
+    "tializers\", \"class_name\": \"Zeros\", \"config\": {}, \"registered_name\": null}, \"moving_variance_initiali"
+    "zer\": {\"module\": \"keras.initializers\", \"class_name\": \"Constant\", \"config\": {\"value\": 2.0}, \"regi"
+    "stered_name\": null}, \"beta_regularizer\": {\"module\": \"keras.regularizers\", \"class_name\": \"L1\", \"con"
+    "fig\": {\"l1\": 0.009999999776482582}, \"registered_name\": null}, \"gamma_regularizer\": null, \"beta_constra"
+    "int\": null, \"gamma_constraint\": null, \"synchronized\": false, \"renorm\": false, \"renorm_clipping\": null"
+    ", \"renorm_momentum\": 0.99}, \"registered_name\": null, \"build_config\": {\"input_shape\": [null, 14, 14, 64"
+    "]}}, {\"module\": \"keras.layers\", \"class_name\": \"Flatten\", \"config\": {\"name\": \"flat\", \"trainable\""
+    ": true, \"dtype\": {\"module\": \"keras\", \"class_name\": \"DTypePolicy\", \"config\": {\"name\": \"float32\""
+    "}, \"registered_name\": null}, \"data_format\": \"channels_last\"}, \"registered_name\": null, \"build_config\""
+    ": {\"input_shape\": [null, 14, 14, 64]}}, {\"module\": \"keras.layers\", \"class_name\": \"Dense\", \"config\""
+    ": {\"name\": \"dense\", \"trainable\": true, \"dtype\": {\"module\": \"keras\", \"class_name\": \"DTypePolicy\""
+    ", \"config\": {\"name\": \"float32\"}, \"registered_name\": null}, \"units\": 32, \"activation\": \"linear\", "
+    "\"use_bias\": true, \"kernel_initializer\": {\"module\": \"keras.initializers\", \"class_name\": \"TruncatedNo"
+    "rmal\", \"config\": {\"seed\": 7, \"mean\": 0.0, \"stddev\": 0.02}, \"registered_name\": null}, \"bias_initial"
+    "izer\": {\"module\": \"keras.initializers\", \"class_name\": \"Ones\", \"config\": {}, \"registered_name\": nu"
+    "ll}, \"kernel_regularizer\": {\"module\": \"keras.regularizers\", \"class_name\": \"L1L2\", \"config\": {\"l1\""
+    ": 0.0001, \"l2\": 1e-05}, \"registered_name\": null}, \"bias_regularizer\": null, \"kernel_constraint\": null,"
+    " \"bias_constraint\": null, \"quantization_config\": null}, \"registered_name\": null, \"build_config\": {\"in"
+    "put_shape\": [null, 12544]}}], \"build_input_shape\": [null, 16, 16, 4]}, \"registered_name\": null, \"build_c"
+    "onfig\": {\"input_shape\": [null, 16, 16, 4]}, \"compile_config\": {}}";
+
+static double std_of(const kiln_model *m, const char *name, double *most) {
+    int64_t n;
+    float *w = weight_of(m, name, &n);
+    double s = 0, ss = 0;
+    *most = 0;
+    for (int64_t i = 0; i < n; i++) s += w[i];
+    for (int64_t i = 0; i < n; i++) {
+        ss += (w[i] - s / (double)n) * (w[i] - s / (double)n);
+        *most = fmax(*most, fabs(w[i]));
+    }
+    free(w);
+    return sqrt(ss / (double)n);
+}
+
+Test(keras_init, keras_written_json) {
+    kiln_model *m = built(keras_json_fixture, 1), *m2 = built(keras_json_fixture, 2);
+    double most, sd = std_of(m, "conv.kernel", &most);
+    /* 2304 values: one standard error of the std is 1.5%, 8% is 5 */
+    cr_expect(fabs(sd - sqrt(2.0 / 36.0)) <= 0.08 * sqrt(2.0 / 36.0), "conv he_normal std %.4f, Keras' formula %.4f", sd, sqrt(2.0 / 36.0));
+    sd = std_of(m, "dense.kernel", &most);
+    cr_expect(fabs(sd - 0.02 * 0.87962566103423978) <= 0.02 * 0.02 * 0.87962566103423978, "dense TruncatedNormal(0.02) std %.5f", sd);
+    cr_expect(most <= 0.04 * (1 + 1e-6), "dense TruncatedNormal(0.02): |w| reaches %.5f, past 2 stddev", most);
+    expect_all(m, "conv.bias", 0.1f);
+    expect_all(m, "bn.gamma", 0.0f);
+    expect_all(m, "bn.beta", 0.0f);
+    expect_all(m, "bn.moving_mean", 0.0f);
+    expect_all(m, "bn.moving_variance", 2.0f);
+    expect_all(m, "dense.bias", 1.0f);
+    int64_t n;
+    float *a = weight_of(m, "dense.kernel", &n), *b = weight_of(m2, "dense.kernel", &n);
+    cr_expect(same(a, b, n), "the dense kernel's seed 7 did not fix its values");
+    free(a), free(b);
+    char *out;
+    OK(kiln_model_to_json(m, &out));
+    cr_expect(strstr(out, "\"kernel_regularizer\":{\"module\":\"keras.regularizers\",\"class_name\":\"L2\",\"config\":{\"l2\":0.001") != NULL, "%s", out);
+    cr_expect(strstr(out, "\"beta_regularizer\":{\"module\":\"keras.regularizers\",\"class_name\":\"L1\",\"config\":{\"l1\":0.0099999997764825") != NULL, "%s", out);
+    cr_expect(strstr(out, "\"class_name\":\"L1L2\",\"config\":{\"l1\":0.0001,\"l2\":1e-05}") != NULL, "%s", out);
+    cr_expect(strstr(out, "\"kernel_initializer\":{\"module\":\"keras.initializers\",\"class_name\":\"HeNormal\",\"config\":{\"seed\":null}") != NULL, "%s", out);
+    free(out);
+    kiln_model_free(m), kiln_model_free(m2);
+}
+
+/* kiln_model_add checks what a config's weight options hold when they bypass the setters */
+Test(keras_init, add_checks_the_options) {
+    kiln_model *m;
+    OK(kiln_model_new("api", &m));
+    int64_t shape[1] = {3};
+    kiln_layer_config in = kiln_input_layer(1, shape), d = kiln_dense_layer(2, KILN_ACT_LINEAR);
+    OK(kiln_model_add(m, &in, 0, NULL, NULL));
+    kiln_layer_config bad = d;
+    memset(bad.weight_opts[0].weight, 'k', sizeof bad.weight_opts[0].weight);
+    cr_expect_eq(kiln_model_add(m, &bad, 0, NULL, NULL), KILN_ERR_INVALID_ARG, "an unterminated weight name was taken");
+    bad = d;
+    snprintf(bad.weight_opts[0].weight, sizeof bad.weight_opts[0].weight, "kernel");
+    bad.weight_opts[0].has_init = true;
+    bad.weight_opts[0].init = (kiln_init_spec){.kind = KILN_INIT_RANDOM_NORMAL, .b = -1.0};
+    cr_expect_eq(kiln_model_add(m, &bad, 0, NULL, NULL), KILN_ERR_INVALID_ARG);
+    cr_expect(strstr(kiln_last_error(), "weight 'kernel': parameters out of range"), "%s", kiln_last_error());
+    bad.weight_opts[0].has_init = false;
+    bad.weight_opts[0].reg.l2 = NAN;
+    cr_expect_eq(kiln_model_add(m, &bad, 0, NULL, NULL), KILN_ERR_INVALID_ARG);
+    OK(kiln_model_add(m, &d, 0, NULL, NULL));
+    kiln_model_free(m);
+}

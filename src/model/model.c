@@ -8,6 +8,7 @@
 #include "checked.h"
 #include "error.h"
 #include "layer.h"
+#include "weight_options.h"
 
 kiln_status kiln_model_new(const char *name, kiln_model **out) {
     if (!out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_new: out is NULL");
@@ -99,6 +100,7 @@ static kiln_status check_add(const kiln_model *m, const kiln_layer_config *cfg, 
     if ((int)cfg->activation < 0 || cfg->activation >= KILN_ACT_COUNT)
         return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_add: layer '%s' (%s): unknown activation %d", cfg->name,
                           d->keras_class, (int)cfg->activation);
+    if (kiln_weight_options_check(cfg) != KILN_OK) return kiln_error_context(KILN_ERR_INVALID_ARG, "kiln_model_add");
     if ((cfg->type == KILN_LAYER_INPUT) != (m->n_nodes == 0))
         return kiln_error(KILN_ERR_INVALID_ARG, cfg->type == KILN_LAYER_INPUT
                               ? "kiln_model_add: an Input layer can only come first"

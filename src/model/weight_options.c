@@ -124,6 +124,18 @@ kiln_status kiln_layer_set_regularizer(kiln_layer_config *c, const char *weight,
     return KILN_OK;
 }
 
+kiln_status kiln_weight_options_check(const kiln_layer_config *c) {
+    for (int i = 0; i < KILN_LAYER_WEIGHT_OPTIONS; i++) {
+        const kiln_weight_options *e = &c->weight_opts[i];
+        if (!memchr(e->weight, '\0', sizeof e->weight) || !memchr(e->init.keras_class, '\0', sizeof e->init.keras_class))
+            return kiln_error(KILN_ERR_INVALID_ARG, "a weight option of the layer is not terminated within its array");
+        const char *problem = e->has_init ? init_problem(&e->init) : "";
+        if (!*problem && !(finite_nonneg(e->reg.l1) && finite_nonneg(e->reg.l2))) problem = "regularizer's l1 or l2 not finite and >= 0";
+        if (*problem) return kiln_error(KILN_ERR_INVALID_ARG, "layer '%.63s': weight '%s': %s", c->name, e->weight, problem);
+    }
+    return KILN_OK;
+}
+
 const kiln_weight_options *kiln_weight_options_find(const kiln_layer_config *c, const char *weight) {
     size_t wl = strlen(weight);
     for (int i = 0; i < KILN_LAYER_WEIGHT_OPTIONS; i++) {

@@ -13,6 +13,9 @@ typedef struct kiln_json_layer kiln_json_layer; /* layer_json.h */
 
 /* c's entry for the layer's weight named `weight` ("kernel", "depthwise_kernel", "gamma"), or NULL */
 const kiln_weight_options *kiln_weight_options_find(const kiln_layer_config *c, const char *weight);
+/* c's entries as kiln_model_add takes them: names terminated in their arrays, parameters in
+ * range (KILN_ERR_INVALID_ARG naming the layer and the weight) */
+kiln_status kiln_weight_options_check(const kiln_layer_config *c);
 /* a config key this file reads: "<w>_initializer" or "<w>_regularizer" (not activity_regularizer) */
 bool kiln_weight_options_key(const char *key);
 /* reads every such key of the layer's config into c; an unknown initializer or regularizer, or
