@@ -236,8 +236,8 @@ static void expect_refused(const char *keys, const char *msg) {
 Test(keras_init, refused) {
     expect_refused("\"units\": 2, \"kernel_initializer\": \"he_nromal\"",
                    "layer 'l' (Dense): kernel_initializer 'he_nromal' is not supported (glorot_uniform");
-    expect_refused("\"units\": 2, \"kernel_initializer\": {\"class_name\": \"Orthogonal\", \"config\": {\"gain\": 1.0}}",
-                   "layer 'l' (Dense): kernel_initializer 'Orthogonal' is not supported");
+    expect_refused("\"units\": 2, \"kernel_initializer\": {\"class_name\": \"Identity\", \"config\": {\"gain\": 1.0}}",
+                   "layer 'l' (Dense): kernel_initializer 'Identity' is not supported");
     expect_refused("\"units\": 2, \"bias_initializer\": 3", "layer 'l' (Dense): bias_initializer must be an initializer's name");
     expect_refused("\"units\": 2, \"kernel_initializer\": {\"class_name\": \"RandomNormal\", \"config\": {\"stddev\": -1}}",
                    "layer 'l' (Dense): kernel_initializer: parameters out of range");
@@ -381,4 +381,50 @@ Test(keras_init, add_checks_the_options) {
     cr_expect_eq(kiln_model_add(m, &bad, 0, NULL, NULL), KILN_ERR_INVALID_ARG);
     OK(kiln_model_add(m, &d, 0, NULL, NULL));
     kiln_model_free(m);
+}
+
+/* Orthogonal(gain): K^T K = gain^2 I for a kernel of more rows (the product of the leading axes)
+ * than columns, K K^T = gain^2 I for fewer; a vector is refused at the build */
+static void expect_orthogonal(const char *shape, const char *cls, const char *keys, int64_t nrows, int64_t ncols, double gain) {
+    char *j = model_json(shape, cls, keys);
+    kiln_model *m = built(j, 4);
+    int64_t n;
+    float *k = weight_of(m, "l.kernel", &n);
+    cr_assert_eq(n, nrows * ncols);
+    bool tall = nrows >= ncols;
+    int64_t d = tall ? ncols : nrows, len = tall ? nrows : ncols;
+    for (int64_t a = 0; a < d; a++)
+        for (int64_t b = 0; b < d; b++) {
+            double dot = 0;
+            for (int64_t i = 0; i < len; i++)
+                dot += tall ? (double)k[i * ncols + a] * k[i * ncols + b] : (double)k[a * ncols + i] * k[b * ncols + i];
+            cr_expect(fabs(dot - (a == b ? gain * gain : 0.0)) < 1e-5 * gain * gain, "%s %s: (%lld, %lld) product %g",
+                      cls, keys, (long long)a, (long long)b, dot);
+        }
+    free(k);
+    kiln_model_free(m);
+    free(j);
+}
+
+Test(keras_init, orthogonal) {
+    expect_orthogonal("6", "Dense", "\"units\": 4, \"kernel_initializer\": \"orthogonal\"", 6, 4, 1.0);
+    expect_orthogonal("3", "Dense", "\"units\": 5, \"kernel_initializer\": \"orthogonal\"", 3, 5, 1.0);
+    expect_orthogonal("5, 5, 2", "Conv2D",
+                      "\"filters\": 8, \"kernel_size\": 3, \"kernel_initializer\": {\"class_name\": \"Orthogonal\", \"config\": {\"gain\": 2.0, \"seed\": null}}",
+                      18, 8, 2.0);
+    char *j = model_json("3", "Dense", "\"units\": 5, \"bias_initializer\": \"orthogonal\"");
+    kiln_model *m = NULL;
+    OK(kiln_model_from_json(j, strlen(j), &m));
+    cr_expect_neq(kiln_model_build(m, kt_cpu(), 1), KILN_OK, "an orthogonal vector was built");
+    cr_expect(strstr(kiln_last_error(), "the orthogonal initializer needs 2 or more axes"), "%s", kiln_last_error());
+    kiln_model_free(m);
+    free(j);
+    j = model_json("3", "Dense", "\"units\": 5, \"kernel_initializer\": {\"class_name\": \"Orthogonal\", \"config\": {\"gain\": 0.5}}");
+    m = built(j, 1);
+    char *out;
+    OK(kiln_model_to_json(m, &out));
+    cr_expect(strstr(out, "\"class_name\":\"Orthogonal\",\"config\":{\"gain\":0.5,\"seed\":null}") != NULL, "%s", out);
+    free(out);
+    kiln_model_free(m);
+    free(j);
 }

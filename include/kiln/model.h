@@ -74,6 +74,7 @@ typedef enum kiln_init_kind {
     KILN_INIT_RANDOM_NORMAL,    /* mean (a), stddev (b) */
     KILN_INIT_RANDOM_UNIFORM,   /* minval (a), maxval (b) */
     KILN_INIT_TRUNCATED_NORMAL, /* mean (a), stddev (b), redrawn outside mean +- 2 stddev */
+    KILN_INIT_ORTHOGONAL,       /* gain (scale): Keras' Orthogonal, a weight of 2 or more axes */
     KILN_INIT_KIND_COUNT
 } kiln_init_kind;
 typedef enum kiln_fan_mode { KILN_FAN_IN = 0, KILN_FAN_OUT, KILN_FAN_AVG } kiln_fan_mode;

@@ -78,6 +78,44 @@ static kiln_status variance_scaling(kiln_node *n, int w, const kiln_init_spec *i
     }
 }
 
+/* Keras' Orthogonal: a (rows, cols) matrix (rows: the product of the leading axes) with
+ * orthonormal columns (rows >= cols) or rows: the Q of the QR of a normal draw of the taller
+ * shape, with R's diagonal made positive (modified Gram-Schmidt in double gives that Q), times gain */
+static kiln_status orthogonal(kiln_node *n, int w, double gain, uint64_t seed) {
+    int nd = n->w_ndim[w];
+    if (nd < 2)
+        return kiln_error(KILN_ERR_INVALID_ARG, "weight '%s': the orthogonal initializer needs 2 or more axes (it has %d)", n->w_name[w], nd);
+    int64_t rows = 1, cols = n->w_shape[w][nd - 1];
+    for (int d = 0; d < nd - 1; d++) rows *= n->w_shape[w][d];
+    int64_t m = rows > cols ? rows : cols, k = rows > cols ? cols : rows;
+    double *a = malloc(sizeof(double) * (size_t)(m * k));
+    float *h = malloc(sizeof(float) * (size_t)(m * k));
+    if (!a || !h) {
+        free(a), free(h);
+        return kiln_error(KILN_ERR_OOM, "initializing '%s': out of host memory", n->w_name[w]);
+    }
+    kiln_rng r;
+    kiln_rng_seed(&r, seed);
+    for (int64_t i = 0; i < m * k; i++) a[i] = normal(&r); /* a (m, k), row-major */
+    for (int64_t j = 0; j < k; j++) {
+        for (int64_t p = 0; p < j; p++) { /* remove the earlier columns */
+            double dot = 0;
+            for (int64_t i = 0; i < m; i++) dot += a[i * k + p] * a[i * k + j];
+            for (int64_t i = 0; i < m; i++) a[i * k + j] -= dot * a[i * k + p];
+        }
+        double norm = 0;
+        for (int64_t i = 0; i < m; i++) norm += a[i * k + j] * a[i * k + j];
+        norm = sqrt(norm);
+        for (int64_t i = 0; i < m; i++) a[i * k + j] /= norm;
+    }
+    /* rows >= cols: Q itself; else Q transposed, (k, m) = (rows, cols) */
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < k; j++) h[rows >= cols ? i * k + j : j * m + i] = (float)(gain * a[i * k + j]);
+    kiln_status s = kiln_tensor_set(n->w[w], h, sizeof(float) * (size_t)(m * k));
+    free(a), free(h);
+    return s;
+}
+
 /* glorot_uniform: U(-l, l), l = sqrt(6 / (fan_in + fan_out)) */
 static kiln_status glorot_uniform(kiln_node *n, int w, uint64_t seed) {
     double fi, fo;
@@ -96,6 +134,7 @@ kiln_status kiln_init_weight(kiln_node *n, int w, uint64_t seed) {
     case KILN_INIT_VARIANCE_SCALING: return variance_scaling(n, w, init, s);
     case KILN_INIT_RANDOM_NORMAL: return fill_random(n->w[w], s, DRAW_NORMAL, init->a, init->b);
     case KILN_INIT_TRUNCATED_NORMAL: return fill_random(n->w[w], s, DRAW_TRUNCATED, init->a, init->b);
+    case KILN_INIT_ORTHOGONAL: return orthogonal(n, w, init->scale, s);
     case KILN_INIT_RANDOM_UNIFORM:
         return fill_random(n->w[w], s, DRAW_UNIFORM, (init->a + init->b) / 2.0, (init->b - init->a) / 2.0);
     default: return kiln_error(KILN_ERR_INVALID_ARG, "weight '%s': unknown initializer %d", n->w_name[w], (int)init->kind);

@@ -33,6 +33,7 @@ static const init_name inits[] = {
     {"zeros", "Zeros", KILN_INIT_CONSTANT, 0, 0, 0, 0, 0},
     {"ones", "Ones", KILN_INIT_CONSTANT, 1, 0, 0, 0, 0},
     {"constant", "Constant", KILN_INIT_CONSTANT, 0, 0, 0, 0, 0},
+    {"orthogonal", "Orthogonal", KILN_INIT_ORTHOGONAL, 0, 0, 1, 0, 0},
     /* Keras' other aliases */
     {"zero", "Zeros", KILN_INIT_CONSTANT, 0, 0, 0, 0, 0},
     {"one", "Ones", KILN_INIT_CONSTANT, 1, 0, 0, 0, 0},
@@ -41,7 +42,7 @@ static const init_name inits[] = {
 };
 #define N_INITS (int)(sizeof inits / sizeof inits[0])
 #define KNOWN_INITS "glorot_uniform, glorot_normal, he_normal, he_uniform, lecun_normal, lecun_uniform, " \
-                    "variance_scaling, random_normal, random_uniform, truncated_normal, zeros, ones, constant"
+                    "variance_scaling, random_normal, random_uniform, truncated_normal, zeros, ones, constant, orthogonal"
 
 static const char *const modes[] = {"fan_in", "fan_out", "fan_avg"};
 static const char *const dists[] = {"truncated_normal", "untruncated_normal", "uniform"};
@@ -97,7 +98,8 @@ static const char *init_problem(const kiln_init_spec *in) {
     if ((int)in->kind < 0 || in->kind >= KILN_INIT_KIND_COUNT || (int)in->mode < 0 || in->mode > KILN_FAN_AVG ||
         (int)in->distribution < 0 || in->distribution > KILN_DIST_UNIFORM)
         return "unknown kind, mode or distribution";
-    bool bad = in->kind == KILN_INIT_VARIANCE_SCALING ? !(in->scale > 0.0 && isfinite(in->scale))
+    bool bad = in->kind == KILN_INIT_ORTHOGONAL       ? !isfinite(in->scale)
+             : in->kind == KILN_INIT_VARIANCE_SCALING ? !(in->scale > 0.0 && isfinite(in->scale))
              : in->kind == KILN_INIT_RANDOM_UNIFORM  ? !(isfinite(in->a) && isfinite(in->b) && in->a <= in->b)
              : in->kind >= KILN_INIT_RANDOM_NORMAL   ? !(isfinite(in->a) && finite_nonneg(in->b))
                                                       : !isfinite(in->value);
@@ -183,6 +185,7 @@ static kiln_status init_config(const kiln_json_layer *j, const char *key, const 
     KILN_TRY(json_number(j, key, cfg, uniform ? "minval" : "mean", &in->a));
     KILN_TRY(json_number(j, key, cfg, uniform ? "maxval" : "stddev", &in->b));
     KILN_TRY(json_number(j, key, cfg, "value", &in->value));
+    if (in->kind == KILN_INIT_ORTHOGONAL) KILN_TRY(json_number(j, key, cfg, "gain", &in->scale));
     if (!strcmp(in->keras_class, "VarianceScaling")) {
         int mode = (int)in->mode, dist = (int)in->distribution;
         KILN_TRY(json_number(j, key, cfg, "scale", &in->scale));
@@ -273,7 +276,7 @@ kiln_status kiln_weight_options_read(const kiln_json_layer *j, kiln_layer_config
 
 static const char *init_class(const kiln_init_spec *in) {
     static const char *const by_kind[] = {"Constant", "GlorotUniform", "VarianceScaling", "RandomNormal", "RandomUniform",
-                                          "TruncatedNormal"};
+                                          "TruncatedNormal", "Orthogonal"};
     return in->keras_class[0] ? in->keras_class : by_kind[in->kind];
 }
 
@@ -288,7 +291,9 @@ static cJSON *init_json(const kiln_init_spec *in) {
         if (!strcmp(cls, "Constant")) cJSON_AddNumberToObject(cfg, "value", in->value);
         return o;
     }
-    bool uniform = in->kind == KILN_INIT_RANDOM_UNIFORM, plain = in->kind >= KILN_INIT_RANDOM_NORMAL;
+    bool uniform = in->kind == KILN_INIT_RANDOM_UNIFORM;
+    bool plain = in->kind >= KILN_INIT_RANDOM_NORMAL && in->kind <= KILN_INIT_TRUNCATED_NORMAL;
+    if (in->kind == KILN_INIT_ORTHOGONAL) cJSON_AddNumberToObject(cfg, "gain", in->scale);
     if (plain) cJSON_AddNumberToObject(cfg, uniform ? "minval" : "mean", in->a);
     if (plain) cJSON_AddNumberToObject(cfg, uniform ? "maxval" : "stddev", in->b);
     if (!strcmp(cls, "VarianceScaling")) {
