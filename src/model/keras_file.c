@@ -241,36 +241,49 @@ static kiln_status read_weights(kiln_model *m, kiln_h5 *h, const char *file, boo
     return s;
 }
 
-/* the members `names` of the .keras archive at path (out[i].data NULL for a missing one) */
-static kiln_status keras_members(const char *path, const char *const *names, size_t n, size_t max, kiln_file_part *out) {
-    void *buf;
-    size_t len;
-    KILN_TRY(kiln_file_read(path, false, &buf, &len));
-    kiln_status s = kiln_zip_read(buf, len, path, names, n, max, out);
-    free(buf);
+/* the members `names` of the .keras archive buf[0..len) named `file` (out[i].data NULL for a missing one) */
+static kiln_status keras_members(const void *buf, size_t len, const char *file, const char *const *names, size_t n,
+                                 size_t max, kiln_file_part *out) {
+    kiln_status s = kiln_zip_read(buf, len, file, names, n, max, out);
     for (size_t i = 0; s == KILN_OK && i < n; i++)
-        if (!out[i].data) s = kiln_error(KILN_ERR_FORMAT, "%s: a zip archive without '%s': not a Keras .keras file", path, names[i]);
+        if (!out[i].data) s = kiln_error(KILN_ERR_FORMAT, "%s: a zip archive without '%s': not a Keras .keras file", file, names[i]);
     for (size_t i = 0; s != KILN_OK && i < n; i++) free((void *)out[i].data);
     return s;
 }
 
-kiln_status kiln_model_load_keras(kiln_model *m, const char *path, bool subset) {
-    kiln_file_kind kind;
-    KILN_TRY(kiln_file_kind_of(path, &kind));
-    kiln_file_part image = {NULL, 0};
+kiln_status kiln_model_load_keras_bytes(kiln_model *m, const void *buf, size_t len, const char *file, bool subset) {
+    kiln_file_kind kind = kiln_file_kind_sniff(buf, len);
+    if (kind != KILN_FILE_ZIP && kind != KILN_FILE_HDF5)
+        return kiln_error(KILN_ERR_FORMAT, "%s: this is %s, not a Keras .keras or .weights.h5 file", file, kiln_file_kind_name(kind));
+    kiln_file_part image = {buf, len};
     static const char *const member[1] = {"model.weights.h5"};
-    kiln_status s = KILN_OK;
-    if (kind == KILN_FILE_ZIP) s = keras_members(path, member, 1, WEIGHTS_MAX, &image);
-    else if (kind == KILN_FILE_HDF5) s = kiln_file_read(path, false, (void **)&image.data, &image.len);
-    else s = kiln_error(KILN_ERR_FORMAT, "%s: this is %s, not a Keras .keras or .weights.h5 file", path, kiln_file_kind_name(kind));
-    kiln_h5 *h = NULL;
+    if (kind == KILN_FILE_ZIP) KILN_TRY(keras_members(buf, len, file, member, 1, WEIGHTS_MAX, &image));
     char name[4200];
-    snprintf(name, sizeof name, kind == KILN_FILE_ZIP ? "%s: model.weights.h5" : "%s", path);
-    if (s == KILN_OK) s = kiln_h5_open_image(image.data, image.len, name, &h);
-    free((void *)image.data);
+    snprintf(name, sizeof name, kind == KILN_FILE_ZIP ? "%s: model.weights.h5" : "%s", file);
+    kiln_h5 *h = NULL;
+    kiln_status s = kiln_h5_open_image(image.data, image.len, name, &h);
+    if (kind == KILN_FILE_ZIP) free((void *)image.data);
     if (s == KILN_OK) s = read_weights(m, h, name, subset);
     kiln_h5_close(h);
     return s;
+}
+
+kiln_status kiln_model_load_keras(kiln_model *m, const char *path, bool subset) {
+    void *buf;
+    size_t len;
+    KILN_TRY(kiln_file_read(path, false, &buf, &len));
+    kiln_status s = kiln_model_load_keras_bytes(m, buf, len, path, subset);
+    free(buf);
+    return s;
+}
+
+kiln_status kiln_keras_config(const void *buf, size_t len, const char *file, char **json, size_t *json_len) {
+    static const char *const member[1] = {"config.json"};
+    kiln_file_part config;
+    KILN_TRY(keras_members(buf, len, file, member, 1, CONFIG_MAX, &config));
+    *json = (char *)config.data;
+    *json_len = config.len;
+    return KILN_OK;
 }
 
 kiln_status kiln_model_from_keras(const char *path, kiln_model **out) {
@@ -280,11 +293,15 @@ kiln_status kiln_model_from_keras(const char *path, kiln_model **out) {
     KILN_TRY(kiln_file_kind_of(path, &kind));
     if (kind != KILN_FILE_ZIP)
         return kiln_error(KILN_ERR_FORMAT, "%s: this is %s, not a .keras zip archive", path, kiln_file_kind_name(kind));
-    static const char *const member[1] = {"config.json"};
-    kiln_file_part config;
-    KILN_TRY(keras_members(path, member, 1, CONFIG_MAX, &config));
-    kiln_status s = kiln_model_from_json(config.data, config.len, out);
-    free((void *)config.data);
-    if (s != KILN_OK) return kiln_error_context(s, "%s: config.json", path);
-    return KILN_OK;
+    void *buf;
+    size_t len;
+    KILN_TRY(kiln_file_read(path, false, &buf, &len));
+    char *json = NULL;
+    size_t json_len = 0;
+    kiln_status s = kiln_keras_config(buf, len, path, &json, &json_len);
+    free(buf);
+    if (s == KILN_OK) s = kiln_model_from_json(json, json_len, out);
+    free(json);
+    if (s != KILN_OK && json) return kiln_error_context(s, "%s: config.json", path);
+    return s;
 }

@@ -12,6 +12,11 @@
  * into the built model m, by Keras' layer paths; with subset, layers the file lacks keep their
  * weights. Every variable is checked before any is loaded. */
 kiln_status kiln_model_load_keras(kiln_model *m, const char *path, bool subset);
+/* The same from the file's bytes buf[0..len) (`file` names them in messages): the fuzz target's
+ * entry. */
+kiln_status kiln_model_load_keras_bytes(kiln_model *m, const void *buf, size_t len, const char *file, bool subset);
+/* The config.json of the .keras archive buf[0..len) (malloc'ed, NUL-terminated; free with free()). */
+kiln_status kiln_keras_config(const void *buf, size_t len, const char *file, char **json, size_t *json_len);
 
 /* Keras' naming.to_snake_case of a class name: "BatchNormalization" -> "batch_normalization",
  * "Conv2D" -> "conv2d", "ReLU" -> "re_lu" (the name of its group in a weights file) */
