@@ -311,3 +311,44 @@ Test(keras_hostile, built_without_the_libraries_says_so, .init = setup, .fini = 
                         "kiln was built without HDF5 support");
     kiln_model_free(m);
 }
+
+/* an Adam model's .keras carries Keras' compile_config and optimizer/vars: iterations, the
+ * learning rate, then m and v of each trainable variable (check_keras.py shows real Keras
+ * restoring them bit for bit) */
+Test(keras_files, adam_state_goes_with_the_archive, .init = setup, .fini = teardown) {
+    need_libs();
+    kiln_model *m = from_json("seq.json");
+    kiln_compile_config cc = {kiln_optimizer_defaults(KILN_OPT_ADAM), KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, false};
+    cc.optimizer.adam.learning_rate = 0.025;
+    OK(kiln_model_compile(m, &cc));
+    OK(kiln_model_save_keras(m, kt_path("m.keras")));
+    size_t len;
+    void *zip = kt_read_file(kt_path("m.keras"), &len);
+    char *json;
+    size_t json_len;
+    OK(kiln_keras_config(zip, len, "m.keras", &json, &json_len));
+    cJSON *root = cJSON_Parse(json), *opt = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "compile_config"), "optimizer");
+    cr_assert_not_null(opt, "no compile_config.optimizer in %s", json);
+    cr_expect_str_eq(cJSON_GetObjectItem(opt, "class_name")->valuestring, "Adam");
+    cr_expect_float_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(opt, "config"), "learning_rate")->valuedouble, 0.025, 1e-12);
+    static const char *const member[1] = {"model.weights.h5"};
+    kiln_file_part h5;
+    OK(kiln_zip_read(zip, len, "m.keras", member, 1, (size_t)1 << 30, &h5));
+    kiln_h5 *h;
+    OK(kiln_h5_open_image(h5.data, h5.len, "model.weights.h5", &h));
+    bool found;
+    int64_t vars = 0;
+    OK(kiln_h5_group_members(h, "optimizer/vars", &found, &vars));
+    cr_expect(found && vars == 2 + 2 * 5, "optimizer/vars holds %lld variables, want 12 (3 Dense/BN layers: 5 trainable)",
+              (long long)vars);
+    int nd;
+    int64_t shape[KILN_H5_MAX_DIMS];
+    OK(kiln_h5_var_shape(h, "optimizer/vars/2", &nd, shape));
+    cr_expect(nd == 2 && shape[0] == 18 && shape[1] == 5, "vars/2 is the first Dense kernel's m");
+    kiln_h5_close(h);
+    free((void *)h5.data);
+    cJSON_Delete(root);
+    free(json);
+    free(zip);
+    kiln_model_free(m);
+}

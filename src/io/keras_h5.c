@@ -43,6 +43,9 @@ kiln_status kiln_h5_group_make(kiln_h5 *h, const char *path, const char *name_at
 kiln_status kiln_h5_var_write(kiln_h5 *h, const char *path, int ndim, const int64_t *shape, const float *data) {
     return kiln_error(KILN_ERR_UNSUPPORTED, NO_HDF5);
 }
+kiln_status kiln_h5_scalar_write_i64(kiln_h5 *h, const char *path, int64_t value) {
+    return kiln_error(KILN_ERR_UNSUPPORTED, NO_HDF5);
+}
 
 #else
 
@@ -319,17 +322,27 @@ kiln_status kiln_h5_group_make(kiln_h5 *h, const char *path, const char *name_at
     return s;
 }
 
-kiln_status kiln_h5_var_write(kiln_h5 *h, const char *path, int ndim, const int64_t *shape, const float *data) {
+/* dataset `path` of file type `ftype` from memory of type `mtype` */
+static kiln_status write_dataset(kiln_h5 *h, const char *path, int ndim, const int64_t *shape, hid_t ftype, hid_t mtype,
+                                 const void *data) {
     quiet();
     if (ndim < 0 || ndim > KILN_H5_MAX_DIMS) return kiln_error(KILN_ERR_INVALID_ARG, "%s: '%s' has %d axes", h->name, path, ndim);
     hsize_t dims[KILN_H5_MAX_DIMS];
     for (int i = 0; i < ndim; i++) dims[i] = (hsize_t)shape[i];
     hid_t sp = ndim ? H5Screate_simple(ndim, dims, NULL) : H5Screate(H5S_SCALAR), d = H5I_INVALID_HID;
-    if (sp >= 0) d = H5Dcreate2(h->file, path, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    bool ok = d >= 0 && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
+    if (sp >= 0) d = H5Dcreate2(h->file, path, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    bool ok = d >= 0 && H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
     if (d >= 0) H5Dclose(d);
     if (sp >= 0) H5Sclose(sp);
     return ok ? KILN_OK : h5_fail(h, "writing the dataset", path);
+}
+
+kiln_status kiln_h5_var_write(kiln_h5 *h, const char *path, int ndim, const int64_t *shape, const float *data) {
+    return write_dataset(h, path, ndim, shape, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, data);
+}
+
+kiln_status kiln_h5_scalar_write_i64(kiln_h5 *h, const char *path, int64_t value) {
+    return write_dataset(h, path, 0, NULL, H5T_STD_I64LE, H5T_NATIVE_INT64, &value);
 }
 
 #endif

@@ -50,5 +50,7 @@ kiln_status kiln_h5_var_read(kiln_h5 *h, const char *path, float *dst, int64_t n
 kiln_status kiln_h5_group_make(kiln_h5 *h, const char *path, const char *name_attr);
 /* Writes dataset `path` (its group must exist): float32, shape[0..ndim) (ndim 0: a scalar). */
 kiln_status kiln_h5_var_write(kiln_h5 *h, const char *path, int ndim, const int64_t *shape, const float *data);
+/* Writes dataset `path`: one int64 scalar (Keras' optimizer iterations). */
+kiln_status kiln_h5_scalar_write_i64(kiln_h5 *h, const char *path, int64_t value);
 
 #endif

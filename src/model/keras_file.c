@@ -6,10 +6,14 @@
  *        batch_normalization), "_1", "_2", ... for the second, third layer of a class, in the
  *        model's layer order; the group's "name" attribute holds the layer's name. Keras loads by
  *        path, and so does kiln.
- *   .keras   a zip of config.json (model.to_json()), metadata.json and model.weights.h5.
+ *        With an Adam or AdamW model's state: "optimizer/vars" 0 (iterations, int64), 1 (the
+ *        learning rate), then m and v of each trainable variable in Keras' order.
+ *   .keras   a zip of config.json (model.to_json(), with Keras' compile_config when the
+ *        optimizer's state is there), metadata.json and model.weights.h5.
  * A layer's variables are its declared weights in their order, unless its descriptor lists
  * Keras' order (keras_vars, layer.h): one place per layer type. Reading checks every variable's
  * count and shape against the model before any is read, and loads nothing when one is wrong. */
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,14 +91,77 @@ int kiln_keras_var_order(const kiln_node *n, int order[KILN_MAX_WEIGHTS]) {
 
 /* ---- writing ---- */
 
-static kiln_status write_var(kiln_h5 *h, const char *path, const kiln_node *n, int w) {
-    size_t bytes = kiln_tensor_nbytes(n->w[w]);
+/* ---- the optimizer: Adam and AdamW as Keras keeps them ---- */
+
+/* whether m's optimizer state goes into Keras' files: compiled with Adam or AdamW (no amsgrad,
+ * whose v_hat Keras keeps apart), a constant learning rate, probabilities out (Keras' default
+ * loss), and the state made (every trainable weight has its m and v) */
+static bool keras_optimizer(const kiln_model *m) {
+    const kiln_optimizer_config *o = &m->compile.optimizer;
+    if (!m->compiled || (o->type != KILN_OPT_ADAM && o->type != KILN_OPT_ADAMW) || o->adam.amsgrad ||
+        o->schedule != KILN_LR_CONSTANT || m->compile.from_logits)
+        return false;
+    for (int i = 0; i < m->n_nodes; i++)
+        for (int w = 0; w < m->nodes[i].n_w; w++)
+            if (kiln_node_trainable(&m->nodes[i], w) && (!m->nodes[i].slot[w][0] || !m->nodes[i].slot[w][1])) return false;
+    return true;
+}
+
+static kiln_status write_tensor(kiln_h5 *h, const char *path, const kiln_tensor *t, int ndim, const int64_t *shape) {
+    size_t bytes = kiln_tensor_nbytes(t);
     float *host = malloc(bytes ? bytes : 1);
-    if (!host) return kiln_error(KILN_ERR_OOM, "out of host memory for weight '%s'", n->w_name[w]);
-    kiln_status s = kiln_tensor_get(n->w[w], host, bytes);
-    if (s == KILN_OK) s = kiln_h5_var_write(h, path, n->w_ndim[w], n->w_shape[w], host);
+    if (!host) return kiln_error(KILN_ERR_OOM, "out of host memory for '%s'", path);
+    kiln_status s = kiln_tensor_get(t, host, bytes);
+    if (s == KILN_OK) s = kiln_h5_var_write(h, path, ndim, shape, host);
     free(host);
     return s;
+}
+
+/* optimizer/vars: 0 iterations (int64), 1 learning_rate, then m and v of each trainable
+ * variable in model.trainable_variables' order (layers in order, each in Keras' variable order) */
+static kiln_status write_optimizer(const kiln_model *m, kiln_h5 *h) {
+    KILN_TRY(kiln_h5_group_make(h, "optimizer/vars", m->compile.optimizer.type == KILN_OPT_ADAMW ? "adamw" : "adam"));
+    KILN_TRY(kiln_h5_scalar_write_i64(h, "optimizer/vars/0", m->iterations));
+    float lr = (float)kiln_model_learning_rate(m);
+    KILN_TRY(kiln_h5_var_write(h, "optimizer/vars/1", 0, NULL, &lr));
+    int k = 2;
+    for (int i = 0; i < m->n_nodes; i++) {
+        const kiln_node *n = &m->nodes[i];
+        int order[KILN_MAX_WEIGHTS], count = kiln_keras_var_order(n, order);
+        for (int v = 0; v < count; v++) {
+            int w = order[v];
+            for (int slot = 0; kiln_node_trainable(n, w) && slot < 2; slot++) {
+                char path[64];
+                snprintf(path, sizeof path, "optimizer/vars/%d", k++);
+                KILN_TRY(write_tensor(h, path, n->slot[w][slot], n->w_ndim[w], n->w_shape[w]));
+            }
+        }
+    }
+    return KILN_OK;
+}
+
+/* Keras' compile_config for an optimizer keras_optimizer() takes: Adam or AdamW with kiln's
+ * hyperparameters and the loss, so load_model compiles the model and restores the state */
+static void compile_config(const kiln_model *m, cJSON *root) {
+    static const char *const losses[] = {"sparse_categorical_crossentropy", "categorical_crossentropy", "mean_squared_error"};
+    const kiln_optimizer_config *o = &m->compile.optimizer;
+    bool w = o->type == KILN_OPT_ADAMW;
+    cJSON *cc = cJSON_AddObjectToObject(root, "compile_config"), *opt = cJSON_AddObjectToObject(cc, "optimizer");
+    cJSON_AddStringToObject(opt, "module", "keras.optimizers");
+    cJSON_AddStringToObject(opt, "class_name", w ? "AdamW" : "Adam");
+    cJSON *c = cJSON_AddObjectToObject(opt, "config");
+    cJSON_AddStringToObject(c, "name", w ? "adamw" : "adam");
+    cJSON_AddNumberToObject(c, "learning_rate", kiln_model_learning_rate(m));
+    if (w) cJSON_AddNumberToObject(c, "weight_decay", o->adam.weight_decay);
+    else cJSON_AddNullToObject(c, "weight_decay");
+    if (o->global_clipnorm > 0) cJSON_AddNumberToObject(c, "global_clipnorm", o->global_clipnorm);
+    cJSON_AddNumberToObject(c, "beta_1", o->adam.beta_1);
+    cJSON_AddNumberToObject(c, "beta_2", o->adam.beta_2);
+    cJSON_AddNumberToObject(c, "epsilon", o->adam.epsilon);
+    cJSON_AddBoolToObject(c, "amsgrad", false);
+    cJSON_AddNullToObject(opt, "registered_name");
+    cJSON_AddStringToObject(cc, "loss", losses[m->compile.loss]);
+    cJSON_AddNullToObject(cc, "metrics");
 }
 
 static kiln_status write_weights(const kiln_model *m, kiln_h5 *h, char (*paths)[2 * KILN_NAME_MAX]) {
@@ -109,10 +176,10 @@ static kiln_status write_weights(const kiln_model *m, kiln_h5 *h, char (*paths)[
         int order[KILN_MAX_WEIGHTS], count = kiln_keras_var_order(n, order);
         for (int k = 0; k < count; k++) {
             snprintf(path, sizeof path, "%s/vars/%d", paths[i], k);
-            KILN_TRY(write_var(h, path, n, order[k]));
+            KILN_TRY(write_tensor(h, path, n->w[order[k]], n->w_ndim[order[k]], n->w_shape[order[k]]));
         }
     }
-    return KILN_OK;
+    return keras_optimizer(m) ? write_optimizer(m, h) : KILN_OK;
 }
 
 /* the model's weights as the bytes of a .weights.h5 file */
@@ -139,6 +206,20 @@ kiln_status kiln_model_save_weights_h5(const kiln_model *m, const char *path) {
     return s;
 }
 
+/* config.json: the architecture (kiln_model_to_json), with compile_config when the optimizer's
+ * state goes with it */
+static kiln_status config_json(const kiln_model *m, char **out) {
+    KILN_TRY(kiln_model_to_json(m, out));
+    if (!m->built || !keras_optimizer(m)) return KILN_OK;
+    cJSON *root = cJSON_Parse(*out);
+    free(*out);
+    *out = NULL;
+    if (root) compile_config(m, root);
+    if (root) *out = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return *out ? KILN_OK : kiln_error(KILN_ERR_OOM, "out of host memory for the config of model '%s'", m->name);
+}
+
 kiln_status kiln_model_save_keras(const kiln_model *m, const char *path) {
     if (!m || !path) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_save_keras: NULL argument");
     static const char meta[] = "{\"keras_version\": \"3.0.0\", \"producer\": \"kiln\"}";
@@ -146,7 +227,7 @@ kiln_status kiln_model_save_keras(const kiln_model *m, const char *path) {
     char *json = NULL;
     void *h5 = NULL;
     size_t h5_len = 0;
-    kiln_status s = kiln_model_to_json(m, &json);
+    kiln_status s = config_json(m, &json);
     if (s == KILN_OK) s = weights_image(m, path, &h5, &h5_len);
     kiln_file_part parts[3] = {{meta, sizeof meta - 1}, {json, json ? strlen(json) : 0}, {h5, h5_len}};
     if (s == KILN_OK) s = kiln_zip_write(path, names, parts, 3);
