@@ -107,10 +107,20 @@ ParameterizedTest(size_t *k, cli_keras, each_case, .timeout = 60) {
     kt_tmpdir_remove();
 }
 
+/* a whole file as a NUL-terminated string (malloc'ed) */
+static char *text_of(const char *path) {
+    size_t len;
+    char *b = kt_read_file(path, &len), *t = b ? malloc(len + 1) : NULL;
+    cr_assert_not_null(t, "cannot read %s", path);
+    memcpy(t, b, len);
+    t[len] = '\0';
+    free(b);
+    return t;
+}
+
 /* the 4 x 3 probabilities of a predictions CSV */
 static void read_csv(const char *path, double p[12]) {
-    size_t len;
-    char *t = kt_read_file(path, &len), *line = t ? strchr(t, '\n') : NULL;
+    char *t = text_of(path), *line = strchr(t, '\n');
     cr_assert_not_null(line, "%s: no rows", path);
     for (int i = 0; i < 12; i++) {
         char *end;
@@ -173,9 +183,7 @@ Test(cli_keras, train_out_writes_model_keras, .timeout = 120) {
         kt_run_free(&r);
         char name[16];
         snprintf(name, sizeof name, "p%d.csv", i);
-        size_t len;
-        csv[i] = kt_read_file(kt_path(name), &len);
-        cr_assert_not_null(csv[i]);
+        csv[i] = text_of(kt_path(name));
     }
     cr_expect_str_eq(csv[0], csv[1], "model.keras predicts otherwise than model.safetensors");
     free(csv[0]);

@@ -27,6 +27,14 @@
 
 #define OK(expr) cr_assert_eq((expr), KILN_OK, "%s", kiln_last_error())
 
+/* LeakSanitizer (the sanitizer build) reads this: libhdf5 1.10.8 loses memory inside itself on
+ * some of the malformed files below (docs/formats.md, "Faults inside the libraries"). Memory
+ * HDF5 still tracks (every object kiln might leave open) is freed by HDF5's own exit handler,
+ * which runs before the leak check, so what is reported is lost inside the library; kiln's own
+ * allocations stay checked. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void) { return "leak:libhdf5_serial.so\nleak:libhdf5.so\n"; }
+
 static const char *fixture(const char *name) {
     static char p[4][1024];
     static int k;
@@ -125,7 +133,7 @@ Test(keras_json, functional_as_keras_writes_it) {
     OK(kiln_model_to_json(m, &ours));
     size_t len;
     char *theirs_text = kt_read_file(fixture("func.json"), &len);
-    cJSON *a = cJSON_Parse(ours), *b = cJSON_Parse(theirs_text);
+    cJSON *a = cJSON_Parse(ours), *b = cJSON_ParseWithLength(theirs_text, len);
     cr_assert(a && b);
     cr_expect_str_eq(cJSON_GetObjectItem(a, "module")->valuestring, "keras.src.models.functional");
     cr_expect_str_eq(cJSON_GetObjectItem(a, "class_name")->valuestring, "Functional");
