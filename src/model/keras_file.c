@@ -62,13 +62,18 @@ void kiln_keras_snake_case(const char *cls, char *out, size_t n) {
 static kiln_status keras_paths(const kiln_model *m, char (**paths)[2 * KILN_NAME_MAX]) {
     *paths = calloc((size_t)m->n_nodes, sizeof **paths);
     if (!*paths) return kiln_error(KILN_ERR_OOM, "out of host memory for the Keras paths of model '%s'", m->name);
-    int used[KILN_LAYER_TYPE_COUNT] = {0}; /* Keras' _get_unique_name, per snake name: one per class */
+    /* Keras' _get_unique_name: a count per snake name (a class), at most one per layer type */
+    char snakes[KILN_LAYER_TYPE_COUNT][KILN_NAME_MAX];
+    int used[KILN_LAYER_TYPE_COUNT] = {0}, n_snakes = 0;
     for (int i = 0; i < m->n_nodes; i++) {
         const kiln_node *n = &m->nodes[i];
         if (i == 0 && !m->graph_form) continue;
         char snake[KILN_NAME_MAX];
         kiln_keras_snake_case(n->desc->keras_class, snake, sizeof snake);
-        int k = used[n->cfg.type]++;
+        int j = 0;
+        while (j < n_snakes && strcmp(snakes[j], snake)) j++;
+        if (j == n_snakes && n_snakes < KILN_LAYER_TYPE_COUNT) memcpy(snakes[n_snakes++], snake, sizeof snake);
+        int k = used[j < KILN_LAYER_TYPE_COUNT ? j : 0]++;
         if (k) snprintf((*paths)[i], sizeof (*paths)[i], "layers/%s_%d", snake, k);
         else snprintf((*paths)[i], sizeof (*paths)[i], "layers/%s", snake);
     }
