@@ -3,6 +3,7 @@
 # (apt-get, as root). Sourced by scripts/train.sh and scripts/test.sh.
 kiln_install_deps() {
   local need="cmake ninja-build pkg-config gcc g++ binutils python3 libopenblas-dev libcjson-dev zlib1g-dev libcriterion-dev $*"
+  need="$need libhdf5-dev libzip-dev" # Keras 3 files: .weights.h5 (HDF5), .keras (zip); optional at build time, docs/formats.md
   local missing="" p
   for p in $need; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
   [ -z "$missing" ] && return 0

@@ -246,6 +246,22 @@ KILN_API kiln_status kiln_model_save(const kiln_model *m, const char *path, bool
  * optimizer slot the model has, and checks its kiln.* numbers (type, range, overflow) before
  * any tensor is loaded. */
 KILN_API kiln_status kiln_model_load(kiln_model *m, const char *path, bool subset, bool full, int *epoch);
+/* (kiln_model_load also takes a Keras 3 .keras archive or .weights.h5 file, told by its
+ * content: weights only, by Keras' layer paths, every variable's count and shape checked before
+ * any is loaded; a full load of one is refused, it holds no kiln optimizer state.) */
+
+/* ---- Keras 3 files (docs/formats.md; told by their content, never by their name) ---- */
+
+/* Writes a Keras 3 .keras archive, atomically: config.json (kiln_model_to_json), metadata.json
+ * and model.weights.h5 (the weights in Keras' layout: layers/<layer path>/vars/<i>), which
+ * keras.models.load_model reads. The model must be built. KILN_ERR_UNSUPPORTED when kiln was
+ * built without libhdf5 or libzip. */
+KILN_API kiln_status kiln_model_save_keras(const kiln_model *m, const char *path);
+/* Writes the weights alone as Keras' model.save_weights does (a .weights.h5 HDF5 file). */
+KILN_API kiln_status kiln_model_save_weights_h5(const kiln_model *m, const char *path);
+/* A model (not yet built) from the config.json of a Keras 3 .keras archive; its weights then
+ * load with kiln_model_load(m, path, ...). */
+KILN_API kiln_status kiln_model_from_keras(const char *path, kiln_model **out);
 
 /* ---- compile: optimizer, schedule, clipping, loss ---- */
 

@@ -32,7 +32,7 @@ typedef struct arg_spec {
 } arg_spec;
 
 static const arg_spec specs[] = {
-    {"--model", ARG_STR, OFF(model), T | S, 0, 0, false},
+    {"--model", ARG_STR, OFF(model), ALL, 0, 0, false},
     {"--data", ARG_STR, OFF(data), ALL, 0, 0, false},
     {"--weights", ARG_STR, OFF(weights), E | P, 0, 0, false},
     {"--epochs", ARG_INT, OFF(epochs), T, 0, 1000000, false},
@@ -140,8 +140,9 @@ static kiln_status check(kiln_cli_options *o) {
         return kiln_error(KILN_ERR_INVALID_ARG, "train: --model is required (or --resume FILE)");
     if (o->command == KILN_CLI_SUMMARY && !o->model)
         return kiln_error(KILN_ERR_INVALID_ARG, "summary: --model is required");
-    if ((o->command == KILN_CLI_EVALUATE || o->command == KILN_CLI_PREDICT) && !o->weights)
-        return kiln_error(KILN_ERR_INVALID_ARG, "%s: --weights is required", cmd);
+    if ((o->command == KILN_CLI_EVALUATE || o->command == KILN_CLI_PREDICT) && !o->weights && !o->model)
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: --weights is required (or --model with a file that holds weights: "
+                          ".keras or kiln's .safetensors)", cmd);
     if (o->validation_split > 0 && o->validation_data)
         return kiln_error(KILN_ERR_INVALID_ARG, "train: --validation-split and --validation-data exclude each other");
     if (o->init_weights && o->resume)

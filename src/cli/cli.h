@@ -89,8 +89,14 @@ kiln_status kiln_cli_data_shape(const kiln_cli_options *o, int *h, int *w, int *
 /* ---- models (model.c) ---- */
 
 /* A model (not built) from M: a built-in name (input h x w x c, `classes` outputs), a Keras JSON
- * file, or a safetensors file holding kiln's "kiln.model" metadata. */
+ * file, a Keras 3 .keras archive, or a safetensors file holding kiln's "kiln.model" metadata
+ * (told by content; a Keras .weights.h5 is refused: it holds no architecture). */
 kiln_status kiln_cli_model_open(const char *spec, int h, int w, int c, int classes, kiln_model **out);
+/* Whether M names a built-in model (seed-cnn, resnet20). */
+bool kiln_cli_model_builtin(const char *spec);
+/* The weights file of evaluate and predict: --weights, else --model when it holds weights (a
+ * .keras archive or kiln's safetensors); an error naming --model when it holds none. */
+kiln_status kiln_cli_weights_of(const kiln_cli_options *o, const char **weights);
 /* Checks that a built model takes ds's images and has an output for each of its classes. */
 kiln_status kiln_cli_model_check_data(const kiln_model *m, const kiln_dataset *ds, const char *what);
 /* Reads a whole file (at most max bytes) into a NUL-terminated buffer (free with free()). */

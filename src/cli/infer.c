@@ -1,6 +1,7 @@
 /* infer.c: `kiln evaluate`, `kiln predict` and `kiln summary`. evaluate and predict
- * rebuild the model from the architecture saved in --weights ("kiln.model" metadata), load its
- * weights and run in inference mode (BatchNormalization with its moving statistics, Dropout
+ * build the model of --model (a built-in, a Keras JSON or .keras file, kiln's safetensors), or
+ * without it the architecture saved in --weights (kiln's "kiln.model" metadata, a .keras
+ * archive's config.json), load the weights of --weights (or of --model's file) and run in inference mode (BatchNormalization with its moving statistics, Dropout
  * off) on the evaluation split of --data. summary infers the shapes only: no weights, no data. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -19,6 +20,7 @@ typedef struct infer_run {
     kiln_backend *be;
     kiln_dataset *data;
     kiln_model *m;
+    const char *weights; /* the file the weights came from */
 } infer_run;
 
 static void infer_free(infer_run *r) {
@@ -27,13 +29,22 @@ static void infer_free(infer_run *r) {
     kiln_backend_free(r->be);
 }
 
-/* the backend, the data and the model of --weights, loaded and checked */
+/* the model of --model (shaped like the data when it is a built-in), else of --weights */
+static kiln_status infer_model(const kiln_cli_options *o, kiln_model **out) {
+    if (!o->model) return kiln_cli_model_open(o->weights, 0, 0, 0, 0, out);
+    int h = 0, w = 0, c = 0, classes = 0;
+    if (kiln_cli_model_builtin(o->model)) KILN_TRY(kiln_cli_data_shape(o, &h, &w, &c, &classes));
+    return kiln_cli_model_open(o->model, h, w, c, classes, out);
+}
+
+/* the backend, the data and the model, its weights loaded, checked */
 static kiln_status infer_setup(infer_run *r, const kiln_cli_options *o) {
     memset(r, 0, sizeof *r);
+    KILN_TRY(kiln_cli_weights_of(o, &r->weights));
     KILN_TRY(kiln_backend_init(o->device, &r->be));
-    KILN_TRY(kiln_cli_model_open(o->weights, 0, 0, 0, 0, &r->m));
+    KILN_TRY(infer_model(o, &r->m));
     KILN_TRY(kiln_model_build(r->m, r->be, 0));
-    KILN_TRY(kiln_model_load(r->m, o->weights, false, false, NULL));
+    KILN_TRY(kiln_model_load(r->m, r->weights, false, false, NULL));
     KILN_TRY(kiln_cli_data_eval(o, &r->data));
     return kiln_cli_model_check_data(r->m, r->data, "data");
 }
@@ -56,7 +67,7 @@ kiln_status kiln_cli_evaluate(const kiln_cli_options *o) {
     }
     if (s == KILN_OK && !isfinite(loss))
         s = kiln_error(KILN_ERR_NUMERIC, "evaluate: the loss over %lld examples is %g, " NOT_FINITE_WHY, (long long)r.data->n,
-                       loss, o->weights);
+                       loss, r.weights);
     if (s == KILN_OK) printf("%lld examples - loss: %.4f - accuracy: %.4f\n", (long long)r.data->n, loss, acc);
     infer_free(&r);
     return s;
@@ -124,7 +135,7 @@ kiln_status kiln_cli_predict(const kiln_cli_options *o) {
         if (!probs) s = kiln_error(KILN_ERR_OOM, "out of host memory for %lld x %lld predictions", (long long)r.data->n, (long long)k);
     }
     if (s == KILN_OK) s = kiln_model_predict(r.m, r.data->images, r.data->n, o->batch_size, probs);
-    if (s == KILN_OK) s = check_finite(probs, r.data->n, k, o->weights); /* before --out is touched */
+    if (s == KILN_OK) s = check_finite(probs, r.data->n, k, r.weights); /* before --out is touched */
     if (s == KILN_OK) s = write_predictions(o->out, probs, r.data->n, k);
     free(probs);
     infer_free(&r);
@@ -136,7 +147,7 @@ kiln_status kiln_cli_summary(const kiln_cli_options *o) {
     int h = 32, w = 32, c = 3, classes = 10;
     /* a built-in takes the shape of --data when it is given; a file's model has its own. The
      * shapes come from the spec and the model's layers: no dataset is loaded, no weight allocated */
-    bool builtin = !strcmp(o->model, "seed-cnn") || !strcmp(o->model, "resnet20");
+    bool builtin = kiln_cli_model_builtin(o->model);
     bool want_data = builtin && (strcmp(o->data, "synthetic") || o->synthetic_flag || o->classes_given);
     kiln_status s = want_data ? kiln_cli_data_shape(o, &h, &w, &c, &classes) : KILN_OK;
     if (s == KILN_OK) s = kiln_cli_model_open(o->model, h, w, c, classes, &m);

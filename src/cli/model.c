@@ -1,6 +1,8 @@
 /* model.c: the model of a `kiln` command: a built-in (seed-cnn, resnet20) shaped for the
- * data, a Keras model.to_json() file, or the architecture kiln saved in a safetensors file's
- * metadata ("kiln.model"), which is how evaluate and predict need only --weights. */
+ * data, a Keras model.to_json() file, a Keras 3 .keras archive (its config.json), or the
+ * architecture kiln saved in a safetensors file's metadata ("kiln.model"), which is how
+ * evaluate and predict need only --weights. A file's kind is told by its content
+ * (io/file_kind.h); a Keras .weights.h5 holds no architecture and is refused, saying so. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <stdio.h>
@@ -9,6 +11,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "file_kind.h"
 #include "kiln/safetensors.h"
 
 #define MODEL_JSON_MAX ((size_t)64 << 20)
@@ -61,31 +64,37 @@ static kiln_status from_weights(const char *path, kiln_model **out) {
     return s;
 }
 
-/* the first byte of the file that is not white space (EOF when none) */
-static kiln_status first_byte(const char *path, int *out) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return kiln_error(KILN_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
-    int c;
-    while ((c = fgetc(f)) == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
-    int err = ferror(f) ? errno : 0;
-    fclose(f);
-    if (err) return kiln_error(KILN_ERR_IO, "reading '%s' failed: %s", path, strerror(err));
-    *out = c;
-    return KILN_OK;
-}
+bool kiln_cli_model_builtin(const char *spec) { return !strcmp(spec, "seed-cnn") || !strcmp(spec, "resnet20"); }
 
 kiln_status kiln_cli_model_open(const char *spec, int h, int w, int c, int classes, kiln_model **out) {
     *out = NULL;
-    if (!strcmp(spec, "seed-cnn") || !strcmp(spec, "resnet20")) return kiln_model_builtin(spec, h, w, c, classes, out);
-    int first = EOF;
-    KILN_TRY(first_byte(spec, &first));
-    if (first != '{') return from_weights(spec, out); /* a safetensors file starts with its header's length */
+    if (kiln_cli_model_builtin(spec)) return kiln_model_builtin(spec, h, w, c, classes, out);
+    kiln_file_kind kind;
+    KILN_TRY(kiln_file_kind_of(spec, &kind));
+    if (kind == KILN_FILE_ZIP) return kiln_model_from_keras(spec, out);
+    if (kind == KILN_FILE_HDF5)
+        return kiln_error(KILN_ERR_FORMAT, "%s: this is %s, which holds weights but no architecture: give the architecture "
+                          "with --model (a built-in name, a Keras JSON or .keras file) and this file with --weights",
+                          spec, kiln_file_kind_name(kind));
+    if (kind != KILN_FILE_JSON) return from_weights(spec, out); /* a safetensors file starts with its header's length */
     char *buf;
     size_t len;
     KILN_TRY(kiln_cli_file_read(spec, MODEL_JSON_MAX, &buf, &len));
     kiln_status s = kiln_model_from_json(buf, len, out);
     free(buf);
     if (s != KILN_OK) return kiln_error_context(s, "%s", spec);
+    return KILN_OK;
+}
+
+kiln_status kiln_cli_weights_of(const kiln_cli_options *o, const char **weights) {
+    *weights = o->weights;
+    if (o->weights) return KILN_OK;
+    kiln_file_kind kind = KILN_FILE_UNKNOWN;
+    if (!kiln_cli_model_builtin(o->model)) KILN_TRY(kiln_file_kind_of(o->model, &kind));
+    if (kind == KILN_FILE_JSON || kiln_cli_model_builtin(o->model))
+        return kiln_error(KILN_ERR_INVALID_ARG, "--model %s holds no weights: give them with --weights (kiln's .safetensors "
+                          "or a Keras .weights.h5)", o->model);
+    *weights = o->model; /* a .keras archive or kiln's safetensors */
     return KILN_OK;
 }
 

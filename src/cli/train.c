@@ -1,8 +1,9 @@
 /* train.c: `kiln train`: the data, the model (built on the chosen device, frozen, compiled,
  * given --init-weights or restored by --resume), then kiln_model_fit with its batches gathered
  * (and augmented) by a prefetcher thread, Keras' progress, and into --out: history.csv
- * (CSVLogger), checkpoint.safetensors at every epoch's end, model.safetensors at the end and
- * history.svg, the chart of history.csv. */
+ * (CSVLogger), checkpoint.safetensors at every epoch's end, model.safetensors and model.keras
+ * (Keras 3's file, when kiln has libhdf5 and libzip) at the end, and history.svg, the chart of
+ * history.csv. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -11,6 +12,9 @@
 
 #include "cli.h"
 #include "error.h"
+#include "file_kind.h"
+#include "keras_h5.h"
+#include "keras_zip.h"
 
 typedef struct train_run {
     kiln_backend *be;
@@ -21,10 +25,10 @@ typedef struct train_run {
     int n_cb;
     kiln_cli_step_log *steps;
     int initial_epoch;
-    char paths[4][4096]; /* history.csv, checkpoint.safetensors, model.safetensors, history.svg */
+    char paths[5][4096]; /* history.csv, checkpoint.safetensors, model.safetensors, history.svg, model.keras */
 } train_run;
 
-enum { HISTORY, CHECKPOINT, MODEL, CHART };
+enum { HISTORY, CHECKPOINT, MODEL, CHART, KERAS };
 
 static void run_free(train_run *r) {
     for (int i = 0; i < r->n_cb; i++) kiln_callback_free(&r->cb[i]);
@@ -63,15 +67,20 @@ static kiln_status model_setup(train_run *r, const kiln_cli_options *o) {
     KILN_TRY(kiln_model_compile(r->m, &cc));
     KILN_TRY(kiln_cli_loss_check(r->m, o)); /* before training: --from-logits against the last layer */
     KILN_TRY(kiln_cli_fit_callbacks(o, r->cb, &r->n_cb)); /* EarlyStopping, ReduceLROnPlateau */
+    /* a .keras --model brings its weights (architecture and weights), unless --init-weights or --resume give others */
+    kiln_file_kind kind = KILN_FILE_UNKNOWN;
+    if (o->model && !o->init_weights && !o->resume && !kiln_cli_model_builtin(o->model)) KILN_TRY(kiln_file_kind_of(o->model, &kind));
+    if (kind == KILN_FILE_ZIP) KILN_TRY(kiln_model_load(r->m, o->model, false, false, NULL));
     if (o->init_weights) KILN_TRY(kiln_model_load(r->m, o->init_weights, true, false, NULL));
     if (o->resume) KILN_TRY(kiln_model_load(r->m, o->resume, false, true, &r->initial_epoch));
     return KILN_OK;
 }
 
 static kiln_status outputs_setup(train_run *r, const kiln_cli_options *o) {
-    static const char *const names[4] = {"history.csv", "checkpoint.safetensors", "model.safetensors", "history.svg"};
+    static const char *const names[5] = {"history.csv", "checkpoint.safetensors", "model.safetensors", "history.svg",
+                                         "model.keras"};
     if (o->out) KILN_TRY(kiln_cli_dir_make(o->out)); /* first: the step log may be in it */
-    for (int i = 0; o->out && i < 4; i++) KILN_TRY(kiln_cli_path_join(o->out, names[i], r->paths[i], sizeof r->paths[i]));
+    for (int i = 0; o->out && i < 5; i++) KILN_TRY(kiln_cli_path_join(o->out, names[i], r->paths[i], sizeof r->paths[i]));
     /* a resumed run continues its logs from the checkpoint: rows of later epochs go */
     if (o->resume && o->out) KILN_TRY(kiln_cli_log_cut(r->paths[HISTORY], r->initial_epoch));
     if (o->resume && o->log_steps) KILN_TRY(kiln_cli_log_cut(o->log_steps, r->initial_epoch));
@@ -132,10 +141,15 @@ kiln_status kiln_cli_train(const kiln_cli_options *o) {
     }
     int done = r.initial_epoch > o->epochs ? r.initial_epoch : o->epochs;
     if (s == KILN_OK && o->out) s = kiln_model_save(r.m, r.paths[MODEL], false, done);
+    bool keras = kiln_h5_available() && kiln_zip_available(); /* else kiln was built without libhdf5 or libzip */
+    if (s == KILN_OK && o->out && keras) s = kiln_model_save_keras(r.m, r.paths[KERAS]);
     if (s == KILN_OK && o->out && r.initial_epoch >= o->epochs) s = kiln_model_save(r.m, r.paths[CHECKPOINT], true, done);
     if (s == KILN_OK && o->out) s = kiln_cli_chart_write(r.paths[HISTORY], r.paths[CHART], kiln_model_name(r.m));
-    if (s == KILN_OK && o->out && o->verbose) printf("kiln: wrote %s, %s, %s and %s\n", r.paths[MODEL], r.paths[CHECKPOINT],
-                                                    r.paths[HISTORY], r.paths[CHART]);
+    if (s == KILN_OK && o->out && o->verbose)
+        printf("kiln: wrote %s, %s%s%s, %s and %s\n", r.paths[MODEL], keras ? r.paths[KERAS] : "", keras ? ", " : "",
+               r.paths[CHECKPOINT], r.paths[HISTORY], r.paths[CHART]);
+    if (s == KILN_OK && o->out && o->verbose && !keras)
+        printf("kiln: no model.keras: kiln was built without libhdf5 or libzip (docs/formats.md)\n");
     run_free(&r);
     return s;
 }

@@ -1,5 +1,6 @@
 /* checkpoint.c: a model's weights (and, for a full checkpoint, its optimizer state) to and
- * from safetensors files. Names and layouts are Keras' ("conv2d.kernel" (kh, kw, in, out)),
+ * from safetensors files (a Keras .keras or .weights.h5 file given to kiln_model_load goes to
+ * keras_file.c). Names and layouts are Keras' ("conv2d.kernel" (kh, kw, in, out)),
  * so PyTorch, Keras and NumPy users can read them; the architecture rides in the header's
  * __metadata__. Writes are atomic (kiln_safetensors_write). */
 #include <errno.h>
@@ -10,6 +11,8 @@
 #include <string.h>
 
 #include "error.h"
+#include "file_kind.h"
+#include "keras_file.h"
 #include "kiln/safetensors.h"
 #include "model_impl.h"
 #include "name_index.h"
@@ -272,6 +275,13 @@ kiln_status kiln_model_load(kiln_model *m, const char *path, bool subset, bool f
     if (!m || !path) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_load: NULL argument");
     if (!m->built) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_load: model '%s' is not built", m->name);
     if (full && !m->compiled) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_load: compile the model before resuming from '%s'", path);
+    kiln_file_kind kind;
+    KILN_TRY(kiln_file_kind_of(path, &kind));
+    if ((kind == KILN_FILE_ZIP || kind == KILN_FILE_HDF5) && full)
+        return kiln_error(KILN_ERR_FORMAT, "%s: this is %s, which holds no kiln optimizer state to resume from; resume from "
+                          "kiln's checkpoint.safetensors, or load it as weights to start a new training", path,
+                          kiln_file_kind_name(kind));
+    if (kind == KILN_FILE_ZIP || kind == KILN_FILE_HDF5) return kiln_model_load_keras(m, path, subset);
     kiln_safetensors *st;
     KILN_TRY(kiln_safetensors_open(path, &st));
     ckpt_counters c = {0};

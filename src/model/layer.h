@@ -45,6 +45,12 @@ struct kiln_layer_desc {
     /* the rank of its output without the batch axis for an input of rank in_rank, before
      * shapes are known (the JSON reader's checks); NULL: in_rank */
     int (*out_rank)(const kiln_layer_config *c, int in_rank);
+    /* Keras' variables of the layer in the order Keras saves them (layers/<path>/vars/0, 1, ...
+     * of a .weights.h5; keras_file.c), by kiln's weight names, NULL-terminated; names the layer
+     * does not have (BatchNormalization's gamma with scale off) are skipped. NULL: its declared
+     * weights in their order (Conv2D kernel, bias; BatchNormalization gamma, beta, moving_mean,
+     * moving_variance), which is Keras' for every layer declaring them as Keras builds them. */
+    const char *const *keras_vars;
 };
 
 /* layers/registry.c: the registered layers */

@@ -22,7 +22,18 @@ static cJSON *layer_config(const kiln_node *n) {
     return o;
 }
 
-/* Keras 3's inbound_nodes: [{"args": [tensor or [tensors]], "kwargs": {}}] */
+/* a __keras_tensor__'s shape: [null, the output shape of layer n] (known once the model is
+ * inferred or built; Keras needs it to rebuild a Functional model) */
+static void add_tensor_shape(const kiln_model *m, const kiln_node *n, cJSON *cfg) {
+    if (!m->shaped && !m->built) return;
+    cJSON *shape = cJSON_AddArrayToObject(cfg, "shape");
+    cJSON_AddItemToArray(shape, cJSON_CreateNull());
+    for (int d = 0; d < n->out_ndim; d++) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)n->out_shape[d]));
+    cJSON_AddStringToObject(cfg, "dtype", "float32");
+}
+
+/* Keras 3's inbound_nodes: [{"args": [tensor or [tensors]], "kwargs": {}}], each tensor
+ * {"class_name": "__keras_tensor__", "config": {"shape", "dtype", "keras_history"}} */
 static cJSON *inbound(const kiln_model *m, const kiln_node *n) {
     cJSON *nodes = cJSON_CreateArray();
     if (!n->n_in) return nodes;
@@ -31,6 +42,7 @@ static cJSON *inbound(const kiln_model *m, const kiln_node *n) {
     for (int k = 0; k < n->n_in; k++) {
         cJSON *t = cJSON_CreateObject(), *cfg = cJSON_AddObjectToObject(t, "config");
         cJSON_AddStringToObject(t, "class_name", "__keras_tensor__");
+        add_tensor_shape(m, &m->nodes[n->in[k]], cfg);
         cJSON *hist = cJSON_AddArrayToObject(cfg, "keras_history");
         cJSON_AddItemToArray(hist, cJSON_CreateString(m->nodes[n->in[k]].cfg.name));
         cJSON_AddItemToArray(hist, cJSON_CreateNumber(0));
@@ -54,7 +66,8 @@ static cJSON *endpoint(const kiln_model *m, int id) {
 kiln_status kiln_model_to_json(const kiln_model *m, char **out) {
     if (!m || !out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_to_json: NULL argument");
     cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "module", "keras");
+    /* the module Keras 3 writes for each: Keras refuses "keras" with class Functional */
+    cJSON_AddStringToObject(root, "module", m->graph_form ? "keras.src.models.functional" : "keras");
     cJSON_AddStringToObject(root, "class_name", m->graph_form ? "Functional" : "Sequential");
     cJSON *cfg = cJSON_AddObjectToObject(root, "config");
     cJSON_AddStringToObject(cfg, "name", m->name);
