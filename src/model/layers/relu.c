@@ -47,15 +47,16 @@ static kiln_status backward(kiln_node *n, const kiln_tensor *const *x, const kil
     return dx[0] ? kiln_act_backward(&n->cfg.act, x[0], dz, dx[0]) : KILN_OK;
 }
 
-/* a number >= 0 (Keras' layers refuse negative ones) */
-static kiln_status non_negative(const kiln_json_layer *j, const char *key, float def, float *out) {
-    return kiln_json_float(j, key, def, 0.0, 3.4e38, out);
+/* a number >= 0 (Keras' layers refuse negative ones); absent: *out, Keras' default (c holds
+ * them, kiln_layer_defaults) */
+static kiln_status non_negative(const kiln_json_layer *j, const char *key, float *out) {
+    return kiln_json_float(j, key, *out, 0.0, 3.4e38, out);
 }
 
 static kiln_status relu_read(const kiln_json_layer *j, kiln_layer_config *c, int in_rank) {
-    KILN_TRY(non_negative(j, "max_value", INFINITY, &c->act.max_value)); /* null: none */
-    KILN_TRY(non_negative(j, "negative_slope", 0.0f, &c->act.negative_slope));
-    return non_negative(j, "threshold", 0.0f, &c->act.threshold);
+    KILN_TRY(non_negative(j, "max_value", &c->act.max_value)); /* null: none */
+    KILN_TRY(non_negative(j, "negative_slope", &c->act.negative_slope));
+    return non_negative(j, "threshold", &c->act.threshold);
 }
 
 static void relu_write(const kiln_layer_config *c, cJSON *o) {
@@ -69,7 +70,7 @@ static void relu_write(const kiln_layer_config *c, cJSON *o) {
 static kiln_status leaky_read(const kiln_json_layer *j, kiln_layer_config *c, int in_rank) {
     const char *key = kiln_json_absent(kiln_json_get(j, "negative_slope")) && !kiln_json_absent(kiln_json_get(j, "alpha"))
                           ? "alpha" : "negative_slope";
-    return non_negative(j, key, 0.3f, &c->act.negative_slope);
+    return non_negative(j, key, &c->act.negative_slope);
 }
 
 static void leaky_write(const kiln_layer_config *c, cJSON *o) {
@@ -77,7 +78,7 @@ static void leaky_write(const kiln_layer_config *c, cJSON *o) {
 }
 
 static kiln_status elu_read(const kiln_json_layer *j, kiln_layer_config *c, int in_rank) {
-    return kiln_json_float(j, "alpha", 1.0f, -3.4e38, 3.4e38, &c->act.alpha);
+    return kiln_json_float(j, "alpha", c->act.alpha, -3.4e38, 3.4e38, &c->act.alpha);
 }
 
 static void elu_write(const kiln_layer_config *c, cJSON *o) { cJSON_AddNumberToObject(o, "alpha", c->act.alpha); }

@@ -37,8 +37,8 @@ static kiln_status read_json(const kiln_json_layer *j, kiln_layer_config *c, int
     const cJSON *o = kiln_json_get(j, "offset");
     if (!kiln_json_absent(o) && !cJSON_IsNumber(o))
         return kiln_json_fail(j, KILN_ERR_UNSUPPORTED, "offset must be a number (lists are not supported)");
-    KILN_TRY(kiln_json_float(j, "scale", 1.0f, -3.4e38, 3.4e38, &c->act.scale));
-    return kiln_json_float(j, "offset", 0.0f, -3.4e38, 3.4e38, &c->act.offset);
+    KILN_TRY(kiln_json_float(j, "scale", c->act.scale, -3.4e38, 3.4e38, &c->act.scale));
+    return kiln_json_float(j, "offset", c->act.offset, -3.4e38, 3.4e38, &c->act.offset);
 }
 
 static void write_json(const kiln_layer_config *c, cJSON *o) {
