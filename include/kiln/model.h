@@ -46,6 +46,7 @@ extern "C" {
     X(CONCATENATE, concatenate)                \
     X(MULTIPLY, multiply)                      \
     X(SPATIAL_DROPOUT2D, spatial_dropout2d)    \
+    X(NORMALIZATION, normalization)            \
     /* a new layer: one line above this one */
 
 #define KILN_LAYER_ENUM_(id, name) KILN_LAYER_##id,
@@ -122,6 +123,8 @@ KILN_API kiln_layer_config kiln_reshape_layer(int ndim, const int64_t *target_sh
 KILN_API kiln_layer_config kiln_concatenate_layer(int axis);            /* Keras' default -1 */
 KILN_API kiln_layer_config kiln_multiply_layer(void);
 KILN_API kiln_layer_config kiln_spatial_dropout2d_layer(float rate);
+/* Normalization (axis -1): set its weights mean, variance (and count) after the build */
+KILN_API kiln_layer_config kiln_normalization_layer(void);
 
 KILN_API const char *kiln_layer_type_name(kiln_layer_type t);     /* Keras class: "Conv2D"; "?" for no type */
 KILN_API const char *kiln_activation_name(kiln_activation a);      /* Keras name: "relu"; "?" for none */
