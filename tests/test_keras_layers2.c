@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli_run.h"
+#include "datafiles.h"
 #include "file_read.h"
 #include "model_grad.h"
 
@@ -84,14 +86,70 @@ Test(keras, predictions_and_counts_equal_keras) {
     cJSON_Delete(root);
 }
 
-/* ---- the Keras JSON of each layer ---- */
-
 static kiln_model *from_json(const char *json) {
     kiln_model *m;
     kiln_status s = kiln_model_from_json(json, strlen(json), &m);
     cr_assert_eq(s, KILN_OK, "%s\n%s", kiln_last_error(), json);
     return m;
 }
+
+/* ---- an Input of unknown height and width ---- */
+
+#define FREE_INPUT                                                                                                 \
+    "{\"class_name\": \"Sequential\", \"config\": {\"name\": \"free\", \"layers\": [{\"class_name\": \"InputLayer\", " \
+    "\"config\": {\"name\": \"in\", \"batch_shape\": [null, null, null, 3]}}, {\"class_name\": \"Conv2D\", \"config\": "   \
+    "{\"name\": \"c\", \"filters\": 4, \"kernel_size\": 3, \"activation\": \"relu6\"}}, {\"class_name\": "               \
+    "\"GlobalAveragePooling2D\", \"config\": {\"name\": \"g\"}}, {\"class_name\": \"Dense\", \"config\": {\"name\": "     \
+    "\"d\", \"units\": 10, \"activation\": \"softmax\"}}]}}"
+
+/* Input((None, None, 3)): read, refused at inference until its size is given, then one size
+ * per build; written back with its None */
+Test(input, unknown_height_and_width) {
+    kiln_model *m = from_json(FREE_INPUT);
+    cr_expect_eq(kiln_model_layer(m, 0)->input_free, 3u);
+    cr_expect_eq(kiln_model_infer(m), KILN_ERR_SHAPE);
+    cr_expect(strstr(kiln_last_error(), "layer 'in' (InputLayer): Input axis 1 is None (unknown): give its size"), "%s",
+              kiln_last_error());
+    cr_expect_eq(kiln_model_set_input_shape(m, 3, (const int64_t[3]){9, 7, 4}), KILN_ERR_SHAPE); /* channels are known */
+    cr_expect(strstr(kiln_last_error(), "axis 3 of model 'free' has a known size, not 4"), "%s", kiln_last_error());
+    cr_expect_eq(kiln_model_set_input_shape(m, 2, (const int64_t[2]){9, 7}), KILN_ERR_SHAPE);
+    OK(kiln_model_set_input_shape(m, 3, (const int64_t[3]){9, 7, 3}));
+    OK(kiln_model_infer(m));
+    int nd;
+    int64_t s[3];
+    OK(kiln_model_output_shape(m, 1, &nd, s));
+    cr_expect(nd == 3 && s[0] == 7 && s[1] == 5 && s[2] == 4);
+    cr_expect_eq(kiln_model_set_input_shape(m, 3, (const int64_t[3]){5, 5, 3}), KILN_ERR_INVALID_ARG); /* inferred */
+    char *json;
+    OK(kiln_model_to_json(m, &json));
+    cr_expect(strstr(json, "\"batch_shape\":[null,null,null,3]"), "%s", json);
+    free(json);
+    kiln_model_free(m);
+}
+
+#ifdef KILN_CLI_PATH
+/* the kiln command gives it the data's size: train, then evaluate the saved model */
+Test(input, unknown_size_takes_the_data_size_in_the_cli, .timeout = 60) {
+    kt_tmpdir_new();
+    kt_write_file(kt_path("free.json"), FREE_INPUT, strlen(FREE_INPUT), false);
+    kt_run r = kt_run_program(KILN_CLI_PATH, "train --model %s --train-size 32 --test-size 16 --image-size 8 --batch-size 16 "
+                              "--epochs 1 --verbose 0 --out %s", kt_path("free.json"), kt_path("out"));
+    kt_expect_ok(&r, "train");
+    kt_run_free(&r);
+    r = kt_run_program(KILN_CLI_PATH, "evaluate --weights %s --test-size 16 --image-size 10 --batch-size 16",
+                       kt_path("out/model.safetensors"));
+    kt_expect_ok(&r, "evaluate at another size");
+    cr_expect(strstr(r.out, "16 examples - loss: "), "%s", r.out);
+    kt_run_free(&r);
+    r = kt_run_program(KILN_CLI_PATH, "summary --model %s", kt_path("free.json"));
+    kt_expect_ok(&r, "summary");
+    cr_expect(strstr(r.out, "(None, 30, 30, 4)"), "%s", r.out); /* the default 32x32x3 */
+    kt_run_free(&r);
+    kt_tmpdir_remove();
+}
+#endif
+
+/* ---- the Keras JSON of each layer ---- */
 
 /* a Sequential model of one layer `layer` (a Keras layer's JSON) on (4, 4, 6) inputs */
 #define SEQ(layer)                                                                                        \

@@ -99,6 +99,8 @@ typedef struct kiln_layer_config {
     int axis;                   /* Concatenate: Keras' axis (-1: the last; 0 is the batch) */
     int target_ndim;            /* Reshape: target_shape without the batch, one size may be -1 */
     int64_t target_shape[3];
+    unsigned input_free;        /* Input: bit d set: axis d is None in Keras (unknown until
+                                 * kiln_model_set_input_shape gives it) */
 } kiln_layer_config;
 
 /* (shape NULL: sizes of 0, which kiln_model_build refuses) */
@@ -146,6 +148,12 @@ KILN_API kiln_status kiln_model_add(kiln_model *m, const kiln_layer_config *cfg,
 /* A built-in model, not yet built: "seed-cnn" (the Sequential model of docs/training.md) or
  * "resnet20" (ResNet-20 v1, a graph model), for h x w x c inputs and `classes` classes. */
 KILN_API kiln_status kiln_model_builtin(const char *name, int h, int w, int c, int classes, kiln_model **out);
+
+/* Gives the sizes of the Input's unknown axes (None in Keras' batch_shape, e.g. [None, None,
+ * None, 3]: kiln_layer_config.input_free), before the model is inferred or built: shape has the
+ * Input's ndim sizes >= 1, and its known axes must have the sizes given. kiln infers every shape
+ * once, so a model takes one size per build (the kiln CLI gives the data's). */
+KILN_API kiln_status kiln_model_set_input_shape(kiln_model *m, int ndim, const int64_t *shape);
 
 /* Infers every layer's output shape and weight shapes without allocating anything (once; later
  * calls do nothing): enough for kiln_model_summary, kiln_model_param_counts,

@@ -59,6 +59,8 @@ kiln_status kiln_cli_data_shape(const kiln_cli_options *o, int *h, int *w, int *
 /* A model (not built) from M: a built-in name (input h x w x c, `classes` outputs), a Keras JSON
  * file, or a safetensors file holding kiln's "kiln.model" metadata. */
 kiln_status kiln_cli_model_open(const char *spec, int h, int w, int c, int classes, kiln_model **out);
+/* an Input with None sizes (Keras' Input((None, None, 3))) takes the data's h x w x c */
+kiln_status kiln_cli_model_fill_input(kiln_model *m, int h, int w, int c);
 /* Checks that a built model takes ds's images and has an output for each of its classes. */
 kiln_status kiln_cli_model_check_data(const kiln_model *m, const kiln_dataset *ds, const char *what);
 /* Reads a whole file (at most max bytes) into a NUL-terminated buffer (free with free()). */

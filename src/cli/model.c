@@ -79,14 +79,28 @@ kiln_status kiln_cli_model_open(const char *spec, int h, int w, int c, int class
     if (!strcmp(spec, "seed-cnn") || !strcmp(spec, "resnet20")) return kiln_model_builtin(spec, h, w, c, classes, out);
     int first = EOF;
     KILN_TRY(first_byte(spec, &first));
-    if (first != '{') return from_weights(spec, out); /* a safetensors file starts with its header's length */
-    char *buf;
-    size_t len;
-    KILN_TRY(kiln_cli_file_read(spec, MODEL_JSON_MAX, &buf, &len));
-    kiln_status s = kiln_model_from_json(buf, len, out);
-    free(buf);
-    if (s != KILN_OK) return kiln_error_context(s, "%s", spec);
-    return KILN_OK;
+    kiln_status s;
+    if (first != '{') {
+        s = from_weights(spec, out); /* a safetensors file starts with its header's length */
+    } else {
+        char *buf;
+        size_t len;
+        KILN_TRY(kiln_cli_file_read(spec, MODEL_JSON_MAX, &buf, &len));
+        s = kiln_model_from_json(buf, len, out);
+        free(buf);
+        if (s != KILN_OK) return kiln_error_context(s, "%s", spec);
+    }
+    if (s == KILN_OK && h > 0) s = kiln_cli_model_fill_input(*out, h, w, c);
+    if (s != KILN_OK) {
+        kiln_model_free(*out);
+        *out = NULL;
+    }
+    return s;
+}
+
+kiln_status kiln_cli_model_fill_input(kiln_model *m, int h, int w, int c) {
+    if (!kiln_model_layer(m, 0)->input_free) return KILN_OK;
+    return kiln_model_set_input_shape(m, 3, (const int64_t[3]){h, w, c});
 }
 
 kiln_status kiln_cli_model_check_data(const kiln_model *m, const kiln_dataset *ds, const char *what) {
