@@ -188,7 +188,7 @@ static const bad_case bad[] = {
      " \"config\": {\"batch_shape\": [null, 4]}, \"inbound_nodes\": []}],"
      " \"input_layers\": [[\"i\", 0, 0]], \"output_layers\": [[\"i\", 0, 0], [\"i\", 0, 0]]}}", KILN_ERR_UNSUPPORTED, "2 output_layers"},
     {true, "{\"class_name\": \"Sequential\", \"config\": {\"layers\": [{\"class_name\": \"InputLayer\", \"config\":"
-     " {\"batch_shape\": [null, null, null, 3]}}]}}", KILN_ERR_UNSUPPORTED, "every size known"},
+     " {\"batch_shape\": [null, 2.5, null, 3]}}]}}", KILN_ERR_UNSUPPORTED, "each positive or null"}, /* None: test_keras_layers2.c */
 };
 
 Test(model_json, refusals_name_the_problem) {
