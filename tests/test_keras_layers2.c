@@ -309,6 +309,9 @@ Test(json, round_trip) {
     cr_expect(strstr(json, "\"class_name\":\"ReLU\",\"config\":{\"name\":\"re_lu\",\"trainable\":true,\"dtype\":\"float32\","
                            "\"max_value\":4,\"negative_slope\":0.10000000149011612,\"threshold\":0.5}"), "%s", json);
     cr_expect(strstr(json, "\"activation\":\"hard_silu\"") && strstr(json, "\"target_shape\":[16,-1]"), "%s", json);
+    /* Keras' SpatialDropout2D refuses a `trainable` argument: kiln writes none for it */
+    cr_expect(strstr(json, "\"class_name\":\"SpatialDropout2D\",\"config\":{\"name\":\"spatial_dropout2d\",\"dtype\":"
+                           "\"float32\",\"rate\":0.25,\"data_format\":\"channels_last\"}"), "%s", json);
     int64_t t, tr;
     OK(kiln_model_infer(m));
     kiln_model_param_counts(m, &t, &tr, NULL);

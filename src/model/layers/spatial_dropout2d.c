@@ -41,6 +41,9 @@ static kiln_status read_json(const kiln_json_layer *j, kiln_layer_config *c, int
 }
 
 static void write_json(const kiln_layer_config *c, cJSON *o) {
+    /* Keras' SpatialDropout2D takes no `trainable` argument (its get_config has none, and
+     * from_config refuses one): the key every layer gets is taken out again */
+    cJSON_DeleteItemFromObjectCaseSensitive(o, "trainable");
     cJSON_AddNumberToObject(o, "rate", c->rate);
     if (c->seed) cJSON_AddNumberToObject(o, "seed", (double)c->seed);
     kiln_json_add_channels_last(o);
