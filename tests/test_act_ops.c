@@ -213,6 +213,27 @@ Test(columns, into_and_back_out) {
     kiln_tensor_free(x); kiln_tensor_free(y); kiln_tensor_free(back);
 }
 
+/* ---- Multiply's broadcast ---- */
+
+Test(mul_channels, one_product_per_element) {
+    kt_rng r;
+    kt_rng_seed(&r, 16);
+    int64_t s[4] = {3, 4, 5, 7}, gs[4] = {3, 1, 1, 7};
+    kiln_tensor *x = kt_new(kt_cpu(), KILN_F32, 4, s), *g = kt_new(kt_cpu(), KILN_F32, 4, gs), *y = kt_new(kt_cpu(), KILN_F32, 4, s);
+    kt_fill_random(x, &r, -2, 2);
+    kt_fill_random(g, &r, 0, 1);
+    kt_poison(y);
+    OK(kiln_mul_channels(x, g, y));
+    float *xv = kt_get_f32(x), *gv = kt_get_f32(g), *yv = kt_get_f32(y);
+    for (int64_t i = 0; i < 3 * 140; i++) {
+        float want = xv[i] * gv[i / 140 * 7 + i % 7];
+        cr_expect(yv[i] == want, "y[%lld] = %g, want %g", (long long)i, (double)yv[i], (double)want);
+    }
+    cr_expect_eq(kiln_mul_channels(x, x, y), KILN_ERR_SHAPE);
+    free(xv); free(gv); free(yv);
+    kiln_tensor_free(x); kiln_tensor_free(g); kiln_tensor_free(y);
+}
+
 /* ---- SpatialDropout2D ---- */
 
 Test(spatial_dropout, whole_channels_dropped_and_scaled) {
@@ -298,6 +319,9 @@ static kiln_status run_columns_b(const kt_case *c, kiln_tensor *const *in, kiln_
 static kiln_status run_sdrop(const kt_case *c, kiln_tensor *const *in, kiln_tensor *const *out) {
     return kiln_spatial_dropout2d(in[0], c->op.dropout.rate, c->op.dropout.seed, out[0]);
 }
+static kiln_status run_mulc(const kt_case *c, kiln_tensor *const *in, kiln_tensor *const *out) {
+    return kiln_mul_channels(in[0], in[1], out[0]);
+}
 static kiln_status run_norm(const kt_case *c, kiln_tensor *const *in, kiln_tensor *const *out) {
     return kiln_normalize(in[0], in[1], in[2], 1e-7f, out[0]);
 }
@@ -326,6 +350,7 @@ static kt_case rows[] = {
     {"copy columns back", run_columns_b, 1, 1, .in = {T(-1, 1, 30, 40)}, .out = {T(0, 0, 30, 16)}, .tol = 0},
     {"spatial dropout2d", run_sdrop, 1, 1, .in = {T(-1, 1, 4, 5, 6, 33)}, .out = {T(0, 0, 4, 5, 6, 33)},
      .op.dropout = {.rate = 0.3f, .seed = 1234}, .tol = 0},
+    {"mul channels", run_mulc, 2, 1, .in = {T(-2, 2, 5, 6, 6, 40), T(0, 1, 5, 1, 1, 40)}, .out = {T(0, 0, 5, 6, 6, 40)}, .tol = 0},
     {"normalize", run_norm, 3, 1, .in = {T(-3, 3, 4, 3, 3, 17), T(-1, 1, 17), T(0.01, 4, 17)}, .out = {T(0, 0, 4, 3, 3, 17)}, .tol = 0},
     {"normalize backward", run_norm_b, 2, 1, .in = {T(-1, 1, 4, 3, 3, 17), T(0.01, 4, 17)}, .out = {T(0, 0, 4, 3, 3, 17)}, .tol = 0},
 };

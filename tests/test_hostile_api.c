@@ -409,6 +409,7 @@ static kiln_tensor *forged(int what) {
     S(kiln_copy_columns(fx.t, fx.t, 1, 1, 1))                                                \
     S(kiln_copy_columns_back(fx.t, NULL, 1, 1, 0))                                           \
     S(kiln_spatial_dropout2d(NULL, 0.5f, 1, fx.t))                                           \
+    S(kiln_mul_channels(fx.t, NULL, fx.t))                                                   \
     S(kiln_normalize(NULL, fx.t, fx.t, 1e-7f, fx.t))                                         \
     S(kiln_normalize(fx.t, NULL, fx.t, 1e-7f, fx.t))                                         \
     S(kiln_normalize_backward(NULL, 1e-7f, fx.t, fx.t))                                      \

@@ -81,8 +81,8 @@ Test(keras, predictions_and_counts_equal_keras) {
     cJSON *root = fixture();
     int n = 0;
     for (const cJSON *c = cJSON_GetObjectItem(root, "cases")->child; c; c = c->next, n++)
-        keras_case(c, strcmp(cJSON_GetObjectItem(c, "name")->valuestring, "simple layers") ? 2.4e-7 : 1e-6);
-    cr_expect_eq(n, 17, "%d cases", n);
+        keras_case(c, strstr("simple layers squeeze-and-excitation", cJSON_GetObjectItem(c, "name")->valuestring) ? 1e-6 : 2.4e-7);
+    cr_expect_eq(n, 18, "%d cases", n);
     cJSON_Delete(root);
 }
 
@@ -249,14 +249,15 @@ Test(json, shape_errors) {
 
 /* Input (4, 4, 2) -> Rescaling -> Conv2D gelu -> Normalization -> [ReLU(4, 0.1, 0.5) |
  * LeakyReLU] -> Concatenate -> Dense on 4-D (hard_silu) -> SpatialDropout2D -> Multiply(with ELU
- * 0.7 of it) -> Reshape (16, 3) -> Dense silu -> Flatten -> Dense softmax. `smooth` puts
+ * 0.7 of it) -> Multiply(its GlobalAveragePooling2D reshaped to (1, 1, 3), it) -> Reshape (16, 3)
+ * -> Dense silu -> Flatten -> Dense softmax. `smooth` puts
  * functions with a continuous derivative in place of the kinked ones (finite differences across
  * a kink measure nothing: test_act_ops.c checks those away from their kinks): ELU 1 and
  * Rescaling for the branches, silu for hard_silu, ELU 1 for ELU 0.7. */
 static kiln_model *graph_model(bool smooth) {
     kiln_model *m;
     OK(kiln_model_new("simple_layers", &m));
-    int64_t in[3] = {4, 4, 2}, rs[2] = {16, -1};
+    int64_t in[3] = {4, 4, 2}, rs[2] = {16, -1}, gs[3] = {1, 1, 3};
     int x, a, b, c, d, e;
     kiln_layer_config l = kiln_input_layer(3, in);
     OK(kiln_model_add(m, &l, 0, NULL, &x));
@@ -283,6 +284,14 @@ static kiln_model *graph_model(bool smooth) {
     int three[3] = {d, e, d};
     l = kiln_multiply_layer();
     OK(kiln_model_add(m, &l, 3, three, &e));
+    int gate, gated[2];
+    l = kiln_global_avg_pool2d_layer(); /* a squeeze-and-excitation gate, broadcast by Multiply */
+    OK(kiln_model_add(m, &l, 1, &e, &gate));
+    l = kiln_reshape_layer(3, gs);
+    OK(kiln_model_add(m, &l, 1, &gate, &gate));
+    gated[0] = gate, gated[1] = e;
+    l = kiln_multiply_layer();
+    OK(kiln_model_add(m, &l, 2, gated, &e));
     l = kiln_reshape_layer(2, rs);
     OK(kiln_model_add(m, &l, 1, &e, &e));
     l = kiln_dense_layer(2, KILN_ACT_SILU);

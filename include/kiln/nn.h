@@ -150,6 +150,10 @@ KILN_API kiln_status kiln_copy_columns(const kiln_tensor *x, kiln_tensor *y, int
 KILN_API kiln_status kiln_copy_columns_back(const kiln_tensor *y, kiln_tensor *x, int64_t wx,
                                             int64_t wy, int64_t offset);
 
+/* Multiply's broadcast (squeeze-and-excitation): x (N, ..., C), g of N x C values (e.g.
+ * (N, 1, 1, C)): y = x[n, ..., c] g[n, c], one f32 product (y may alias x). */
+KILN_API kiln_status kiln_mul_channels(const kiln_tensor *x, const kiln_tensor *g, kiln_tensor *y);
+
 /* SpatialDropout2D (training): x (N, H, W, C); a whole channel of an example is kept or
  * dropped: y = keep(seed, n C + c) ? x / (1 - rate) : 0 with kiln_dropout's hash. The backward
  * is the same op on dy. */

@@ -515,3 +515,22 @@ kiln_status kiln_normalize_backward(const kiln_tensor *var, float epsilon, const
     if (!dy) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_normalize_backward: NULL argument");
     return normalize("kiln_normalize_backward", NULL, NULL, var, epsilon, dx, dy);
 }
+
+kiln_status kiln_mul_channels(const kiln_tensor *x, const kiln_tensor *g, kiln_tensor *y) {
+    const char *fn = "kiln_mul_channels";
+    KILN_TRY(kiln_check_f32(fn, "x", x));
+    KILN_TRY(kiln_check_f32(fn, "g", g));
+    KILN_TRY(kiln_check_f32(fn, "y", y));
+    KILN_TRY(kiln_check_same_shape(fn, "x", x, "y", y));
+    KILN_TRY(kiln_check_same_backend(fn, x, g));
+    int64_t c = x->ndim >= 2 ? x->shape[x->ndim - 1] : 0;
+    if (x->ndim < 2 || kiln_tensor_numel(g) != x->shape[0] * c || (g->ndim >= 1 && g->shape[0] != x->shape[0])) {
+        char sx[96], sg[96];
+        return kiln_error(KILN_ERR_SHAPE, "%s: g %s must hold one value per example and channel of x %s", fn,
+                          kiln_shape_str(g, sg, sizeof sg), kiln_shape_str(x, sx, sizeof sx));
+    }
+    kiln_op op = kiln_op_on(KILN_OP_ACT, x);
+    op.act = (kiln_act_args){.x = x, .y = y, .p = kiln_act_defaults(KILN_FN_AFFINE), .channels = c, .gate = g,
+                             .per_example = x->shape[0] ? kiln_tensor_numel(x) / x->shape[0] : 0};
+    return kiln_tensor_numel(x) == 0 ? KILN_OK : kiln_op_run(&op);
+}

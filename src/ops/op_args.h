@@ -220,8 +220,11 @@ typedef struct kiln_act_args {
     kiln_tensor *y;        /* ACT */
     kiln_tensor *dx;       /* ACT_BACK */
     kiln_act_params p;
-    int64_t channels;      /* Normalization: the last axis */
+    int64_t channels;      /* Normalization, gate: the last axis */
     float epsilon;         /* Normalization */
+    /* ACT with a gate (Multiply's broadcast): y = x * gate[(i / per_example) channels + i % channels] */
+    const kiln_tensor *gate;
+    int64_t per_example;
 } kiln_act_args;
 
 /* COPY_COLUMNS: x (rows, wx) into columns [offset, offset + wx) of y (rows, wy), or (back) out

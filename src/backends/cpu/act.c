@@ -8,11 +8,16 @@
 #include "cpu.h"
 #include "op_args.h"
 
-/* y = f(x), or Normalization's (x - mean[c]) / max(sqrt(var[c]), epsilon) */
+/* y = f(x), or Normalization's (x - mean[c]) / max(sqrt(var[c]), epsilon), or x * gate[n, c] */
 static void act_forward(const kiln_act_args *a) {
     const float *x = a->x->data;
     float *y = a->y->data;
     int64_t n = kiln_tensor_numel(a->x);
+    if (a->gate) { /* one f32 product: correctly rounded as it is */
+        const float *g = a->gate->data;
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] * g[i / a->per_example * a->channels + i % a->channels];
+        return;
+    }
     if (a->mean) {
         const float *m = a->mean->data, *v = a->var->data;
         for (int64_t i = 0; i < n; i++) {

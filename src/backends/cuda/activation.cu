@@ -61,16 +61,19 @@ struct dropout_fwd {
 };
 
 // kiln_act: the CPU's double formulas (act_math.h), rounded once. Forward y = f(x) (or
-// Normalization's (x - mean[c]) / divisor); backward dx = dy f'(x) (or dy / divisor).
+// Normalization's (x - mean[c]) / divisor, or Multiply's x * gate[n, c]); backward dx = dy f'(x)
+// (or dy / divisor).
 struct act_map {
-    const float *x, *dy, *mean, *var;
+    const float *x, *dy, *mean, *var, *gate;
     float *out;
     kiln_act_params p;
-    int64_t channels;
+    int64_t channels, per_example;
     float epsilon;
     bool back;
     __device__ void operator()(int64_t i) const {
-        if (var) {
+        if (gate) { // Multiply's broadcast: one f32 product, as the CPU's
+            out[i] = __fmul_rn(x[i], gate[i / per_example * channels + i % channels]);
+        } else if (var) {
             const double d = kiln_norm_divisor(var[i % channels], epsilon);
             out[i] = back ? (float)((double)dy[i] / d) : (float)(((double)x[i] - mean[i % channels]) / d);
         } else {
@@ -119,7 +122,8 @@ extern "C" kiln_status kiln_cuda_activation(kiln_backend *be, const kiln_op *op)
         const bool back = op->type == KILN_OP_ACT_BACK;
         act_map f{a.x ? (const float *)a.x->data : nullptr, a.dy ? (const float *)a.dy->data : nullptr,
                   a.mean ? (const float *)a.mean->data : nullptr, a.var ? (const float *)a.var->data : nullptr,
-                  (float *)(back ? a.dx : a.y)->data, a.p, a.channels, a.epsilon, back};
+                  a.gate ? (const float *)a.gate->data : nullptr, (float *)(back ? a.dx : a.y)->data, a.p,
+                  a.channels, a.per_example, a.epsilon, back};
         return kiln_cuda_map(s, kiln_tensor_numel(back ? a.dx : a.y), f, back ? "act backward" : "act");
     }
     case KILN_OP_COPY_COLUMNS: {
