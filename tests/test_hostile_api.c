@@ -401,6 +401,19 @@ static kiln_tensor *forged(int what) {
     S(kiln_dropout(NULL, 0.5f, 1, fx.t))                                                     \
     S(kiln_dropout(fx.t, 1.5f, 1, fx.t))                                                     \
     S(kiln_dropout_backward(fx.t, 0.5f, 1, NULL))                                            \
+    S(kiln_act(NULL, fx.t, fx.t))                                                            \
+    S(kiln_act(&(kiln_act_params){KILN_FN_COUNT, 0, 0, 0, 0, 0, 0}, fx.t, fx.t))             \
+    S(kiln_act_backward(&(kiln_act_params){KILN_FN_RELU, -1, 0, 0, 0, 0, 0}, fx.t, fx.t, fx.t)) \
+    S(kiln_act_backward(&(kiln_act_params){KILN_FN_GELU, 0, 0, 0, 0, 0, 0}, NULL, fx.t, fx.t)) \
+    S(kiln_copy_columns(NULL, fx.t, 1, 1, 0))                                                \
+    S(kiln_copy_columns(fx.t, fx.t, 1, 1, 1))                                                \
+    S(kiln_copy_columns_back(fx.t, NULL, 1, 1, 0))                                           \
+    S(kiln_spatial_dropout2d(NULL, 0.5f, 1, fx.t))                                           \
+    S(kiln_mul_channels(fx.t, NULL, fx.t))                                                   \
+    S(kiln_normalize(NULL, fx.t, fx.t, 1e-7f, fx.t))                                         \
+    S(kiln_normalize(fx.t, NULL, fx.t, 1e-7f, fx.t))                                         \
+    S(kiln_normalize_backward(NULL, 1e-7f, fx.t, fx.t))                                      \
+    S(kiln_normalize_backward(fx.t, NAN, fx.t, fx.t))                                        \
     /* batch norm */                                                                         \
     S(kiln_batchnorm_init(NULL, fx.t, NULL, NULL, NULL))                                     \
     S(kiln_batchnorm_forward_train(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL))    \

@@ -63,6 +63,10 @@ typedef enum kiln_op_type {
     KILN_OP_SGD,               /* fused SGD (momentum, Nesterov) step           */
     KILN_OP_SUMSQ_ACC,         /* acc += sum(g^2)                               */
     KILN_OP_CLIP_SCALE,        /* global-norm clip factor from a sum of squares */
+    /* Keras' other activations and elementwise layers (include/kiln/nn.h: kiln_act) */
+    KILN_OP_ACT,               /* y = f(x), f one of kiln_act_fn, in double     */
+    KILN_OP_ACT_BACK,          /* dx = dy f'(x)                                 */
+    KILN_OP_COPY_COLUMNS,      /* a block of columns into or out of a wider matrix (Concatenate) */
     KILN_OP_COUNT
 } kiln_op_type;
 

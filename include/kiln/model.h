@@ -38,6 +38,15 @@ extern "C" {
     X(ACTIVATION, activation)                  \
     X(ADD, add)                                \
     X(IDENTITY, identity)                      \
+    X(RELU, relu)                              \
+    X(LEAKY_RELU, leaky_relu)                  \
+    X(ELU, elu)                                \
+    X(RESCALING, rescaling)                    \
+    X(RESHAPE, reshape)                        \
+    X(CONCATENATE, concatenate)                \
+    X(MULTIPLY, multiply)                      \
+    X(SPATIAL_DROPOUT2D, spatial_dropout2d)    \
+    X(NORMALIZATION, normalization)            \
     /* a new layer: one line above this one */
 
 #define KILN_LAYER_ENUM_(id, name) KILN_LAYER_##id,
@@ -53,6 +62,13 @@ typedef enum kiln_activation {
     KILN_ACT_SOFTMAX,
     KILN_ACT_SIGMOID,
     KILN_ACT_TANH,
+    KILN_ACT_RELU6,        /* min(max(x, 0), 6) */
+    KILN_ACT_SILU,         /* "silu" (Keras' name; "swish" reads as it): x sigmoid(x) */
+    KILN_ACT_GELU,         /* approximate=False, Keras' default */
+    KILN_ACT_ELU,          /* alpha 1 */
+    KILN_ACT_HARD_SIGMOID, /* relu6(x + 3) / 6 */
+    KILN_ACT_HARD_SILU,    /* "hard_silu" ("hard_swish" reads as it): x hard_sigmoid(x) */
+    KILN_ACT_LEAKY_RELU,   /* negative_slope 0.2 (keras.activations.leaky_relu's default) */
     KILN_ACT_COUNT
 } kiln_activation;
 
@@ -130,6 +146,13 @@ typedef struct kiln_layer_config {
     int64_t input_shape[3];
     /* initializers and regularizers of its weights (kiln_layer_set_initializer) */
     kiln_weight_options weight_opts[KILN_LAYER_WEIGHT_OPTIONS];
+    kiln_act_params act;        /* ReLU (max_value, negative_slope, threshold), LeakyReLU
+                                 * (negative_slope), ELU (alpha), Rescaling (scale, offset) */
+    int axis;                   /* Concatenate: Keras' axis (-1: the last; 0 is the batch) */
+    int target_ndim;            /* Reshape: target_shape without the batch, one size may be -1 */
+    int64_t target_shape[3];
+    unsigned input_free;        /* Input: bit d set: axis d is None in Keras (unknown until
+                                 * kiln_model_set_input_shape gives it) */
 } kiln_layer_config;
 
 /* Keras' initializer of a name ("he_normal", "HeNormal", "zeros", ...; the parameters take Keras'
@@ -151,6 +174,18 @@ KILN_API kiln_layer_config kiln_flatten_layer(void);
 KILN_API kiln_layer_config kiln_dropout_layer(float rate);
 KILN_API kiln_layer_config kiln_activation_layer(kiln_activation act);
 KILN_API kiln_layer_config kiln_add_layer(void);
+/* ReLU(max_value, negative_slope, threshold): max_value INFINITY for Keras' None */
+KILN_API kiln_layer_config kiln_relu_layer(float max_value, float negative_slope, float threshold);
+KILN_API kiln_layer_config kiln_leaky_relu_layer(float negative_slope); /* Keras' default 0.3 */
+KILN_API kiln_layer_config kiln_elu_layer(float alpha);                 /* Keras' default 1.0 */
+KILN_API kiln_layer_config kiln_rescaling_layer(float scale, float offset);
+/* Reshape(target_shape): 1 to 3 sizes, one of them may be -1 (inferred) */
+KILN_API kiln_layer_config kiln_reshape_layer(int ndim, const int64_t *target_shape);
+KILN_API kiln_layer_config kiln_concatenate_layer(int axis);            /* Keras' default -1 */
+KILN_API kiln_layer_config kiln_multiply_layer(void);
+KILN_API kiln_layer_config kiln_spatial_dropout2d_layer(float rate);
+/* Normalization (axis -1): set its weights mean, variance (and count) after the build */
+KILN_API kiln_layer_config kiln_normalization_layer(void);
 
 KILN_API const char *kiln_layer_type_name(kiln_layer_type t);     /* Keras class: "Conv2D"; "?" for no type */
 KILN_API const char *kiln_activation_name(kiln_activation a);      /* Keras name: "relu"; "?" for none */
@@ -172,6 +207,12 @@ KILN_API kiln_status kiln_model_add(kiln_model *m, const kiln_layer_config *cfg,
 /* A built-in model, not yet built: "seed-cnn" (the Sequential model of docs/training.md) or
  * "resnet20" (ResNet-20 v1, a graph model), for h x w x c inputs and `classes` classes. */
 KILN_API kiln_status kiln_model_builtin(const char *name, int h, int w, int c, int classes, kiln_model **out);
+
+/* Gives the sizes of the Input's unknown axes (None in Keras' batch_shape, e.g. [None, None,
+ * None, 3]: kiln_layer_config.input_free), before the model is inferred or built: shape has the
+ * Input's ndim sizes >= 1, and its known axes must have the sizes given. kiln infers every shape
+ * once, so a model takes one size per build (the kiln CLI gives the data's). */
+KILN_API kiln_status kiln_model_set_input_shape(kiln_model *m, int ndim, const int64_t *shape);
 
 /* Infers every layer's output shape and weight shapes without allocating anything (once; later
  * calls do nothing): enough for kiln_model_summary, kiln_model_param_counts,

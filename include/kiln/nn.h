@@ -106,6 +106,66 @@ KILN_API kiln_status kiln_dropout(const kiln_tensor *x, float rate, uint64_t see
 KILN_API kiln_status kiln_dropout_backward(const kiln_tensor *dy, float rate, uint64_t seed,
                                   kiln_tensor *dx);
 
+/* ---- Keras' other activations and elementwise layers (any shape; y may alias x) ----
+ *
+ * Each f below is computed in double from the f32 input and rounded once to f32 (dx likewise
+ * from x and dy): kiln's reference values, within half an ulp of the exact result (up to the
+ * rare tie that rounding through double can move). docs/layers_ops.md lists the formulas. */
+typedef enum kiln_act_fn {
+    KILN_FN_RELU = 0,     /* Keras' relu(x, negative_slope, max_value, threshold): the ReLU,
+                           * LeakyReLU layers and the relu6 / leaky_relu activations */
+    KILN_FN_ELU,          /* x > 0 ? x : alpha (e^x - 1) */
+    KILN_FN_GELU,         /* 0.5 x (1 + erf(x / sqrt 2)) (Keras' gelu, approximate=False) */
+    KILN_FN_GELU_TANH,    /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (approximate=True) */
+    KILN_FN_SWISH,        /* x sigmoid(x) (Keras' silu, alias swish) */
+    KILN_FN_HARD_SIGMOID, /* relu6(x + 3) / 6 (Keras 3) */
+    KILN_FN_HARD_SWISH,   /* x hard_sigmoid(x) (Keras' hard_silu, alias hard_swish) */
+    KILN_FN_AFFINE,       /* x scale + offset (Rescaling) */
+    KILN_FN_COUNT
+} kiln_act_fn;
+
+typedef struct kiln_act_params {
+    kiln_act_fn fn;
+    /* RELU: x > threshold ? min(x, max_value) : -negative_slope (threshold - x); max_value
+     * INFINITY for none; each >= 0 (as Keras' ReLU layer requires) */
+    float negative_slope, max_value, threshold;
+    float alpha;         /* ELU */
+    float scale, offset; /* AFFINE */
+} kiln_act_params;
+
+/* Keras' relu() defaults: {KILN_FN_RELU, 0, INFINITY, 0} (a plain max(x, 0)). */
+KILN_API kiln_act_params kiln_act_defaults(kiln_act_fn fn);
+/* y = f(x) */
+KILN_API kiln_status kiln_act(const kiln_act_params *p, const kiln_tensor *x, kiln_tensor *y);
+/* dx = dy f'(x), from the forward's input x (at a kink: the right-hand side's slope, except
+ * RELU at x == max_value, which takes 0, as TensorFlow's relu6 gradient) */
+KILN_API kiln_status kiln_act_backward(const kiln_act_params *p, const kiln_tensor *x,
+                                       const kiln_tensor *dy, kiln_tensor *dx);
+
+/* Concatenate's data movement: x (rows, wx) into columns [offset, offset + wx) of y (rows, wy)
+ * (a tensor of any shape is seen as rows of its last `wx` or `wy` elements), the rest of y
+ * untouched; kiln_copy_columns_back takes the columns back out of y into x. */
+KILN_API kiln_status kiln_copy_columns(const kiln_tensor *x, kiln_tensor *y, int64_t wx, int64_t wy,
+                                       int64_t offset);
+KILN_API kiln_status kiln_copy_columns_back(const kiln_tensor *y, kiln_tensor *x, int64_t wx,
+                                            int64_t wy, int64_t offset);
+
+/* Multiply's broadcast (squeeze-and-excitation): x (N, ..., C), g of N x C values (e.g.
+ * (N, 1, 1, C)): y = x[n, ..., c] g[n, c], one f32 product (y may alias x). */
+KILN_API kiln_status kiln_mul_channels(const kiln_tensor *x, const kiln_tensor *g, kiln_tensor *y);
+
+/* SpatialDropout2D (training): x (N, H, W, C); a whole channel of an example is kept or
+ * dropped: y = keep(seed, n C + c) ? x / (1 - rate) : 0 with kiln_dropout's hash. The backward
+ * is the same op on dy. */
+KILN_API kiln_status kiln_spatial_dropout2d(const kiln_tensor *x, float rate, uint64_t seed, kiln_tensor *y);
+
+/* Normalization (Keras' preprocessing layer, axis -1): y = (x - mean[c]) / max(sqrt(var[c]),
+ * epsilon) over the last axis c, mean and var (C) f32; dx = dy / max(sqrt(var[c]), epsilon). */
+KILN_API kiln_status kiln_normalize(const kiln_tensor *x, const kiln_tensor *mean, const kiln_tensor *var,
+                                    float epsilon, kiln_tensor *y);
+KILN_API kiln_status kiln_normalize_backward(const kiln_tensor *var, float epsilon, const kiln_tensor *dy,
+                                             kiln_tensor *dx);
+
 #ifdef __cplusplus
 }
 #endif

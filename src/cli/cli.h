@@ -97,6 +97,8 @@ bool kiln_cli_model_builtin(const char *spec);
 /* The weights file of evaluate and predict: --weights, else --model when it holds weights (a
  * .keras archive or kiln's safetensors); an error naming --model when it holds none. */
 kiln_status kiln_cli_weights_of(const kiln_cli_options *o, const char **weights);
+/* an Input with None sizes (Keras' Input((None, None, 3))) takes the data's h x w x c */
+kiln_status kiln_cli_model_fill_input(kiln_model *m, int h, int w, int c);
 /* Checks that a built model takes ds's images and has an output for each of its classes. */
 kiln_status kiln_cli_model_check_data(const kiln_model *m, const kiln_dataset *ds, const char *what);
 /* Reads a whole file (at most max bytes) into a NUL-terminated buffer (free with free()). */

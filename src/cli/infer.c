@@ -43,9 +43,10 @@ static kiln_status infer_setup(infer_run *r, const kiln_cli_options *o) {
     KILN_TRY(kiln_cli_weights_of(o, &r->weights));
     KILN_TRY(kiln_backend_init(o->device, &r->be));
     KILN_TRY(infer_model(o, &r->m));
+    KILN_TRY(kiln_cli_data_eval(o, &r->data));
+    KILN_TRY(kiln_cli_model_fill_input(r->m, r->data->h, r->data->w, r->data->c));
     KILN_TRY(kiln_model_build(r->m, r->be, 0));
     KILN_TRY(kiln_model_load(r->m, r->weights, false, false, NULL));
-    KILN_TRY(kiln_cli_data_eval(o, &r->data));
     return kiln_cli_model_check_data(r->m, r->data, "data");
 }
 

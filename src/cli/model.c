@@ -71,19 +71,34 @@ kiln_status kiln_cli_model_open(const char *spec, int h, int w, int c, int class
     if (kiln_cli_model_builtin(spec)) return kiln_model_builtin(spec, h, w, c, classes, out);
     kiln_file_kind kind;
     KILN_TRY(kiln_file_kind_of(spec, &kind));
-    if (kind == KILN_FILE_ZIP) return kiln_model_from_keras(spec, out);
     if (kind == KILN_FILE_HDF5)
         return kiln_error(KILN_ERR_FORMAT, "%s: this is %s, which holds weights but no architecture: give the architecture "
                           "with --model (a built-in name, a Keras JSON or .keras file) and this file with --weights",
                           spec, kiln_file_kind_name(kind));
-    if (kind != KILN_FILE_JSON) return from_weights(spec, out); /* a safetensors file starts with its header's length */
-    char *buf;
-    size_t len;
-    KILN_TRY(kiln_cli_file_read(spec, MODEL_JSON_MAX, &buf, &len));
-    kiln_status s = kiln_model_from_json(buf, len, out);
-    free(buf);
-    if (s != KILN_OK) return kiln_error_context(s, "%s", spec);
-    return KILN_OK;
+    kiln_status s;
+    if (kind == KILN_FILE_ZIP) {
+        s = kiln_model_from_keras(spec, out);
+    } else if (kind != KILN_FILE_JSON) {
+        s = from_weights(spec, out); /* a safetensors file starts with its header's length */
+    } else {
+        char *buf;
+        size_t len;
+        KILN_TRY(kiln_cli_file_read(spec, MODEL_JSON_MAX, &buf, &len));
+        s = kiln_model_from_json(buf, len, out);
+        free(buf);
+        if (s != KILN_OK) return kiln_error_context(s, "%s", spec);
+    }
+    if (s == KILN_OK && h > 0) s = kiln_cli_model_fill_input(*out, h, w, c);
+    if (s != KILN_OK && *out) {
+        kiln_model_free(*out);
+        *out = NULL;
+    }
+    return s;
+}
+
+kiln_status kiln_cli_model_fill_input(kiln_model *m, int h, int w, int c) {
+    if (!kiln_model_layer(m, 0)->input_free) return KILN_OK;
+    return kiln_model_set_input_shape(m, 3, (const int64_t[3]){h, w, c});
 }
 
 kiln_status kiln_cli_weights_of(const kiln_cli_options *o, const char **weights) {

@@ -14,6 +14,9 @@ kiln_layer_config kiln_layer_defaults(kiln_layer_type t) {
     c.use_bias = true;
     c.conv = (kiln_conv2d_params)KILN_CONV2D_DEFAULTS;
     c.bn = kiln_bn_params_keras();
+    c.act = kiln_act_defaults(t == KILN_LAYER_ELU ? KILN_FN_ELU : t == KILN_LAYER_RESCALING ? KILN_FN_AFFINE : KILN_FN_RELU);
+    if (t == KILN_LAYER_LEAKY_RELU) c.act.negative_slope = 0.3f; /* Keras' LeakyReLU */
+    c.axis = -1;
     return c;
 }
 
@@ -51,3 +54,7 @@ kiln_status kiln_layer_copy_backward(kiln_node *n, const kiln_tensor *const *x, 
 }
 
 int kiln_layer_rank_one(const kiln_layer_config *c, int in_rank) { return 1; }
+
+uint64_t kiln_layer_mask_seed(const kiln_node *n, uint64_t step_seed) {
+    return (n->cfg.seed ? n->cfg.seed : step_seed) * 0x9e3779b97f4a7c15ull + (uint64_t)n->id;
+}

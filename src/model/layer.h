@@ -73,6 +73,9 @@ kiln_status kiln_layer_copy_forward(kiln_node *n, const kiln_tensor *const *x, k
                                     uint64_t step_seed);
 kiln_status kiln_layer_copy_backward(kiln_node *n, const kiln_tensor *const *x, const kiln_tensor *z,
                                      const kiln_tensor *dz, kiln_tensor *const *dx, uint64_t step_seed);
+/* a dropout mask's seed: the layer's own seed, or the step's, mixed with its id (Dropout,
+ * SpatialDropout2D) */
+uint64_t kiln_layer_mask_seed(const kiln_node *n, uint64_t step_seed);
 /* an output rank of 1 (Dense, Flatten, GlobalAveragePooling2D) */
 int kiln_layer_rank_one(const kiln_layer_config *c, int in_rank);
 

@@ -105,15 +105,25 @@ kiln_status kiln_json_padding(const kiln_json_layer *j, kiln_padding *out) {
     return KILN_OK;
 }
 
+#define ACTS "linear, relu, softmax, sigmoid, tanh, relu6, silu, swish, gelu, elu, hard_sigmoid, hard_silu, " \
+             "hard_swish, leaky_relu"
+
 kiln_status kiln_json_activation(const kiln_json_layer *j, kiln_activation *out) {
     const cJSON *v = kiln_json_get(j, "activation");
     *out = KILN_ACT_LINEAR;
     if (kiln_json_absent(v)) return KILN_OK;
     if (!cJSON_IsString(v))
-        return kiln_json_fail(j, KILN_ERR_UNSUPPORTED, "activation must be a built-in name (linear, relu, softmax, sigmoid, tanh)");
+        return kiln_json_fail(j, KILN_ERR_UNSUPPORTED, "activation must be a built-in name (%s)", ACTS);
     if (kiln_activation_parse(v->valuestring, out) != KILN_OK)
-        return kiln_json_fail(j, KILN_ERR_UNSUPPORTED, "activation '%s' is not supported (linear, relu, softmax, sigmoid, tanh)",
-                              v->valuestring);
+        return kiln_json_fail(j, KILN_ERR_UNSUPPORTED, "activation '%s' is not supported (%s)", v->valuestring, ACTS);
+    return KILN_OK;
+}
+
+kiln_status kiln_json_seed(const kiln_json_layer *j, uint64_t *out) {
+    const cJSON *seed = kiln_json_get(j, "seed");
+    if (!kiln_json_absent(seed) && !(cJSON_IsNumber(seed) && seed->valuedouble >= 0 && seed->valuedouble < 0x1p63))
+        return kiln_json_fail(j, KILN_ERR_FORMAT, "seed must be a non-negative integer or null");
+    *out = kiln_json_absent(seed) ? 0 : (uint64_t)seed->valuedouble;
     return KILN_OK;
 }
 

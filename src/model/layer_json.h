@@ -35,6 +35,8 @@ kiln_status kiln_json_choice(const kiln_json_layer *j, const char *key, const ch
 kiln_status kiln_json_channels_last(const kiln_json_layer *j); /* data_format */
 kiln_status kiln_json_padding(const kiln_json_layer *j, kiln_padding *out);
 kiln_status kiln_json_activation(const kiln_json_layer *j, kiln_activation *out); /* absent: linear */
+/* "seed": a non-negative integer, or null / absent for 0 (Dropout, SpatialDropout2D) */
+kiln_status kiln_json_seed(const kiln_json_layer *j, uint64_t *out);
 /* keys that must be absent, null or false: kiln would silently compute something else */
 kiln_status kiln_json_refuse(const kiln_json_layer *j, const char *const *keys, int n);
 

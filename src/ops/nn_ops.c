@@ -370,7 +370,7 @@ kiln_status kiln_tanh_backward(const kiln_tensor *y, const kiln_tensor *dy, kiln
 
 /* DROPOUT on x (or dy), giving y (or dx) */
 static kiln_status dropout(const char *fn, const char *xn, const kiln_tensor *x, float rate,
-                           uint64_t seed, const char *yn, kiln_tensor *y) {
+                           uint64_t seed, const char *yn, kiln_tensor *y, bool spatial) {
     KILN_TRY(kiln_check_f32(fn, xn, x));
     KILN_TRY(kiln_check_f32(fn, yn, y));
     KILN_TRY(kiln_check_same_shape(fn, xn, x, yn, y));
@@ -380,14 +380,157 @@ static kiln_status dropout(const char *fn, const char *xn, const kiln_tensor *x,
     kiln_op op = kiln_op_on(KILN_OP_DROPOUT, x);
     op.dropout = (kiln_dropout_args){.x = x, .y = y, .rate = rate,
                                      .scale = (float)(1.0 / (1.0 - (double)rate)), .seed = seed};
+    if (spatial) { /* one draw per (example, channel) of an (N, H, W, C) x */
+        op.dropout.channels = x->shape[3];
+        op.dropout.per_example = x->shape[1] * x->shape[2] * x->shape[3];
+    }
     return kiln_tensor_numel(x) == 0 ? KILN_OK : kiln_op_run(&op);
 }
 
 kiln_status kiln_dropout(const kiln_tensor *x, float rate, uint64_t seed, kiln_tensor *y) {
-    return dropout("kiln_dropout", "x", x, rate, seed, "y", y);
+    return dropout("kiln_dropout", "x", x, rate, seed, "y", y, false);
 }
 
 kiln_status kiln_dropout_backward(const kiln_tensor *dy, float rate, uint64_t seed,
                                   kiln_tensor *dx) {
-    return dropout("kiln_dropout_backward", "dy", dy, rate, seed, "dx", dx);
+    return dropout("kiln_dropout_backward", "dy", dy, rate, seed, "dx", dx, false);
+}
+
+/* ---- Keras' other activations, Concatenate's columns, SpatialDropout2D, Normalization ---- */
+
+kiln_act_params kiln_act_defaults(kiln_act_fn fn) {
+    kiln_act_params p = {fn, 0.0f, INFINITY, 0.0f, 1.0f, 1.0f, 0.0f};
+    return p;
+}
+
+static kiln_status check_act_params(const char *fn, const kiln_act_params *p) {
+    if (!p) return kiln_error(KILN_ERR_INVALID_ARG, "%s: params is NULL", fn);
+    if ((int)p->fn < 0 || p->fn >= KILN_FN_COUNT)
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: unknown function %d", fn, (int)p->fn);
+    if (p->fn == KILN_FN_RELU && !(p->negative_slope >= 0.0f && p->max_value >= 0.0f && p->threshold >= 0.0f &&
+                                   isfinite(p->negative_slope) && isfinite(p->threshold)))
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: relu needs negative_slope, max_value and threshold >= 0 "
+                          "(are %g, %g, %g)", fn, (double)p->negative_slope, (double)p->max_value,
+                          (double)p->threshold);
+    if ((p->fn == KILN_FN_ELU && !isfinite(p->alpha)) ||
+        (p->fn == KILN_FN_AFFINE && !(isfinite(p->scale) && isfinite(p->offset))))
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: a parameter is not finite", fn);
+    return KILN_OK;
+}
+
+kiln_status kiln_act(const kiln_act_params *p, const kiln_tensor *x, kiln_tensor *y) {
+    const char *fn = "kiln_act";
+    KILN_TRY(check_act_params(fn, p));
+    KILN_TRY(kiln_check_f32(fn, "x", x));
+    KILN_TRY(kiln_check_f32(fn, "y", y));
+    KILN_TRY(kiln_check_same_shape(fn, "x", x, "y", y));
+    kiln_op op = kiln_op_on(KILN_OP_ACT, x);
+    op.act = (kiln_act_args){.x = x, .y = y, .p = *p};
+    return kiln_tensor_numel(x) == 0 ? KILN_OK : kiln_op_run(&op);
+}
+
+kiln_status kiln_act_backward(const kiln_act_params *p, const kiln_tensor *x, const kiln_tensor *dy,
+                              kiln_tensor *dx) {
+    const char *fn = "kiln_act_backward";
+    KILN_TRY(check_act_params(fn, p));
+    KILN_TRY(kiln_check_f32(fn, "x", x));
+    KILN_TRY(kiln_check_f32(fn, "dy", dy));
+    KILN_TRY(kiln_check_f32(fn, "dx", dx));
+    KILN_TRY(kiln_check_same_shape(fn, "x", x, "dy", dy));
+    KILN_TRY(kiln_check_same_shape(fn, "x", x, "dx", dx));
+    kiln_op op = kiln_op_on(KILN_OP_ACT_BACK, x);
+    op.act = (kiln_act_args){.x = x, .dy = dy, .dx = dx, .p = *p};
+    return kiln_tensor_numel(x) == 0 ? KILN_OK : kiln_op_run(&op);
+}
+
+/* COPY_COLUMNS: `narrow` has rows of wx, `wide` rows of wy, the same number of rows */
+static kiln_status columns(const char *fn, const kiln_tensor *src, kiln_tensor *dst, bool back, int64_t wx,
+                           int64_t wy, int64_t offset) {
+    const kiln_tensor *narrow = back ? dst : src, *wide = back ? src : dst;
+    KILN_TRY(kiln_check_f32(fn, "x", narrow));
+    KILN_TRY(kiln_check_f32(fn, "y", wide));
+    KILN_TRY(kiln_check_same_backend(fn, narrow, wide));
+    int64_t nx = kiln_tensor_numel(narrow), ny = kiln_tensor_numel(wide);
+    if (wx < 1 || wy < 1 || offset < 0 || offset > wy - wx || nx % wx || ny % wy || nx / wx != ny / wy)
+        return kiln_error(KILN_ERR_SHAPE, "%s: x of %lld elements in rows of %lld does not fit columns %lld .. "
+                          "%lld of y of %lld elements in rows of %lld", fn, (long long)nx, (long long)wx,
+                          (long long)offset, (long long)(offset + wx), (long long)ny, (long long)wy);
+    if (nx == 0) return KILN_OK;
+    kiln_op op = kiln_op_on(KILN_OP_COPY_COLUMNS, src);
+    op.columns = (kiln_columns_args){src, dst, nx / wx, wx, wy, offset, back};
+    return kiln_op_run(&op);
+}
+
+kiln_status kiln_copy_columns(const kiln_tensor *x, kiln_tensor *y, int64_t wx, int64_t wy, int64_t offset) {
+    return columns("kiln_copy_columns", x, y, false, wx, wy, offset);
+}
+
+kiln_status kiln_copy_columns_back(const kiln_tensor *y, kiln_tensor *x, int64_t wx, int64_t wy, int64_t offset) {
+    return columns("kiln_copy_columns_back", y, x, true, wx, wy, offset);
+}
+
+kiln_status kiln_spatial_dropout2d(const kiln_tensor *x, float rate, uint64_t seed, kiln_tensor *y) {
+    const char *fn = "kiln_spatial_dropout2d";
+    KILN_TRY(check_4d(fn, "x", x, "(N, H, W, C)"));
+    return dropout(fn, "x", x, rate, seed, "y", y, true);
+}
+
+static kiln_status check_channels(const char *fn, const char *arg, const kiln_tensor *v, const kiln_tensor *x) {
+    KILN_TRY(kiln_check_f32(fn, arg, v));
+    KILN_TRY(kiln_check_same_backend(fn, v, x));
+    if (x->ndim < 1 || v->ndim != 1 || v->shape[0] != x->shape[x->ndim - 1]) {
+        char sv[96], sx[96];
+        return kiln_error(KILN_ERR_SHAPE, "%s: %s %s must hold one value per channel of %s (the last axis)", fn,
+                          arg, kiln_shape_str(v, sv, sizeof sv), kiln_shape_str(x, sx, sizeof sx));
+    }
+    return KILN_OK;
+}
+
+/* ACT (mean given) or ACT_BACK of Normalization */
+static kiln_status normalize(const char *fn, const kiln_tensor *x, const kiln_tensor *mean, const kiln_tensor *var,
+                             float epsilon, kiln_tensor *y, const kiln_tensor *dy) {
+    const kiln_tensor *in = x ? x : dy;
+    KILN_TRY(kiln_check_f32(fn, x ? "x" : "dy", in));
+    KILN_TRY(kiln_check_f32(fn, x ? "y" : "dx", y));
+    KILN_TRY(kiln_check_same_shape(fn, x ? "x" : "dy", in, x ? "y" : "dx", y));
+    if (mean) KILN_TRY(check_channels(fn, "mean", mean, in));
+    KILN_TRY(check_channels(fn, "var", var, in));
+    if (!(epsilon >= 0.0f && isfinite(epsilon)))
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: epsilon %g must be finite and >= 0", fn, (double)epsilon);
+    kiln_op op = kiln_op_on(x ? KILN_OP_ACT : KILN_OP_ACT_BACK, in);
+    op.act = (kiln_act_args){.x = x, .dy = dy, .mean = mean, .var = var, .p = kiln_act_defaults(KILN_FN_AFFINE),
+                             .channels = var->shape[0], .epsilon = epsilon};
+    if (x) op.act.y = y;
+    else op.act.dx = y;
+    return kiln_tensor_numel(in) == 0 ? KILN_OK : kiln_op_run(&op);
+}
+
+kiln_status kiln_normalize(const kiln_tensor *x, const kiln_tensor *mean, const kiln_tensor *var, float epsilon,
+                           kiln_tensor *y) {
+    if (!x || !mean) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_normalize: NULL argument");
+    return normalize("kiln_normalize", x, mean, var, epsilon, y, NULL);
+}
+
+kiln_status kiln_normalize_backward(const kiln_tensor *var, float epsilon, const kiln_tensor *dy, kiln_tensor *dx) {
+    if (!dy) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_normalize_backward: NULL argument");
+    return normalize("kiln_normalize_backward", NULL, NULL, var, epsilon, dx, dy);
+}
+
+kiln_status kiln_mul_channels(const kiln_tensor *x, const kiln_tensor *g, kiln_tensor *y) {
+    const char *fn = "kiln_mul_channels";
+    KILN_TRY(kiln_check_f32(fn, "x", x));
+    KILN_TRY(kiln_check_f32(fn, "g", g));
+    KILN_TRY(kiln_check_f32(fn, "y", y));
+    KILN_TRY(kiln_check_same_shape(fn, "x", x, "y", y));
+    KILN_TRY(kiln_check_same_backend(fn, x, g));
+    int64_t c = x->ndim >= 2 ? x->shape[x->ndim - 1] : 0;
+    if (x->ndim < 2 || kiln_tensor_numel(g) != x->shape[0] * c || (g->ndim >= 1 && g->shape[0] != x->shape[0])) {
+        char sx[96], sg[96];
+        return kiln_error(KILN_ERR_SHAPE, "%s: g %s must hold one value per example and channel of x %s", fn,
+                          kiln_shape_str(g, sg, sizeof sg), kiln_shape_str(x, sx, sizeof sx));
+    }
+    kiln_op op = kiln_op_on(KILN_OP_ACT, x);
+    op.act = (kiln_act_args){.x = x, .y = y, .p = kiln_act_defaults(KILN_FN_AFFINE), .channels = c, .gate = g,
+                             .per_example = x->shape[0] ? kiln_tensor_numel(x) / x->shape[0] : 0};
+    return kiln_tensor_numel(x) == 0 ? KILN_OK : kiln_op_run(&op);
 }

@@ -133,6 +133,9 @@ typedef struct kiln_dropout_args {
     float rate;    /* an element is kept when its uniform draw is >= rate */
     float scale;   /* 1 / (1 - rate) */
     uint64_t seed; /* the mask's (src/backends/shared/counter_rng.h) */
+    /* SpatialDropout2D: element i draws with index (i / per_example) channels + i % channels
+     * (one draw per example and channel); per_example 0: index i (Dropout) */
+    int64_t channels, per_example;
 } kiln_dropout_args;
 
 /* The four batch-norm ops, x seen as (outer, C, inner) (src/backends/shared/batchnorm_math.h):
@@ -207,6 +210,32 @@ typedef struct kiln_clip_args {
     float clip_norm;
 } kiln_clip_args;
 
+/* ACT: y = f(x);  ACT_BACK: dx = dy f'(x) (kiln/nn.h, the formulas in
+ * src/backends/shared/act_math.h). With mean and var (C values, the last axis), f is
+ * Normalization's (x - mean[c]) / max(sqrt(var[c]), epsilon). */
+typedef struct kiln_act_args {
+    const kiln_tensor *x;  /* ACT, ACT_BACK: the forward's input (ACT_BACK of Normalization: NULL) */
+    const kiln_tensor *dy; /* ACT_BACK */
+    const kiln_tensor *mean, *var; /* Normalization, else NULL */
+    kiln_tensor *y;        /* ACT */
+    kiln_tensor *dx;       /* ACT_BACK */
+    kiln_act_params p;
+    int64_t channels;      /* Normalization, gate: the last axis */
+    float epsilon;         /* Normalization */
+    /* ACT with a gate (Multiply's broadcast): y = x * gate[(i / per_example) channels + i % channels] */
+    const kiln_tensor *gate;
+    int64_t per_example;
+} kiln_act_args;
+
+/* COPY_COLUMNS: x (rows, wx) into columns [offset, offset + wx) of y (rows, wy), or (back) out
+ * of them into x */
+typedef struct kiln_columns_args {
+    const kiln_tensor *src;
+    kiln_tensor *dst;
+    int64_t rows, wx, wy, offset;
+    bool back; /* src is y, dst is x */
+} kiln_columns_args;
+
 /* One op: its type, where it runs, and the arguments of its family. */
 struct kiln_op {
     kiln_op_type type;
@@ -230,6 +259,8 @@ struct kiln_op {
         kiln_sgd_args sgd;               /* SGD */
         kiln_sumsq_args sumsq;           /* SUMSQ_ACC */
         kiln_clip_args clip;             /* CLIP_SCALE */
+        kiln_act_args act;               /* ACT, ACT_BACK */
+        kiln_columns_args columns;       /* COPY_COLUMNS */
     };
 };
 

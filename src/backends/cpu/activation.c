@@ -39,8 +39,10 @@ static void dropout(const kiln_dropout_args *a) {
     float *y = a->y->data, rate = a->rate, scale = a->scale;
     uint64_t key = kiln_dropout_key(a->seed);
     int64_t n = kiln_tensor_numel(a->x);
-    for (int64_t i = 0; i < n; i++)
-        y[i] = kiln_dropout_keep(key, (uint64_t)i, rate) ? x[i] * scale : 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t k = a->per_example ? i / a->per_example * a->channels + i % a->channels : i; /* SpatialDropout2D */
+        y[i] = kiln_dropout_keep(key, (uint64_t)k, rate) ? x[i] * scale : 0.0f;
+    }
 }
 
 void kiln_cpu_activation(const kiln_op *op) {

@@ -112,6 +112,9 @@ static kiln_status cpu_compute(kiln_backend *be, const kiln_op *op) {
     case KILN_OP_BN_FWD_INFER:
     case KILN_OP_BN_BWD:
     case KILN_OP_BN_BWD_INFER: return kiln_cpu_batchnorm(op);
+    case KILN_OP_ACT:
+    case KILN_OP_ACT_BACK:
+    case KILN_OP_COPY_COLUMNS: kiln_cpu_act(op); break;
     default:
         return kiln_error(KILN_ERR_UNSUPPORTED, "cpu: op %s is not implemented",
                           kiln_op_name(op->type));

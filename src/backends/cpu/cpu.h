@@ -25,5 +25,6 @@ kiln_status kiln_cpu_pool2d(const kiln_op *op); /* MAX/AVG_POOL2D(_BACK), GLOBAL
 void kiln_cpu_activation(const kiln_op *op); /* SIGMOID(_BACK), TANH(_BACK), DROPOUT */
 void kiln_cpu_optim(const kiln_op *op);      /* ADAM, SGD, SUMSQ_ACC, CLIP_SCALE */
 kiln_status kiln_cpu_batchnorm(const kiln_op *op); /* BN_FWD_TRAIN, BN_FWD_INFER, BN_BWD, BN_BWD_INFER */
+void kiln_cpu_act(const kiln_op *op);        /* ACT, ACT_BACK, COPY_COLUMNS (act.c) */
 
 #endif

@@ -1,5 +1,6 @@
-// cuda/activation.cu: sigmoid and tanh forward and backward, and dropout, on CUDA: one
-// elementwise kernel each (kiln_cuda_map).
+// cuda/activation.cu: sigmoid and tanh forward and backward, dropout (and SpatialDropout2D),
+// kiln_act (Keras' other activations, Rescaling, Normalization) and Concatenate's column
+// copies on CUDA: one elementwise kernel each (kiln_cuda_map).
 //
 // Forwards use f32 expf / tanhf (at most 2 ulp; the CPU computes in double: the parity table
 // allows 1e-6). Backwards and dropout are f32 with explicit round-to-nearest intrinsics
@@ -7,6 +8,7 @@
 // order, so both backends give the same bits. Dropout's mask comes from counter_rng.h, the
 // header the CPU backend uses too.
 #define KILN_HOST_DEVICE __host__ __device__
+#include "act_math.h"
 #include "counter_rng.h"
 
 #include "common.cuh"
@@ -45,14 +47,52 @@ struct act_bwd {
     }
 };
 
-// y = keep(key, i) ? x * scale : 0
+// y = keep(key, i) ? x * scale : 0; SpatialDropout2D draws once per (example, channel)
 struct dropout_fwd {
     const float *x;
     float *y;
     uint64_t key;
     float rate, scale;
+    int64_t channels, per_example;
     __device__ void operator()(int64_t i) const {
-        y[i] = kiln_dropout_keep(key, (uint64_t)i, rate) ? __fmul_rn(x[i], scale) : 0.0f;
+        const int64_t k = per_example ? i / per_example * channels + i % channels : i;
+        y[i] = kiln_dropout_keep(key, (uint64_t)k, rate) ? __fmul_rn(x[i], scale) : 0.0f;
+    }
+};
+
+// kiln_act: the CPU's double formulas (act_math.h), rounded once. Forward y = f(x) (or
+// Normalization's (x - mean[c]) / divisor, or Multiply's x * gate[n, c]); backward dx = dy f'(x)
+// (or dy / divisor).
+struct act_map {
+    const float *x, *dy, *mean, *var, *gate;
+    float *out;
+    kiln_act_params p;
+    int64_t channels, per_example;
+    float epsilon;
+    bool back;
+    __device__ void operator()(int64_t i) const {
+        if (gate) { // Multiply's broadcast: one f32 product, as the CPU's
+            out[i] = __fmul_rn(x[i], gate[i / per_example * channels + i % channels]);
+        } else if (var) {
+            const double d = kiln_norm_divisor(var[i % channels], epsilon);
+            out[i] = back ? (float)((double)dy[i] / d) : (float)(((double)x[i] - mean[i % channels]) / d);
+        } else {
+            out[i] = back ? (float)((double)dy[i] * kiln_act_df(&p, (double)x[i])) : (float)kiln_act_f(&p, (double)x[i]);
+        }
+    }
+};
+
+// Concatenate: element i of the narrow matrix (rows of wx) to or from column offset + i % wx
+// of the wide one (rows of wy)
+struct columns_map {
+    const float *src;
+    float *dst;
+    int64_t wx, wy, offset;
+    bool back;
+    __device__ void operator()(int64_t i) const {
+        const int64_t wide = i / wx * wy + offset + i % wx;
+        if (back) dst[i] = src[wide];
+        else dst[wide] = src[i];
     }
 };
 
@@ -76,10 +116,25 @@ extern "C" kiln_status kiln_cuda_activation(kiln_backend *be, const kiln_op *op)
                   op->type == KILN_OP_SIGMOID_BACK};
         return kiln_cuda_map(s, kiln_tensor_numel(a.y), f, "activation backward");
     }
+    case KILN_OP_ACT:
+    case KILN_OP_ACT_BACK: {
+        const kiln_act_args &a = op->act;
+        const bool back = op->type == KILN_OP_ACT_BACK;
+        act_map f{a.x ? (const float *)a.x->data : nullptr, a.dy ? (const float *)a.dy->data : nullptr,
+                  a.mean ? (const float *)a.mean->data : nullptr, a.var ? (const float *)a.var->data : nullptr,
+                  a.gate ? (const float *)a.gate->data : nullptr, (float *)(back ? a.dx : a.y)->data, a.p,
+                  a.channels, a.per_example, a.epsilon, back};
+        return kiln_cuda_map(s, kiln_tensor_numel(back ? a.dx : a.y), f, back ? "act backward" : "act");
+    }
+    case KILN_OP_COPY_COLUMNS: {
+        const kiln_columns_args &a = op->columns;
+        columns_map f{(const float *)a.src->data, (float *)a.dst->data, a.wx, a.wy, a.offset, a.back};
+        return kiln_cuda_map(s, a.rows * a.wx, f, "copy columns");
+    }
     default: { // DROPOUT
         const kiln_dropout_args &a = op->dropout;
         dropout_fwd f{(const float *)a.x->data, (float *)a.y->data, kiln_dropout_key(a.seed),
-                      a.rate, a.scale};
+                      a.rate, a.scale, a.channels, a.per_example};
         return kiln_cuda_map(s, kiln_tensor_numel(a.x), f, "dropout");
     }
     }

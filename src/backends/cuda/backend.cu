@@ -109,7 +109,10 @@ static bool cuda_supports_op(const kiln_backend *be, kiln_op_type op, kiln_dtype
     case KILN_OP_ADAM:
     case KILN_OP_SGD:
     case KILN_OP_SUMSQ_ACC:
-    case KILN_OP_CLIP_SCALE: return dtype == KILN_F32;
+    case KILN_OP_CLIP_SCALE:
+    case KILN_OP_ACT:
+    case KILN_OP_ACT_BACK:
+    case KILN_OP_COPY_COLUMNS: return dtype == KILN_F32;
     case KILN_OP_BN_FWD_TRAIN:
     case KILN_OP_BN_FWD_INFER:
     case KILN_OP_BN_BWD:
@@ -152,7 +155,10 @@ static kiln_status cuda_compute(kiln_backend *be, const kiln_op *op) {
     case KILN_OP_SIGMOID_BACK:
     case KILN_OP_TANH:
     case KILN_OP_TANH_BACK:
-    case KILN_OP_DROPOUT: return kiln_cuda_activation(be, op);
+    case KILN_OP_DROPOUT:
+    case KILN_OP_ACT:
+    case KILN_OP_ACT_BACK:
+    case KILN_OP_COPY_COLUMNS: return kiln_cuda_activation(be, op);
     case KILN_OP_ADAM:
     case KILN_OP_SGD:
     case KILN_OP_SUMSQ_ACC:

@@ -17,29 +17,21 @@ static kiln_status infer(kiln_node *n, const kiln_node *const *in) {
     return KILN_OK;
 }
 
-/* the layer's own seed, or the step's, mixed with its id */
-static uint64_t mask_seed(const kiln_node *n, uint64_t step_seed) {
-    return (n->cfg.seed ? n->cfg.seed : step_seed) * 0x9e3779b97f4a7c15ull + (uint64_t)n->id;
-}
-
 static kiln_status forward(kiln_node *n, const kiln_tensor *const *x, kiln_tensor *z, bool training, uint64_t seed) {
     if (!training || n->cfg.rate == 0.0f) return kiln_copy(x[0], z);
-    return kiln_dropout(x[0], n->cfg.rate, mask_seed(n, seed), z);
+    return kiln_dropout(x[0], n->cfg.rate, kiln_layer_mask_seed(n, seed), z);
 }
 
 static kiln_status backward(kiln_node *n, const kiln_tensor *const *x, const kiln_tensor *z, const kiln_tensor *dz,
                             kiln_tensor *const *dx, uint64_t seed) {
     if (!dx[0]) return KILN_OK;
     if (n->cfg.rate == 0.0f) return kiln_copy(dz, dx[0]);
-    return kiln_dropout_backward(dz, n->cfg.rate, mask_seed(n, seed), dx[0]);
+    return kiln_dropout_backward(dz, n->cfg.rate, kiln_layer_mask_seed(n, seed), dx[0]);
 }
 
 static kiln_status read_json(const kiln_json_layer *j, kiln_layer_config *c, int in_rank) {
     static const char *const no[] = {"noise_shape"};
-    const cJSON *seed = kiln_json_get(j, "seed");
-    if (!kiln_json_absent(seed) && !(cJSON_IsNumber(seed) && seed->valuedouble >= 0 && seed->valuedouble < 0x1p63))
-        return kiln_json_fail(j, KILN_ERR_FORMAT, "seed must be a non-negative integer or null");
-    c->seed = kiln_json_absent(seed) ? 0 : (uint64_t)seed->valuedouble;
+    KILN_TRY(kiln_json_seed(j, &c->seed));
     KILN_TRY(kiln_json_float(j, "rate", 0.0f, 0.0, 0.999999, &c->rate));
     return kiln_json_refuse(j, no, 1);
 }
