@@ -9,6 +9,7 @@
 #include "counter_rng.h"
 #include "cpu.h"
 #include "op_args.h"
+#include "simd.h"
 
 static void forward(const kiln_op *op) {
     const float *x = op->unary.x->data;
@@ -21,26 +22,30 @@ static void forward(const kiln_op *op) {
 }
 
 /* sigmoid: dx = (dy * y) * (1 - y);  tanh: dx = dy * (1 - y * y) */
-static void backward(const kiln_op *op) {
-    const float *y = op->unary_back.y->data, *dy = op->unary_back.dy->data;
-    float *dx = op->unary_back.dx->data;
-    int64_t n = kiln_tensor_numel(op->unary_back.y);
-    bool sigmoid = op->type == KILN_OP_SIGMOID_BACK;
+KILN_SIMD_INLINE void backward_loop_body(const float *y, const float *dy, float *dx, int64_t n, bool sigmoid) {
     for (int64_t i = 0; i < n; i++) {
         float a = sigmoid ? dy[i] * y[i] : y[i] * y[i];
         float b = sigmoid ? 1.0f - y[i] : 1.0f - a;
         dx[i] = sigmoid ? a * b : dy[i] * b;
     }
 }
+KILN_SIMD_CLONES(backward_loop, (const float *y, const float *dy, float *dx, int64_t n, bool sigmoid),
+                 (y, dy, dx, n, sigmoid))
+
+static void backward(const kiln_op *op) {
+    backward_loop(op->unary_back.y->data, op->unary_back.dy->data, op->unary_back.dx->data,
+                  kiln_tensor_numel(op->unary_back.y), op->type == KILN_OP_SIGMOID_BACK);
+}
 
 /* y = keep(seed, i) ? x * scale : 0 (forward on x, backward on dy: the same mask) */
+KILN_SIMD_INLINE void dropout_loop_body(const float *x, float *y, int64_t n, uint64_t key, float rate, float scale) {
+    for (int64_t i = 0; i < n; i++) y[i] = kiln_dropout_keep(key, (uint64_t)i, rate) ? x[i] * scale : 0.0f;
+}
+KILN_SIMD_CLONES(dropout_loop, (const float *x, float *y, int64_t n, uint64_t key, float rate, float scale),
+                 (x, y, n, key, rate, scale))
+
 static void dropout(const kiln_dropout_args *a) {
-    const float *x = a->x->data;
-    float *y = a->y->data, rate = a->rate, scale = a->scale;
-    uint64_t key = kiln_dropout_key(a->seed);
-    int64_t n = kiln_tensor_numel(a->x);
-    for (int64_t i = 0; i < n; i++)
-        y[i] = kiln_dropout_keep(key, (uint64_t)i, rate) ? x[i] * scale : 0.0f;
+    dropout_loop(a->x->data, a->y->data, kiln_tensor_numel(a->x), kiln_dropout_key(a->seed), a->rate, a->scale);
 }
 
 void kiln_cpu_activation(const kiln_op *op) {
