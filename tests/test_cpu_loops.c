@@ -330,3 +330,45 @@ Test(cpu_loops, batchnorm_levels_threads_and_oracle) {
             kiln_tensor_free(x), kiln_tensor_free(dy);
         }
 }
+
+/* ---- softmax cross-entropy: each exp once, the same bits as computing it twice ---- */
+
+Test(cpu_loops, softmax_xent_matches_scalar) {
+    const int64_t B = 37, ks[2] = {13, 300}; /* on the stack buffer, and past it */
+    for (int ki = 0; ki < 2; ki++) {
+        const int64_t K = ks[ki], xs[2] = {B, K};
+        kiln_tensor *x = f32(2, xs), *p = f32(2, xs), *dx = f32(2, xs), *loss = f32(1, &B),
+                    *lab = kt_new(kt_cpu(), KILN_I32, 1, &B);
+        kt_rng r;
+        kt_rng_seed(&r, 19);
+        kt_fill_random(x, &r, -20, 20);
+        int32_t *l = lab->data;
+        for (int64_t b = 0; b < B; b++) l[b] = (int32_t)((b * 7) % K);
+        l[3] = (int32_t)K; /* out of range: a NaN row */
+        float *wp = malloc((size_t)(B * K) * 4), wl[37];
+        for (int64_t b = 0; b < B; b++) {
+            const float *xr = data(x) + b * K;
+            double m = -INFINITY, s = 0.0;
+            for (int64_t j = 0; j < K; j++) m = xr[j] > m ? xr[j] : m;
+            for (int64_t j = 0; j < K; j++) s += exp((double)xr[j] - m);
+            for (int64_t j = 0; j < K; j++) wp[b * K + j] = (float)(exp((double)xr[j] - m) / s);
+            wl[b] = l[b] >= K ? NAN : (float)(m + log(s) - (double)xr[l[b]]);
+        }
+        for (int lv = 0; lv <= max_level(); lv++) {
+            kiln_cpu_simd_force(lv);
+            cr_assert_eq(kiln_softmax_xent(x, lab, p, loss), KILN_OK, "%s", kiln_last_error());
+            kt_expect_bitwise("probs", data(p), wp, (size_t)(B * K) * 4);
+            kt_expect_bitwise("loss", data(loss), wl, sizeof wl);
+            cr_assert_eq(kiln_softmax_xent_backward(p, lab, 0.25f, dx), KILN_OK, "%s", kiln_last_error());
+            for (int64_t k = 0; k < B * K; k++) {
+                int64_t b = k / K, j = k % K;
+                float want = l[b] >= K ? NAN : 0.25f * (data(p)[k] - (j == l[b] ? 1.0f : 0.0f));
+                cr_assert(memcmp(&data(dx)[k], &want, 4) == 0 || (isnan(want) && isnan(data(dx)[k])),
+                          "dlogits[%lld]: %a, want %a", (long long)k, data(dx)[k], want);
+            }
+        }
+        kiln_cpu_simd_force(-1);
+        free(wp);
+        kiln_tensor_free(x), kiln_tensor_free(p), kiln_tensor_free(dx), kiln_tensor_free(loss), kiln_tensor_free(lab);
+    }
+}
