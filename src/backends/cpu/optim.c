@@ -22,18 +22,21 @@ typedef struct optim_job {
     bool amsgrad, decay, momentum, nesterov;
 } optim_job;
 
-/* Adam / AdamW / AMSGrad over one tensor; `amsgrad` a constant where it is inlined */
-KILN_SIMD_INLINE void adam_loop(const optim_job *j, bool amsgrad) {
-    float *w = j->w, *m = j->m, *v = j->v, *vh = j->vh;
-    const float *g = j->g;
+/* Adam / AdamW / AMSGrad over one tensor; the flags constants where it is inlined (no branch
+ * is left in the loop: without AVX-512's masks, f32 arithmetic under a branch does not vectorise) */
+KILN_SIMD_INLINE void adam_loop(const optim_job *j, bool amsgrad, bool decay) {
+    /* distinct tensors (restrict: no alias checks, so every level vectorises) */
+    float *restrict w = j->w, *restrict m = j->m, *restrict v = j->v, *restrict vh = j->vh;
+    const float *restrict g = j->g;
     const float gs = j->gs, alpha = j->alpha, omb1 = j->omb1, omb2 = j->omb2, eps = j->eps, wd = j->wd,
                 lr = j->lr;
-    const bool decay = j->decay;
     for (int64_t i = 0; i < j->n; i++) {
         float gv = g[i] * gs, wv = w[i], mv = m[i], vv = v[i];
-        float t = wv * wd;
-        t = t * lr;
-        wv = decay ? wv - t : wv;
+        if (decay) {
+            float t = wv * wd;
+            t = t * lr;
+            wv = wv - t;
+        }
         float d1 = gv - mv;
         d1 = d1 * omb1;
         mv = mv + d1;
@@ -44,7 +47,7 @@ KILN_SIMD_INLINE void adam_loop(const optim_job *j, bool amsgrad) {
         float vs = vv;
         if (amsgrad) {
             float h = vh[i];
-            h = (vv > h || vv != vv) ? vv : h;
+            h = ((vv > h) | (vv != vv)) ? vv : h;
             vh[i] = h;
             vs = h;
         }
@@ -58,23 +61,31 @@ KILN_SIMD_INLINE void adam_loop(const optim_job *j, bool amsgrad) {
     }
 }
 
+/* run `call` with `flag` a constant */
+#define WITH_CONST(flag, call_true, call_false) \
+    do {                                        \
+        if (flag) call_true;                    \
+        else call_false;                        \
+    } while (0)
+
 KILN_SIMD_INLINE void adam_update_body(const optim_job *j) {
-    if (j->amsgrad) adam_loop(j, true);
-    else adam_loop(j, false);
+    if (j->amsgrad) WITH_CONST(j->decay, adam_loop(j, true, true), adam_loop(j, true, false));
+    else WITH_CONST(j->decay, adam_loop(j, false, true), adam_loop(j, false, false));
 }
 KILN_SIMD_CLONES(adam_update, (const optim_job *j), (j))
 
-/* SGD over one tensor; `momentum` a constant where it is inlined */
-KILN_SIMD_INLINE void sgd_loop(const optim_job *j, bool momentum) {
-    float *w = j->w, *u = j->m;
-    const float *g = j->g;
+/* SGD over one tensor; the flags constants where it is inlined */
+KILN_SIMD_INLINE void sgd_loop(const optim_job *j, bool momentum, bool nesterov, bool decay) {
+    float *restrict w = j->w, *restrict u = j->m;
+    const float *restrict g = j->g;
     const float gs = j->gs, lr = j->lr, mom = j->mom, wd = j->wd;
-    const bool nesterov = j->nesterov, decay = j->decay;
     for (int64_t i = 0; i < j->n; i++) {
         float gv = g[i] * gs, wv = w[i];
-        float t = wv * wd;
-        t = t * lr;
-        wv = decay ? wv - t : wv;
+        if (decay) {
+            float t = wv * wd;
+            t = t * lr;
+            wv = wv - t;
+        }
         float glr = gv * lr;
         if (!momentum) {
             w[i] = wv - glr;
@@ -83,15 +94,20 @@ KILN_SIMD_INLINE void sgd_loop(const optim_job *j, bool momentum) {
         float a = u[i] * mom;
         float uv = a - glr;
         u[i] = uv;
-        float b = uv * mom;
-        b = b - glr;
-        w[i] = nesterov ? wv + b : wv + uv;
+        if (nesterov) {
+            float b = uv * mom;
+            b = b - glr;
+            w[i] = wv + b;
+        } else {
+            w[i] = wv + uv;
+        }
     }
 }
 
 KILN_SIMD_INLINE void sgd_update_body(const optim_job *j) {
-    if (j->momentum) sgd_loop(j, true);
-    else sgd_loop(j, false);
+    if (!j->momentum) WITH_CONST(j->decay, sgd_loop(j, false, false, true), sgd_loop(j, false, false, false));
+    else if (j->nesterov) WITH_CONST(j->decay, sgd_loop(j, true, true, true), sgd_loop(j, true, true, false));
+    else WITH_CONST(j->decay, sgd_loop(j, true, false, true), sgd_loop(j, true, false, false));
 }
 KILN_SIMD_CLONES(sgd_update, (const optim_job *j), (j))
 
