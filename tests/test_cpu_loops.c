@@ -221,8 +221,8 @@ static const bn_case bn_cases[] = {
     {4, {3, 33, 5, 7}, KILN_LAYOUT_NCHW},  /* runs of 35: 2 x 16 lanes + 3 */
     {4, {2, 6, 4, 4}, KILN_LAYOUT_NCHW},   /* runs of exactly 16 */
     {2, {37, 19}, KILN_LAYOUT_NHWC},       /* (N, C) */
-    {4, {8, 33, 17, 16}, KILN_LAYOUT_NCHW}, /* above the threading threshold */
-    {4, {8, 17, 16, 33}, KILN_LAYOUT_NHWC}, /* above the threshold, several row chunks */
+    {4, {8, 33, 17, 33}, KILN_LAYOUT_NCHW}, /* above the threading threshold (131072) */
+    {4, {8, 17, 33, 33}, KILN_LAYOUT_NHWC}, /* above the threshold, several row chunks */
 };
 
 /* the outputs of one run: y, save mean and invstd, dx, dgamma, dbeta (malloc'ed bytes) */

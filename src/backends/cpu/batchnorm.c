@@ -27,7 +27,7 @@
 #define LANES 16          /* a run's summing lanes */
 #define CHUNK_ELEMS 16384 /* a row chunk: about this many elements ... */
 #define MAX_CHUNKS 64     /* ... and no more chunks than this */
-#define PAR_MIN 32768     /* fewer elements: one thread */
+#define PAR_MIN 131072    /* fewer elements (512 KiB of f32): one thread */
 
 /* one pass: y (or dx) from x and dy with per-channel coefficients (C doubles each) */
 typedef struct bn_job {
