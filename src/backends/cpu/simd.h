@@ -20,7 +20,11 @@ int kiln_cpu_simd_force(int level);
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define KILN_SIMD_X86 1
+#if defined(__clang__) /* clang has no prefer-vector-width in a target string */
+#define KILN_SIMD_T512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
+#else
 #define KILN_SIMD_T512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma,prefer-vector-width=512")))
+#endif
 #define KILN_SIMD_T256 __attribute__((target("avx2,fma")))
 #else
 #define KILN_SIMD_X86 0
