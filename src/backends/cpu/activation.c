@@ -9,6 +9,7 @@
 #include "counter_rng.h"
 #include "cpu.h"
 #include "op_args.h"
+#include "simd.h"
 
 static void forward(const kiln_op *op) {
     const float *x = op->unary.x->data;
@@ -21,28 +22,41 @@ static void forward(const kiln_op *op) {
 }
 
 /* sigmoid: dx = (dy * y) * (1 - y);  tanh: dx = dy * (1 - y * y) */
-static void backward(const kiln_op *op) {
-    const float *y = op->unary_back.y->data, *dy = op->unary_back.dy->data;
-    float *dx = op->unary_back.dx->data;
-    int64_t n = kiln_tensor_numel(op->unary_back.y);
-    bool sigmoid = op->type == KILN_OP_SIGMOID_BACK;
+KILN_SIMD_INLINE void backward_loop_body(const float *y, const float *dy, float *dx, int64_t n, bool sigmoid) {
     for (int64_t i = 0; i < n; i++) {
         float a = sigmoid ? dy[i] * y[i] : y[i] * y[i];
         float b = sigmoid ? 1.0f - y[i] : 1.0f - a;
         dx[i] = sigmoid ? a * b : dy[i] * b;
     }
 }
+KILN_SIMD_CLONES(backward_loop, (const float *y, const float *dy, float *dx, int64_t n, bool sigmoid),
+                 (y, dy, dx, n, sigmoid))
 
-/* y = keep(seed, i) ? x * scale : 0 (forward on x, backward on dy: the same mask) */
-static void dropout(const kiln_dropout_args *a) {
-    const float *x = a->x->data;
-    float *y = a->y->data, rate = a->rate, scale = a->scale;
-    uint64_t key = kiln_dropout_key(a->seed);
-    int64_t n = kiln_tensor_numel(a->x);
+static void backward(const kiln_op *op) {
+    backward_loop(op->unary_back.y->data, op->unary_back.dy->data, op->unary_back.dx->data,
+                  kiln_tensor_numel(op->unary_back.y), op->type == KILN_OP_SIGMOID_BACK);
+}
+
+/* y = keep(seed, k) ? x * scale : 0 (forward on x, backward on dy: the same mask); k = i, or for
+ * SpatialDropout2D (per_example > 0) the element's (example, channel) index */
+KILN_SIMD_INLINE void dropout_loop_body(const float *x, float *y, int64_t n, uint64_t key, float rate, float scale,
+                                        int64_t per_example, int64_t channels) {
+    if (!per_example) {
+        for (int64_t i = 0; i < n; i++) y[i] = kiln_dropout_keep(key, (uint64_t)i, rate) ? x[i] * scale : 0.0f;
+        return;
+    }
     for (int64_t i = 0; i < n; i++) {
-        int64_t k = a->per_example ? i / a->per_example * a->channels + i % a->channels : i; /* SpatialDropout2D */
+        int64_t k = i / per_example * channels + i % channels;
         y[i] = kiln_dropout_keep(key, (uint64_t)k, rate) ? x[i] * scale : 0.0f;
     }
+}
+KILN_SIMD_CLONES(dropout_loop, (const float *x, float *y, int64_t n, uint64_t key, float rate, float scale,
+                                int64_t per_example, int64_t channels),
+                 (x, y, n, key, rate, scale, per_example, channels))
+
+static void dropout(const kiln_dropout_args *a) {
+    dropout_loop(a->x->data, a->y->data, kiln_tensor_numel(a->x), kiln_dropout_key(a->seed), a->rate, a->scale,
+                 a->per_example, a->channels);
 }
 
 void kiln_cpu_activation(const kiln_op *op) {

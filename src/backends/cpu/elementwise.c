@@ -5,6 +5,7 @@
 #include "dtype_convert.h"
 #include "half.h"
 #include "op_args.h"
+#include "simd.h"
 
 void kiln_cpu_fill(const kiln_op *op) {
     kiln_tensor *t = op->fill.dst;
@@ -38,32 +39,53 @@ void kiln_cpu_cast(const kiln_op *op) {
         kiln_dtype_store(d->data, d->dtype, i, kiln_dtype_load(s->data, s->dtype, i));
 }
 
+/* y = a OP b, b repeated every nb elements : one loop per op, at every ISA level */
+#define BINARY(name, OP)                                                                        \
+    KILN_SIMD_INLINE void name##_body(const float *a, const float *b, float *y, int64_t n, int64_t nb) { \
+        if (nb == 1) {                                                                          \
+            float bv = b[0];                                                                    \
+            for (int64_t i = 0; i < n; i++) y[i] = a[i] OP bv;                                  \
+            return;                                                                             \
+        }                                                                                       \
+        for (int64_t i0 = 0; i0 < n; i0 += nb)                                                  \
+            for (int64_t i = 0; i < nb && i < n - i0; i++) y[i0 + i] = a[i0 + i] OP b[i];       \
+    }                                                                                           \
+    KILN_SIMD_CLONES(name, (const float *a, const float *b, float *y, int64_t n, int64_t nb), (a, b, y, n, nb))
+
+BINARY(add_loop, +)
+BINARY(sub_loop, -)
+BINARY(mul_loop, *)
+
 void kiln_cpu_binary(const kiln_op *op) {
     const kiln_binary_args *args = &op->binary;
     const float *a = args->a->data, *b = args->b->data;
     float *y = args->out->data;
     int64_t n = kiln_tensor_numel(args->a), nb = kiln_tensor_numel(args->b);
-    for (int64_t i = 0; i < n; i++) {
-        float bv = b[i % nb];
-        switch (op->type) {
-        case KILN_OP_ADD: y[i] = a[i] + bv; break;
-        case KILN_OP_SUB: y[i] = a[i] - bv; break;
-        default: y[i] = a[i] * bv; break;
-        }
+    if (n == 0 || nb == 0) return;
+    switch (op->type) {
+    case KILN_OP_ADD: add_loop(a, b, y, n, nb); break;
+    case KILN_OP_SUB: sub_loop(a, b, y, n, nb); break;
+    default: mul_loop(a, b, y, n, nb); break;
     }
 }
 
-/* RELU_BACK: dx = dy (x > 0) */
-static void relu_backward(const kiln_unary_back_args *a) {
-    const float *x = a->x->data, *dy = a->dy->data;
-    float *dx = a->dx->data;
-    int64_t n = kiln_tensor_numel(a->x);
-    for (int64_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
-}
+/* the unary loops: y[i] = F(i) */
+#define UNARY(name, F)                                                                          \
+    KILN_SIMD_INLINE void name##_body(const float *x, const float *x2, float *y, float alpha, int64_t n) { \
+        (void)x2, (void)alpha;                                                                  \
+        for (int64_t i = 0; i < n; i++) y[i] = F;                                               \
+    }                                                                                           \
+    KILN_SIMD_CLONES(name, (const float *x, const float *x2, float *y, float alpha, int64_t n), (x, x2, y, alpha, n))
+
+UNARY(scale_loop, alpha * x[i])
+UNARY(axpy_loop, fmaf(alpha, x[i], y[i]))
+UNARY(relu_loop, x[i] > 0.0f ? x[i] : (isnan(x[i]) ? x[i] : 0.0f))
+UNARY(relu_back_loop, x[i] > 0.0f ? x2[i] : 0.0f) /* x2: dy */
 
 void kiln_cpu_unary(const kiln_op *op) {
-    if (op->type == KILN_OP_RELU_BACK) {
-        relu_backward(&op->unary_back);
+    if (op->type == KILN_OP_RELU_BACK) { /* dx = dy (x > 0) */
+        const kiln_unary_back_args *a = &op->unary_back;
+        relu_back_loop(a->x->data, a->dy->data, a->dx->data, 0.0f, kiln_tensor_numel(a->x));
         return;
     }
     const float *x = op->unary.x->data;
@@ -71,15 +93,9 @@ void kiln_cpu_unary(const kiln_op *op) {
     float alpha = op->unary.alpha;
     int64_t n = kiln_tensor_numel(op->unary.x);
     switch (op->type) {
-    case KILN_OP_SCALE:
-        for (int64_t i = 0; i < n; i++) y[i] = alpha * x[i];
-        break;
-    case KILN_OP_AXPY:
-        for (int64_t i = 0; i < n; i++) y[i] = fmaf(alpha, x[i], y[i]);
-        break;
-    case KILN_OP_RELU:
-        for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : (isnan(x[i]) ? x[i] : 0.0f);
-        break;
+    case KILN_OP_SCALE: scale_loop(x, NULL, y, alpha, n); break;
+    case KILN_OP_AXPY: axpy_loop(x, NULL, y, alpha, n); break;
+    case KILN_OP_RELU: relu_loop(x, NULL, y, alpha, n); break;
     default: break;
     }
 }

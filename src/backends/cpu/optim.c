@@ -10,20 +10,28 @@
 
 #include "cpu.h"
 #include "op_args.h"
+#include "simd.h"
 
-/* tensor k of an ADAM op's group; gs the grad_scale value or NULL */
-static void adam_tensor(const kiln_adam_args *args, int k, const float *gs) {
-    const kiln_param_group *grp = args->group;
-    float *w = grp->w[k]->data, *m = grp->m[k]->data, *v = grp->v[k]->data;
-    float *vh = grp->v_hat[k] ? grp->v_hat[k]->data : NULL;
-    const float *g = grp->g[k]->data;
-    float alpha = args->alpha, omb1 = args->one_minus_beta_1, omb2 = args->one_minus_beta_2,
-          eps = args->epsilon, wd = args->weight_decay, lr = args->lr;
-    bool amsgrad = args->amsgrad, decay = args->decay_on;
-    int64_t n = kiln_tensor_numel(grp->w[k]);
-    for (int64_t i = 0; i < n; i++) {
-        float gv = g[i], wv = w[i], mv = m[i], vv = v[i];
-        if (gs) gv = gv * gs[0];
+/* one tensor's update: its arrays, the op's scalars (gs the grad_scale value, 1 without one:
+ * g * 1 is g, bit for bit) and flags */
+typedef struct optim_job {
+    float *w, *m, *v, *vh; /* SGD: m the velocity (NULL without momentum) */
+    const float *g;
+    int64_t n;
+    float gs, alpha, omb1, omb2, eps, wd, lr, mom;
+    bool amsgrad, decay, momentum, nesterov;
+} optim_job;
+
+/* Adam / AdamW / AMSGrad over one tensor; the flags constants where it is inlined (no branch
+ * is left in the loop: without AVX-512's masks, f32 arithmetic under a branch does not vectorise) */
+KILN_SIMD_INLINE void adam_loop(const optim_job *j, bool amsgrad, bool decay) {
+    /* distinct tensors (restrict: no alias checks, so every level vectorises) */
+    float *restrict w = j->w, *restrict m = j->m, *restrict v = j->v, *restrict vh = j->vh;
+    const float *restrict g = j->g;
+    const float gs = j->gs, alpha = j->alpha, omb1 = j->omb1, omb2 = j->omb2, eps = j->eps, wd = j->wd,
+                lr = j->lr;
+    for (int64_t i = 0; i < j->n; i++) {
+        float gv = g[i] * gs, wv = w[i], mv = m[i], vv = v[i];
         if (decay) {
             float t = wv * wd;
             t = t * lr;
@@ -39,7 +47,7 @@ static void adam_tensor(const kiln_adam_args *args, int k, const float *gs) {
         float vs = vv;
         if (amsgrad) {
             float h = vh[i];
-            h = (vv > h || vv != vv) ? vv : h;
+            h = ((vv > h) | (vv != vv)) ? vv : h;
             vh[i] = h;
             vs = h;
         }
@@ -53,18 +61,26 @@ static void adam_tensor(const kiln_adam_args *args, int k, const float *gs) {
     }
 }
 
-/* tensor k of an SGD op's group (its velocity NULL without momentum); gs the grad_scale value
- * or NULL */
-static void sgd_tensor(const kiln_sgd_args *args, int k, const float *gs) {
-    const kiln_param_group *grp = args->group;
-    float *w = grp->w[k]->data, *u = grp->velocity[k] ? grp->velocity[k]->data : NULL;
-    const float *g = grp->g[k]->data;
-    float lr = args->lr, mom = args->momentum, wd = args->weight_decay;
-    bool nesterov = args->nesterov, momentum = args->momentum_on, decay = args->decay_on;
-    int64_t n = kiln_tensor_numel(grp->w[k]);
-    for (int64_t i = 0; i < n; i++) {
-        float gv = g[i], wv = w[i];
-        if (gs) gv = gv * gs[0];
+/* run `call` with `flag` a constant */
+#define WITH_CONST(flag, call_true, call_false) \
+    do {                                        \
+        if (flag) call_true;                    \
+        else call_false;                        \
+    } while (0)
+
+KILN_SIMD_INLINE void adam_update_body(const optim_job *j) {
+    if (j->amsgrad) WITH_CONST(j->decay, adam_loop(j, true, true), adam_loop(j, true, false));
+    else WITH_CONST(j->decay, adam_loop(j, false, true), adam_loop(j, false, false));
+}
+KILN_SIMD_CLONES(adam_update, (const optim_job *j), (j))
+
+/* SGD over one tensor; the flags constants where it is inlined */
+KILN_SIMD_INLINE void sgd_loop(const optim_job *j, bool momentum, bool nesterov, bool decay) {
+    float *restrict w = j->w, *restrict u = j->m;
+    const float *restrict g = j->g;
+    const float gs = j->gs, lr = j->lr, mom = j->mom, wd = j->wd;
+    for (int64_t i = 0; i < j->n; i++) {
+        float gv = g[i] * gs, wv = w[i];
         if (decay) {
             float t = wv * wd;
             t = t * lr;
@@ -86,6 +102,34 @@ static void sgd_tensor(const kiln_sgd_args *args, int k, const float *gs) {
             w[i] = wv + uv;
         }
     }
+}
+
+KILN_SIMD_INLINE void sgd_update_body(const optim_job *j) {
+    if (!j->momentum) WITH_CONST(j->decay, sgd_loop(j, false, false, true), sgd_loop(j, false, false, false));
+    else if (j->nesterov) WITH_CONST(j->decay, sgd_loop(j, true, true, true), sgd_loop(j, true, true, false));
+    else WITH_CONST(j->decay, sgd_loop(j, true, false, true), sgd_loop(j, true, false, false));
+}
+KILN_SIMD_CLONES(sgd_update, (const optim_job *j), (j))
+
+/* tensor k of an ADAM op's group; gs the grad_scale value or NULL */
+static void adam_tensor(const kiln_adam_args *args, int k, const float *gs) {
+    const kiln_param_group *grp = args->group;
+    optim_job j = {grp->w[k]->data, grp->m[k]->data, grp->v[k]->data, grp->v_hat[k] ? grp->v_hat[k]->data : NULL,
+                   grp->g[k]->data, kiln_tensor_numel(grp->w[k]), gs ? gs[0] : 1.0f, args->alpha,
+                   args->one_minus_beta_1, args->one_minus_beta_2, args->epsilon, args->weight_decay, args->lr,
+                   0.0f, args->amsgrad, args->decay_on, false, false};
+    adam_update(&j);
+}
+
+/* tensor k of an SGD op's group (its velocity NULL without momentum); gs the grad_scale value
+ * or NULL */
+static void sgd_tensor(const kiln_sgd_args *args, int k, const float *gs) {
+    const kiln_param_group *grp = args->group;
+    optim_job j = {grp->w[k]->data, grp->velocity[k] ? grp->velocity[k]->data : NULL, NULL, NULL,
+                   grp->g[k]->data, kiln_tensor_numel(grp->w[k]), gs ? gs[0] : 1.0f, 0.0f, 0.0f, 0.0f, 0.0f,
+                   args->weight_decay, args->lr, args->momentum, false, args->decay_on, args->momentum_on,
+                   args->nesterov};
+    sgd_update(&j);
 }
 
 /* ADAM, SGD: every tensor of the op's group (a single update is a group of one) */
