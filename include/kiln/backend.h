@@ -63,6 +63,10 @@ typedef enum kiln_op_type {
     KILN_OP_SGD,               /* fused SGD (momentum, Nesterov) step           */
     KILN_OP_SUMSQ_ACC,         /* acc += sum(g^2)                               */
     KILN_OP_CLIP_SCALE,        /* global-norm clip factor from a sum of squares */
+    /* resizing ops (include/kiln/nn.h, src/ops/resize_ops.c) */
+    KILN_OP_PAD2D,             /* y = x shifted by (top, left) rows / columns, zeros around (or a crop) */
+    KILN_OP_UPSAMPLE2D,        /* y = x repeated sh x sw (nearest)              */
+    KILN_OP_UPSAMPLE2D_BACK,   /* dx = dy summed over each sh x sw block        */
     KILN_OP_COUNT
 } kiln_op_type;
 

@@ -38,6 +38,12 @@ extern "C" {
     X(ACTIVATION, activation)                  \
     X(ADD, add)                                \
     X(IDENTITY, identity)                      \
+    X(ZERO_PADDING2D, zero_padding2d)          \
+    X(DEPTHWISE_CONV2D, depthwise_conv2d)      \
+    X(SEPARABLE_CONV2D, separable_conv2d)      \
+    X(UPSAMPLING2D, upsampling2d)              \
+    X(CONV2D_TRANSPOSE, conv2d_transpose)      \
+    X(GLOBAL_MAX_POOL2D, global_max_pool2d)    \
     /* a new layer: one line above this one */
 
 #define KILN_LAYER_ENUM_(id, name) KILN_LAYER_##id,
@@ -78,6 +84,12 @@ typedef struct kiln_layer_config {
     uint64_t seed;              /* Dropout: 0 for the model's seed */
     int input_ndim;             /* Input: the shape without the batch axis, e.g. (32, 32, 3) */
     int64_t input_shape[3];
+    /* Conv2D, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose use filters, kernel_h/w,
+     * use_bias, conv (Conv2D: conv.groups) and activation */
+    int depth_multiplier;       /* DepthwiseConv2D, SeparableConv2D (1) */
+    int pad_top, pad_bottom, pad_left, pad_right; /* ZeroPadding2D (1 each) */
+    int size_h, size_w;         /* UpSampling2D (2, 2; nearest) */
+    bool keepdims;              /* GlobalMaxPooling2D: (batch, 1, 1, C) instead of (batch, C) */
 } kiln_layer_config;
 
 /* (shape NULL: sizes of 0, which kiln_model_build refuses) */
@@ -92,6 +104,15 @@ KILN_API kiln_layer_config kiln_flatten_layer(void);
 KILN_API kiln_layer_config kiln_dropout_layer(float rate);
 KILN_API kiln_layer_config kiln_activation_layer(kiln_activation act);
 KILN_API kiln_layer_config kiln_add_layer(void);
+KILN_API kiln_layer_config kiln_zero_padding2d_layer(int top, int bottom, int left, int right);
+KILN_API kiln_layer_config kiln_depthwise_conv2d_layer(int kernel_h, int kernel_w, int depth_multiplier,
+                                                       kiln_activation act);
+KILN_API kiln_layer_config kiln_separable_conv2d_layer(int filters, int kernel_h, int kernel_w,
+                                                       kiln_activation act);
+KILN_API kiln_layer_config kiln_upsampling2d_layer(int size_h, int size_w);
+KILN_API kiln_layer_config kiln_conv2d_transpose_layer(int filters, int kernel_h, int kernel_w,
+                                                       kiln_activation act);
+KILN_API kiln_layer_config kiln_global_max_pool2d_layer(void);
 
 KILN_API const char *kiln_layer_type_name(kiln_layer_type t);     /* Keras class: "Conv2D"; "?" for no type */
 KILN_API const char *kiln_activation_name(kiln_activation a);      /* Keras name: "relu"; "?" for none */

@@ -13,6 +13,9 @@ kiln_layer_config kiln_layer_defaults(kiln_layer_type t) {
     c.use_bias = true;
     c.conv = (kiln_conv2d_params)KILN_CONV2D_DEFAULTS;
     c.bn = kiln_bn_params_keras();
+    c.depth_multiplier = 1;
+    c.pad_top = c.pad_bottom = c.pad_left = c.pad_right = 1;
+    c.size_h = c.size_w = 2;
     return c;
 }
 

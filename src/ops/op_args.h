@@ -109,6 +109,7 @@ typedef struct kiln_conv2d_args {
     kiln_tensor *y;         /* CONV2D: (N, OH, OW, out) */
     kiln_tensor *dx;        /* _BACK_DATA: (N, H, W, in) */
     kiln_tensor *dw, *db;   /* _BACK_FILTER; db (out) or NULL */
+    int groups;             /* >= 1; the kernel is (kh, kw, in / groups, out) */
     int stride_h, stride_w;
     int dilation_h, dilation_w;
     int pad_top, pad_left;  /* before the first row / column; what follows comes from the shapes */
@@ -207,6 +208,17 @@ typedef struct kiln_clip_args {
     float clip_norm;
 } kiln_clip_args;
 
+/* NHWC images, x (N, H, W, C) -> y (N, OH, OW, C):
+ * PAD2D: y[n, i, j, c] = x[n, i - top, j - left, c], 0 outside x (top, left < 0: a crop);
+ * UPSAMPLE2D: y[n, i, j, c] = x[n, i / size_h, j / size_w, c];
+ * UPSAMPLE2D_BACK: x (the gradient of the upsampled image) summed over each block, into y */
+typedef struct kiln_resize2d_args {
+    const kiln_tensor *x;
+    kiln_tensor *y;
+    int top, left;        /* PAD2D */
+    int size_h, size_w;   /* UPSAMPLE2D(_BACK) */
+} kiln_resize2d_args;
+
 /* One op: its type, where it runs, and the arguments of its family. */
 struct kiln_op {
     kiln_op_type type;
@@ -230,6 +242,7 @@ struct kiln_op {
         kiln_sgd_args sgd;               /* SGD */
         kiln_sumsq_args sumsq;           /* SUMSQ_ACC */
         kiln_clip_args clip;             /* CLIP_SCALE */
+        kiln_resize2d_args resize;       /* PAD2D, UPSAMPLE2D, UPSAMPLE2D_BACK */
     };
 };
 

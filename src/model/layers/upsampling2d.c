@@ -1,0 +1,54 @@
+/* upsampling2d.c: UpSampling2D, z (B, H sh, W sw, C): each pixel repeated sh x sw times
+ * (Keras' size, default (2, 2); interpolation "nearest" only: "bilinear" is refused). */
+#include "conv_common.h"
+
+kiln_layer_config kiln_upsampling2d_layer(int size_h, int size_w) {
+    kiln_layer_config c = kiln_layer_defaults(KILN_LAYER_UPSAMPLING2D);
+    c.size_h = size_h;
+    c.size_w = size_w;
+    return c;
+}
+
+static kiln_status infer(kiln_node *n, const kiln_node *const *in) {
+    const kiln_layer_config *c = &n->cfg;
+    if (c->size_h < 1 || c->size_h > (1 << 20) || c->size_w < 1 || c->size_w > (1 << 20))
+        return kiln_error(KILN_ERR_INVALID_ARG, "size %dx%d must be in 1 .. 2^20", c->size_h, c->size_w);
+    KILN_TRY(kiln_layer_need_image(n, in[0]));
+    kiln_layer_same_shape(n, in[0]);
+    n->out_shape[0] *= c->size_h; /* below 2^31 x 2^20: no overflow; the size check follows */
+    n->out_shape[1] *= c->size_w;
+    return KILN_OK;
+}
+
+static kiln_status forward(kiln_node *n, const kiln_tensor *const *x, kiln_tensor *z, bool training, uint64_t seed) {
+    return kiln_upsample2d(x[0], n->cfg.size_h, n->cfg.size_w, z);
+}
+
+static kiln_status backward(kiln_node *n, const kiln_tensor *const *x, const kiln_tensor *z, const kiln_tensor *dz,
+                            kiln_tensor *const *dx, uint64_t seed) {
+    return dx[0] ? kiln_upsample2d_backward(dz, n->cfg.size_h, n->cfg.size_w, dx[0]) : KILN_OK;
+}
+
+static kiln_status read_json(const kiln_json_layer *j, kiln_layer_config *c, int in_rank) {
+    static const char *const interp[] = {"nearest"};
+    int which;
+    KILN_TRY(kiln_json_choice(j, "interpolation", interp, 1, &which));
+    KILN_TRY(kiln_json_pair(j, "size", 2, &c->size_h, &c->size_w));
+    return kiln_json_channels_last(j);
+}
+
+static void write_json(const kiln_layer_config *c, cJSON *o) {
+    kiln_json_add_pair(o, "size", c->size_h, c->size_w);
+    kiln_json_add_channels_last(o);
+    cJSON_AddStringToObject(o, "interpolation", "nearest");
+}
+
+const kiln_layer_desc kiln_layer_upsampling2d = {
+    .keras_class = "UpSampling2D",
+    .base_name = "up_sampling2d",
+    .infer = infer,
+    .forward = forward,
+    .backward = backward,
+    .read_json = read_json,
+    .write_json = write_json,
+};
