@@ -1,6 +1,7 @@
 /* depthwise_conv2d.c: DepthwiseConv2D, z (B, OH, OW, C m) = each input channel c convolved with
- * its own m filters, output channel c m + k; weights `depthwise_kernel` (kh, kw, C, m) (Keras'
- * layout, glorot_uniform) then `bias` (C m, zeros). It is the grouped convolution with groups =
+ * its own m filters, output channel c m + k; weights, in Keras 3's order and names, `kernel`
+ * (kh, kw, C, m) (Keras' layout, glorot_uniform; Keras 2 called it depthwise_kernel) then `bias`
+ * (C m, zeros). It is the grouped convolution with groups =
  * C: the kernel (kh, kw, C, m) read row-major is the grouped kernel (kh, kw, 1, C m). */
 #include "conv_common.h"
 
@@ -23,7 +24,7 @@ static kiln_status infer(kiln_node *n, const kiln_node *const *in) {
     int64_t ks[4] = {c->kernel_h, c->kernel_w, ch, m}, gs[4] = {c->kernel_h, c->kernel_w, 1, ch * m}, bs[1] = {ch * m};
     kiln_conv2d_params p = kiln_layer_depthwise_params(c, ch);
     KILN_TRY(kiln_layer_conv_output(n, in[0], gs, &p));
-    kiln_layer_declare_weight(n, "depthwise_kernel", 4, ks, true, (kiln_initializer){KILN_INIT_GLOROT_UNIFORM, 0.0});
+    kiln_layer_declare_weight(n, "kernel", 4, ks, true, (kiln_initializer){KILN_INIT_GLOROT_UNIFORM, 0.0});
     if (c->use_bias) kiln_layer_declare_weight(n, "bias", 1, bs, true, (kiln_initializer){KILN_INIT_CONSTANT, 0.0});
     return KILN_OK;
 }
