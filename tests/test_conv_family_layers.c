@@ -199,7 +199,7 @@ static int check_weight_gradients(kiln_model *m, kiln_plan *p) {
                 kt_set_f32(n->w[w], wv);
                 fd[j] = (up - dn) / (2.0 * h);
             }
-            char what[160];
+            char what[KILN_NAME_MAX * 4 + 64];
             snprintf(what, sizeof what, "layer '%s' (%s): %s", n->cfg.name, kiln_layer_type_name(n->cfg.type), n->w_name[w]);
             kt_expect_close_f64(what, g, fd, k, 1e-2);
             checked++;
