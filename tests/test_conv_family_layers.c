@@ -358,3 +358,43 @@ Test(conv_family_layers, shape_errors_name_the_layer) {
               kiln_last_error());
     kiln_model_free(m);
 }
+
+/* every layer of the family in one model trains through fit (plans, the partial last batch,
+ * the optimizer step) and its loss stays finite */
+Test(conv_family_layers, a_model_of_them_all_trains) {
+    kiln_model *m;
+    OK(kiln_model_new("all", &m));
+    int64_t in[3] = {8, 8, 3};
+    kiln_layer_config l[9] = {kiln_input_layer(3, in), kiln_zero_padding2d_layer(1, 1, 1, 1),
+                              kiln_depthwise_conv2d_layer(3, 3, 2, KILN_ACT_RELU), kiln_conv2d_layer(4, 1, 1, KILN_ACT_RELU),
+                              kiln_separable_conv2d_layer(4, 3, 3, KILN_ACT_RELU), kiln_upsampling2d_layer(2, 2),
+                              kiln_conv2d_transpose_layer(3, 3, 3, KILN_ACT_RELU), kiln_global_max_pool2d_layer(),
+                              kiln_dense_layer(3, KILN_ACT_SOFTMAX)};
+    l[2].conv.stride_h = l[2].conv.stride_w = 2; /* (10, 10, 3) -> (4, 4, 6) */
+    l[3].conv.groups = 2;
+    l[4].conv.padding = l[6].conv.padding = KILN_PADDING_SAME;
+    l[6].conv.stride_h = l[6].conv.stride_w = 2;
+    for (int i = 0; i < 9; i++) OK(kiln_model_add(m, &l[i], 0, NULL, NULL));
+    OK(kiln_model_build(m, kt_cpu(), 3));
+    kiln_compile_config cc = {kiln_optimizer_defaults(KILN_OPT_ADAM), KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, false};
+    OK(kiln_model_compile(m, &cc));
+    enum { N = 10 };
+    float *x = malloc(sizeof(float) * N * 8 * 8 * 3);
+    int32_t y[N];
+    kt_rng r;
+    kt_rng_seed(&r, 9);
+    for (int i = 0; i < N * 8 * 8 * 3; i++) x[i] = (float)kt_uniform(&r, 0, 1);
+    for (int i = 0; i < N; i++) y[i] = i % 3;
+    kiln_data d = {x, y, NULL, N};
+    kiln_fit_config fc = kiln_fit_defaults();
+    fc.verbose = 0;
+    fc.batch_size = 4; /* 4, 4, 2 */
+    fc.epochs = 2;
+    kiln_history h;
+    OK(kiln_model_fit(m, &d, &fc, &h));
+    cr_expect(isfinite(h.logs[0].loss) && isfinite(h.logs[1].loss), "losses %g, %g", h.logs[0].loss, h.logs[1].loss);
+    cr_expect_eq(kiln_model_iterations(m), 6);
+    kiln_history_free(&h);
+    free(x);
+    kiln_model_free(m);
+}
