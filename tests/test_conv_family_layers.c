@@ -398,3 +398,21 @@ Test(conv_family_layers, a_model_of_them_all_trains) {
     free(x);
     kiln_model_free(m);
 }
+
+/* sizes from the C API that would overflow are refused, naming the layer */
+Test(conv_family_layers, overflowing_sizes_are_refused) {
+    static const int64_t big[3] = {(int64_t)1 << 40, 1, 1}, wide[3] = {2, 2, ((int64_t)1 << 21)};
+    for (int k = 0; k < 4; k++) {
+        kiln_model *m;
+        OK(kiln_model_new("big", &m));
+        kiln_layer_config l = kiln_input_layer(3, k < 2 ? big : wide);
+        OK(kiln_model_add(m, &l, 0, NULL, NULL));
+        l = k == 0 ? kiln_upsampling2d_layer(1 << 20, 1) : k == 1 ? kiln_conv2d_transpose_layer(1, 1, 1, KILN_ACT_LINEAR)
+            : k == 2 ? kiln_depthwise_conv2d_layer(1, 1, 1 << 20, KILN_ACT_LINEAR) : kiln_separable_conv2d_layer(1, 1, 1, KILN_ACT_LINEAR);
+        OK(kiln_model_add(m, &l, 0, NULL, NULL));
+        if (k == 0) OK(kiln_model_add(m, &l, 0, NULL, NULL)); /* 2^40 x 2^20 x 2^20 */
+        cr_expect_eq(kiln_model_infer(m), KILN_ERR_SHAPE, "case %d: %s", k, kiln_last_error());
+        cr_expect(strstr(kiln_last_error(), "layer '"), "case %d: %s", k, kiln_last_error());
+        kiln_model_free(m);
+    }
+}

@@ -5,6 +5,8 @@
  * H s, k_eff = (k - 1) d + 1; the convolution it transposes has the same strides, dilation and
  * padding ("same" padding as TensorFlow computes it for the output size). Backward: dx = conv2d
  * (dz, kernel), dkernel = conv2d_backward_filter(dz, x), dbias = the sum of dz over B, OH, OW. */
+#include <stdint.h>
+
 #include "conv_common.h"
 
 kiln_layer_config kiln_conv2d_transpose_layer(int filters, int kernel_h, int kernel_w, kiln_activation act) {
@@ -29,15 +31,19 @@ static kiln_status infer(kiln_node *n, const kiln_node *const *in) {
         return kiln_error(KILN_ERR_INVALID_ARG, "filters and kernel_size must be >= 1 (are %d, %dx%d)", c->filters,
                           c->kernel_h, c->kernel_w);
     KILN_TRY(kiln_layer_need_image(n, in[0]));
+    if (in[0]->out_shape[0] > INT32_MAX || in[0]->out_shape[1] > INT32_MAX) /* the conv's limit */
+        return kiln_error(KILN_ERR_SHAPE, "the input's %lldx%lld pixels: want each below 2^31",
+                          (long long)in[0]->out_shape[0], (long long)in[0]->out_shape[1]);
     int64_t ks[4] = {c->kernel_h, c->kernel_w, c->filters, in[0]->out_shape[2]}, bs[1] = {c->filters};
-    /* the output, then the convolution it transposes must map it back onto the input */
-    int64_t zs[4] = {1, out_length(in[0]->out_shape[0], c->kernel_h, p->stride_h, p->dilation_h, p->padding),
-                     out_length(in[0]->out_shape[1], c->kernel_w, p->stride_w, p->dilation_w, p->padding), c->filters};
-    int64_t back[4];
     if (p->stride_h < 1 || p->stride_w < 1 || p->dilation_h < 1 || p->dilation_w < 1 || p->stride_h > (1 << 20) ||
         p->stride_w > (1 << 20) || p->dilation_h > (1 << 20) || p->dilation_w > (1 << 20))
         return kiln_error(KILN_ERR_INVALID_ARG, "strides %dx%d and dilation_rate %dx%d must be in 1 .. 2^20",
                           p->stride_h, p->stride_w, p->dilation_h, p->dilation_w);
+    /* the output (below 2^31 x 2^21), then the convolution it transposes must map it back onto
+     * the input */
+    int64_t zs[4] = {1, out_length(in[0]->out_shape[0], c->kernel_h, p->stride_h, p->dilation_h, p->padding),
+                     out_length(in[0]->out_shape[1], c->kernel_w, p->stride_w, p->dilation_w, p->padding), c->filters};
+    int64_t back[4];
     KILN_TRY(kiln_conv2d_output_shape(zs, ks, p, back));
     if (back[1] != in[0]->out_shape[0] || back[2] != in[0]->out_shape[1])
         return kiln_error(KILN_ERR_SHAPE, "the output %lldx%lld does not map back onto the %lldx%lld input",

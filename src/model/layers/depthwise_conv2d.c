@@ -20,6 +20,8 @@ static kiln_status infer(kiln_node *n, const kiln_node *const *in) {
         return kiln_error(KILN_ERR_INVALID_ARG, "depth_multiplier and kernel_size must be >= 1 (are %d, %dx%d)",
                           c->depth_multiplier, c->kernel_h, c->kernel_w);
     KILN_TRY(kiln_layer_need_image(n, in[0]));
+    if (in[0]->out_shape[2] > (1 << 20)) /* so that channels x depth_multiplier cannot overflow */
+        return kiln_error(KILN_ERR_SHAPE, "%lld input channels: want at most 2^20", (long long)in[0]->out_shape[2]);
     int64_t ch = in[0]->out_shape[2], m = c->depth_multiplier;
     int64_t ks[4] = {c->kernel_h, c->kernel_w, ch, m}, gs[4] = {c->kernel_h, c->kernel_w, 1, ch * m}, bs[1] = {ch * m};
     kiln_conv2d_params p = kiln_layer_depthwise_params(c, ch);

@@ -23,6 +23,8 @@ static kiln_status infer(kiln_node *n, const kiln_node *const *in) {
         return kiln_error(KILN_ERR_INVALID_ARG, "filters, depth_multiplier and kernel_size must be >= 1 (are %d, %d, %dx%d)",
                           c->filters, c->depth_multiplier, c->kernel_h, c->kernel_w);
     KILN_TRY(kiln_layer_need_image(n, in[0]));
+    if (in[0]->out_shape[2] > (1 << 20)) /* so that channels x depth_multiplier cannot overflow */
+        return kiln_error(KILN_ERR_SHAPE, "%lld input channels: want at most 2^20", (long long)in[0]->out_shape[2]);
     int64_t ch = in[0]->out_shape[2], cm = ch * c->depth_multiplier;
     int64_t ds[4] = {c->kernel_h, c->kernel_w, ch, c->depth_multiplier}, gs[4] = {c->kernel_h, c->kernel_w, 1, cm};
     int64_t ps[4] = {1, 1, cm, c->filters}, bs[1] = {c->filters};

@@ -1,5 +1,6 @@
 /* upsampling2d.c: UpSampling2D, z (B, H sh, W sw, C): each pixel repeated sh x sw times
  * (Keras' size, default (2, 2); interpolation "nearest" only: "bilinear" is refused). */
+#include "checked.h"
 #include "conv_common.h"
 
 kiln_layer_config kiln_upsampling2d_layer(int size_h, int size_w) {
@@ -15,8 +16,10 @@ static kiln_status infer(kiln_node *n, const kiln_node *const *in) {
         return kiln_error(KILN_ERR_INVALID_ARG, "size %dx%d must be in 1 .. 2^20", c->size_h, c->size_w);
     KILN_TRY(kiln_layer_need_image(n, in[0]));
     kiln_layer_same_shape(n, in[0]);
-    n->out_shape[0] *= c->size_h; /* below 2^31 x 2^20: no overflow; the size check follows */
-    n->out_shape[1] *= c->size_w;
+    if (!kiln_mul_i64(in[0]->out_shape[0], c->size_h, &n->out_shape[0]) ||
+        !kiln_mul_i64(in[0]->out_shape[1], c->size_w, &n->out_shape[1]))
+        return kiln_error(KILN_ERR_SHAPE, "%lldx%lld upsampled %dx%d overflows 64 bits", (long long)in[0]->out_shape[0],
+                          (long long)in[0]->out_shape[1], c->size_h, c->size_w);
     return KILN_OK;
 }
 

@@ -1,6 +1,7 @@
 /* zero_padding2d.c: ZeroPadding2D, z (B, top + H + bottom, left + W + right, C) = x with rows and
  * columns of zeros around it; Keras' padding as an int, a pair (rows, columns) or
  * ((top, bottom), (left, right)), default 1 everywhere. The backward is the crop of dz. */
+#include "checked.h"
 #include "conv_common.h"
 
 kiln_layer_config kiln_zero_padding2d_layer(int top, int bottom, int left, int right) {
@@ -21,8 +22,10 @@ static kiln_status infer(kiln_node *n, const kiln_node *const *in) {
                               p[2], p[3]);
     KILN_TRY(kiln_layer_need_image(n, in[0]));
     kiln_layer_same_shape(n, in[0]);
-    n->out_shape[0] += p[0] + p[1];
-    n->out_shape[1] += p[2] + p[3];
+    if (!kiln_add_i64(in[0]->out_shape[0], p[0] + p[1], &n->out_shape[0]) ||
+        !kiln_add_i64(in[0]->out_shape[1], p[2] + p[3], &n->out_shape[1]))
+        return kiln_error(KILN_ERR_SHAPE, "%lldx%lld padded overflows 64 bits", (long long)in[0]->out_shape[0],
+                          (long long)in[0]->out_shape[1]);
     return KILN_OK;
 }
 
