@@ -493,3 +493,31 @@ static kt_case rows[] = {
 };
 
 KT_PARITY_SUITE(parity_conv_family, rows)
+
+/* NULL tensors: a status and a message naming the function, never a crash */
+Test(conv_family_ops, null_arguments) {
+    int64_t xs[4] = {1, 2, 2, 1}, ys[4] = {1, 4, 4, 1}, gs[2] = {1, 1};
+    kiln_tensor *x = poisoned(4, xs), *y = poisoned(4, ys), *g = poisoned(2, gs);
+    struct {
+        const char *fn;
+        kiln_status st;
+    } calls[] = {
+        {"kiln_pad2d", kiln_pad2d(NULL, 0, 0, y)},
+        {"kiln_pad2d", kiln_pad2d(x, 0, 0, NULL)},
+        {"kiln_upsample2d", kiln_upsample2d(NULL, 2, 2, y)},
+        {"kiln_upsample2d", kiln_upsample2d(x, 2, 2, NULL)},
+        {"kiln_upsample2d_backward", kiln_upsample2d_backward(NULL, 2, 2, x)},
+        {"kiln_upsample2d_backward", kiln_upsample2d_backward(y, 2, 2, NULL)},
+        {"kiln_global_max_pool2d", kiln_global_max_pool2d(NULL, g)},
+        {"kiln_global_max_pool2d", kiln_global_max_pool2d(x, NULL)},
+        {"kiln_global_max_pool2d_backward", kiln_global_max_pool2d_backward(NULL, g, x)},
+        {"kiln_global_max_pool2d_backward", kiln_global_max_pool2d_backward(x, NULL, x)},
+        {"kiln_global_max_pool2d_backward", kiln_global_max_pool2d_backward(x, g, NULL)},
+    };
+    for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++)
+        cr_expect_eq(calls[i].st, KILN_ERR_INVALID_ARG, "call %zu (%s): status %d", i, calls[i].fn, calls[i].st);
+    /* (an initializer list's calls run in no set order: the message of one more) */
+    cr_expect_eq(kiln_upsample2d(x, 2, 2, NULL), KILN_ERR_INVALID_ARG);
+    cr_expect(strstr(kiln_last_error(), "kiln_upsample2d"), "%s", kiln_last_error());
+    kiln_tensor_free(x); kiln_tensor_free(y); kiln_tensor_free(g);
+}
