@@ -7,7 +7,9 @@
  *                    read it of dy[n,i,j,o] w[ky,kx,ci,o] (gathered per element of dx)
  *   backward filter  dw[ky,kx,ci,o] = sum_{n,i,j} x[n, ih, iw, g cg + ci] dy[n,i,j,o];
  *                    db[o] = sum of dy
- * with ih = i sh - pt + ky dh, iw = j sw - pl + kx dw (taps outside the image read zeros). */
+ * with ih = i sh - pt + ky dh, iw = j sw - pl + kx dw (taps outside the image read zeros).
+ * Forward and backward data compute each output element in one thread (OpenMP over images and
+ * rows), the backward filter sums serially: the same bits for any thread count. */
 #include <stdlib.h>
 
 #include "cpu.h"
@@ -44,6 +46,7 @@ static void forward(const kiln_conv2d_args *a) {
     gdims d = gdims_of(a, a->x, a->w, a->y);
     const float *x = a->x->data, *w = a->w->data, *b = a->b ? a->b->data : NULL;
     float *y = a->y->data;
+#pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < d.n; n++)
         for (int64_t i = 0; i < d.oh; i++)
             for (int64_t j = 0; j < d.ow; j++)
@@ -73,6 +76,7 @@ static void backward_data(const kiln_conv2d_args *a) {
     gdims d = gdims_of(a, a->dx, a->w, a->dy);
     const float *dy = a->dy->data, *w = a->w->data;
     float *dx = a->dx->data;
+#pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < d.n; n++)
         for (int64_t p = 0; p < d.h; p++)
             for (int64_t q = 0; q < d.w; q++)
