@@ -219,6 +219,7 @@ typedef struct grad_case {
 static const grad_case grad_cases[] = {
     {"ZeroPadding2D", 0},    {"DepthwiseConv2D", 2}, {"Conv2D groups", 2},       {"SeparableConv2D", 3},
     {"UpSampling2D", 0},     {"Conv2DTranspose", 2}, {"GlobalMaxPooling2D", 0}, {"GlobalMaxPooling2D keepdims", 0},
+    {"UpSampling2D bilinear", 0},
 };
 #define N_GRAD (sizeof grad_cases / sizeof grad_cases[0])
 static size_t grad_index[N_GRAD];
@@ -247,7 +248,8 @@ static kiln_layer_config layer_under_test(size_t k) {
         l.conv.stride_h = l.conv.stride_w = 2;
         return l;
     case 6: return kiln_global_max_pool2d_layer();
-    default: l = kiln_global_max_pool2d_layer(); l.keepdims = true; return l;
+    case 7: l = kiln_global_max_pool2d_layer(); l.keepdims = true; return l;
+    default: l = kiln_upsampling2d_layer(3, 2); l.bilinear = true; return l;
     }
 }
 

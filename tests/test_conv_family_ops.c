@@ -341,6 +341,65 @@ Test(upsample2d, oracle_and_gradient) {
     }
 }
 
+/* TensorFlow's half-pixel bilinear resize, in double */
+static void bilinear_axis(int64_t out, int64_t in, int64_t s, int64_t *lo, int64_t *hi, double *frac) {
+    double src = ((double)out + 0.5) / (double)s - 0.5, f = floor(src);
+    *lo = f > 0 ? (int64_t)f : 0;
+    *hi = (int64_t)ceil(src) < in - 1 ? (int64_t)ceil(src) : in - 1;
+    *frac = src - f;
+}
+
+static void bilinear_ref_forward(const up_ref *r) {
+    int64_t oh = r->h * r->sh, ow = r->w * r->sw;
+    for (int64_t b = 0; b < r->n; b++)
+        for (int64_t i = 0; i < oh; i++)
+            for (int64_t j = 0; j < ow; j++)
+                for (int64_t c = 0; c < r->c; c++) {
+                    int64_t y0, y1, x0, x1;
+                    double fy, fx;
+                    bilinear_axis(i, r->h, r->sh, &y0, &y1, &fy);
+                    bilinear_axis(j, r->w, r->sw, &x0, &x1, &fx);
+#define X(yy, xx) r->x[((b * r->h + (yy)) * r->w + (xx)) * r->c + c]
+                    double top = X(y0, x0) + (X(y0, x1) - X(y0, x0)) * fx;
+                    double bottom = X(y1, x0) + (X(y1, x1) - X(y1, x0)) * fx;
+#undef X
+                    r->y[((b * oh + i) * ow + j) * r->c + c] = top + (bottom - top) * fy;
+                }
+}
+
+static double bilinear_ref_loss(void *ctx) {
+    up_ref *r = ctx;
+    bilinear_ref_forward(r);
+    return dot(r->y, r->dy, r->n * r->h * r->sh * r->w * r->sw * r->c);
+}
+
+Test(upsample2d, bilinear_oracle_and_gradient) {
+    static const int sizes[][2] = {{2, 2}, {1, 3}, {3, 2}, {4, 1}};
+    for (int t = 0; t < 4; t++) {
+        up_ref r = {.n = 2, .h = 3, .w = 4, .c = 3, .sh = sizes[t][0], .sw = sizes[t][1]};
+        int64_t xs[4] = {r.n, r.h, r.w, r.c}, ys[4] = {r.n, r.h * r.sh, r.w * r.sw, r.c};
+        kt_rng rng;
+        kt_rng_seed(&rng, 70 + t);
+        kiln_tensor *x = rand_t(&rng, 4, xs, -1, 1), *dy = rand_t(&rng, 4, ys, -1, 1);
+        kiln_tensor *y = poisoned(4, ys), *dx = poisoned(4, xs);
+        r.x = to_f64(x);
+        r.dy = to_f64(dy);
+        r.y = zeros(kiln_tensor_numel(y));
+        char what[64];
+        OK(kiln_upsample2d_bilinear(x, r.sh, r.sw, y));
+        bilinear_ref_forward(&r);
+        snprintf(what, sizeof what, "bilinear %dx%d: y", sizes[t][0], sizes[t][1]);
+        expect_tensor(what, y, r.y, 1e-6); /* three f32 lerps, the f32 scale 1 / s */
+        OK(kiln_upsample2d_bilinear_backward(dy, r.sh, r.sw, dx));
+        double *want = zeros(kiln_tensor_numel(x));
+        fd_grad(bilinear_ref_loss, &r, r.x, kiln_tensor_numel(x), 1e-3, want);
+        snprintf(what, sizeof what, "bilinear %dx%d: dx", sizes[t][0], sizes[t][1]);
+        expect_tensor(what, dx, want, 1e-6); /* f32 sums of <= 36 weighted terms */
+        free(want); free(r.x); free(r.dy); free(r.y);
+        kiln_tensor_free(x); kiln_tensor_free(dy); kiln_tensor_free(y); kiln_tensor_free(dx);
+    }
+}
+
 Test(upsample2d, argument_errors) {
     int64_t xs[4] = {2, 3, 4, 3}, ys[4] = {2, 6, 7, 3};
     kiln_tensor *x = poisoned(4, xs), *y = poisoned(4, ys);
@@ -455,6 +514,12 @@ static kiln_status run_up(const kt_case *c, kiln_tensor *const *in, kiln_tensor 
 static kiln_status run_up_b(const kt_case *c, kiln_tensor *const *in, kiln_tensor *const *out) {
     return kiln_upsample2d_backward(in[0], c->op.resize.size_h, c->op.resize.size_w, out[0]);
 }
+static kiln_status run_bilinear(const kt_case *c, kiln_tensor *const *in, kiln_tensor *const *out) {
+    return kiln_upsample2d_bilinear(in[0], c->op.resize.size_h, c->op.resize.size_w, out[0]);
+}
+static kiln_status run_bilinear_b(const kt_case *c, kiln_tensor *const *in, kiln_tensor *const *out) {
+    return kiln_upsample2d_bilinear_backward(in[0], c->op.resize.size_h, c->op.resize.size_w, out[0]);
+}
 static kiln_status run_gmax(const kt_case *c, kiln_tensor *const *in, kiln_tensor *const *out) {
     return kiln_global_max_pool2d(in[0], out[0]);
 }
@@ -487,6 +552,9 @@ static kt_case rows[] = {
     {"upsample2d 2x3", run_up, 1, 1, .in = {F32(2, 5, 4, 7)}, .out = {F32(2, 10, 12, 7)}, .op.resize = {.size_h = 2, .size_w = 3}, .tol = 0},
     /* block sums in f32 in the same order on both: exact */
     {"upsample2d backward 2x3", run_up_b, 1, 1, .in = {F32(2, 10, 12, 7)}, .out = {F32(2, 5, 4, 7)}, .op.resize = {.size_h = 2, .size_w = 3}, .tol = 0},
+    /* bilinear: the same f32 operations (resize_bilinear.h, no FMA on CUDA): exact */
+    {"upsample2d bilinear 2x3", run_bilinear, 1, 1, .in = {F32(2, 5, 4, 7)}, .out = {F32(2, 10, 12, 7)}, .op.resize = {.size_h = 2, .size_w = 3}, .tol = 0},
+    {"upsample2d bilinear backward 3x2", run_bilinear_b, 1, 1, .in = {F32(2, 15, 8, 7)}, .out = {F32(2, 5, 4, 7)}, .op.resize = {.size_h = 3, .size_w = 2}, .tol = 0},
     /* the max-pooling kernels over one window: exact */
     {"global max pool", run_gmax, 1, 1, .in = {F32(3, 7, 6, 10)}, .out = {F32(3, 10)}, .tol = 0},
     {"global max pool keepdims backward", run_gmax_b, 2, 1, .in = {F32(3, 7, 6, 10), F32(3, 1, 1, 10)}, .out = {F32(3, 7, 6, 10)}, .tol = 0},

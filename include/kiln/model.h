@@ -88,7 +88,8 @@ typedef struct kiln_layer_config {
      * use_bias, conv (Conv2D: conv.groups) and activation */
     int depth_multiplier;       /* DepthwiseConv2D, SeparableConv2D (1) */
     int pad_top, pad_bottom, pad_left, pad_right; /* ZeroPadding2D (1 each) */
-    int size_h, size_w;         /* UpSampling2D (2, 2; nearest) */
+    int size_h, size_w;         /* UpSampling2D (2, 2) */
+    bool bilinear;              /* UpSampling2D: interpolation "bilinear" (false: "nearest") */
     bool keepdims;              /* GlobalMaxPooling2D: (batch, 1, 1, C) instead of (batch, C) */
 } kiln_layer_config;
 

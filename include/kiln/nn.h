@@ -124,6 +124,14 @@ KILN_API kiln_status kiln_upsample2d(const kiln_tensor *x, int size_h, int size_
  * f32 (the same order on every backend). */
 KILN_API kiln_status kiln_upsample2d_backward(const kiln_tensor *dy, int size_h, int size_w,
                                               kiln_tensor *dx);
+/* UpSampling2D, bilinear (TensorFlow's resize_bilinear with half-pixel centres, as Keras 3):
+ * y (N, H sh, W sw, C) interpolates x between the two nearest rows and columns of each output's
+ * source position (i + 0.5) / sh - 0.5 (clamped to the image). */
+KILN_API kiln_status kiln_upsample2d_bilinear(const kiln_tensor *x, int size_h, int size_w, kiln_tensor *y);
+/* dx (N, H, W, C) = the sum over the outputs reading each input of dy times its weights, in f32
+ * in (row, column) order of the outputs (the same on every backend). */
+KILN_API kiln_status kiln_upsample2d_bilinear_backward(const kiln_tensor *dy, int size_h, int size_w,
+                                                       kiln_tensor *dx);
 /* GlobalMaxPooling2D: y (N, C) or (N, 1, 1, C) = max of x (N, H, W, C) over H and W (NaN in, NaN
  * out): the max pooling of one H x W window. */
 KILN_API kiln_status kiln_global_max_pool2d(const kiln_tensor *x, kiln_tensor *y);

@@ -211,12 +211,15 @@ typedef struct kiln_clip_args {
 /* NHWC images, x (N, H, W, C) -> y (N, OH, OW, C):
  * PAD2D: y[n, i, j, c] = x[n, i - top, j - left, c], 0 outside x (top, left < 0: a crop);
  * UPSAMPLE2D: y[n, i, j, c] = x[n, i / size_h, j / size_w, c];
- * UPSAMPLE2D_BACK: x (the gradient of the upsampled image) summed over each block, into y */
+ * UPSAMPLE2D_BACK: x (the gradient of the upsampled image) summed over each block, into y;
+ * bilinear: interpolated (src/backends/shared/resize_bilinear.h), and its gradient */
 typedef struct kiln_resize2d_args {
     const kiln_tensor *x;
     kiln_tensor *y;
     int top, left;        /* PAD2D */
     int size_h, size_w;   /* UPSAMPLE2D(_BACK) */
+    bool bilinear;        /* UPSAMPLE2D(_BACK): bilinear (resize_bilinear.h), else nearest */
+    float scale_h, scale_w; /* bilinear: H / (H size_h) and W / (W size_w) in f32 (TensorFlow's) */
 } kiln_resize2d_args;
 
 /* One op: its type, where it runs, and the arguments of its family. */

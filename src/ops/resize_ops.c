@@ -54,14 +54,31 @@ static kiln_status check_upsampled(const char *fn, const char *sn, const kiln_te
     return KILN_OK;
 }
 
+/* UPSAMPLE2D(_BACK) from src (x, or dy) to dst (y, or dx); small is the image not upsampled */
+static kiln_status upsample(kiln_op_type type, const kiln_tensor *src, const kiln_tensor *small, kiln_tensor *dst,
+                            int sh, int sw, bool bilinear) {
+    kiln_resize2d_args a = {.x = src, .y = dst, .size_h = sh, .size_w = sw, .bilinear = bilinear};
+    a.scale_h = (float)small->shape[1] / (float)(small->shape[1] * sh);
+    a.scale_w = (float)small->shape[2] / (float)(small->shape[2] * sw);
+    return run(type, src, a);
+}
+
 kiln_status kiln_upsample2d(const kiln_tensor *x, int size_h, int size_w, kiln_tensor *y) {
     KILN_TRY(check_upsampled("kiln_upsample2d", "x", x, "y", y, size_h, size_w));
-    return run(KILN_OP_UPSAMPLE2D, x,
-               (kiln_resize2d_args){.x = x, .y = y, .size_h = size_h, .size_w = size_w});
+    return upsample(KILN_OP_UPSAMPLE2D, x, x, y, size_h, size_w, false);
 }
 
 kiln_status kiln_upsample2d_backward(const kiln_tensor *dy, int size_h, int size_w, kiln_tensor *dx) {
     KILN_TRY(check_upsampled("kiln_upsample2d_backward", "dx", dx, "dy", dy, size_h, size_w));
-    return run(KILN_OP_UPSAMPLE2D_BACK, dy,
-               (kiln_resize2d_args){.x = dy, .y = dx, .size_h = size_h, .size_w = size_w});
+    return upsample(KILN_OP_UPSAMPLE2D_BACK, dy, dx, dx, size_h, size_w, false);
+}
+
+kiln_status kiln_upsample2d_bilinear(const kiln_tensor *x, int size_h, int size_w, kiln_tensor *y) {
+    KILN_TRY(check_upsampled("kiln_upsample2d_bilinear", "x", x, "y", y, size_h, size_w));
+    return upsample(KILN_OP_UPSAMPLE2D, x, x, y, size_h, size_w, true);
+}
+
+kiln_status kiln_upsample2d_bilinear_backward(const kiln_tensor *dy, int size_h, int size_w, kiln_tensor *dx) {
+    KILN_TRY(check_upsampled("kiln_upsample2d_bilinear_backward", "dx", dx, "dy", dy, size_h, size_w));
+    return upsample(KILN_OP_UPSAMPLE2D_BACK, dy, dx, dx, size_h, size_w, true);
 }

@@ -1,7 +1,14 @@
 // cuda/resize.cu: the pixel-moving ops on CUDA, NHWC, one thread per output element (no
 // atomics): PAD2D (a shifted copy with zeros around, or a crop) and nearest UPSAMPLE2D with
 // its backward, which sums each block in f32 in row-major order from its first element, as
-// the CPU does (src/backends/cpu/resize.c): the same bits on both.
+// the CPU does (src/backends/cpu/resize.c): the same bits on both; bilinear UPSAMPLE2D and its
+// backward through the formulas the CPU uses (src/backends/shared/resize_bilinear.h, with
+// __fmul_rn / __fadd_rn: no FMA contraction).
+#define KILN_HOST_DEVICE __device__
+#define KILN_FMUL_RN(a, b) __fmul_rn((a), (b))
+#define KILN_FADD_RN(a, b) __fadd_rn((a), (b))
+#include "resize_bilinear.h"
+
 #include "common.cuh"
 
 namespace {
@@ -45,6 +52,20 @@ struct upsample_f {
     }
 };
 
+// y (N, OH, OW, C): the interpolation of x (forward), or the gradient gathered from x = dy
+struct bilinear_f {
+    const float *x;
+    float *y;
+    int64_t h, w, c, oh, ow, sh, sw; // the small image, the output
+    float sy, sx;
+    bool backward;
+    __device__ void operator()(int64_t e) const {
+        const int64_t k = e % c, j = e / c % ow, i = e / c / ow % oh, n = e / c / ow / oh;
+        y[e] = backward ? kiln_bilinear_grad_at(x, n, i, j, k, h, w, c, sh, sw, sy, sx)
+                        : kiln_bilinear_at(x, n, i, j, k, h, w, c, sy, sx);
+    }
+};
+
 } // namespace
 
 extern "C" kiln_status kiln_cuda_resize2d(kiln_backend *be, const kiln_op *op) {
@@ -60,6 +81,11 @@ extern "C" kiln_status kiln_cuda_resize2d(kiln_backend *be, const kiln_op *op) {
     }
     const bool back = op->type == KILN_OP_UPSAMPLE2D_BACK;
     const kiln_tensor *small = back ? a.y : a.x;
+    if (a.bilinear) {
+        bilinear_f f{x, y, small->shape[1], small->shape[2], small->shape[3], a.y->shape[1], a.y->shape[2],
+                     a.size_h, a.size_w, a.scale_h, a.scale_w, back};
+        return kiln_cuda_map(s, n, f, back ? "upsample2d_bilinear_backward" : "upsample2d_bilinear");
+    }
     upsample_f f{x, y, small->shape[1], small->shape[2], small->shape[3], a.size_h, a.size_w, back};
     return kiln_cuda_map(s, n, f, back ? "upsample2d_backward" : "upsample2d");
 }

@@ -1,5 +1,6 @@
 /* upsampling2d.c: UpSampling2D, z (B, H sh, W sw, C): each pixel repeated sh x sw times
- * (Keras' size, default (2, 2); interpolation "nearest" only: "bilinear" is refused). */
+ * (Keras' size, default (2, 2); interpolation "nearest", the default) or interpolated
+ * ("bilinear": TensorFlow's resize_bilinear with half-pixel centres, as Keras 3). */
 #include "checked.h"
 #include "conv_common.h"
 
@@ -24,18 +25,24 @@ static kiln_status infer(kiln_node *n, const kiln_node *const *in) {
 }
 
 static kiln_status forward(kiln_node *n, const kiln_tensor *const *x, kiln_tensor *z, bool training, uint64_t seed) {
-    return kiln_upsample2d(x[0], n->cfg.size_h, n->cfg.size_w, z);
+    const kiln_layer_config *c = &n->cfg;
+    return c->bilinear ? kiln_upsample2d_bilinear(x[0], c->size_h, c->size_w, z)
+                       : kiln_upsample2d(x[0], c->size_h, c->size_w, z);
 }
 
 static kiln_status backward(kiln_node *n, const kiln_tensor *const *x, const kiln_tensor *z, const kiln_tensor *dz,
                             kiln_tensor *const *dx, uint64_t seed) {
-    return dx[0] ? kiln_upsample2d_backward(dz, n->cfg.size_h, n->cfg.size_w, dx[0]) : KILN_OK;
+    const kiln_layer_config *c = &n->cfg;
+    if (!dx[0]) return KILN_OK;
+    return c->bilinear ? kiln_upsample2d_bilinear_backward(dz, c->size_h, c->size_w, dx[0])
+                       : kiln_upsample2d_backward(dz, c->size_h, c->size_w, dx[0]);
 }
 
 static kiln_status read_json(const kiln_json_layer *j, kiln_layer_config *c, int in_rank) {
-    static const char *const interp[] = {"nearest"};
+    static const char *const interp[] = {"nearest", "bilinear"};
     int which;
-    KILN_TRY(kiln_json_choice(j, "interpolation", interp, 1, &which));
+    KILN_TRY(kiln_json_choice(j, "interpolation", interp, 2, &which));
+    c->bilinear = which == 1;
     KILN_TRY(kiln_json_pair(j, "size", 2, &c->size_h, &c->size_w));
     return kiln_json_channels_last(j);
 }
@@ -43,7 +50,7 @@ static kiln_status read_json(const kiln_json_layer *j, kiln_layer_config *c, int
 static void write_json(const kiln_layer_config *c, cJSON *o) {
     kiln_json_add_pair(o, "size", c->size_h, c->size_w);
     kiln_json_add_channels_last(o);
-    cJSON_AddStringToObject(o, "interpolation", "nearest");
+    cJSON_AddStringToObject(o, "interpolation", c->bilinear ? "bilinear" : "nearest");
 }
 
 const kiln_layer_desc kiln_layer_upsampling2d = {
