@@ -380,7 +380,7 @@ static kiln_tensor *forged(int what) {
     S(kiln_conv2d_output_shape(NULL, fx.shape, &(kiln_conv2d_params)KILN_CONV2D_DEFAULTS, fx.shape)) \
     S(kiln_conv2d_output_shape(fx.shape, fx.shape, NULL, fx.shape))                         \
     S(kiln_conv2d_output_shape((int64_t[4]){1, INT64_MAX, 1, 1}, (int64_t[4]){1, 1, 1, 1},   \
-                               &(kiln_conv2d_params){1, 1, 1, 1, KILN_PADDING_SAME, KILN_MATH_STRICT}, fx.shape)) \
+                               &(kiln_conv2d_params){1, 1, 1, 1, KILN_PADDING_SAME, KILN_MATH_STRICT, 1}, fx.shape)) \
     S(kiln_conv2d(NULL, fx.t, NULL, &(kiln_conv2d_params)KILN_CONV2D_DEFAULTS, fx.t))        \
     S(kiln_conv2d(fx.t, fx.t, NULL, NULL, fx.t))                                             \
     S(kiln_conv2d_backward_data(NULL, NULL, NULL, NULL))                                     \

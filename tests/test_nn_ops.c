@@ -154,7 +154,7 @@ ParameterizedTestParameters(conv2d, oracle_and_gradients) {
  * the tolerance covers the f32 sums of up to a few hundred products (docs/testing.md). */
 ParameterizedTest(size_t *ix, conv2d, oracle_and_gradients) {
     const conv_cfg *k = &conv_cfgs[*ix];
-    kiln_conv2d_params p = {k->sh, k->sw, k->dh, k->dw, k->pad, KILN_MATH_STRICT};
+    kiln_conv2d_params p = {k->sh, k->sw, k->dh, k->dw, k->pad, KILN_MATH_STRICT, 1};
     conv_ref r = {.cfg = k};
     ref_axis(k->h, k->kh, k->sh, k->dh, k->pad, &r.oh, &r.pt);
     ref_axis(k->w, k->kw, k->sw, k->dw, k->pad, &r.ow, &r.pl);
@@ -213,7 +213,7 @@ Test(conv2d, chunked_batch) {
     kt_rng_seed(&rng, 7);
     /* 9 x 64 x 64 rows of 3 x 3 x 64 columns: 85 MB of patches, over the 64 MB chunk */
     int64_t xs[4] = {9, 64, 64, 64}, ws[4] = {3, 3, 64, 1}, ys[4] = {9, 64, 64, 1};
-    kiln_conv2d_params p = {1, 1, 1, 1, KILN_PADDING_SAME, KILN_MATH_STRICT};
+    kiln_conv2d_params p = {1, 1, 1, 1, KILN_PADDING_SAME, KILN_MATH_STRICT, 1};
     kiln_tensor *x = rand_t(&rng, 4, xs, -1, 1), *dy = rand_t(&rng, 4, ys, -1, 1);
     kiln_tensor *dw = poisoned(4, ws);
     OK(kiln_conv2d_backward_filter(x, dy, &p, dw, NULL));

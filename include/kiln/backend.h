@@ -67,6 +67,10 @@ typedef enum kiln_op_type {
     KILN_OP_ACT,               /* y = f(x), f one of kiln_act_fn, in double     */
     KILN_OP_ACT_BACK,          /* dx = dy f'(x)                                 */
     KILN_OP_COPY_COLUMNS,      /* a block of columns into or out of a wider matrix (Concatenate) */
+    /* resizing ops (include/kiln/nn.h, src/ops/resize_ops.c) */
+    KILN_OP_PAD2D,             /* y = x shifted by (top, left) rows / columns, zeros around (or a crop) */
+    KILN_OP_UPSAMPLE2D,        /* y = x repeated sh x sw (nearest)              */
+    KILN_OP_UPSAMPLE2D_BACK,   /* dx = dy summed over each sh x sw block        */
     KILN_OP_COUNT
 } kiln_op_type;
 

@@ -47,6 +47,12 @@ extern "C" {
     X(MULTIPLY, multiply)                      \
     X(SPATIAL_DROPOUT2D, spatial_dropout2d)    \
     X(NORMALIZATION, normalization)            \
+    X(ZERO_PADDING2D, zero_padding2d)          \
+    X(DEPTHWISE_CONV2D, depthwise_conv2d)      \
+    X(SEPARABLE_CONV2D, separable_conv2d)      \
+    X(UPSAMPLING2D, upsampling2d)              \
+    X(CONV2D_TRANSPOSE, conv2d_transpose)      \
+    X(GLOBAL_MAX_POOL2D, global_max_pool2d)    \
     /* a new layer: one line above this one */
 
 #define KILN_LAYER_ENUM_(id, name) KILN_LAYER_##id,
@@ -153,6 +159,13 @@ typedef struct kiln_layer_config {
     int64_t target_shape[3];
     unsigned input_free;        /* Input: bit d set: axis d is None in Keras (unknown until
                                  * kiln_model_set_input_shape gives it) */
+    /* Conv2D, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose use filters, kernel_h/w,
+     * use_bias, conv (Conv2D: conv.groups) and activation */
+    int depth_multiplier;       /* DepthwiseConv2D, SeparableConv2D (1) */
+    int pad_top, pad_bottom, pad_left, pad_right; /* ZeroPadding2D (1 each) */
+    int size_h, size_w;         /* UpSampling2D (2, 2) */
+    bool bilinear;              /* UpSampling2D: interpolation "bilinear" (false: "nearest") */
+    bool keepdims;              /* GlobalMaxPooling2D: (batch, 1, 1, C) instead of (batch, C) */
 } kiln_layer_config;
 
 /* Keras' initializer of a name ("he_normal", "HeNormal", "zeros", ...; the parameters take Keras'
@@ -186,6 +199,15 @@ KILN_API kiln_layer_config kiln_multiply_layer(void);
 KILN_API kiln_layer_config kiln_spatial_dropout2d_layer(float rate);
 /* Normalization (axis -1): set its weights mean, variance (and count) after the build */
 KILN_API kiln_layer_config kiln_normalization_layer(void);
+KILN_API kiln_layer_config kiln_zero_padding2d_layer(int top, int bottom, int left, int right);
+KILN_API kiln_layer_config kiln_depthwise_conv2d_layer(int kernel_h, int kernel_w, int depth_multiplier,
+                                                       kiln_activation act);
+KILN_API kiln_layer_config kiln_separable_conv2d_layer(int filters, int kernel_h, int kernel_w,
+                                                       kiln_activation act);
+KILN_API kiln_layer_config kiln_upsampling2d_layer(int size_h, int size_w);
+KILN_API kiln_layer_config kiln_conv2d_transpose_layer(int filters, int kernel_h, int kernel_w,
+                                                       kiln_activation act);
+KILN_API kiln_layer_config kiln_global_max_pool2d_layer(void);
 
 KILN_API const char *kiln_layer_type_name(kiln_layer_type t);     /* Keras class: "Conv2D"; "?" for no type */
 KILN_API const char *kiln_activation_name(kiln_activation a);      /* Keras name: "relu"; "?" for none */

@@ -30,12 +30,16 @@ typedef struct kiln_conv2d_params {
     int dilation_h, dilation_w; /* >= 1 (Keras dilation_rate) */
     kiln_padding padding;
     kiln_math math;             /* STRICT fp32 (default) or TF32 tensor cores (CUDA only) */
+    /* Keras' groups: 0 or 1 for none. With g groups the kernel is (kh, kw, in / g, out), output
+     * channel o reads the input channels of its group o / (out / g): in and out divisible by g.
+     * DepthwiseConv2D is groups = in with its (kh, kw, in, m) kernel seen as (kh, kw, 1, in m). */
+    int groups;
 } kiln_conv2d_params;
 
-/* Keras' Conv2D defaults: strides 1, dilation 1, padding "valid", strict fp32. */
-#define KILN_CONV2D_DEFAULTS {1, 1, 1, 1, KILN_PADDING_VALID, KILN_MATH_STRICT}
+/* Keras' Conv2D defaults: strides 1, dilation 1, padding "valid", strict fp32, no groups. */
+#define KILN_CONV2D_DEFAULTS {1, 1, 1, 1, KILN_PADDING_VALID, KILN_MATH_STRICT, 1}
 
-/* y_shape = (N, OH, OW, out) for x_shape (N, H, W, in) and w_shape (kh, kw, in, out).
+/* y_shape = (N, OH, OW, out) for x_shape (N, H, W, in) and w_shape (kh, kw, in / groups, out).
  * KILN_ERR_SHAPE when the channel counts differ or a valid window does not fit the input. */
 KILN_API kiln_status kiln_conv2d_output_shape(const int64_t x_shape[4], const int64_t w_shape[4],
                                      const kiln_conv2d_params *p, int64_t y_shape[4]);
@@ -165,6 +169,35 @@ KILN_API kiln_status kiln_normalize(const kiln_tensor *x, const kiln_tensor *mea
                                     float epsilon, kiln_tensor *y);
 KILN_API kiln_status kiln_normalize_backward(const kiln_tensor *var, float epsilon, const kiln_tensor *dy,
                                              kiln_tensor *dx);
+/* ---- zero padding, upsampling, global max pooling (ZeroPadding2D, UpSampling2D,
+ * GlobalMaxPooling2D; docs/layers_ops.md) ---- */
+
+/* y (N, OH, OW, C)[n, i, j, c] = x (N, H, W, C)[n, i - top, j - left, c], 0 where that is
+ * outside x: a zero border of `top` rows and `left` columns before x (the rest after it follows
+ * from y's shape); negative top / left crop instead, so the backward of a padding is the
+ * padding with -top, -left from dy to dx. |top|, |left| <= 2^20. */
+KILN_API kiln_status kiln_pad2d(const kiln_tensor *x, int top, int left, kiln_tensor *y);
+/* UpSampling2D, nearest: y (N, H sh, W sw, C)[n, i, j, c] = x[n, i / sh, j / sw, c]. */
+KILN_API kiln_status kiln_upsample2d(const kiln_tensor *x, int size_h, int size_w, kiln_tensor *y);
+/* dx (N, H, W, C)[n, i, j, c] = the sum of dy over the sh x sw block of (i, j), row-major, in
+ * f32 (the same order on every backend). */
+KILN_API kiln_status kiln_upsample2d_backward(const kiln_tensor *dy, int size_h, int size_w,
+                                              kiln_tensor *dx);
+/* UpSampling2D, bilinear (TensorFlow's resize_bilinear with half-pixel centres, as Keras 3):
+ * y (N, H sh, W sw, C) interpolates x between the two nearest rows and columns of each output's
+ * source position (i + 0.5) / sh - 0.5 (clamped to the image). */
+KILN_API kiln_status kiln_upsample2d_bilinear(const kiln_tensor *x, int size_h, int size_w, kiln_tensor *y);
+/* dx (N, H, W, C) = the sum over the outputs reading each input of dy times its weights, in f32
+ * in (row, column) order of the outputs (the same on every backend). */
+KILN_API kiln_status kiln_upsample2d_bilinear_backward(const kiln_tensor *dy, int size_h, int size_w,
+                                                       kiln_tensor *dx);
+/* GlobalMaxPooling2D: y (N, C) or (N, 1, 1, C) = max of x (N, H, W, C) over H and W (NaN in, NaN
+ * out): the max pooling of one H x W window. */
+KILN_API kiln_status kiln_global_max_pool2d(const kiln_tensor *x, kiln_tensor *y);
+/* dx (N, H, W, C): dy goes to the first maximal element of each (n, c) in (h, w) row-major
+ * order (MaxPooling2D's rule; TensorFlow's reduce_max splits it among ties). */
+KILN_API kiln_status kiln_global_max_pool2d_backward(const kiln_tensor *x, const kiln_tensor *dy,
+                                                     kiln_tensor *dx);
 
 #ifdef __cplusplus
 }

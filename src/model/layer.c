@@ -17,6 +17,9 @@ kiln_layer_config kiln_layer_defaults(kiln_layer_type t) {
     c.act = kiln_act_defaults(t == KILN_LAYER_ELU ? KILN_FN_ELU : t == KILN_LAYER_RESCALING ? KILN_FN_AFFINE : KILN_FN_RELU);
     if (t == KILN_LAYER_LEAKY_RELU) c.act.negative_slope = 0.3f; /* Keras' LeakyReLU */
     c.axis = -1;
+    c.depth_multiplier = 1;
+    c.pad_top = c.pad_bottom = c.pad_left = c.pad_right = 1;
+    c.size_h = c.size_w = 2;
     return c;
 }
 

@@ -52,7 +52,7 @@ static kiln_status check_param(const char *fn, const char *name, int v) {
     return KILN_OK;
 }
 
-static kiln_status check_4d(const char *fn, const char *arg, const kiln_tensor *t,
+kiln_status kiln_check_4d(const char *fn, const char *arg, const kiln_tensor *t,
                             const char *layout) {
     KILN_TRY(kiln_check_f32(fn, arg, t));
     if (t->ndim != 4) {
@@ -95,6 +95,8 @@ static kiln_status conv_geometry(const char *fn, const int64_t xs[4], const int6
     KILN_TRY(check_padding(fn, p->padding));
     if (p->math != KILN_MATH_STRICT && p->math != KILN_MATH_TF32)
         return kiln_error(KILN_ERR_INVALID_ARG, "%s: unknown math mode %d", fn, (int)p->math);
+    int groups = p->groups ? p->groups : 1;
+    KILN_TRY(check_param(fn, "groups", groups));
     for (int i = 0; i < 4; i++)
         if (ws[i] < 1 || ws[i] > (1 << 20))
             return kiln_error(KILN_ERR_SHAPE,
@@ -102,13 +104,18 @@ static kiln_status conv_geometry(const char *fn, const int64_t xs[4], const int6
                               "dimension in 1 .. 2^20",
                               fn, (long long)ws[0], (long long)ws[1], (long long)ws[2],
                               (long long)ws[3]);
-    if (xs[3] != ws[2])
+    if (xs[3] != ws[2] * groups)
         return kiln_error(KILN_ERR_SHAPE,
                           "%s: x (%lld, %lld, %lld, %lld) has %lld channels, the kernel "
-                          "(%lld, %lld, %lld, %lld) (kh, kw, in, out) takes %lld",
+                          "(%lld, %lld, %lld, %lld) (kh, kw, in / groups, out) with %d groups "
+                          "takes %lld",
                           fn, (long long)xs[0], (long long)xs[1], (long long)xs[2],
                           (long long)xs[3], (long long)xs[3], (long long)ws[0], (long long)ws[1],
-                          (long long)ws[2], (long long)ws[3], (long long)ws[2]);
+                          (long long)ws[2], (long long)ws[3], groups, (long long)ws[2] * groups);
+    if (ws[3] % groups)
+        return kiln_error(KILN_ERR_SHAPE,
+                          "%s: the kernel's %lld output channels do not split into %d groups", fn,
+                          (long long)ws[3], groups);
     g->y[0] = xs[0];
     g->y[3] = ws[3];
     KILN_TRY(window_axis(fn, "height", xs[1], (int)ws[0], p->stride_h, p->dilation_h, p->padding,
@@ -135,14 +142,15 @@ static kiln_status conv_check(const char *fn, const char *xn, const kiln_tensor 
                               const char *wn, const kiln_tensor *w, const char *yn,
                               const kiln_tensor *y, const kiln_conv2d_params *p,
                               kiln_conv2d_args *a) {
-    KILN_TRY(check_4d(fn, xn, x, "(N, H, W, C)"));
-    KILN_TRY(check_4d(fn, wn, w, "(kh, kw, in, out)"));
-    KILN_TRY(check_4d(fn, yn, y, "(N, OH, OW, out)"));
+    KILN_TRY(kiln_check_4d(fn, xn, x, "(N, H, W, C)"));
+    KILN_TRY(kiln_check_4d(fn, wn, w, "(kh, kw, in, out)"));
+    KILN_TRY(kiln_check_4d(fn, yn, y, "(N, OH, OW, out)"));
     KILN_TRY(kiln_check_same_backend(fn, x, w));
     KILN_TRY(kiln_check_same_backend(fn, x, y));
     conv_geom g;
     KILN_TRY(conv_geometry(fn, x->shape, w->shape, p, &g));
     KILN_TRY(check_shape_is(fn, yn, y, g.y));
+    a->groups = p->groups ? p->groups : 1;
     a->stride_h = p->stride_h;
     a->stride_w = p->stride_w;
     a->dilation_h = p->dilation_h;
@@ -246,8 +254,8 @@ kiln_status kiln_pool2d_output_shape(const int64_t x_shape[4], const kiln_pool2d
 static kiln_status pool_op(kiln_op_type type, const char *fn, const char *imgn,
                            const kiln_tensor *img, const char *outn, const kiln_tensor *out,
                            const kiln_pool2d_params *p, kiln_pool2d_args *a) {
-    KILN_TRY(check_4d(fn, imgn, img, "(N, H, W, C)"));
-    KILN_TRY(check_4d(fn, outn, out, "(N, OH, OW, C)"));
+    KILN_TRY(kiln_check_4d(fn, imgn, img, "(N, H, W, C)"));
+    KILN_TRY(kiln_check_4d(fn, outn, out, "(N, OH, OW, C)"));
     KILN_TRY(kiln_check_same_backend(fn, img, out));
     pool_geom g;
     KILN_TRY(pool_geometry(fn, img->shape, p, &g));
@@ -273,8 +281,8 @@ kiln_status kiln_avg_pool2d(const kiln_tensor *x, const kiln_pool2d_params *p, k
 kiln_status kiln_max_pool2d_backward(const kiln_tensor *x, const kiln_tensor *dy,
                                      const kiln_pool2d_params *p, kiln_tensor *dx) {
     const char *fn = "kiln_max_pool2d_backward";
-    KILN_TRY(check_4d(fn, "dx", dx, "(N, H, W, C)"));
-    KILN_TRY(check_4d(fn, "x", x, "(N, H, W, C)"));
+    KILN_TRY(kiln_check_4d(fn, "dx", dx, "(N, H, W, C)"));
+    KILN_TRY(kiln_check_4d(fn, "x", x, "(N, H, W, C)"));
     KILN_TRY(kiln_check_same_shape(fn, "x", x, "dx", dx));
     kiln_pool2d_args a = {.x = x, .dy = dy, .dx = dx};
     return pool_op(KILN_OP_MAX_POOL2D_BACK, fn, "dx", dx, "dy", dy, p, &a);
@@ -290,7 +298,7 @@ kiln_status kiln_avg_pool2d_backward(const kiln_tensor *dy, const kiln_pool2d_pa
 /* y (N, C) or (N, 1, 1, C) for x (N, H, W, C) */
 static kiln_status check_pooled(const char *fn, const char *xn, const kiln_tensor *x,
                                 const char *yn, const kiln_tensor *y) {
-    KILN_TRY(check_4d(fn, xn, x, "(N, H, W, C)"));
+    KILN_TRY(kiln_check_4d(fn, xn, x, "(N, H, W, C)"));
     KILN_TRY(kiln_check_f32(fn, yn, y));
     KILN_TRY(kiln_check_same_backend(fn, x, y));
     bool flat = y->ndim == 2 && y->shape[0] == x->shape[0] && y->shape[1] == x->shape[3];
@@ -305,7 +313,7 @@ static kiln_status check_pooled(const char *fn, const char *xn, const kiln_tenso
     }
     if (x->shape[1] < 1 || x->shape[2] < 1) {
         char sx[96];
-        return kiln_error(KILN_ERR_SHAPE, "%s: %s %s has no pixels to average", fn, xn,
+        return kiln_error(KILN_ERR_SHAPE, "%s: %s %s has no pixels to pool", fn, xn,
                           kiln_shape_str(x, sx, sizeof sx));
     }
     return KILN_OK;
@@ -325,6 +333,36 @@ kiln_status kiln_global_avg_pool2d_backward(const kiln_tensor *dy, kiln_tensor *
     kiln_op op = kiln_op_on(KILN_OP_GLOBAL_AVG_POOL2D_BACK, dy);
     op.pool = (kiln_pool2d_args){.dy = dy, .dx = dx};
     return kiln_tensor_numel(dx) == 0 ? KILN_OK : kiln_op_run(&op);
+}
+
+/* y (N, C) or (N, 1, 1, C) from x (N, H, W, C): one max-pooling window over the image */
+static kiln_status global_max(kiln_op_type type, const kiln_tensor *x, const kiln_tensor *dy,
+                              kiln_tensor *y, kiln_tensor *dx) {
+    kiln_pool2d_args a = {.x = x, .dy = dy, .y = y, .dx = dx};
+    a.win = (kiln_pool_geom){.pool_h = (int)x->shape[1], .pool_w = (int)x->shape[2],
+                             .stride_h = (int)x->shape[1], .stride_w = (int)x->shape[2]};
+    kiln_tensor img = *(y ? y : (kiln_tensor *)dy); /* (N, 1, 1, C), the pooled image */
+    const int64_t s[4] = {x->shape[0], 1, 1, x->shape[3]};
+    KILN_TRY(kiln_tensor_reshape(&img, 4, s));
+    if (y) a.y = &img;
+    else a.dy = &img;
+    kiln_op op = kiln_op_on(type, x);
+    op.pool = a;
+    return kiln_tensor_numel(x) == 0 ? KILN_OK : kiln_op_run(&op);
+}
+
+kiln_status kiln_global_max_pool2d(const kiln_tensor *x, kiln_tensor *y) {
+    KILN_TRY(check_pooled("kiln_global_max_pool2d", "x", x, "y", y));
+    return global_max(KILN_OP_MAX_POOL2D, x, NULL, y, NULL);
+}
+
+kiln_status kiln_global_max_pool2d_backward(const kiln_tensor *x, const kiln_tensor *dy,
+                                            kiln_tensor *dx) {
+    const char *fn = "kiln_global_max_pool2d_backward";
+    KILN_TRY(check_pooled(fn, "dx", dx, "dy", dy));
+    KILN_TRY(kiln_check_f32(fn, "x", x));
+    KILN_TRY(kiln_check_same_shape(fn, "x", x, "dx", dx));
+    return global_max(KILN_OP_MAX_POOL2D_BACK, x, dy, NULL, dx);
 }
 
 /* ---- activations ---- */

@@ -109,6 +109,7 @@ typedef struct kiln_conv2d_args {
     kiln_tensor *y;         /* CONV2D: (N, OH, OW, out) */
     kiln_tensor *dx;        /* _BACK_DATA: (N, H, W, in) */
     kiln_tensor *dw, *db;   /* _BACK_FILTER; db (out) or NULL */
+    int groups;             /* >= 1; the kernel is (kh, kw, in / groups, out) */
     int stride_h, stride_w;
     int dilation_h, dilation_w;
     int pad_top, pad_left;  /* before the first row / column; what follows comes from the shapes */
@@ -235,6 +236,19 @@ typedef struct kiln_columns_args {
     int64_t rows, wx, wy, offset;
     bool back; /* src is y, dst is x */
 } kiln_columns_args;
+/* NHWC images, x (N, H, W, C) -> y (N, OH, OW, C):
+ * PAD2D: y[n, i, j, c] = x[n, i - top, j - left, c], 0 outside x (top, left < 0: a crop);
+ * UPSAMPLE2D: y[n, i, j, c] = x[n, i / size_h, j / size_w, c];
+ * UPSAMPLE2D_BACK: x (the gradient of the upsampled image) summed over each block, into y;
+ * bilinear: interpolated (src/backends/shared/resize_bilinear.h), and its gradient */
+typedef struct kiln_resize2d_args {
+    const kiln_tensor *x;
+    kiln_tensor *y;
+    int top, left;        /* PAD2D */
+    int size_h, size_w;   /* UPSAMPLE2D(_BACK) */
+    bool bilinear;        /* UPSAMPLE2D(_BACK): bilinear (resize_bilinear.h), else nearest */
+    float scale_h, scale_w; /* bilinear: H / (H size_h) and W / (W size_w) in f32 (TensorFlow's) */
+} kiln_resize2d_args;
 
 /* One op: its type, where it runs, and the arguments of its family. */
 struct kiln_op {
@@ -261,6 +275,7 @@ struct kiln_op {
         kiln_clip_args clip;             /* CLIP_SCALE */
         kiln_act_args act;               /* ACT, ACT_BACK */
         kiln_columns_args columns;       /* COPY_COLUMNS */
+        kiln_resize2d_args resize;       /* PAD2D, UPSAMPLE2D, UPSAMPLE2D_BACK */
     };
 };
 

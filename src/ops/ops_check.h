@@ -14,5 +14,7 @@ kiln_status kiln_check_same_backend(const char *fn, const kiln_tensor *a, const 
 /* same shape and same backend */
 kiln_status kiln_check_same_shape(const char *fn, const char *an, const kiln_tensor *a,
                                   const char *bn, const kiln_tensor *b);
+/* f32, contiguous, 4-D with every dimension below 2^31 (nn_ops.c); `layout` names the axes */
+kiln_status kiln_check_4d(const char *fn, const char *arg, const kiln_tensor *t, const char *layout);
 
 #endif

@@ -21,6 +21,9 @@ void kiln_cpu_gemm(const kiln_op *op);
 void kiln_cpu_softmax(const kiln_op *op);  /* SOFTMAX, SOFTMAX_XENT, SOFTMAX_XENT_BACK */
 void kiln_cpu_argmax(const kiln_op *op);   /* ARGMAX, ACCURACY */
 kiln_status kiln_cpu_conv2d(const kiln_op *op); /* CONV2D, _BACK_DATA, _BACK_FILTER (conv.c) */
+/* CONV2D, _BACK_DATA, _BACK_FILTER with groups > 1: direct loops, double sums (conv_grouped.c) */
+kiln_status kiln_cpu_conv2d_grouped(const kiln_op *op);
+void kiln_cpu_resize2d(const kiln_op *op); /* PAD2D, UPSAMPLE2D(_BACK) (resize.c) */
 kiln_status kiln_cpu_pool2d(const kiln_op *op); /* MAX/AVG_POOL2D(_BACK), GLOBAL_AVG_POOL2D(_BACK) */
 void kiln_cpu_activation(const kiln_op *op); /* SIGMOID(_BACK), TANH(_BACK), DROPOUT */
 void kiln_cpu_optim(const kiln_op *op);      /* ADAM, SGD, SUMSQ_ACC, CLIP_SCALE */

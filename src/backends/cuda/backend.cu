@@ -113,6 +113,9 @@ static bool cuda_supports_op(const kiln_backend *be, kiln_op_type op, kiln_dtype
     case KILN_OP_ACT:
     case KILN_OP_ACT_BACK:
     case KILN_OP_COPY_COLUMNS: return dtype == KILN_F32;
+    case KILN_OP_PAD2D:
+    case KILN_OP_UPSAMPLE2D:
+    case KILN_OP_UPSAMPLE2D_BACK: return dtype == KILN_F32;
     case KILN_OP_BN_FWD_TRAIN:
     case KILN_OP_BN_FWD_INFER:
     case KILN_OP_BN_BWD:
@@ -145,6 +148,9 @@ static kiln_status cuda_compute(kiln_backend *be, const kiln_op *op) {
     case KILN_OP_CONV2D:
     case KILN_OP_CONV2D_BACK_DATA:
     case KILN_OP_CONV2D_BACK_FILTER: return kiln_cuda_conv2d(be, op);
+    case KILN_OP_PAD2D:
+    case KILN_OP_UPSAMPLE2D:
+    case KILN_OP_UPSAMPLE2D_BACK: return kiln_cuda_resize2d(be, op);
     case KILN_OP_MAX_POOL2D:
     case KILN_OP_MAX_POOL2D_BACK:
     case KILN_OP_AVG_POOL2D:

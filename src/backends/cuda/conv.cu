@@ -1,9 +1,12 @@
 // cuda/conv.cu: Conv2D forward, backward-data and backward-filter on cuDNN.
 //
 // Layouts: images NHWC (CUDNN_TENSOR_NHWC descriptors, no copies). cuDNN's NHWC filter layout
-// is (out, kh, kw, in) while Keras keeps (kh, kw, in, out), which read row-major is the
+// is (out, kh, kw, in) while Keras keeps (kh, kw, in, out) (in: per group), which read row-major is the
 // (K = kh kw in, out) matrix: a transpose kernel turns it into cuDNN's (out, K) in the scratch
 // buffer before forward / backward-data, and turns backward-filter's (out, K) result back.
+//
+// Groups (Keras' groups, DepthwiseConv2D): cuDNN's grouped convolution
+// (cudnnSetConvolutionGroupCount), the filter (out, kh, kw, in / groups).
 //
 // Padding: cuDNN pads symmetrically. TensorFlow's "same" pads one more after than before when
 // the total is odd; on such an axis the input (or dx) gets an explicit zero border in scratch
@@ -41,7 +44,8 @@ const char *kind_name(conv_kind k) {
 // One conv op's geometry, its padding split into cuDNN's symmetric part and an explicit border.
 struct conv_geom {
     int64_t n, h, w, c;        // x (N, H, W, C)
-    int64_t kh, kw, oc;        // w (kh, kw, C, OC)
+    int64_t kh, kw, cg, oc;    // w (kh, kw, C / groups, OC)
+    int64_t groups;
     int64_t oh, ow;            // y (N, OH, OW, OC)
     int64_t sh, sw, dh, dw;    // strides, dilations
     int64_t pad_h, pad_w;      // cuDNN's padding, both sides
@@ -66,7 +70,8 @@ conv_geom geometry(const kiln_conv2d_args &a, const kiln_tensor *x, const kiln_t
                    const kiln_tensor *y) {
     conv_geom g;
     g.n = x->shape[0], g.h = x->shape[1], g.w = x->shape[2], g.c = x->shape[3];
-    g.kh = w->shape[0], g.kw = w->shape[1], g.oc = w->shape[3];
+    g.kh = w->shape[0], g.kw = w->shape[1], g.cg = w->shape[2], g.oc = w->shape[3];
+    g.groups = a.groups;
     g.oh = y->shape[1], g.ow = y->shape[2];
     g.sh = a.stride_h, g.sw = a.stride_w, g.dh = a.dilation_h, g.dw = a.dilation_w;
     g.math = a.math;
@@ -102,10 +107,11 @@ struct conv_descs {
         KILN_CUDNN_TRY(cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, (int)g.n,
                                                   (int)g.oc, (int)g.oh, (int)g.ow));
         KILN_CUDNN_TRY(cudnnSetFilter4dDescriptor(w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, (int)g.oc,
-                                                  (int)g.c, (int)g.kh, (int)g.kw));
+                                                  (int)g.cg, (int)g.kh, (int)g.kw));
         KILN_CUDNN_TRY(cudnnSetConvolution2dDescriptor(conv, (int)g.pad_h, (int)g.pad_w, (int)g.sh,
                                                        (int)g.sw, (int)g.dh, (int)g.dw,
                                                        CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+        KILN_CUDNN_TRY(cudnnSetConvolutionGroupCount(conv, (int)g.groups));
         int n = 0, c = 0, h = 0, wd = 0;
         KILN_CUDNN_TRY(cudnnGetConvolution2dForwardOutputDim(conv, x, w, &n, &c, &h, &wd));
         if (n != g.n || c != g.oc || h != g.oh || wd != g.ow)
@@ -237,11 +243,12 @@ kiln_status choose(cudnnHandle_t h, conv_kind k, const conv_geom &g, const conv_
         }
     return kiln_error(KILN_ERR_UNSUPPORTED,
                       "cuda: kiln_%s: cuDNN offers no usable algorithm for x (%lld, %lld, %lld, "
-                      "%lld), kernel %lldx%lld -> %lld, strides %lldx%lld, dilation %lldx%lld, %s",
+                      "%lld), kernel %lldx%lld -> %lld, strides %lldx%lld, dilation %lldx%lld, %lld "
+                      "groups, %s",
                       kind_name(k), (long long)g.n, (long long)g.h, (long long)g.w,
                       (long long)g.c, (long long)g.kh, (long long)g.kw, (long long)g.oc,
                       (long long)g.sh, (long long)g.sw, (long long)g.dh, (long long)g.dw,
-                      strict ? "strict fp32" : "tf32");
+                      (long long)g.groups, strict ? "strict fp32" : "tf32");
 }
 
 // chosen algorithms by (kind, device, geometry, math); a few hundred shapes at most in practice
@@ -255,7 +262,7 @@ std::vector<algo_entry> algo_cache;
 kiln_status algorithm(const kiln_backend *be, cudnnHandle_t h, conv_kind k, const conv_geom &g,
                       const conv_descs &d, algo_choice *out) {
     const int64_t key[20] = {k,    be->device, g.n,  g.hp, g.wp, g.c,     g.kh,    g.kw,   g.oc, g.oh,
-                             g.ow, g.sh,       g.sw, g.dh, g.dw, g.pad_h, g.pad_w, g.math, 0,    0};
+                             g.ow, g.sh,       g.sw, g.dh, g.dw, g.pad_h, g.pad_w, g.math, g.groups, 0};
     bool found = false;
     {
         std::lock_guard<std::mutex> lock(algo_lock);
@@ -325,7 +332,7 @@ struct conv_scratch {
 size_t align_up(size_t v) { return (v + CONV_ALIGN - 1) / CONV_ALIGN * CONV_ALIGN; }
 
 kiln_status take_scratch(kiln_backend *be, const conv_geom &g, size_t ws, conv_scratch *s) {
-    const size_t wt_bytes = align_up((size_t)(g.kh * g.kw * g.c * g.oc) * sizeof(float));
+    const size_t wt_bytes = align_up((size_t)(g.kh * g.kw * g.cg * g.oc) * sizeof(float));
     const size_t border_bytes =
         g.bordered() ? align_up((size_t)(g.n * g.hp * g.wp * g.c) * sizeof(float)) : 0;
     void *base = NULL;
@@ -373,7 +380,7 @@ kiln_status forward(kiln_backend *be, const kiln_conv2d_args &a) {
     const cudaStream_t s = kiln_cuda_stream(be);
     conv_run r;
     KILN_TRY(prepare(be, CONV_FWD, g, &r));
-    KILN_TRY(transpose(s, (const float *)w->data, g.kh * g.kw * g.c, g.oc, r.s.wt));
+    KILN_TRY(transpose(s, (const float *)w->data, g.kh * g.kw * g.cg, g.oc, r.s.wt));
     const float *xin = (const float *)x->data;
     if (g.bordered()) {
         KILN_TRY(add_border(s, g, xin, r.s.border));
@@ -394,7 +401,7 @@ kiln_status backward_data(kiln_backend *be, const kiln_conv2d_args &a) {
     const cudaStream_t s = kiln_cuda_stream(be);
     conv_run r;
     KILN_TRY(prepare(be, CONV_BWD_DATA, g, &r));
-    KILN_TRY(transpose(s, (const float *)w->data, g.kh * g.kw * g.c, g.oc, r.s.wt));
+    KILN_TRY(transpose(s, (const float *)w->data, g.kh * g.kw * g.cg, g.oc, r.s.wt));
     float *out = g.bordered() ? r.s.border : (float *)dx->data;
     KILN_CUDNN_TRY(cudnnConvolutionBackwardData(r.h, &kOne, r.d.w, r.s.wt, r.d.y, dy->data,
                                                 r.d.conv, (cudnnConvolutionBwdDataAlgo_t)r.a.algo,
@@ -421,7 +428,7 @@ kiln_status backward_filter(kiln_backend *be, const kiln_conv2d_args &a) {
                                                   (cudnnConvolutionBwdFilterAlgo_t)r.a.algo,
                                                   r.s.ws, r.a.workspace, &kZero, r.d.w, r.s.wt));
     // cuDNN's (out, K) back to Keras' (K, out)
-    KILN_TRY(transpose(s, r.s.wt, g.oc, g.kh * g.kw * g.c, (float *)dw->data));
+    KILN_TRY(transpose(s, r.s.wt, g.oc, g.kh * g.kw * g.cg, (float *)dw->data));
     if (!db) return KILN_OK;
     // db = sum of dy over N, OH, OW (after this op's last use of the scratch)
     kiln_op sum = kiln_op_on(KILN_OP_SUM, dy);

@@ -94,6 +94,7 @@ kiln_status kiln_cuda_softmax(kiln_backend *be, const kiln_op *op); /* SOFTMAX, 
 kiln_status kiln_cuda_argmax(kiln_backend *be, const kiln_op *op);  /* ARGMAX, ACCURACY */
 /* conv.cu (cuDNN): CONV2D, CONV2D_BACK_DATA, CONV2D_BACK_FILTER */
 kiln_status kiln_cuda_conv2d(kiln_backend *be, const kiln_op *op);
+kiln_status kiln_cuda_resize2d(kiln_backend *be, const kiln_op *op); /* PAD2D, UPSAMPLE2D(_BACK) (resize.cu) */
 /* pooling.cu: MAX/AVG_POOL2D(_BACK), GLOBAL_AVG_POOL2D(_BACK) */
 kiln_status kiln_cuda_pool2d(kiln_backend *be, const kiln_op *op);
 /* activation.cu: SIGMOID(_BACK), TANH(_BACK), DROPOUT */

@@ -1,6 +1,6 @@
-/* conv2d.c: Conv2D, z (B, OH, OW, filters) = conv(x (B, H, W, in), kernel (kh, kw, in, filters))
- * + bias: Keras' kernel layout, a glorot_uniform kernel and a zero bias; strides, dilation,
- * padding valid or same, channels_last. */
+/* conv2d.c: Conv2D, z (B, OH, OW, filters) = conv(x (B, H, W, in), kernel (kh, kw, in / groups,
+ * filters)) + bias: Keras' kernel layout, a glorot_uniform kernel and a zero bias; strides,
+ * dilation, padding valid or same, groups, channels_last. */
 #include <string.h>
 
 #include "layer.h"
@@ -23,7 +23,11 @@ static kiln_status infer(kiln_node *n, const kiln_node *const *in) {
     if (in[0]->out_ndim != 3)
         return kiln_error(KILN_ERR_SHAPE, "Conv2D takes (batch, H, W, C) inputs; '%s' gives %d axes after the batch",
                           in[0]->cfg.name, in[0]->out_ndim);
-    int64_t ks[4] = {c->kernel_h, c->kernel_w, in[0]->out_shape[2], c->filters}, bs[1] = {c->filters};
+    int groups = c->conv.groups ? c->conv.groups : 1;
+    if (in[0]->out_shape[2] % groups || c->filters % groups)
+        return kiln_error(KILN_ERR_SHAPE, "groups %d must divide the %lld input channels and the %d filters",
+                          groups, (long long)in[0]->out_shape[2], c->filters);
+    int64_t ks[4] = {c->kernel_h, c->kernel_w, in[0]->out_shape[2] / groups, c->filters}, bs[1] = {c->filters};
     int64_t xs[4] = {1, in[0]->out_shape[0], in[0]->out_shape[1], in[0]->out_shape[2]}, ys[4];
     KILN_TRY(kiln_conv2d_output_shape(xs, ks, &c->conv, ys));
     kiln_layer_declare_weight(n, "kernel", 4, ks, true, (kiln_initializer){KILN_INIT_GLOROT_UNIFORM, 0.0});
@@ -48,7 +52,6 @@ static kiln_status backward(kiln_node *n, const kiln_tensor *const *x, const kil
 static kiln_status read_json(const kiln_json_layer *j, kiln_layer_config *c, int in_rank) {
     static const char *const no[] = {"kernel_regularizer", "bias_regularizer", "activity_regularizer",
                                      "kernel_constraint", "bias_constraint", "lora_rank"};
-    int groups;
     KILN_TRY(kiln_json_int(j, "filters", 0, 1, 1 << 20, &c->filters));
     KILN_TRY(kiln_json_pair(j, "kernel_size", 0, &c->kernel_h, &c->kernel_w));
     if (!c->kernel_h) return kiln_json_fail(j, KILN_ERR_FORMAT, "kernel_size is missing");
@@ -56,8 +59,7 @@ static kiln_status read_json(const kiln_json_layer *j, kiln_layer_config *c, int
     KILN_TRY(kiln_json_pair(j, "dilation_rate", 1, &c->conv.dilation_h, &c->conv.dilation_w));
     KILN_TRY(kiln_json_padding(j, &c->conv.padding));
     KILN_TRY(kiln_json_channels_last(j));
-    KILN_TRY(kiln_json_int(j, "groups", 1, 1, 1 << 20, &groups));
-    if (groups != 1) return kiln_json_fail(j, KILN_ERR_UNSUPPORTED, "groups %d is not supported (1 only)", groups);
+    KILN_TRY(kiln_json_int(j, "groups", 1, 1, 1 << 20, &c->conv.groups));
     KILN_TRY(kiln_json_activation(j, &c->activation));
     KILN_TRY(kiln_json_bool(j, "use_bias", true, &c->use_bias));
     return kiln_json_refuse(j, no, 6);
@@ -70,6 +72,7 @@ static void write_json(const kiln_layer_config *c, cJSON *o) {
     kiln_json_add_padding(o, c->conv.padding);
     kiln_json_add_channels_last(o);
     kiln_json_add_pair(o, "dilation_rate", c->conv.dilation_h, c->conv.dilation_w);
+    cJSON_AddNumberToObject(o, "groups", c->conv.groups ? c->conv.groups : 1);
     kiln_json_add_activation(o, c->activation);
     cJSON_AddBoolToObject(o, "use_bias", c->use_bias);
 }

@@ -1,6 +1,6 @@
 /* pooling.c: the pooling layers over (B, H, W, C) inputs: MaxPooling2D and AveragePooling2D
  * (pool_size, strides defaulting to pool_size, padding valid or same) and
- * GlobalAveragePooling2D ((B, H, W, C) -> (B, C)). */
+ * GlobalAveragePooling2D ((B, H, W, C) -> (B, C), or (B, 1, 1, C) with keepdims). */
 #include <string.h>
 
 #include "layer.h"
@@ -90,8 +90,9 @@ const kiln_layer_desc kiln_layer_avg_pool2d = {
 
 static kiln_status global_infer(kiln_node *n, const kiln_node *const *in) {
     KILN_TRY(need_image(n, in[0]));
-    n->out_ndim = 1;
-    n->out_shape[0] = in[0]->out_shape[2];
+    n->out_ndim = n->cfg.keepdims ? 3 : 1;
+    n->out_shape[0] = n->out_shape[1] = 1;
+    n->out_shape[n->cfg.keepdims ? 2 : 0] = in[0]->out_shape[2];
     return KILN_OK;
 }
 
@@ -105,16 +106,16 @@ static kiln_status global_backward(kiln_node *n, const kiln_tensor *const *x, co
 }
 
 static kiln_status global_read_json(const kiln_json_layer *j, kiln_layer_config *c, int in_rank) {
-    bool keep;
-    KILN_TRY(kiln_json_bool(j, "keepdims", false, &keep));
-    if (keep) return kiln_json_fail(j, KILN_ERR_UNSUPPORTED, "keepdims true is not supported");
+    KILN_TRY(kiln_json_bool(j, "keepdims", false, &c->keepdims));
     return kiln_json_channels_last(j);
 }
 
 static void global_write_json(const kiln_layer_config *c, cJSON *o) {
     kiln_json_add_channels_last(o);
-    cJSON_AddBoolToObject(o, "keepdims", false);
+    cJSON_AddBoolToObject(o, "keepdims", c->keepdims);
 }
+
+static int global_out_rank(const kiln_layer_config *c, int in_rank) { return c->keepdims ? 3 : 1; }
 
 const kiln_layer_desc kiln_layer_global_avg_pool2d = {
     .keras_class = "GlobalAveragePooling2D",
@@ -124,5 +125,5 @@ const kiln_layer_desc kiln_layer_global_avg_pool2d = {
     .backward = global_backward,
     .read_json = global_read_json,
     .write_json = global_write_json,
-    .out_rank = kiln_layer_rank_one,
+    .out_rank = global_out_rank,
 };
