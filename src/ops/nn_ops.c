@@ -509,7 +509,7 @@ kiln_status kiln_copy_columns_back(const kiln_tensor *y, kiln_tensor *x, int64_t
 
 kiln_status kiln_spatial_dropout2d(const kiln_tensor *x, float rate, uint64_t seed, kiln_tensor *y) {
     const char *fn = "kiln_spatial_dropout2d";
-    KILN_TRY(check_4d(fn, "x", x, "(N, H, W, C)"));
+    KILN_TRY(kiln_check_4d(fn, "x", x, "(N, H, W, C)"));
     return dropout(fn, "x", x, rate, seed, "y", y, true);
 }
 
