@@ -8,10 +8,7 @@
 #include "error.h"
 #include "op_args.h"
 
-typedef struct cpu_ctx {
-    size_t bytes_in_use;
-    uint64_t system_allocs;
-} cpu_ctx;
+typedef kiln_cpu_ctx cpu_ctx; /* cpu.h */
 
 /* Each block carries its size in a 64-byte header, so stats stay exact. */
 #define CPU_ALIGN 64
@@ -92,7 +89,7 @@ static kiln_status cpu_compute(kiln_backend *be, const kiln_op *op) {
     case KILN_OP_ACCURACY: kiln_cpu_argmax(op); break;
     case KILN_OP_CONV2D:
     case KILN_OP_CONV2D_BACK_DATA:
-    case KILN_OP_CONV2D_BACK_FILTER: return kiln_cpu_conv2d(op);
+    case KILN_OP_CONV2D_BACK_FILTER: return kiln_cpu_conv2d(be, op);
     case KILN_OP_MAX_POOL2D:
     case KILN_OP_MAX_POOL2D_BACK:
     case KILN_OP_AVG_POOL2D:
@@ -122,7 +119,7 @@ static kiln_status cpu_compute(kiln_backend *be, const kiln_op *op) {
 static kiln_status cpu_memory_stats(const kiln_backend *be, kiln_memory_stats *out) {
     const cpu_ctx *c = be->ctx;
     out->bytes_in_use = c->bytes_in_use;
-    out->bytes_reserved = c->bytes_in_use;
+    out->bytes_reserved = c->bytes_in_use + kiln_cpu_scratch_held(c);
     out->system_allocs = c->system_allocs;
     return KILN_OK;
 }
@@ -132,6 +129,8 @@ static kiln_status cpu_mark(kiln_backend *be, int slot) { return KILN_OK; }
 static kiln_status cpu_wait_mark(kiln_backend *be, int slot) { return KILN_OK; }
 
 static void cpu_free(kiln_backend *be) {
+    kiln_cpu_dnnl_free(be->ctx);
+    kiln_cpu_scratch_free(be->ctx);
     free(be->ctx);
     free(be);
 }
@@ -161,6 +160,10 @@ kiln_status kiln_backend_cpu_init(kiln_backend **out) {
         free(c);
         return kiln_error(KILN_ERR_OOM, "cpu: out of host memory opening the backend");
     }
+    const char *conv = getenv("KILN_CPU_CONV");
+    c->conv_impl = !conv ? KILN_CPU_CONV_AUTO
+                   : !strcmp(conv, "im2col") ? KILN_CPU_CONV_IM2COL
+                   : !strcmp(conv, "onednn") ? KILN_CPU_CONV_ONEDNN : KILN_CPU_CONV_AUTO;
     be->iface = &cpu_iface;
     be->ctx = c;
     be->kind = KILN_BACKEND_CPU;
