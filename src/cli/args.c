@@ -58,6 +58,7 @@ static const arg_spec specs[] = {
     {"--data-seed", ARG_U64, OFF(data_opt.seed), ALL, 0, 0, true},
     {"--classes", ARG_INT, OFF(data_opt.num_classes), ALL, 2, KILN_MAX_CLASSES, false},
     {"--help", ARG_FLAG, OFF(help), ALL, 0, 0, false},
+    {"--threads", ARG_INT, OFF(threads), T | E | P, 1, 4096, false},
 };
 #define N_SPECS (sizeof specs / sizeof specs[0])
 
