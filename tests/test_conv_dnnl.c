@@ -3,7 +3,9 @@
  * strides, pads, dilations, odd sizes, 1x1 and bias or none, forward, backward data and backward
  * filter of both paths are checked element by element against float64 direct loops and against
  * each other; the primitive cache stays bounded; repeated steps allocate nothing (scratch
- * reuse). In a build without oneDNN the "onednn" backend runs im2col and the checks still hold. */
+ * reuse). GEMM likewise (KILN_CPU_GEMM: oneDNN's matmul or OpenBLAS) with transposes, alpha and
+ * beta. In a build without oneDNN the "onednn" backends run the other path and the checks
+ * still hold. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>
 #include <string.h>
@@ -13,13 +15,15 @@
 
 #define OK(expr) cr_assert_eq((expr), KILN_OK, "%s", kiln_last_error())
 
-static kiln_backend *open_conv(const char *impl) {
+static kiln_backend *open_with(const char *var, const char *impl) {
     kiln_backend *be;
-    setenv("KILN_CPU_CONV", impl, 1);
+    setenv(var, impl, 1);
     OK(kiln_backend_init("cpu", &be));
-    unsetenv("KILN_CPU_CONV");
+    unsetenv(var);
     return be;
 }
+
+static kiln_backend *open_conv(const char *impl) { return open_with("KILN_CPU_CONV", impl); }
 
 typedef struct shape_cfg {
     const char *name;
@@ -126,9 +130,9 @@ static void expect_both(const char *shape, const char *out, const float *dnnl, c
     char what[200];
     snprintf(what, sizeof what, "%s: %s, oneDNN path vs float64", shape, out);
     kt_expect_close_f64(what, dnnl, want, n, 1e-5);
-    snprintf(what, sizeof what, "%s: %s, im2col path vs float64", shape, out);
+    snprintf(what, sizeof what, "%s: %s, im2col or OpenBLAS path vs float64", shape, out);
     kt_expect_close_f64(what, im2col, want, n, 1e-5);
-    snprintf(what, sizeof what, "%s: %s, oneDNN vs im2col", shape, out);
+    snprintf(what, sizeof what, "%s: %s, oneDNN vs im2col or OpenBLAS", shape, out);
     kt_expect_close(what, dnnl, im2col, n, 1e-5);
 }
 
@@ -232,4 +236,70 @@ Test(conv_dnnl, repeated_steps_reuse_scratch) {
         for (size_t j = 0; j < 6; j++) kiln_tensor_free(all[j]);
         kiln_backend_free(be);
     }
+}
+
+typedef struct gemm_cfg {
+    int64_t m, n, k;
+    bool ta, tb;
+    float alpha, beta;
+} gemm_cfg;
+
+static const gemm_cfg gemm_cfgs[] = {
+    {7, 5, 9, false, false, 1.0f, 0.0f},   {32, 64, 300, false, false, 1.0f, 0.0f},
+    {33, 17, 19, true, false, 1.0f, 0.0f}, {16, 45, 8, false, true, 1.0f, 0.0f},
+    {9, 11, 13, true, true, 0.5f, 0.0f},   {12, 10, 7, false, false, 2.0f, 0.75f},
+    {5, 6, 40, true, false, -1.0f, 1.0f},
+};
+
+/* c = alpha op(a) op(b) + beta c0 in double */
+static double *gemm_want(const gemm_cfg *g, const float *a, const float *b, const float *c0) {
+    double *w = calloc((size_t)(g->m * g->n), sizeof *w);
+    for (int64_t i = 0; i < g->m; i++)
+        for (int64_t j = 0; j < g->n; j++) {
+            double s = 0.0;
+            for (int64_t p = 0; p < g->k; p++)
+                s += (double)(g->ta ? a[p * g->m + i] : a[i * g->k + p]) * (g->tb ? b[j * g->k + p] : b[p * g->n + j]);
+            w[i * g->n + j] = g->alpha * s + (g->beta != 0.0f ? g->beta * (double)c0[i * g->n + j] : 0.0);
+        }
+    return w;
+}
+
+static float *gemm_on(kiln_backend *be, const gemm_cfg *g, const kiln_tensor *a, const kiln_tensor *b,
+                      const kiln_tensor *c0) {
+    kiln_tensor *ab = kt_clone(be, a), *bb = kt_clone(be, b), *c = kt_clone(be, c0);
+    if (g->beta == 0.0f) kt_poison(c); /* beta 0 must not read C */
+    OK(kiln_gemm(ab, g->ta, bb, g->tb, g->alpha, g->beta, c, KILN_MATH_STRICT));
+    float *out = kt_get_f32(c);
+    kiln_tensor_free(ab), kiln_tensor_free(bb), kiln_tensor_free(c);
+    return out;
+}
+
+Test(gemm_dnnl, paths_match_float64_on_every_element) {
+    kiln_backend *dn = open_with("KILN_CPU_GEMM", "onednn"), *ob = open_with("KILN_CPU_GEMM", "openblas");
+    for (size_t i = 0; i < sizeof gemm_cfgs / sizeof gemm_cfgs[0]; i++) {
+        const gemm_cfg *g = &gemm_cfgs[i];
+        int64_t as[2] = {g->ta ? g->k : g->m, g->ta ? g->m : g->k}, bs[2] = {g->tb ? g->n : g->k, g->tb ? g->k : g->n};
+        int64_t cs[2] = {g->m, g->n};
+        kt_rng r;
+        kt_rng_seed(&r, 900 + i);
+        kiln_tensor *a = kt_new(kt_cpu(), KILN_F32, 2, as), *b = kt_new(kt_cpu(), KILN_F32, 2, bs);
+        kiln_tensor *c0 = kt_new(kt_cpu(), KILN_F32, 2, cs);
+        kt_fill_random(a, &r, -1, 1);
+        kt_fill_random(b, &r, -1, 1);
+        kt_fill_random(c0, &r, -1, 1);
+        float *af = kt_get_f32(a), *bf = kt_get_f32(b), *cf = kt_get_f32(c0);
+        double *want = gemm_want(g, af, bf, cf);
+        float *x = gemm_on(dn, g, a, b, c0), *y = gemm_on(ob, g, a, b, c0);
+        char name[96];
+        snprintf(name, sizeof name, "gemm %lldx%lldx%lld ta %d tb %d alpha %g beta %g", (long long)g->m,
+                 (long long)g->n, (long long)g->k, g->ta, g->tb, g->alpha, g->beta);
+        expect_both(name, "c", x, y, want, g->m * g->n);
+        free(af), free(bf), free(cf), free(want), free(x), free(y);
+        kiln_tensor_free(a), kiln_tensor_free(b), kiln_tensor_free(c0);
+    }
+    if (kiln_cpu_dnnl_built())
+        cr_expect_eq(kiln_cpu_dnnl_cached(dn->ctx), 7, "%d matmuls cached", kiln_cpu_dnnl_cached(dn->ctx));
+    cr_expect_eq(kiln_cpu_dnnl_cached(ob->ctx), 0);
+    kiln_backend_free(dn);
+    kiln_backend_free(ob);
 }

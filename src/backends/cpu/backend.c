@@ -81,7 +81,7 @@ static kiln_status cpu_compute(kiln_backend *be, const kiln_op *op) {
     case KILN_OP_RELU_BACK: kiln_cpu_unary(op); break;
     case KILN_OP_SUM:
     case KILN_OP_MEAN: return kiln_cpu_reduce(op);
-    case KILN_OP_GEMM: kiln_cpu_gemm(op); break;
+    case KILN_OP_GEMM: return kiln_cpu_gemm(be, op);
     case KILN_OP_SOFTMAX:
     case KILN_OP_SOFTMAX_XENT:
     case KILN_OP_SOFTMAX_XENT_BACK: kiln_cpu_softmax(op); break;
@@ -164,6 +164,10 @@ kiln_status kiln_backend_cpu_init(kiln_backend **out) {
     c->conv_impl = !conv ? KILN_CPU_CONV_AUTO
                    : !strcmp(conv, "im2col") ? KILN_CPU_CONV_IM2COL
                    : !strcmp(conv, "onednn") ? KILN_CPU_CONV_ONEDNN : KILN_CPU_CONV_AUTO;
+    const char *gemm = getenv("KILN_CPU_GEMM");
+    c->gemm_impl = !gemm ? KILN_CPU_GEMM_AUTO
+                   : !strcmp(gemm, "openblas") ? KILN_CPU_GEMM_OPENBLAS
+                   : !strcmp(gemm, "onednn") ? KILN_CPU_GEMM_ONEDNN : KILN_CPU_GEMM_AUTO;
     be->iface = &cpu_iface;
     be->ctx = c;
     be->kind = KILN_BACKEND_CPU;

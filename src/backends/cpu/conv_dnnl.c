@@ -1,11 +1,14 @@
-/* cpu/conv_dnnl.c: Conv2D through oneDNN (the CPU counterpart of cuDNN): forward, backward data
- * and backward filter on NHWC images and Keras' (kh, kw, in, out) kernel, which oneDNN calls
- * hwio. Each (op, shape, strides, dilations, pads, bias) gets its primitive once: a per-backend
+/* cpu/conv_dnnl.c: Conv2D and GEMM through oneDNN (the CPU counterpart of cuDNN). Conv2D:
+ * forward, backward data and backward filter on NHWC images and Keras' (kh, kw, in, out)
+ * kernel, which oneDNN calls hwio. GEMM: oneDNN's matmul on the row-major operands, alpha as its
+ * output scale and beta as a sum post-op (kiln-bench conv measured it faster than OpenBLAS on
+ * every GEMM of the models, docs/performance.md). Each (op, shape, strides, dilations, pads, bias) gets its primitive once: a per-backend
  * cache of KILN_DNNL_CACHE entries, the least recently used evicted. The kernel is reordered
  * into the layout the primitive prefers (a small copy per call) through a scratch slot, and the
  * primitive's scratchpad is another slot (memory.c), so a steady step allocates nothing. The
  * bias gradient stays conv.c's (double accumulation). Without KILN_HAVE_DNNL (or with
- * KILN_CPU_CONV=im2col) every call declines and conv.c runs im2col + OpenBLAS. */
+ * KILN_CPU_CONV=im2col, KILN_CPU_GEMM=openblas) every call declines and conv.c runs im2col +
+ * OpenBLAS, gemm.c OpenBLAS. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +19,11 @@
 #ifndef KILN_HAVE_DNNL
 
 kiln_status kiln_cpu_dnnl_conv2d(kiln_backend *be, const kiln_op *op, bool *done) {
+    *done = false;
+    return KILN_OK;
+}
+
+kiln_status kiln_cpu_dnnl_gemm(kiln_backend *be, const kiln_op *op, bool *done) {
     *done = false;
     return KILN_OK;
 }
@@ -35,6 +43,9 @@ typedef struct dnnl_key {
     int64_t n, h, w, c, kh, kw, oc, oh, ow;
     int sh, sw, dh, dw, pt, pl;
     bool bias;
+    int64_t m, gn, gk;  /* GEMM: C (m, gn) = alpha op(A) op(B) + beta C, inner dimension gk */
+    bool ta, tb;
+    float alpha, beta;
 } dnnl_key;
 
 /* one cached primitive and its memory objects (data handles set at each call) */
@@ -187,13 +198,54 @@ static dnnl_status_t kernel_reorder(kiln_cpu_dnnl *d, dnnl_entry *e, const dnnl_
     return s;
 }
 
+/* the matmul of GEMM key k: A (m, k) and B (k, n) row-major or stored transposed */
+static dnnl_status_t gemm_pd(kiln_cpu_dnnl *d, const dnnl_key *k, dnnl_primitive_desc_t *pd) {
+    dnnl_memory_desc_t a, b, c;
+    dnnl_dims_t ad = {k->m, k->gk}, bd = {k->gk, k->gn}, cd = {k->m, k->gn};
+    dnnl_dims_t as = {k->ta ? 1 : k->gk, k->ta ? k->m : 1}, bs = {k->tb ? 1 : k->gn, k->tb ? k->gk : 1};
+    dnnl_matmul_desc_t md;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_status_t s = dnnl_memory_desc_init_by_strides(&a, 2, ad, dnnl_f32, as);
+    if (s == dnnl_success) s = dnnl_memory_desc_init_by_strides(&b, 2, bd, dnnl_f32, bs);
+    if (s == dnnl_success) s = dnnl_memory_desc_init_by_tag(&c, 2, cd, dnnl_f32, dnnl_ab);
+    if (s == dnnl_success) s = dnnl_matmul_desc_init(&md, &a, &b, NULL, &c);
+    if (s == dnnl_success) s = dnnl_primitive_attr_create(&attr);
+    if (s == dnnl_success) s = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    if (s == dnnl_success && k->alpha != 1.0f) s = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &k->alpha);
+    if (s == dnnl_success && k->beta != 0.0f) s = dnnl_post_ops_create(&po);
+    if (s == dnnl_success && po) s = dnnl_post_ops_append_sum(po, k->beta);
+    if (s == dnnl_success && po) s = dnnl_primitive_attr_set_post_ops(attr, po);
+    if (s == dnnl_success) s = dnnl_primitive_desc_create(pd, &md, attr, d->engine, NULL);
+    if (po) dnnl_post_ops_destroy(po);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    return s;
+}
+
+/* a GEMM entry: img = A, kern = B, out = C */
+static dnnl_status_t gemm_entry(kiln_cpu_dnnl *d, dnnl_entry *e, const_dnnl_primitive_desc_t pd) {
+    dnnl_status_t s = dnnl_primitive_create(&e->conv, pd);
+    if (s == dnnl_success) s = memory_of(d, pd, dnnl_query_src_md, &e->img);
+    if (s == dnnl_success) s = memory_of(d, pd, dnnl_query_weights_md, &e->kern);
+    if (s == dnnl_success) s = memory_of(d, pd, dnnl_query_dst_md, &e->out);
+    if (s == dnnl_success) s = memory_of(d, pd, dnnl_query_scratchpad_md, &e->pad);
+    if (s == dnnl_success)
+        e->pad_bytes = dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0));
+    return s;
+}
+
 /* a new entry for key k; NULL (and *st) when oneDNN refuses it */
 static dnnl_entry *entry_new(kiln_cpu_dnnl *d, const dnnl_key *k, dnnl_status_t *st) {
     dnnl_entry *e = calloc(1, sizeof *e);
     dnnl_primitive_desc_t pd = NULL;
-    dnnl_status_t s = e ? conv_pd(d, k, &pd) : dnnl_out_of_memory;
+    bool gemm = k->type == KILN_OP_GEMM;
+    dnnl_status_t s = !e ? dnnl_out_of_memory : gemm ? gemm_pd(d, k, &pd) : conv_pd(d, k, &pd);
     if (s != dnnl_success) goto out;
     e->key = *k;
+    if (gemm) {
+        s = gemm_entry(d, e, pd);
+        goto out;
+    }
     bool bwd_w = k->type == KILN_OP_CONV2D_BACK_FILTER, bwd_d = k->type == KILN_OP_CONV2D_BACK_DATA;
     dnnl_query_t qk = bwd_w ? dnnl_query_diff_weights_md : dnnl_query_weights_md;
     s = dnnl_primitive_create(&e->conv, pd);
@@ -282,20 +334,53 @@ static kiln_status run_entry(kiln_backend *be, kiln_cpu_dnnl *d, dnnl_entry *e, 
     return s == dnnl_success ? KILN_OK : dnnl_fail(op, "execution", s);
 }
 
+/* the cached entry of key k, made when missing; NULL (nothing to report) when oneDNN declines */
+static kiln_status entry_for(kiln_cpu_ctx *c, const kiln_op *op, const dnnl_key *k, dnnl_entry **e) {
+    KILN_TRY(dnnl_open(c, op));
+    dnnl_status_t s;
+    *e = entry_get(c->dnnl, k, &s);
+    if (!*e && s == dnnl_out_of_memory)
+        return kiln_error(KILN_ERR_OOM, "kiln_%s: out of host memory making a oneDNN primitive",
+                          kiln_op_name(op->type));
+    return KILN_OK;
+}
+
 kiln_status kiln_cpu_dnnl_conv2d(kiln_backend *be, const kiln_op *op, bool *done) {
     kiln_cpu_ctx *c = be->ctx;
     *done = false;
     if (c->conv_impl == KILN_CPU_CONV_IM2COL) return KILN_OK;
     dnnl_key k = key_of(op);
     if (!k.n || !k.h || !k.w || !k.c || !k.oc || !k.oh || !k.ow) return KILN_OK; /* nothing to run */
-    KILN_TRY(dnnl_open(c, op));
-    dnnl_status_t s;
-    dnnl_entry *e = entry_get(c->dnnl, &k, &s);
-    if (!e && s == dnnl_out_of_memory)
-        return kiln_error(KILN_ERR_OOM, "kiln_%s: out of host memory making a oneDNN primitive",
-                          kiln_op_name(op->type));
+    dnnl_entry *e;
+    KILN_TRY(entry_for(c, op, &k, &e));
     if (!e) return KILN_OK; /* a shape oneDNN declines: im2col */
     KILN_TRY(run_entry(be, c->dnnl, e, op));
+    *done = true;
+    return KILN_OK;
+}
+
+kiln_status kiln_cpu_dnnl_gemm(kiln_backend *be, const kiln_op *op, bool *done) {
+    kiln_cpu_ctx *c = be->ctx;
+    const kiln_gemm_args *g = &op->gemm;
+    *done = false;
+    if (c->gemm_impl == KILN_CPU_GEMM_OPENBLAS) return KILN_OK;
+    dnnl_key k;
+    memset(&k, 0, sizeof k);
+    k.type = (int)op->type, k.m = g->m, k.gn = g->n, k.gk = g->k, k.ta = g->trans_a, k.tb = g->trans_b;
+    k.alpha = g->alpha, k.beta = g->beta;
+    dnnl_entry *e;
+    KILN_TRY(entry_for(c, op, &k, &e));
+    if (!e) return KILN_OK;
+    void *pad;
+    KILN_TRY(kiln_cpu_scratch(be, KILN_CPU_SCRATCH_DNNL, e->pad_bytes ? e->pad_bytes : 1, &pad));
+    dnnl_status_t s = dnnl_memory_set_data_handle(e->img, g->a->data);
+    if (s == dnnl_success) s = dnnl_memory_set_data_handle(e->kern, g->b->data);
+    if (s == dnnl_success) s = dnnl_memory_set_data_handle(e->out, g->c->data);
+    if (s == dnnl_success) s = dnnl_memory_set_data_handle(e->pad, pad);
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, e->img}, {DNNL_ARG_WEIGHTS, e->kern}, {DNNL_ARG_DST, e->out},
+                              {DNNL_ARG_SCRATCHPAD, e->pad}};
+    if (s == dnnl_success) s = exec(c->dnnl, e->conv, 4, args);
+    if (s != dnnl_success) return dnnl_fail(op, "execution", s);
     *done = true;
     return KILN_OK;
 }
