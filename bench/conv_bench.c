@@ -2,8 +2,9 @@
  * the built-in models (seed-cnn on 28x28x1 and 32x32x3 at batch 32, ResNet-20 at batch 128):
  * forward, backward data and backward filter through kiln's ops on a CPU backend opened with
  * KILN_CPU_CONV=onednn and one with im2col; then the GEMMs of the models' Dense layers and of
- * im2col's patch products, OpenBLAS (kiln_gemm) against oneDNN's matmul. Median ms of --reps
- * after a warm-up; a Markdown table on stdout (docs/performance.md quotes it). */
+ * im2col's patch products, OpenBLAS (kiln_gemm) against oneDNN's matmul. Median and minimum ms
+ * of --reps after a warm-up (the minimum says more on a shared machine); Markdown on stdout
+ * (docs/performance.md quotes it). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +67,8 @@ static kiln_status conv_run(void *ctx) {
     return kiln_conv2d_backward_filter(c->x, c->y, &c->p, c->dw, c->db);
 }
 
-static double median_of(bench_fn fn, void *ctx, int reps, kiln_status *s) {
+/* the median of reps timed calls after two warm-ups; *min the fastest */
+static double median_of(bench_fn fn, void *ctx, int reps, double *min, kiln_status *s) {
     double t[64];
     if (reps > 64) reps = 64;
     for (int i = 0; i < 2 && *s == KILN_OK; i++) *s = fn(ctx);
@@ -75,7 +77,7 @@ static double median_of(bench_fn fn, void *ctx, int reps, kiln_status *s) {
         *s = fn(ctx);
         t[i] = bench_now_ms() - t0;
     }
-    return *s == KILN_OK ? bench_median(t, reps, NULL, NULL) : -1.0;
+    return *s == KILN_OK ? bench_median(t, reps, min, NULL) : -1.0;
 }
 
 static kiln_status filled(kiln_backend *be, int nd, const int64_t *shape, kiln_tensor **t) {
@@ -84,7 +86,7 @@ static kiln_status filled(kiln_backend *be, int nd, const int64_t *shape, kiln_t
 }
 
 /* median ms of the three passes of shape s on backend be */
-static kiln_status conv_times(kiln_backend *be, const conv_shape *s, int reps, double ms[3]) {
+static kiln_status conv_times(kiln_backend *be, const conv_shape *s, int reps, double ms[3], double min[3]) {
     conv_call c = {.p = {s->stride, s->stride, 1, 1, s->pad, KILN_MATH_STRICT}};
     int64_t xs[4] = {s->n, s->h, s->w, s->c}, ws[4] = {s->k, s->k, s->c, s->oc}, ys[4];
     KILN_TRY(kiln_conv2d_output_shape(xs, ws, &c.p, ys));
@@ -95,7 +97,7 @@ static kiln_status conv_times(kiln_backend *be, const conv_shape *s, int reps, d
     if (st == KILN_OK) st = filled(be, 4, xs, &c.dx);
     if (st == KILN_OK) st = filled(be, 4, ws, &c.dw);
     if (st == KILN_OK) st = filled(be, 1, &s->oc, &c.db);
-    for (c.dir = 0; c.dir < 3 && st == KILN_OK; c.dir++) ms[c.dir] = median_of(conv_run, &c, reps, &st);
+    for (c.dir = 0; c.dir < 3 && st == KILN_OK; c.dir++) ms[c.dir] = median_of(conv_run, &c, reps, &min[c.dir], &st);
     kiln_tensor *all[] = {c.x, c.w, c.b, c.y, c.dx, c.dw, c.db};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) kiln_tensor_free(all[i]);
     return st;
@@ -112,25 +114,26 @@ static kiln_status conv_table(int reps) {
     kiln_backend *dn, *ic;
     KILN_TRY(open_conv("onednn", &dn));
     kiln_status s = open_conv("im2col", &ic);
-    printf("| shape (N, H, W, C) -> k x k, OC, stride | layers | pass | oneDNN ms | im2col ms | im2col / oneDNN |\n"
+    printf("| shape (N, H, W, C) -> k x k, OC, stride | layers | pass | oneDNN ms median (min) | im2col ms median (min) | im2col / oneDNN (min) |\n"
            "|---|---:|---|---:|---:|---:|\n");
     static const char *const pass[] = {"fwd", "bwd data", "bwd filter"};
     double tot[2] = {0, 0};
     for (size_t i = 0; s == KILN_OK && i < sizeof shapes / sizeof shapes[0]; i++) {
         const conv_shape *c = &shapes[i];
-        double a[3], b[3];
-        s = conv_times(dn, c, reps, a);
-        if (s == KILN_OK) s = conv_times(ic, c, reps, b);
+        double a[3], b[3], am[3], bm[3];
+        s = conv_times(dn, c, reps, a, am);
+        if (s == KILN_OK) s = conv_times(ic, c, reps, b, bm);
         for (int d = 0; s == KILN_OK && d < 3; d++) {
-            printf("| %s (%lld, %lld, %lld, %lld) -> %lldx%lld, %lld, /%d | %d | %s | %.3f | %.3f | %.2f |\n", c->model,
-                   (long long)c->n, (long long)c->h, (long long)c->w, (long long)c->c, (long long)c->k, (long long)c->k,
-                   (long long)c->oc, c->stride, c->count, pass[d], a[d], b[d], b[d] / a[d]);
-            if (!strncmp(c->model, "resnet20", 8)) tot[0] += c->count * a[d], tot[1] += c->count * b[d];
+            printf("| %s (%lld, %lld, %lld, %lld) -> %lldx%lld, %lld, /%d | %d | %s | %.3f (%.3f) | %.3f (%.3f) | %.2f (%.2f) |\n",
+                   c->model, (long long)c->n, (long long)c->h, (long long)c->w, (long long)c->c, (long long)c->k,
+                   (long long)c->k, (long long)c->oc, c->stride, c->count, pass[d], a[d], am[d], b[d], bm[d],
+                   b[d] / a[d], bm[d] / am[d]);
+            if (!strncmp(c->model, "resnet20", 8)) tot[0] += c->count * am[d], tot[1] += c->count * bm[d];
         }
         fflush(stdout);
     }
     if (s == KILN_OK)
-        printf("\nResNet-20's 19 convolutions, all three passes (a training step's conv time): oneDNN %.1f ms, im2col %.1f ms\n\n",
+        printf("\nResNet-20's 19 convolutions, all three passes (a training step's conv time, sums of minima): oneDNN %.1f ms, im2col %.1f ms\n\n",
                tot[0], tot[1]);
     kiln_backend_free(dn);
     kiln_backend_free(ic);
@@ -155,15 +158,16 @@ static kiln_status gemm_row(kiln_backend *be, const gemm_shape *g, int reps) {
     kiln_status s = filled(be, 2, as, &b.a);
     if (s == KILN_OK) s = filled(be, 2, bs, &b.b);
     if (s == KILN_OK) s = filled(be, 2, cs, &b.c);
-    double blas = s == KILN_OK ? median_of(blas_run, &b, reps, &s) : -1.0, dn = -1.0;
+    double bmin = 0, dmin = 0, blas = s == KILN_OK ? median_of(blas_run, &b, reps, &bmin, &s) : -1.0, dn = -1.0;
     kiln_tensor_free(b.a), kiln_tensor_free(b.b), kiln_tensor_free(b.c);
     bench_dnnl *d = NULL;
     kiln_status ds = s == KILN_OK ? bench_dnnl_gemm_new(g->m, g->n, g->k, g->ta, g->tb, &d) : s;
-    if (ds == KILN_OK) dn = median_of(bench_dnnl_run, d, reps, &ds);
+    if (ds == KILN_OK) dn = median_of(bench_dnnl_run, d, reps, &dmin, &ds);
     bench_dnnl_free(d);
     if (s != KILN_OK) return s;
-    printf("| %s | %d x %d x %d%s%s | %.3f |", g->what, g->m, g->n, g->k, g->ta ? ", A^T" : "", g->tb ? ", B^T" : "", blas);
-    if (ds == KILN_OK) printf(" %.3f | %.2f |\n", dn, blas / dn);
+    printf("| %s | %d x %d x %d%s%s | %.3f (%.3f) |", g->what, g->m, g->n, g->k, g->ta ? ", A^T" : "", g->tb ? ", B^T" : "",
+           blas, bmin);
+    if (ds == KILN_OK) printf(" %.3f (%.3f) | %.2f (%.2f) |\n", dn, dmin, blas / dn, bmin / dmin);
     else printf(" - | %s |\n", kiln_last_error());
     fflush(stdout);
     return KILN_OK;
@@ -190,7 +194,8 @@ int bench_conv_main(int argc, char **argv) {
         fprintf(stderr, "kiln-bench conv: %s\n", kiln_last_error());
         return 1;
     }
-    printf("| GEMM | m x n x k | OpenBLAS ms | oneDNN matmul ms | OpenBLAS / oneDNN |\n|---|---|---:|---:|---:|\n");
+    printf("| GEMM | m x n x k | OpenBLAS ms median (min) | oneDNN matmul ms median (min) | OpenBLAS / oneDNN (min) |\n"
+           "|---|---|---:|---:|---:|\n");
     for (size_t i = 0; s == KILN_OK && i < sizeof gemms / sizeof gemms[0]; i++) s = gemm_row(be, &gemms[i], reps);
     kiln_backend_free(be);
     if (s != KILN_OK) fprintf(stderr, "kiln-bench conv: %s\n", kiln_last_error());
