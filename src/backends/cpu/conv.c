@@ -50,8 +50,10 @@ static conv_dims dims_of(const kiln_conv2d_args *a, const kiln_tensor *x, const 
  * window leaves the image: im2col); otherwise x += col (col2im, out-of-image parts dropped). */
 static void patch_walk(const conv_dims *d, int64_t n0, int64_t nb, float *col, float *x,
                        bool gather) {
-    int64_t r = 0;
-    for (int64_t n = n0; n < n0 + nb; n++)
+    /* images are independent (distinct patch rows, distinct parts of x): one per thread */
+#pragma omp parallel for schedule(static) if (nb > 1 && nb * d->rows_per_image * d->k > (1 << 16))
+    for (int64_t n = n0; n < n0 + nb; n++) {
+        int64_t r = (n - n0) * d->rows_per_image;
         for (int64_t oh = 0; oh < d->oh; oh++)
             for (int64_t ow = 0; ow < d->ow; ow++, r++)
                 for (int64_t ky = 0; ky < d->kh; ky++) {
@@ -67,6 +69,7 @@ static void patch_walk(const conv_dims *d, int64_t n0, int64_t nb, float *col, f
                             for (int64_t ci = 0; ci < d->c; ci++) xp[ci] += cp[ci];
                     }
                 }
+    }
 }
 
 /* images per chunk and the patch buffer (NULL for a direct convolution) */
@@ -155,19 +158,24 @@ static kiln_status conv_backward_filter(kiln_backend *be, const kiln_op *op) {
     return KILN_OK;
 }
 
-/* db (OC) = the sum of dy's rows, accumulated in double */
+/* db (OC) = the sum of dy's rows, accumulated in double, row by row in order whatever the
+ * thread count: the threads split the channels (blocks of 16) */
 static kiln_status conv_bias_grad(kiln_backend *be, const kiln_op *op) {
     const kiln_tensor *dyt = op->conv.dy;
     kiln_tensor *dbt = op->conv.db;
-    int64_t oc = dbt->shape[0], rows = kiln_tensor_numel(dyt) / (oc ? oc : 1);
+    int64_t oc = dbt->shape[0], rows = kiln_tensor_numel(dyt) / (oc ? oc : 1), blocks = (oc + 15) / 16;
     double *acc;
     KILN_TRY(kiln_cpu_scratch(be, KILN_CPU_SCRATCH_ACC, (size_t)(oc ? oc : 1) * sizeof *acc, (void **)&acc));
     memset(acc, 0, (size_t)oc * sizeof *acc);
     const float *dy = dyt->data;
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t o = 0; o < oc; o++) acc[o] += dy[r * oc + o];
     float *db = dbt->data;
-    for (int64_t o = 0; o < oc; o++) db[o] = (float)acc[o];
+#pragma omp parallel for schedule(static) if (blocks > 1 && rows * oc > (1 << 18))
+    for (int64_t bk = 0; bk < blocks; bk++) {
+        int64_t o0 = bk * 16, o1 = o0 + 16 < oc ? o0 + 16 : oc;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t o = o0; o < o1; o++) acc[o] += dy[r * oc + o];
+        for (int64_t o = o0; o < o1; o++) db[o] = (float)acc[o];
+    }
     return KILN_OK;
 }
 
