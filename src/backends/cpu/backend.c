@@ -152,6 +152,13 @@ static const kiln_backend_iface cpu_iface = {
     .wait_mark = cpu_wait_mark,
 };
 
+/* a path forced by environment variable `var`: 1 for `classic` (im2col, OpenBLAS), 2 for
+ * "onednn", 0 (auto) otherwise; the values of kiln_cpu_conv_impl and kiln_cpu_gemm_impl */
+static int impl_from_env(const char *var, const char *classic) {
+    const char *v = getenv(var);
+    return !v ? 0 : !strcmp(v, classic) ? 1 : !strcmp(v, "onednn") ? 2 : 0;
+}
+
 kiln_status kiln_backend_cpu_init(kiln_backend **out) {
     kiln_backend *be = calloc(1, sizeof *be);
     cpu_ctx *c = calloc(1, sizeof *c);
@@ -160,14 +167,8 @@ kiln_status kiln_backend_cpu_init(kiln_backend **out) {
         free(c);
         return kiln_error(KILN_ERR_OOM, "cpu: out of host memory opening the backend");
     }
-    const char *conv = getenv("KILN_CPU_CONV");
-    c->conv_impl = !conv ? KILN_CPU_CONV_AUTO
-                   : !strcmp(conv, "im2col") ? KILN_CPU_CONV_IM2COL
-                   : !strcmp(conv, "onednn") ? KILN_CPU_CONV_ONEDNN : KILN_CPU_CONV_AUTO;
-    const char *gemm = getenv("KILN_CPU_GEMM");
-    c->gemm_impl = !gemm ? KILN_CPU_GEMM_AUTO
-                   : !strcmp(gemm, "openblas") ? KILN_CPU_GEMM_OPENBLAS
-                   : !strcmp(gemm, "onednn") ? KILN_CPU_GEMM_ONEDNN : KILN_CPU_GEMM_AUTO;
+    c->conv_impl = (kiln_cpu_conv_impl)impl_from_env("KILN_CPU_CONV", "im2col");
+    c->gemm_impl = (kiln_cpu_gemm_impl)impl_from_env("KILN_CPU_GEMM", "openblas");
     be->iface = &cpu_iface;
     be->ctx = c;
     be->kind = KILN_BACKEND_CPU;
