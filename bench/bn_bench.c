@@ -211,6 +211,8 @@ static void bn_usage(FILE *f) {
             "  --cases     sets, comma-separated (default: all on cuda, small on cpu)\n"
             "  --variant   comma-separated: 0 kiln (auto), 1 kiln-block, 2 kiln-grid, 3 kiln-multi,\n"
             "              4 or cudnn, cpu (the CPU backend, on small cases only); default all\n"
+            "              with cpu, oneDNN's batch normalization (impl onednn, f32) runs too, as the\n"
+            "              CPU backend's baseline (the ratio column)\n"
             "  --reps      timed repetitions, median reported (default 50 cuda, 10 cpu)\n"
             "  --json      JSON lines to FILE (default: stdout); --md: Markdown table to FILE\n"
             "  --list      print the chosen configs as JSON lines and exit\n"
