@@ -188,8 +188,10 @@ int bench_conv_main(int argc, char **argv) {
     }
     printf("# kiln-bench conv: %d threads, median of %d, commit %s\n\n", kiln_threads_get(), reps, bench_commit());
     kiln_status s = conv_table(reps);
-    kiln_backend *be;
+    kiln_backend *be; /* kiln_gemm on OpenBLAS: the path oneDNN's matmul replaced */
+    setenv("KILN_CPU_GEMM", "openblas", 1);
     if (s == KILN_OK) s = kiln_backend_init("cpu", &be);
+    unsetenv("KILN_CPU_GEMM");
     if (s != KILN_OK) {
         fprintf(stderr, "kiln-bench conv: %s\n", kiln_last_error());
         return 1;
