@@ -212,9 +212,22 @@ const char *bench_commit(void);
 /* "2025-01-31T12:00:00Z" */
 void bench_utc_now(char *buf, size_t n);
 
+/* ---- oneDNN baselines (dnnl_ref.c; KILN_ERR_UNSUPPORTED in a build without oneDNN) -------- */
+typedef struct bench_dnnl bench_dnnl;
+/* oneDNN's batch normalization in direction dir on h's f32 inputs (impl "onednn") */
+kiln_status bench_dnnl_bn_new(const bench_bn_host *h, int dir, bench_dnnl **out);
+/* what the last run wrote, as bench_bn_check reads it */
+void bench_dnnl_bn_outputs(bench_dnnl *d, bench_bn_out *o);
+/* oneDNN matmul C (m, n) = op(A) op(B), row-major, with its own operands (zeros) */
+kiln_status bench_dnnl_gemm_new(int m, int n, int k, bool ta, bool tb, bench_dnnl **out);
+void bench_dnnl_gemm_buffers(bench_dnnl *d, float **a, float **b, float **c);
+kiln_status bench_dnnl_run(void *ctx); /* a bench_fn: one execution */
+void bench_dnnl_free(bench_dnnl *d);
+
 /* ---- subcommands -------------------------------------------------------------------------- */
 int bench_bn_main(int argc, char **argv);
 int bench_train_main(int argc, char **argv);
+int bench_conv_main(int argc, char **argv); /* conv_bench.c: Conv2D paths and GEMMs on the CPU */
 
 /* Parses a positive integer option value; prints the error and returns false when bad. */
 bool bench_parse_int(const char *opt, const char *v, int lo, int hi, int *out);

@@ -27,6 +27,7 @@ static const impl_spec variants[] = {
 };
 enum { N_VARIANTS = sizeof variants / sizeof variants[0] };
 static const impl_spec cpu_impl = {"cpu", KILN_BN_IMPL_KILN};
+static const impl_spec onednn_impl = {"onednn", KILN_BN_IMPL_KILN}; /* oneDNN itself (dnnl_ref.c) */
 
 typedef struct bn_opts {
     const char *device, *json, *md;
@@ -210,6 +211,8 @@ static void bn_usage(FILE *f) {
             "  --cases     sets, comma-separated (default: all on cuda, small on cpu)\n"
             "  --variant   comma-separated: 0 kiln (auto), 1 kiln-block, 2 kiln-grid, 3 kiln-multi,\n"
             "              4 or cudnn, cpu (the CPU backend, on small cases only); default all\n"
+            "              with cpu, oneDNN's batch normalization (impl onednn, f32) runs too, as the\n"
+            "              CPU backend's baseline (the ratio column)\n"
             "  --reps      timed repetitions, median reported (default 50 cuda, 10 cpu)\n"
             "  --json      JSON lines to FILE (default: stdout); --md: Markdown table to FILE\n"
             "  --list      print the chosen configs as JSON lines and exit\n"
@@ -331,7 +334,8 @@ static void print_progress(const bench_result *r, int k, int n) {
     if (!strcmp(r->status, "ok")) {
         fprintf(stderr, "%9.4f ms %8.1f GB/s %5.1f%% of copy  err %.1e", r->t.median_ms, r->gbps,
                 r->pct_copy, r->err);
-        if (isfinite(r->speedup_cudnn)) fprintf(stderr, "  %5.2fx cuDNN", r->speedup_cudnn);
+        if (isfinite(r->speedup_cudnn))
+            fprintf(stderr, "  %5.2fx %s", r->speedup_cudnn, strcmp(r->device, "cpu") ? "cuDNN" : "oneDNN");
         fputc('\n', stderr);
     } else
         fprintf(stderr, "%s%s: %s\n", !strcmp(r->status, "invalid") ? "*** INVALID *** " : "",
@@ -400,6 +404,34 @@ static kiln_status run_backend(bench_device *d, const bench_bn_host *h, const im
     return KILN_OK;
 }
 
+/* oneDNN's batch normalization on the same inputs, validated and timed as run_one does; the CPU
+ * backend's baseline (the ratio column compares the CPU results with it) */
+static void run_onednn(bench_device *d, const bench_bn_host *h, const bn_opts *o, bench_result *r, int *nr) {
+    for (int dir = 0; dir < BENCH_DIR_COUNT; dir++) {
+        bench_result *ri = &r[(*nr)++];
+        result_init(d, h, &onednn_impl, dir, ri);
+        bench_dnnl *b;
+        bench_bn_out out;
+        const char *what = "";
+        kiln_clear_error();
+        kiln_status s = bench_dnnl_bn_new(h, dir, &b);
+        if (s == KILN_OK) s = bench_dnnl_run(b);
+        if (s != KILN_OK) {
+            ri->status = s == KILN_ERR_UNSUPPORTED ? "unsupported" : "error";
+            set_message(ri, "%s", kiln_last_error());
+        } else if (bench_dnnl_bn_outputs(b, &out), !bench_bn_check(h, dir, &out, &ri->err, &ri->tol, &what)) {
+            ri->status = "invalid";
+            set_message(ri, "%s: error %.3g > tolerance %.1g", what, ri->err, ri->tol);
+        } else if (bench_time(d, bench_dnnl_run, b, o->warmup, !strcmp(o->device, "cpu") ? o->reps : o->cpu_reps, &ri->t) != KILN_OK) {
+            ri->status = "error";
+            set_message(ri, "while timing: %s", kiln_last_error());
+        } else {
+            ri->status = "ok";
+        }
+        bench_dnnl_free(b);
+    }
+}
+
 static bool scratch_new(const bench_bn_host *h, bn_scratch *sc) {
     memset(sc, 0, sizeof *sc);
     bool ok = (sc->raw = malloc(h->esize * h->numel)) && (sc->y = malloc(sizeof(float) * h->numel));
@@ -421,7 +453,7 @@ static int run_configs(bench_device *gpu, bench_device *cpu, const bench_config 
     for (int v = 0; gpu && v < N_VARIANTS; v++)
         if (o->variants & (1u << v)) gpu_impls[ngi++] = &variants[v];
     const impl_spec *cpu_impls[1] = {&cpu_impl};
-    bench_result *r = malloc(sizeof *r * (size_t)(nc * (N_VARIANTS + 1) * BENCH_DIR_COUNT));
+    bench_result *r = malloc(sizeof *r * (size_t)(nc * (N_VARIANTS + 2) * BENCH_DIR_COUNT));
     if (!r) return -1;
     for (int i = 0; i < nc; i++) {
         bench_bn_host *h;
@@ -440,6 +472,7 @@ static int run_configs(bench_device *gpu, bench_device *cpu, const bench_config 
         bool with_cpu = cpu && (!gpu || (cf[i].cs->sets & BENCH_SET_SMALL));
         kiln_status s = gpu ? run_backend(gpu, h, gpu_impls, ngi, o, &sc, r, &nr) : KILN_OK;
         if (s == KILN_OK && with_cpu) s = run_backend(cpu, h, cpu_impls, 1, o, &sc, r, &nr);
+        if (s == KILN_OK && with_cpu) run_onednn(cpu, h, o, r, &nr);
         scratch_free(&sc);
         bench_bn_host_free(h);
         bench_results_derive(r + first, nr - first);

@@ -59,7 +59,9 @@ void bench_results_derive(bench_result *r, int n) {
         a->speedup_cudnn = NAN;
         for (int j = 0; ok && j < n; j++) {
             const bench_result *b = &r[j];
-            if (b->cfg == a->cfg && b->dir == a->dir && !strcmp(b->impl, "cudnn") &&
+            /* the baseline: cuDNN for GPU results, oneDNN for CPU ones */
+            const char *base = strcmp(a->device, "cpu") ? "cudnn" : "onednn";
+            if (b->cfg == a->cfg && b->dir == a->dir && !strcmp(b->impl, base) &&
                 !strcmp(b->status, "ok"))
                 a->speedup_cudnn = b->t.median_ms / a->t.median_ms;
         }
@@ -143,7 +145,7 @@ static void md_summary(FILE *f, const bench_result *r, int n) {
         return;
     }
     fprintf(f, "\n## Geometric means (configs measured ok)\n\n"
-               "| dir | layout | impl | configs | GB/s | %% of copy | speedup vs cuDNN |\n"
+               "| dir | layout | impl | configs | GB/s | %% of copy | speedup vs cuDNN (GPU) / oneDNN (CPU) |\n"
                "|---|---|---|---:|---:|---:|---:|\n");
     for (int dir = 0; dir < BENCH_DIR_COUNT; dir++)
         for (int l = 0; l < 3; l++)
@@ -179,7 +181,7 @@ void bench_write_markdown(FILE *f, const bench_device *const *devs, int nd,
                "time: median, cache flushed before every rep; error: max |got - want| / max |want| "
                "against a float64 reference\n\n"
                "| case | shape | layout | dtype | dir | impl | median ms | GB/s | %% of copy | "
-               "vs cuDNN | error | status |\n"
+               "vs cuDNN (GPU) / oneDNN (CPU) | error | status |\n"
                "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---|\n");
     for (int i = 0; i < n; i++) {
         const bench_result *a = &r[i];

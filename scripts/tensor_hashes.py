@@ -4,6 +4,12 @@ and compares the SHA-256 of every tensor in their model.safetensors (the tensors
 file: metadata may change) with tests/golden/tensor_hashes.txt. Behaviour-preserving changes
 (moves, renames, refactors) must leave these identical, bit for bit.
 
+The runs are pinned where the arithmetic would otherwise follow the machine: 2 threads
+(--threads: oneDNN's convolutions and GEMMs block their sums by thread) and oneDNN's AVX2
+kernels (ONEDNN_MAX_CPU_ISA, so that AVX-512 and AVX2 machines agree). A build without oneDNN
+(KILN_DNNL=OFF) runs im2col + OpenBLAS: its hashes are tests/golden/tensor_hashes_im2col.txt
+(tests/CMakeLists.txt passes --golden).
+
   tensor_hashes.py KILN [--golden FILE] [--write]
 exit 0: identical; 1: a tensor differs, is missing or extra (each named); 2: a run failed."""
 import hashlib, json, os, struct, subprocess, sys, tempfile
@@ -12,7 +18,8 @@ RUNS = {
     "seed-cnn": ["--model", "seed-cnn", "--train-size", "256", "--test-size", "64", "--epochs", "2"],
     "resnet20": ["--model", "resnet20", "--train-size", "128", "--test-size", "32", "--epochs", "1"],
 }
-COMMON = ["--data", "synthetic", "--seed", "1", "--device", "cpu"]
+COMMON = ["--data", "synthetic", "--seed", "1", "--device", "cpu", "--threads", "2"]
+PINNED = {"ONEDNN_MAX_CPU_ISA": "AVX2", "DNNL_MAX_CPU_ISA": "AVX2"}
 
 
 def tensor_hashes(path):
@@ -35,7 +42,7 @@ def run_all(kiln):
     with tempfile.TemporaryDirectory() as tmp:
         for run, args in RUNS.items():
             out = os.path.join(tmp, run)
-            p = subprocess.run([kiln, "train", *args, *COMMON, "--out", out],
+            p = subprocess.run([kiln, "train", *args, *COMMON, "--out", out], env={**os.environ, **PINNED},
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             if p.returncode != 0:
                 sys.stderr.write(p.stdout)

@@ -127,6 +127,14 @@ KILN_API kiln_status kiln_backend_memory_stats(const kiln_backend *be, kiln_memo
  * (kiln_model_check_memory). */
 KILN_API kiln_status kiln_backend_memory_available(const kiln_backend *be, size_t *out);
 
+/* The threads of the CPU backend's work, process-wide: OpenMP's loops, OpenBLAS' GEMM and
+ * oneDNN's convolutions (which run on OpenMP). n in [1, 4096]; KILN_ERR_INVALID_ARG otherwise.
+ * Without a call the libraries' own defaults hold: OMP_NUM_THREADS (OpenBLAS reads it too, after
+ * OPENBLAS_NUM_THREADS), else every core. kiln_threads_get: the count OpenMP will use now (1 in
+ * a build without OpenMP). */
+KILN_API kiln_status kiln_threads_set(int n);
+KILN_API int kiln_threads_get(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -33,6 +33,7 @@ typedef struct kiln_cli_options {
     const char *model, *data, *validation_data, *device, *optimizer, *init_weights, *resume;
     const char *freeze, *log_steps, *out, *weights;
     int epochs, batch_size, verbose;
+    int threads;               /* --threads: 0 when not given (OMP_NUM_THREADS or every core) */
     double lr;                 /* NaN: the optimizer's default */
     double validation_split;   /* 0: none */
     uint64_t seed;

@@ -49,6 +49,7 @@ int main(int argc, char **argv) {
         fputs(kiln_cli_usage, stdout);
         return 0;
     }
+    if (o.threads && kiln_threads_set(o.threads) != KILN_OK) return fail(2, kiln_last_error());
     if (run[cmd](&o) != KILN_OK) return fail(kiln_cli_usage_fault ? 2 : 1, kiln_last_error());
     if (fflush(stdout) != 0) {
         char msg[256];

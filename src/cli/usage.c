@@ -29,6 +29,8 @@ const char kiln_cli_usage[] =
     "     [--data-seed N]; npy takes [--classes N]\n"
     "  evaluate, predict and --validation-data use D's test split when it has one, else its\n"
     "  training split; --standardize always uses the training split's statistics.\n"
+    "  train, evaluate and predict take [--threads N]: the CPU threads (OpenMP, OpenBLAS, oneDNN);\n"
+    "  without it OMP_NUM_THREADS, else every core.\n"
     "\n"
     "  Exit status 0 on success, 1 on an error, 2 on a bad command line; every error is one\n"
     "  line on stderr: \"kiln: <message>\". docs/cli.md has the details.\n";

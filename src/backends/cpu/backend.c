@@ -8,10 +8,7 @@
 #include "error.h"
 #include "op_args.h"
 
-typedef struct cpu_ctx {
-    size_t bytes_in_use;
-    uint64_t system_allocs;
-} cpu_ctx;
+typedef kiln_cpu_ctx cpu_ctx; /* cpu.h */
 
 /* Each block carries its size in a 64-byte header, so stats stay exact. */
 #define CPU_ALIGN 64
@@ -84,7 +81,7 @@ static kiln_status cpu_compute(kiln_backend *be, const kiln_op *op) {
     case KILN_OP_RELU_BACK: kiln_cpu_unary(op); break;
     case KILN_OP_SUM:
     case KILN_OP_MEAN: return kiln_cpu_reduce(op);
-    case KILN_OP_GEMM: kiln_cpu_gemm(op); break;
+    case KILN_OP_GEMM: return kiln_cpu_gemm(be, op);
     case KILN_OP_SOFTMAX:
     case KILN_OP_SOFTMAX_XENT:
     case KILN_OP_SOFTMAX_XENT_BACK: kiln_cpu_softmax(op); break;
@@ -92,7 +89,7 @@ static kiln_status cpu_compute(kiln_backend *be, const kiln_op *op) {
     case KILN_OP_ACCURACY: kiln_cpu_argmax(op); break;
     case KILN_OP_CONV2D:
     case KILN_OP_CONV2D_BACK_DATA:
-    case KILN_OP_CONV2D_BACK_FILTER: return op->conv.groups > 1 ? kiln_cpu_conv2d_grouped(op) : kiln_cpu_conv2d(op);
+    case KILN_OP_CONV2D_BACK_FILTER: return op->conv.groups > 1 ? kiln_cpu_conv2d_grouped(op) : kiln_cpu_conv2d(be, op);
     case KILN_OP_PAD2D:
     case KILN_OP_UPSAMPLE2D:
     case KILN_OP_UPSAMPLE2D_BACK: kiln_cpu_resize2d(op); break;
@@ -128,7 +125,7 @@ static kiln_status cpu_compute(kiln_backend *be, const kiln_op *op) {
 static kiln_status cpu_memory_stats(const kiln_backend *be, kiln_memory_stats *out) {
     const cpu_ctx *c = be->ctx;
     out->bytes_in_use = c->bytes_in_use;
-    out->bytes_reserved = c->bytes_in_use;
+    out->bytes_reserved = c->bytes_in_use + kiln_cpu_scratch_held(c);
     out->system_allocs = c->system_allocs;
     return KILN_OK;
 }
@@ -138,6 +135,8 @@ static kiln_status cpu_mark(kiln_backend *be, int slot) { return KILN_OK; }
 static kiln_status cpu_wait_mark(kiln_backend *be, int slot) { return KILN_OK; }
 
 static void cpu_free(kiln_backend *be) {
+    kiln_cpu_dnnl_free(be->ctx);
+    kiln_cpu_scratch_free(be->ctx);
     free(be->ctx);
     free(be);
 }
@@ -159,6 +158,13 @@ static const kiln_backend_iface cpu_iface = {
     .wait_mark = cpu_wait_mark,
 };
 
+/* a path forced by environment variable `var`: 1 for `classic` (im2col, OpenBLAS), 2 for
+ * "onednn", 0 (auto) otherwise; the values of kiln_cpu_conv_impl and kiln_cpu_gemm_impl */
+static int impl_from_env(const char *var, const char *classic) {
+    const char *v = getenv(var);
+    return !v ? 0 : !strcmp(v, classic) ? 1 : !strcmp(v, "onednn") ? 2 : 0;
+}
+
 kiln_status kiln_backend_cpu_init(kiln_backend **out) {
     kiln_backend *be = calloc(1, sizeof *be);
     cpu_ctx *c = calloc(1, sizeof *c);
@@ -167,6 +173,8 @@ kiln_status kiln_backend_cpu_init(kiln_backend **out) {
         free(c);
         return kiln_error(KILN_ERR_OOM, "cpu: out of host memory opening the backend");
     }
+    c->conv_impl = (kiln_cpu_conv_impl)impl_from_env("KILN_CPU_CONV", "im2col");
+    c->gemm_impl = (kiln_cpu_gemm_impl)impl_from_env("KILN_CPU_GEMM", "openblas");
     be->iface = &cpu_iface;
     be->ctx = c;
     be->kind = KILN_BACKEND_CPU;

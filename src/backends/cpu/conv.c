@@ -6,7 +6,9 @@
  *   backward filter  dW (K, out)   += col^T . dy, summed over batch chunks; db = sum of dy rows
  * with rows = images x OH x OW. Images are taken in chunks so the patch matrix stays under
  * CONV_CHUNK_BYTES (at least one image a chunk). A 1x1, stride-1 convolution without padding
- * uses x itself as the patch matrix. */
+ * uses x itself as the patch matrix. The patch matrix and the bias gradient's accumulators live
+ * in the backend's scratch slots (memory.c). When oneDNN is built in, conv_dnnl.c runs the
+ * convolution instead and this file keeps db and the shapes oneDNN declines. */
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,8 +50,10 @@ static conv_dims dims_of(const kiln_conv2d_args *a, const kiln_tensor *x, const 
  * window leaves the image: im2col); otherwise x += col (col2im, out-of-image parts dropped). */
 static void patch_walk(const conv_dims *d, int64_t n0, int64_t nb, float *col, float *x,
                        bool gather) {
-    int64_t r = 0;
-    for (int64_t n = n0; n < n0 + nb; n++)
+    /* images are independent (distinct patch rows, distinct parts of x): one per thread */
+#pragma omp parallel for schedule(static) if (nb > 1 && nb * d->rows_per_image * d->k > (1 << 16))
+    for (int64_t n = n0; n < n0 + nb; n++) {
+        int64_t r = (n - n0) * d->rows_per_image;
         for (int64_t oh = 0; oh < d->oh; oh++)
             for (int64_t ow = 0; ow < d->ow; ow++, r++)
                 for (int64_t ky = 0; ky < d->kh; ky++) {
@@ -65,10 +69,11 @@ static void patch_walk(const conv_dims *d, int64_t n0, int64_t nb, float *col, f
                             for (int64_t ci = 0; ci < d->c; ci++) xp[ci] += cp[ci];
                     }
                 }
+    }
 }
 
 /* images per chunk and the patch buffer (NULL for a direct convolution) */
-static kiln_status chunk_buffer(const conv_dims *d, const char *opname, int64_t *nb, float **col) {
+static kiln_status chunk_buffer(kiln_backend *be, const conv_dims *d, int64_t *nb, float **col) {
     *col = NULL;
     size_t per_image = (size_t)d->rows_per_image * (size_t)d->k * sizeof(float);
     int64_t fit = per_image ? (int64_t)(CONV_CHUNK_BYTES / per_image) : d->n;
@@ -78,15 +83,11 @@ static kiln_status chunk_buffer(const conv_dims *d, const char *opname, int64_t 
         *nb = d->n < cap ? d->n : cap < 1 ? 1 : cap;
         return KILN_OK;
     }
-    *col = malloc(per_image * (size_t)*nb);
-    if (!*col)
-        return kiln_error(KILN_ERR_OOM, "kiln_%s: out of host memory for a %zu-byte patch matrix",
-                          opname, per_image * (size_t)*nb);
-    return KILN_OK;
+    return kiln_cpu_scratch(be, KILN_CPU_SCRATCH_COL, per_image * (size_t)*nb, (void **)col);
 }
 
 /* y (N, OH, OW, OC) = x * w + b */
-static kiln_status conv_forward(const kiln_op *op) {
+static kiln_status conv_forward(kiln_backend *be, const kiln_op *op) {
     const kiln_conv2d_args *a = &op->conv;
     const kiln_tensor *xt = a->x, *wt = a->w, *bt = a->b;
     kiln_tensor *yt = a->y;
@@ -94,7 +95,7 @@ static kiln_status conv_forward(const kiln_op *op) {
     float *y = yt->data, *col;
     const float *x = xt->data, *w = wt->data, *b = bt ? bt->data : NULL;
     int64_t nb;
-    KILN_TRY(chunk_buffer(&d, kiln_op_name(op->type), &nb, &col));
+    KILN_TRY(chunk_buffer(be, &d, &nb, &col));
     int64_t rows = d.n * d.rows_per_image;
     for (int64_t r = 0; r < rows; r++) /* the bias (or 0) first; sgemm then adds (beta 1) */
         for (int64_t o = 0; o < d.oc; o++) y[r * d.oc + o] = b ? b[o] : 0.0f;
@@ -108,12 +109,11 @@ static kiln_status conv_forward(const kiln_op *op) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)d.oc, (int)d.k, 1.0f,
                     p, (int)d.k, w, (int)d.oc, 1.0f, y + n0 * d.rows_per_image * d.oc, (int)d.oc);
     }
-    free(col);
     return KILN_OK;
 }
 
 /* dx (N, H, W, C) from dy (N, OH, OW, OC) and w */
-static kiln_status conv_backward_data(const kiln_op *op) {
+static kiln_status conv_backward_data(kiln_backend *be, const kiln_op *op) {
     const kiln_conv2d_args *a = &op->conv;
     const kiln_tensor *dyt = a->dy, *wt = a->w;
     kiln_tensor *dxt = a->dx;
@@ -121,7 +121,7 @@ static kiln_status conv_backward_data(const kiln_op *op) {
     float *dx = dxt->data, *col;
     const float *dy = dyt->data, *w = wt->data;
     int64_t nb;
-    KILN_TRY(chunk_buffer(&d, kiln_op_name(op->type), &nb, &col));
+    KILN_TRY(chunk_buffer(be, &d, &nb, &col));
     memset(dx, 0, kiln_tensor_nbytes(dxt));
     for (int64_t n0 = 0; n0 < d.n; n0 += nb) {
         int64_t cnt = n0 + nb <= d.n ? nb : d.n - n0, m = cnt * d.rows_per_image;
@@ -131,20 +131,19 @@ static kiln_status conv_backward_data(const kiln_op *op) {
                     dy + n0 * d.rows_per_image * d.oc, (int)d.oc, w, (int)d.oc, 1.0f, c, (int)d.k);
         if (!d.direct) patch_walk(&d, n0, cnt, col, dx, false);
     }
-    free(col);
     return KILN_OK;
 }
 
 /* dw (kh, kw, C, OC) and db (OC) from x and dy */
-static kiln_status conv_backward_filter(const kiln_op *op) {
+static kiln_status conv_backward_filter(kiln_backend *be, const kiln_op *op) {
     const kiln_conv2d_args *a = &op->conv;
     const kiln_tensor *xt = a->x, *dyt = a->dy;
-    kiln_tensor *dwt = a->dw, *dbt = a->db;
+    kiln_tensor *dwt = a->dw;
     conv_dims d = dims_of(a, xt, dwt, dyt);
     float *dw = dwt->data, *col;
     const float *x = xt->data, *dy = dyt->data;
     int64_t nb;
-    KILN_TRY(chunk_buffer(&d, kiln_op_name(op->type), &nb, &col));
+    KILN_TRY(chunk_buffer(be, &d, &nb, &col));
     memset(dw, 0, kiln_tensor_nbytes(dwt));
     for (int64_t n0 = 0; n0 < d.n; n0 += nb) {
         int64_t cnt = n0 + nb <= d.n ? nb : d.n - n0, m = cnt * d.rows_per_image;
@@ -156,25 +155,37 @@ static kiln_status conv_backward_filter(const kiln_op *op) {
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d.k, (int)d.oc, (int)m, 1.0f, p,
                     (int)d.k, dy + n0 * d.rows_per_image * d.oc, (int)d.oc, 1.0f, dw, (int)d.oc);
     }
-    free(col);
-    if (!dbt) return KILN_OK;
-    double *acc = calloc((size_t)d.oc, sizeof *acc);
-    if (!acc)
-        return kiln_error(KILN_ERR_OOM, "kiln_%s: out of host memory for %lld accumulators",
-                          kiln_op_name(op->type), (long long)d.oc);
-    int64_t rows = d.n * d.rows_per_image;
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t o = 0; o < d.oc; o++) acc[o] += dy[r * d.oc + o];
-    float *db = dbt->data;
-    for (int64_t o = 0; o < d.oc; o++) db[o] = (float)acc[o];
-    free(acc);
     return KILN_OK;
 }
 
-kiln_status kiln_cpu_conv2d(const kiln_op *op) {
-    switch (op->type) {
-    case KILN_OP_CONV2D: return conv_forward(op);
-    case KILN_OP_CONV2D_BACK_DATA: return conv_backward_data(op);
-    default: return conv_backward_filter(op);
+/* db (OC) = the sum of dy's rows, accumulated in double, row by row in order whatever the
+ * thread count: the threads split the channels (blocks of 16) */
+static kiln_status conv_bias_grad(kiln_backend *be, const kiln_op *op) {
+    const kiln_tensor *dyt = op->conv.dy;
+    kiln_tensor *dbt = op->conv.db;
+    int64_t oc = dbt->shape[0], rows = kiln_tensor_numel(dyt) / (oc ? oc : 1), blocks = (oc + 15) / 16;
+    double *acc;
+    KILN_TRY(kiln_cpu_scratch(be, KILN_CPU_SCRATCH_ACC, (size_t)(oc ? oc : 1) * sizeof *acc, (void **)&acc));
+    memset(acc, 0, (size_t)oc * sizeof *acc);
+    const float *dy = dyt->data;
+    float *db = dbt->data;
+#pragma omp parallel for schedule(static) if (blocks > 1 && rows * oc > (1 << 18))
+    for (int64_t bk = 0; bk < blocks; bk++) {
+        int64_t o0 = bk * 16, o1 = o0 + 16 < oc ? o0 + 16 : oc;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t o = o0; o < o1; o++) acc[o] += dy[r * oc + o];
+        for (int64_t o = o0; o < o1; o++) db[o] = (float)acc[o];
     }
+    return KILN_OK;
+}
+
+kiln_status kiln_cpu_conv2d(kiln_backend *be, const kiln_op *op) {
+    bool done = false;
+    KILN_TRY(kiln_cpu_dnnl_conv2d(be, op, &done));
+    if (!done) switch (op->type) {
+        case KILN_OP_CONV2D: KILN_TRY(conv_forward(be, op)); break;
+        case KILN_OP_CONV2D_BACK_DATA: KILN_TRY(conv_backward_data(be, op)); break;
+        default: KILN_TRY(conv_backward_filter(be, op)); break;
+        }
+    return op->type == KILN_OP_CONV2D_BACK_FILTER && op->conv.db ? conv_bias_grad(be, op) : KILN_OK;
 }

@@ -1,5 +1,6 @@
 /* cpu/elementwise.c: fill, copy, cast and the elementwise arithmetic on the CPU. */
 #include <math.h>
+#include <string.h>
 
 #include "cpu.h"
 #include "dtype_convert.h"
@@ -13,22 +14,47 @@ void kiln_cpu_fill(const kiln_op *op) {
     for (int64_t i = 0; i < n; i++) kiln_dtype_store(t->data, t->dtype, i, op->fill.value);
 }
 
-/* dst (contiguous) = src (any strides); walks src's 4-D index space in row-major order */
+/* n elements of size es, src `stride` elements apart, into contiguous dst: one load and store
+ * of the element's width each (a constant-size memcpy is a move) */
+static void copy_strided(char *dst, const char *src, int64_t n, int64_t stride, size_t es) {
+#define KILN_COPY_RUN(W)                                                                       \
+    for (int64_t i = 0; i < n; i++) memcpy(dst + i * (W), src + i * stride * (W), (W));        \
+    return;
+    switch (es) {
+    case 1: KILN_COPY_RUN(1)
+    case 2: KILN_COPY_RUN(2)
+    case 4: KILN_COPY_RUN(4)
+    case 8: KILN_COPY_RUN(8)
+    default:
+        for (int64_t i = 0; i < n; i++) memcpy(dst + (size_t)i * es, src + (size_t)(i * stride) * es, es);
+    }
+#undef KILN_COPY_RUN
+}
+
+/* dst (contiguous) = src (any strides), in src's row-major index order: the trailing dims that
+ * are contiguous in src form one run copied with memcpy (a strided last dim is a run of its
+ * own); the dims outside it are walked with an odometer */
 void kiln_cpu_copy(const kiln_op *op) {
     const kiln_tensor *s = op->copy.src;
     kiln_tensor *d = op->copy.dst;
     size_t es = kiln_dtype_size(s->dtype);
+    int outer = KILN_MAX_DIMS;
+    int64_t run = 1, run_stride = 1;
+    while (outer > 0 && (s->shape[outer - 1] == 1 || s->stride[outer - 1] == run)) run *= s->shape[--outer];
+    if (run == 1 && outer > 0) run = s->shape[--outer], run_stride = s->stride[outer];
+    int64_t total = kiln_tensor_numel(s), idx[KILN_MAX_DIMS] = {0}, off = 0;
     const char *sp = s->data;
     char *dp = d->data;
-    int64_t k = 0;
-    for (int64_t i0 = 0; i0 < s->shape[0]; i0++)
-        for (int64_t i1 = 0; i1 < s->shape[1]; i1++)
-            for (int64_t i2 = 0; i2 < s->shape[2]; i2++)
-                for (int64_t i3 = 0; i3 < s->shape[3]; i3++, k++) {
-                    int64_t off = i0 * s->stride[0] + i1 * s->stride[1] + i2 * s->stride[2] +
-                                  i3 * s->stride[3];
-                    for (size_t b = 0; b < es; b++) dp[(size_t)k * es + b] = sp[(size_t)off * es + b];
-                }
+    for (int64_t k = 0; k < total && run > 0; k += run) {
+        if (run_stride == 1) memcpy(dp + (size_t)k * es, sp + (size_t)off * es, (size_t)run * es);
+        else copy_strided(dp + (size_t)k * es, sp + (size_t)off * es, run, run_stride, es);
+        for (int i = outer - 1; i >= 0; i--) { /* the next index of the outer dims */
+            off += s->stride[i];
+            if (++idx[i] < s->shape[i]) break;
+            off -= s->stride[i] * s->shape[i];
+            idx[i] = 0;
+        }
+    }
 }
 
 void kiln_cpu_cast(const kiln_op *op) {

@@ -1,16 +1,19 @@
 /* cpu/memory.c: how much host memory the CPU backend can still allocate: the kernel's
  * estimate of memory available without swapping (MemAvailable in /proc/meminfo), and no more
  * than the address space RLIMIT_AS leaves to this process (the limit less its current size,
- * /proc/self/statm). SIZE_MAX when neither is known (not Linux, no limit). */
+ * /proc/self/statm). SIZE_MAX when neither is known (not Linux, no limit). And the scratch
+ * slots: grow-only buffers the ops reuse (cpu.h), so steady training steps allocate nothing. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include "cpu.h"
+#include "error.h"
 
 /* MemAvailable in bytes, or SIZE_MAX when /proc/meminfo does not say */
 static size_t mem_available(void) {
@@ -45,4 +48,37 @@ kiln_status kiln_cpu_memory_available(const kiln_backend *be, size_t *out) {
     size_t a = mem_available(), b = address_space_left();
     *out = a < b ? a : b;
     return KILN_OK;
+}
+
+kiln_status kiln_cpu_scratch(kiln_backend *be, int slot, size_t bytes, void **out) {
+    kiln_cpu_ctx *c = be->ctx;
+    if (bytes <= c->scratch_bytes[slot]) {
+        *out = c->scratch[slot];
+        return KILN_OK;
+    }
+    size_t total = (bytes + 63) / 64 * 64;
+    if (total < bytes) return kiln_error(KILN_ERR_OOM, "cpu: a scratch buffer of %zu bytes overflows", bytes);
+    free(c->scratch[slot]);
+    c->scratch_bytes[slot] = 0;
+    c->scratch[slot] = aligned_alloc(64, total);
+    if (!c->scratch[slot])
+        return kiln_error(KILN_ERR_OOM, "cpu: out of host memory for a %zu-byte scratch buffer", bytes);
+    c->scratch_bytes[slot] = total;
+    c->system_allocs++;
+    *out = c->scratch[slot];
+    return KILN_OK;
+}
+
+size_t kiln_cpu_scratch_held(const kiln_cpu_ctx *c) {
+    size_t n = 0;
+    for (int i = 0; i < KILN_CPU_SCRATCH_SLOTS; i++) n += c->scratch_bytes[i];
+    return n;
+}
+
+void kiln_cpu_scratch_free(kiln_cpu_ctx *c) {
+    for (int i = 0; i < KILN_CPU_SCRATCH_SLOTS; i++) {
+        free(c->scratch[i]);
+        c->scratch[i] = NULL;
+        c->scratch_bytes[i] = 0;
+    }
 }
