@@ -87,7 +87,7 @@ static kiln_status filled(kiln_backend *be, int nd, const int64_t *shape, kiln_t
 
 /* median ms of the three passes of shape s on backend be */
 static kiln_status conv_times(kiln_backend *be, const conv_shape *s, int reps, double ms[3], double min[3]) {
-    conv_call c = {.p = {s->stride, s->stride, 1, 1, s->pad, KILN_MATH_STRICT}};
+    conv_call c = {.p = {s->stride, s->stride, 1, 1, s->pad, KILN_MATH_STRICT, 1}};
     int64_t xs[4] = {s->n, s->h, s->w, s->c}, ws[4] = {s->k, s->k, s->c, s->oc}, ys[4];
     KILN_TRY(kiln_conv2d_output_shape(xs, ws, &c.p, ys));
     kiln_status st = filled(be, 4, xs, &c.x);

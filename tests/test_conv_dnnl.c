@@ -110,7 +110,7 @@ typedef struct conv_got {
 
 static conv_got run_on(kiln_backend *be, const shape_cfg *k, const kiln_tensor *x, const kiln_tensor *w,
                        const kiln_tensor *b, const kiln_tensor *dy) {
-    kiln_conv2d_params p = {k->sh, k->sw, k->dh, k->dw, k->pad, KILN_MATH_STRICT};
+    kiln_conv2d_params p = {k->sh, k->sw, k->dh, k->dw, k->pad, KILN_MATH_STRICT, 1};
     kiln_tensor *xb = kt_clone(be, x), *wb = kt_clone(be, w), *dyb = kt_clone(be, dy);
     kiln_tensor *bb = b ? kt_clone(be, b) : NULL;
     kiln_tensor *y = kt_new(be, KILN_F32, 4, dy->shape), *dx = kt_new(be, KILN_F32, 4, x->shape);
@@ -222,7 +222,7 @@ Test(conv_dnnl, repeated_steps_reuse_scratch) {
         kt_rng_seed(&r, 77);
         kt_fill_random(x, &r, -1, 1);
         kt_fill_random(w, &r, -1, 1);
-        kiln_conv2d_params p = {1, 1, 1, 1, KILN_PADDING_SAME, KILN_MATH_STRICT};
+        kiln_conv2d_params p = {1, 1, 1, 1, KILN_PADDING_SAME, KILN_MATH_STRICT, 1};
         uint64_t after_first = 0;
         for (int step = 0; step < 3; step++) {
             OK(kiln_conv2d(x, w, NULL, &p, y));
