@@ -259,7 +259,25 @@ static void make_data(float *x, int32_t *y) {
     kt_rng_seed(&r, 2024);
     for (int i = 0; i < STEPS * B * H * W * C; i++) x[i] = (float)kt_uniform(&r, 0, 1);
     for (int i = 0; i < STEPS * B; i++) y[i] = (int32_t)(kt_next(&r) % K);
+}
 
+/* batch s of the data, in double */
+static void batch_of(const float *x, const int32_t *y, int s, double *xd, int *yd) {
+    for (int i = 0; i < B * H * W * C; i++) xd[i] = x[(int64_t)s * B * H * W * C + i];
+    for (int i = 0; i < B; i++) yd[i] = y[s * B + i];
+}
+
+/* the oracle trains w in place over the STEPS batches; loss: each step's */
+static void oracle_run(weights *w, const float *x, const int32_t *y, double *loss) {
+    static double xd[B * H * W * C];
+    static acts a;
+    int yd[B];
+    weights g = weights_new();
+    for (int s = 0; s < STEPS; s++) {
+        batch_of(x, y, s, xd, yd);
+        loss[s] = oracle_step(w, &g, xd, yd, &a);
+    }
+    weights_free(&g);
 }
 
 static void on_step(void *ctx, int64_t step, int epoch, double loss, double accuracy) {
@@ -270,10 +288,9 @@ static void on_step(void *ctx, int64_t step, int epoch, double loss, double accu
 Test(precision_sgd, kiln_follows_float64_for_20_sgd_steps, .timeout = 120) {
     static float x[STEPS * B * H * W * C];
     static int32_t y[STEPS * B];
-    static acts a;
     make_data(x, y);
     kiln_model *m = small_model(11);
-    weights w = weights_from(m), g = weights_new();
+    weights w = weights_from(m);
     /* kiln: one epoch of STEPS batches in order */
     double got[STEPS];
     for (int s = 0; s < STEPS; s++) got[s] = NAN;
@@ -283,15 +300,12 @@ Test(precision_sgd, kiln_follows_float64_for_20_sgd_steps, .timeout = 120) {
     kiln_data d = {x, y, NULL, STEPS * B};
     OK(kiln_model_fit(m, &d, &fc, NULL));
     /* the oracle on the same batches */
-    static double xd[B * H * W * C];
-    int yd[B];
-    double worst = 0;
+    double want[STEPS], worst = 0;
+    oracle_run(&w, x, y, want);
     for (int s = 0; s < STEPS; s++) {
-        for (int i = 0; i < B * H * W * C; i++) xd[i] = x[s * B * H * W * C + i];
-        for (int i = 0; i < B; i++) yd[i] = y[s * B + i];
-        double want = oracle_step(&w, &g, xd, yd, &a), err = fabs(got[s] - want);
+        double err = fabs(got[s] - want[s]);
         cr_expect(err <= 1e-5, "step %d: kiln's loss %.9g, float64 %.9g: off by %.3g (bound 1e-5)", s + 1, got[s],
-                  want, err);
+                  want[s], err);
         worst = fmax(worst, err);
     }
     cr_log_info("precision_sgd: the worst step's loss is %.3g off float64 over %d steps", worst, STEPS);
@@ -309,25 +323,7 @@ Test(precision_sgd, kiln_follows_float64_for_20_sgd_steps, .timeout = 120) {
         free(v);
     }
     weights_free(&w);
-    weights_free(&g);
     kiln_model_free(m);
-}
-
-/* the oracle from w perturbed by rel (alternating signs) over the STEPS batches: the losses */
-static void oracle_run(const weights *w0, double rel, const float *x, const int32_t *y, double *loss) {
-    static double xd[B * H * W * C];
-    static acts a;
-    int yd[B];
-    weights w = weights_new(), g = weights_new();
-    for (int i = 0; i < NW; i++)
-        for (int64_t k = 0; k < WSIZE[i]; k++) w.w[i][k] = w0->w[i][k] * (1 + ((k & 1) ? rel : -rel));
-    for (int s = 0; s < STEPS; s++) {
-        for (int i = 0; i < B * H * W * C; i++) xd[i] = x[s * B * H * W * C + i];
-        for (int i = 0; i < B; i++) yd[i] = y[s * B + i];
-        loss[s] = oracle_step(&w, &g, xd, yd, &a);
-    }
-    weights_free(&w);
-    weights_free(&g);
 }
 
 /* The problem is conditioned so that 1e-5 tells rounding from a fault: the float64 run from the
@@ -339,15 +335,18 @@ Test(precision_sgd, problem_is_well_conditioned, .timeout = 60) {
     static int32_t y[STEPS * B];
     make_data(x, y);
     kiln_model *m = small_model(11);
-    weights w = weights_from(m);
+    weights w0 = weights_from(m), w1 = weights_from(m);
     kiln_model_free(m);
+    for (int i = 0; i < NW; i++) /* one f32 rounding each, alternating signs */
+        for (int64_t k = 0; k < WSIZE[i]; k++) w1.w[i][k] *= 1 + ((k & 1) ? 0x1p-24 : -0x1p-24);
     double l0[STEPS], l1[STEPS], worst = 0;
-    oracle_run(&w, 0, x, y, l0);
-    oracle_run(&w, 0x1p-24, x, y, l1);
+    oracle_run(&w0, x, y, l0);
+    oracle_run(&w1, x, y, l1);
     for (int s = 0; s < STEPS; s++) worst = fmax(worst, fabs(l0[s] - l1[s]));
     cr_log_info("precision_sgd: a 2^-24 perturbation of the weights moves the losses by %.3g at most", worst);
     cr_expect(worst <= 1e-6, "a 2^-24 perturbation of the initial weights moves a loss by %.3g (> 1e-6)", worst);
-    weights_free(&w);
+    weights_free(&w0);
+    weights_free(&w1);
 }
 
 /* the oracle itself: its gradient against central differences of its loss, in double, on
@@ -361,8 +360,7 @@ Test(precision_sgd, oracle_gradient_matches_finite_differences, .timeout = 120) 
     static double xd[B * H * W * C];
     int yd[B];
     make_data(x, y);
-    for (int i = 0; i < B * H * W * C; i++) xd[i] = x[i];
-    for (int i = 0; i < B; i++) yd[i] = y[i];
+    batch_of(x, y, 0, xd, yd);
     kiln_model *m = small_model(11);
     weights w = weights_from(m), g = weights_new();
     kiln_model_free(m);
