@@ -75,6 +75,18 @@ def table(rows):
     return out
 
 
+def layer_lists(rows):
+    """each model and input's per-layer weight counts, once, with which tools gave that list"""
+    seen, out = {}, ["Weights per layer (BN with its moving statistics), in kiln's layer order:", ""]
+    for r in rows:
+        if r.get("bench") == "train" and r.get("layer_params"):
+            key = (r["model"], r.get("input", "32x32x3"), tuple(r["layer_params"]))
+            seen.setdefault(key, set()).add(dict(NAMES).get(r["impl"], r["impl"]))
+    for (model, inp, lp), who in seen.items():
+        out.append(f"- {model} {inp} ({', '.join(sorted(who))}): {sum(lp)} = {' + '.join(map(str, lp))}")
+    return out + [""]
+
+
 def header(metas, notes):
     out, seen = [], set()
     for m in metas:
@@ -99,7 +111,7 @@ def main():
     if not rows:
         sys.exit(f"cpu_train_table: no result rows in {args.jsonl}")
     lines = ["# CPU training: kiln vs PyTorch vs Keras (second epoch, ms per step)", ""]
-    lines += header(metas, args.note) + [""] + table(rows) + [""]
+    lines += header(metas, args.note) + [""] + table(rows) + [""] + layer_lists(rows)
     text = "\n".join(lines)
     if args.out:
         with open(args.out, "w") as f:

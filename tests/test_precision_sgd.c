@@ -285,7 +285,7 @@ static void on_step(void *ctx, int64_t step, int epoch, double loss, double accu
     if (step >= 1 && step <= STEPS) ((double *)ctx)[step - 1] = loss;
 }
 
-Test(precision_sgd, kiln_follows_float64_for_20_sgd_steps, .timeout = 120) {
+Test(precision_sgd, kiln_follows_float64_for_20_sgd_steps) {
     static float x[STEPS * B * H * W * C];
     static int32_t y[STEPS * B];
     make_data(x, y);
@@ -330,7 +330,7 @@ Test(precision_sgd, kiln_follows_float64_for_20_sgd_steps, .timeout = 120) {
  * initial weights perturbed by 2^-24 relative (one f32 rounding each) stays within 1e-6 of the
  * unperturbed run for the 20 steps (at batch 16 or a learning rate of 0.05 it does not: a BN over
  * few rows amplifies, and a rounding difference grows past 1e-5 by step 15) */
-Test(precision_sgd, problem_is_well_conditioned, .timeout = 60) {
+Test(precision_sgd, problem_is_well_conditioned) {
     static float x[STEPS * B * H * W * C];
     static int32_t y[STEPS * B];
     make_data(x, y);
@@ -353,7 +353,7 @@ Test(precision_sgd, problem_is_well_conditioned, .timeout = 60) {
  * kiln's initial weights (gamma and beta moved off 1 and 0) and the first batch: every weight of
  * the small tensors, every 2nd of the conv and last Dense kernels, every 16th of the 3,072 of
  * the middle Dense kernel (each check is two forward passes) */
-Test(precision_sgd, oracle_gradient_matches_finite_differences, .timeout = 120) {
+Test(precision_sgd, oracle_gradient_matches_finite_differences) {
     static float x[STEPS * B * H * W * C];
     static int32_t y[STEPS * B];
     static acts a;
