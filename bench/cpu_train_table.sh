@@ -34,7 +34,8 @@ out=$stem.jsonl
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
 : >"$out"
-threads_flag=$("$bench" train --help 2>&1 | grep -q -- --threads && echo yes || echo no)
+train_help=$("$bench" train --help 2>&1 || true)
+case $train_help in *--threads*) threads_flag=yes ;; *) threads_flag=no ;; esac
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
