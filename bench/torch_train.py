@@ -18,6 +18,12 @@ median epoch gives steps/s. Without CUDA it runs on the CPU with a host clock.
 
   usage: torch_train.py [--device cuda|cpu] [--model seed-cnn|resnet20|all] [--batch N]
                         [--steps N] [--reps N] [--channels-last] [--tf32] [--json OUT]
+                        [--input HxWxC] [--threads N]
+
+--input 28x28x1 gives MNIST-shaped data (default 32x32x3); --threads N calls
+torch.set_num_threads(N) (set OMP_NUM_THREADS=N too, before Python starts: bench/cpu_train_table.sh
+does). Each result line has "layer_params": every layer's weight count (BN with its running
+statistics, as Keras counts them), for the layer-by-layer check against kiln and Keras.
 """
 import argparse
 import json
@@ -35,10 +41,11 @@ def bn(c, dims=2):
     return (nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d)(c, eps=1e-3, momentum=0.01)
 
 
-def seed_cnn(classes=10):
+def seed_cnn(classes=10, shape=(32, 32, 3)):
+    h, w, c = shape
     return nn.Sequential(
-        nn.Conv2d(3, 32, 3), nn.ReLU(), bn(32), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(15 * 15 * 32, 64), nn.ReLU(), bn(64, dims=1), nn.Linear(64, classes))
+        nn.Conv2d(c, 32, 3), nn.ReLU(), bn(32), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear((h - 2) // 2 * ((w - 2) // 2) * 32, 64), nn.ReLU(), bn(64, dims=1), nn.Linear(64, classes))
 
 
 class Block(nn.Module):
@@ -53,8 +60,8 @@ class Block(nn.Module):
         return torch.relu(y + (self.proj(x) if self.proj is not None else x))
 
 
-def resnet20(classes=10):
-    layers, cin = [nn.Conv2d(3, 16, 3, 1, 1), bn(16), nn.ReLU()], 16
+def resnet20(classes=10, shape=(32, 32, 3)):
+    layers, cin = [nn.Conv2d(shape[2], 16, 3, 1, 1), bn(16), nn.ReLU()], 16
     for stage in range(3):
         for block in range(3):
             cout = 16 << stage
@@ -70,16 +77,37 @@ def keras_param_count(model):
         b.numel() for name, b in model.named_buffers() if name.endswith(("running_mean", "running_var")))
 
 
+def layer_params(model):
+    """each leaf module's weight count (in registration order, which is kiln's layer order)"""
+    out = []
+    for m in model.modules():
+        if next(m.children(), None) is None:
+            k = sum(p.numel() for p in m.parameters(recurse=False)) + sum(
+                b.numel() for name, b in m.named_buffers(recurse=False) if name in ("running_mean", "running_var"))
+            if k:
+                out.append(k)
+    return out
+
+
+def parse_input(v):
+    try:
+        h, w, c = (int(t) for t in v.split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--input is HxWxC (e.g. 28x28x1), not '{v}'")
+    return h, w, c
+
+
 def run(name, batch, args, dev):
     torch.manual_seed(42)
-    model = (seed_cnn if name == "seed-cnn" else resnet20)().to(dev)
+    model = (seed_cnn if name == "seed-cnn" else resnet20)(shape=args.input).to(dev)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
     loss_fn = nn.CrossEntropyLoss()
     n = batch * args.steps
     g = torch.Generator().manual_seed(7)
-    x = torch.rand(n, 3, 32, 32, generator=g)
+    h, w, c = args.input
+    x = torch.rand(n, c, h, w, generator=g)
     y = torch.randint(0, 10, (n,), generator=g)
     if dev.type == "cuda":
         x, y = x.pin_memory(), y.pin_memory()
@@ -116,7 +144,8 @@ def run(name, batch, args, dev):
     med = timed[k // 2] if k % 2 else 0.5 * (timed[k // 2 - 1] + timed[k // 2])
     rec = dict(bench="train", impl="torch", device=dev.type, model=name, batch=batch, steps=args.steps,
                reps=args.reps, median_s=med, min_s=timed[0], steps_per_s=args.steps / med, images_per_s=n / med,
-               params=keras_param_count(model), warmup_s=secs[0], loss_first=losses[0], loss_last=losses[-1],
+               params=keras_param_count(model), layer_params=layer_params(model),
+               input="x".join(map(str, args.input)), threads=torch.get_num_threads(), warmup_s=secs[0], loss_first=losses[0], loss_last=losses[-1],
                channels_last=args.channels_last, tf32=args.tf32)
     print(f"torch_train: {name} batch {batch} on {dev.type}: {rec['steps_per_s']:.2f} steps/s "
           f"({rec['images_per_s']:.0f} images/s), median of {args.reps} epochs of {args.steps} steps; "
@@ -135,8 +164,12 @@ def main():
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--tf32", action="store_true", help="allow TF32 (kiln computes strict fp32)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--input", type=parse_input, default=(32, 32, 3), help="HxWxC (default 32x32x3)")
+    ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (default: torch's own)")
     args = ap.parse_args()
     dev = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if dev.type == "cuda" and not torch.cuda.is_available():
         sys.exit("no CUDA device: torch.cuda.is_available() is False")
     args.steps = args.steps or (50 if dev.type == "cuda" else 5)
