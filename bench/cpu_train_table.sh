@@ -34,7 +34,7 @@ out=$stem.jsonl
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
 : >"$out"
-train_help=$("$bench" train --help 2>&1 || true)
+train_help=$("$bench" train --help 2>&1; "$bench" --help 2>&1 || true) # --threads is a global option
 case $train_help in *--threads*) threads_flag=yes ;; *) threads_flag=no ;; esac
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
