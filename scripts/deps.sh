@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # scripts/deps.sh: installs the Debian packages kiln builds with, when they are missing
-# (apt-get, as root). Sourced by scripts/train.sh and scripts/test.sh.
+# (apt-get, as root). Sourced by scripts/train.sh and scripts/test.sh. openmpi-bin and
+# libopenmpi-dev: data-parallel training (KILN_MPI, docs/distributed.md), optional at build time.
 kiln_install_deps() {
-  local need="cmake ninja-build pkg-config gcc g++ binutils python3 libopenblas-dev libcjson-dev zlib1g-dev libcriterion-dev $*"
+  local need="cmake ninja-build pkg-config gcc g++ binutils python3 libopenblas-dev libcjson-dev zlib1g-dev libcriterion-dev openmpi-bin libopenmpi-dev $*"
   local missing="" p
   for p in $need; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
   [ -z "$missing" ] && return 0
