@@ -67,6 +67,7 @@ static const arg_spec specs[] = {
     {"--reduce-lr-on-plateau", ARG_STR, OFF(reduce_lr), T, 0, 0, false},
     {"--label-smoothing", ARG_F64, OFF(label_smoothing), T | E, 0, 1, false},
     {"--from-logits", ARG_FLAG, OFF(from_logits), T | E, 0, 0, false},
+    {"--sync-bn", ARG_FLAG, OFF(sync_bn), T, 0, 0, false}, /* docs/distributed.md */
 };
 #define N_SPECS (sizeof specs / sizeof specs[0])
 
