@@ -144,6 +144,24 @@ static kiln_status view_like(bn_sync *s, const kiln_tensor *x, kiln_tensor **v) 
     return kiln_tensor_view(s->tmp, 0, x->ndim, x->shape, v);
 }
 
+/* coef_g, coef_b: gamma and beta + gamma invstd (mean_f32 - mean), so that the inference
+ * forward, which takes the f32 mean, normalizes with the double mean as a one-process forward
+ * does (the difference matters where a channel's mean is large against its spread) */
+static kiln_status fold_mean(kiln_node *n, bn_sync *s, const kiln_tensor *gamma, const kiln_tensor *beta) {
+    int64_t c = s->c;
+    bool scale = gamma && n->cfg.bn.scale, center = beta && n->cfg.bn.center;
+    float *g = s->f + 2 * c, *shift = s->f + 3 * c;
+    if (scale) KILN_TRY(kiln_tensor_get(gamma, g, sizeof(float) * (size_t)c));
+    if (center) KILN_TRY(kiln_tensor_get(beta, shift, sizeof(float) * (size_t)c));
+    for (int64_t k = 0; k < c; k++) {
+        double gk = scale ? (double)g[k] : 1.0, bk = center ? (double)shift[k] : 0.0;
+        g[k] = (float)gk;
+        shift[k] = (float)(bk + gk * s->invstd[k] * ((double)s->f[k] - s->mean_d[k]));
+    }
+    KILN_TRY(kiln_tensor_set(s->coef_g, g, sizeof(float) * (size_t)c));
+    return kiln_tensor_set(s->coef_b, shift, sizeof(float) * (size_t)c);
+}
+
 kiln_status kiln_bn_sync_forward(kiln_node *n, const kiln_tensor *x, kiln_tensor *z, kiln_tensor *gamma,
                                  kiln_tensor *beta, kiln_tensor *moving_mean, kiln_tensor *moving_var) {
     bn_sync *s = NULL;
@@ -158,23 +176,12 @@ kiln_status kiln_bn_sync_forward(kiln_node *n, const kiln_tensor *x, kiln_tensor
     KILN_TRY(kiln_tensor_set(s->mean, s->f, sizeof(float) * (size_t)c));
     KILN_TRY(kiln_tensor_set(s->var, s->f + c, sizeof(float) * (size_t)c));
     KILN_TRY(kiln_copy(s->mean, n->aux[0]));
-    float *inv = s->f + 2 * c, *shift = s->f + 3 * c;
+    float *inv = s->f + 2 * c;
     for (int64_t k = 0; k < c; k++) inv[k] = (float)s->invstd[k];
     KILN_TRY(kiln_tensor_set(n->aux[1], inv, sizeof(float) * (size_t)c));
-    /* normalize with the double mean, as a one-process forward does: the inference forward
-     * takes the f32 mean, and beta + gamma invstd (mean_f32 - mean) makes up the difference */
+    KILN_TRY(fold_mean(n, s, gamma, beta));
     kiln_bn_params aff = n->cfg.bn;
     aff.scale = aff.center = true;
-    float *g = s->f + 2 * c;
-    if (gamma && n->cfg.bn.scale) KILN_TRY(kiln_tensor_get(gamma, g, sizeof(float) * (size_t)c));
-    if (beta && n->cfg.bn.center) KILN_TRY(kiln_tensor_get(beta, shift, sizeof(float) * (size_t)c));
-    for (int64_t k = 0; k < c; k++) {
-        double gk = gamma && n->cfg.bn.scale ? (double)g[k] : 1.0, bk = beta && n->cfg.bn.center ? (double)shift[k] : 0.0;
-        g[k] = (float)gk;
-        shift[k] = (float)(bk + gk * s->invstd[k] * ((double)s->f[k] - s->mean_d[k]));
-    }
-    KILN_TRY(kiln_tensor_set(s->coef_g, g, sizeof(float) * (size_t)c));
-    KILN_TRY(kiln_tensor_set(s->coef_b, shift, sizeof(float) * (size_t)c));
     KILN_TRY(kiln_batchnorm_forward_infer(x, s->coef_g, s->coef_b, s->mean, s->var, &aff, z));
     return moving_mean ? update_moving(n, s, moving_mean, moving_var) : KILN_OK;
 }
