@@ -69,6 +69,10 @@ typedef struct kiln_bn_params {
     kiln_bn_impl impl;
     /* constant initializers for kiln_batchnorm_init */
     float gamma_init, beta_init, moving_mean_init, moving_var_init;
+    /* a BatchNormalization layer of a model trained data-parallel (kiln/dist.h): the batch
+     * statistics and the backward's sums over the global batch of every rank (Keras'
+     * synchronized=True); the ops themselves ignore it */
+    bool synchronized;
 } kiln_bn_params;
 
 /* Keras' BatchNormalization defaults: momentum 0.99, epsilon 1e-3, biased moving variance,

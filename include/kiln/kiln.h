@@ -14,6 +14,7 @@
 #include "kiln/model.h"
 #include "kiln/fit.h"
 #include "kiln/callbacks.h"
+#include "kiln/dist.h"
 
 #define KILN_VERSION_MAJOR 0
 #define KILN_VERSION_MINOR 1

@@ -68,6 +68,7 @@ static const arg_spec specs[] = {
     {"--label-smoothing", ARG_F64, OFF(label_smoothing), T | E, 0, 1, false},
     {"--from-logits", ARG_FLAG, OFF(from_logits), T | E, 0, 0, false},
     {"--threads", ARG_INT, OFF(threads), T | E | P, 1, 4096, false},
+    {"--sync-bn", ARG_FLAG, OFF(sync_bn), T, 0, 0, false}, /* docs/distributed.md */
 };
 #define N_SPECS (sizeof specs / sizeof specs[0])
 

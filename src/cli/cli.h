@@ -49,6 +49,7 @@ typedef struct kiln_cli_options {
     const char *lr_schedule, *early_stopping, *reduce_lr;
     kiln_optimizer_config schedule;  /* --lr-schedule parsed (schedule KILN_LR_CONSTANT: none) */
     kiln_cli_watch early, plateau;   /* --early-stopping, --reduce-lr-on-plateau parsed */
+    bool sync_bn;                    /* --sync-bn: every BatchNormalization synchronized (mpirun) */
 } kiln_cli_options;
 
 /* The usage text (docs/cli.md holds the same block). */

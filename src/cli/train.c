@@ -26,6 +26,7 @@ typedef struct train_run {
     kiln_cli_step_log *steps;
     int initial_epoch;
     char paths[5][4096]; /* history.csv, checkpoint.safetensors, model.safetensors, history.svg, model.keras */
+    kiln_comm *comm;     /* under mpirun: the MPI ranks (docs/distributed.md); else one rank */
 } train_run;
 
 enum { HISTORY, CHECKPOINT, MODEL, CHART, KERAS };
@@ -121,12 +122,37 @@ static kiln_status fit(train_run *r, const kiln_cli_options *o) {
     return s;
 }
 
-kiln_status kiln_cli_train(const kiln_cli_options *o) {
+/* data-parallel: every rank trains; rank 0 alone prints and writes (the others run as if
+ * without --out, --log-steps and with --verbose 0) */
+static kiln_status dist_setup(train_run *r, const kiln_cli_options *o) {
+    KILN_TRY(kiln_model_set_comm(r->m, r->comm));
+    return o->sync_bn ? kiln_model_sync_batchnorm(r->m, true) : KILN_OK;
+}
+
+static kiln_status train(train_run *r, const kiln_cli_options *o);
+
+kiln_status kiln_cli_train(const kiln_cli_options *opts) {
     train_run r;
     memset(&r, 0, sizeof r);
+    kiln_status s = kiln_dist_init(&r.comm);
+    if (s != KILN_OK) return s;
+    kiln_cli_options o = *opts;
+    if (kiln_comm_rank(r.comm) != 0) {
+        o.out = o.log_steps = NULL;
+        o.verbose = 0;
+    }
+    s = train(&r, &o);
+    if (s != KILN_OK && kiln_comm_size(r.comm) > 1) kiln_comm_abort(r.comm, kiln_last_error()); /* ends every rank */
+    kiln_comm_free(r.comm);
+    return s;
+}
+
+static kiln_status train(train_run *rp, const kiln_cli_options *o) {
+    train_run r = *rp;
     kiln_status s = kiln_backend_init(o->device, &r.be);
     if (s == KILN_OK) s = kiln_cli_data_train(o, &r.train, &r.val);
     if (s == KILN_OK) s = model_setup(&r, o);
+    if (s == KILN_OK) s = dist_setup(&r, o);
     if (s == KILN_OK) s = outputs_setup(&r, o);
     if (s == KILN_OK && o->verbose && r.initial_epoch < o->epochs)
         printf("kiln: training '%s' on %s: %lld examples, %lld for validation, epochs %d to %d\n", kiln_model_name(r.m),
@@ -135,6 +161,9 @@ kiln_status kiln_cli_train(const kiln_cli_options *o) {
     if (s == KILN_OK && r.initial_epoch >= o->epochs && o->verbose)
         printf("kiln: the checkpoint has %d epochs already, --epochs is %d: nothing to train\n", r.initial_epoch, o->epochs);
     if (s == KILN_OK) s = fit(&r, o);
+    if (s == KILN_OK && o->verbose && kiln_comm_size(r.comm) > 1) /* docs/distributed.md */
+        printf("kiln: data-parallel over %d ranks (%s): %.3f s of rank 0 in collectives\n", kiln_comm_size(r.comm),
+               kiln_comm_engine(r.comm), kiln_comm_seconds(r.comm));
     if (s == KILN_OK && r.steps) {
         s = kiln_cli_step_log_close(r.steps);
         r.steps = NULL;

@@ -13,6 +13,7 @@ const char kiln_cli_usage[] =
     "                [--momentum X] [--nesterov] [--lr-schedule S] [--clipnorm X]\n"
     "                [--early-stopping K=V,...] [--reduce-lr-on-plateau K=V,...]\n"
     "                [--label-smoothing X] [--from-logits]   (Keras' fit options)\n"
+    "                [--sync-bn]   (under mpirun -np N: synchronized BatchNormalization)\n"
     "  kiln evaluate --weights W | --model M [--weights W] [--data D] [--device ...] [--batch-size N]\n"
     "                [--standardize] [--from-logits] [--label-smoothing X]   (loss and accuracy, inference mode)\n"
     "  kiln predict  --weights W | --model M [--weights W] [--data D] [--out FILE.csv] [--device ...]\n"

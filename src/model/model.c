@@ -31,6 +31,9 @@ static void free_node_tensors(kiln_node *n) {
         kiln_tensor_free(n->aux[a]);
         n->aux[a] = NULL;
     }
+    if (n->ext_free) n->ext_free(n->ext);
+    n->ext = NULL;
+    n->ext_free = NULL;
     kiln_tensor_free(n->y_buf);
     kiln_tensor_free(n->z_buf);
     kiln_tensor_free(n->dy_buf);

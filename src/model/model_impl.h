@@ -9,6 +9,7 @@
 #ifndef KILN_MODEL_IMPL_H
 #define KILN_MODEL_IMPL_H
 
+#include "kiln/dist.h"
 #include "kiln/model.h"
 #include "name_index.h"
 #include "rng.h"
@@ -71,6 +72,11 @@ struct kiln_node {
     bool upstream_trains; /* it, or something feeding it, has trainable weights */
     /* during a backward pass: dy holds a gradient already (later ones are added) */
     bool dy_written;
+    /* data-parallel training (kiln_model_set_comm): the communicator, and a layer's own state
+     * for it (synchronized BatchNormalization), freed with ext_free */
+    kiln_comm *comm;
+    void *ext;
+    void (*ext_free)(void *ext);
 };
 
 struct kiln_model {
@@ -103,6 +109,7 @@ struct kiln_model {
      * gathered by kiln_model_sync_slots for one fused update call per step */
     int n_group;
     kiln_tensor **group_w, **group_g, **group_slot[3];
+    kiln_comm *comm; /* kiln_model_set_comm: NULL or one rank: a plain process */
 };
 
 /* node.c */

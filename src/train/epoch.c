@@ -12,6 +12,7 @@
 
 #include "backend_impl.h"
 #include "check.h"
+#include "dist_fit.h"
 #include "epoch.h"
 #include "error.h"
 #include "evaluate.h"
@@ -104,7 +105,10 @@ kiln_status kiln_fit_begin(kiln_fit_run *r, kiln_model *m, const kiln_data *trai
     r->c = c;
     r->log_every = c->log_every > 0 ? c->log_every : kiln_backend_log_interval(m->be);
     r->labels = kiln_fit_has_accuracy(m);
-    r->prog = (kiln_progress){c->progress ? c->progress : stdout, c->verbose, false, 0, 0, 0};
+    /* data-parallel (kiln_model_set_comm): rank 0 alone prints */
+    r->prog = (kiln_progress){c->progress ? c->progress : stdout, kiln_comm_rank(m->comm) ? 0 : c->verbose, false, 0, 0, 0};
+    KILN_TRY(kiln_fit_dist_check(m, c->batch_size));
+    KILN_TRY(kiln_fit_dist_begin(m));
     r->idx = malloc(sizeof(int64_t) * (size_t)train->n);
     if (!r->idx) return kiln_error(KILN_ERR_OOM, "kiln_model_fit: out of host memory");
     if (c->batches && (!r->labels || !c->batches->start || !c->batches->next))
@@ -123,7 +127,7 @@ static void order(kiln_fit_run *r, int epoch) {
 }
 
 /* forward, loss, the step's loss sum and correct count into slot s, backward, update */
-static kiln_status train_step(kiln_fit_run *r, kiln_plan *p, int64_t s, uint64_t seed) {
+static kiln_status train_step(kiln_fit_run *r, kiln_plan *p, int64_t s, uint64_t seed, int b_global) {
     kiln_model *m = r->m;
     KILN_TRY(kiln_model_forward(m, p, true, true, seed));
     KILN_TRY(kiln_model_loss(m, p, true));
@@ -138,6 +142,8 @@ static kiln_status train_step(kiln_fit_run *r, kiln_plan *p, int64_t s, uint64_t
     const kiln_tensor *reg;
     KILN_TRY(kiln_model_regularize(m, true, &reg));
     if (reg) KILN_TRY(kiln_axpy((float)p->batch, reg, r->e.loss_at[s]));
+    /* data-parallel: the global batch's gradient and metrics on every rank (dist_fit.c) */
+    KILN_TRY(kiln_fit_dist_reduce(m, p->batch, b_global, r->e.loss_at[s], r->e.correct_at[s]));
     return kiln_model_apply_gradients(m);
 }
 
@@ -150,10 +156,12 @@ static kiln_status step(kiln_fit_run *r, int epoch, int64_t s) {
     int b = (int)((s + 1) * batch <= n ? batch : n - s * batch);
     uint64_t seed = c->seed * 0x2545f4914f6cdd1dull + (uint64_t)m->iterations + 1;
     kiln_plan *p;
-    KILN_TRY(kiln_model_plan(m, b, &p));
-    KILN_TRY(c->batches ? kiln_fit_upload_source(m, p, c->batches, b)
-                        : kiln_fit_upload_alternate(m, p, r->train, r->idx, s * batch, b, r->st, (int)(s & 1)));
-    KILN_TRY(train_step(r, p, s, seed));
+    int first, count; /* this rank's rows of the batch (all of them in a plain process) */
+    KILN_TRY(kiln_fit_dist_share(m, b, &first, &count));
+    KILN_TRY(kiln_model_plan(m, count, &p));
+    KILN_TRY(c->batches ? kiln_fit_upload_source(m, p, c->batches, b, first, count)
+                        : kiln_fit_upload_alternate(m, p, r->train, r->idx, s * batch + first, count, r->st, (int)(s & 1)));
+    KILN_TRY(train_step(r, p, s, seed, b));
     kiln_fit_steps *e = &r->e;
     if (s + 1 == e->steps || (s + 1) % r->log_every == 0) {
         KILN_TRY(fetch(r, s + 1, epoch));

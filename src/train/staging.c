@@ -69,7 +69,7 @@ kiln_status kiln_fit_upload_alternate(kiln_model *m, kiln_plan *p, const kiln_da
     return kiln_backend_mark(m->be, which);
 }
 
-kiln_status kiln_fit_upload_source(kiln_model *m, kiln_plan *p, kiln_batch_source *src, int b) {
+kiln_status kiln_fit_upload_source(kiln_model *m, kiln_plan *p, kiln_batch_source *src, int b, int first, int count) {
     KILN_TRY(kiln_backend_wait_mark(m->be, MARK_SOURCE));
     kiln_batch bt;
     KILN_TRY(src->next(src->ctx, &bt));
@@ -81,7 +81,7 @@ kiln_status kiln_fit_upload_source(kiln_model *m, kiln_plan *p, kiln_batch_sourc
         if (bt.labels[r] < 0 || bt.labels[r] >= k)
             return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_fit: the batch source gave label %d, outside the model's %lld classes",
                               bt.labels[r], (long long)k);
-    KILN_TRY(kiln_tensor_set_async(p->v[0].y, bt.images, sizeof(float) * (size_t)(ex * b)));
-    KILN_TRY(kiln_tensor_set_async(p->labels, bt.labels, sizeof(int32_t) * (size_t)b));
+    KILN_TRY(kiln_tensor_set_async(p->v[0].y, bt.images + (size_t)first * (size_t)ex, sizeof(float) * (size_t)(ex * count)));
+    KILN_TRY(kiln_tensor_set_async(p->labels, bt.labels + first, sizeof(int32_t) * (size_t)count));
     return kiln_backend_mark(m->be, MARK_SOURCE);
 }

@@ -25,7 +25,8 @@ kiln_status kiln_fit_upload(kiln_model *m, kiln_plan *p, const kiln_data *d, con
  * upload, so the host fills one while the device reads the other */
 kiln_status kiln_fit_upload_alternate(kiln_model *m, kiln_plan *p, const kiln_data *d, const int64_t *idx,
                                       int64_t first, int b, kiln_fit_staging st[2], int which);
-/* the next batch of src (b rows, labels checked), uploaded straight from its buffers */
-kiln_status kiln_fit_upload_source(kiln_model *m, kiln_plan *p, kiln_batch_source *src, int b);
+/* the next batch of src (b rows, labels checked), its rows [first, first + count) uploaded
+ * straight from its buffers (a data-parallel rank's share; 0 and b otherwise) */
+kiln_status kiln_fit_upload_source(kiln_model *m, kiln_plan *p, kiln_batch_source *src, int b, int first, int count);
 
 #endif

@@ -3,6 +3,7 @@
  * Keras' or PyTorch's moving-statistics convention (docs/batchnorm.md). A BatchNormalization
  * that is not trainable runs in inference mode, in fit too (Keras' rule since TF 2.0):
  * kiln_bn_params.trainable follows the layer's flag. */
+#include "batchnorm_sync.h"
 #include "layer.h"
 #include "layer_json.h"
 
@@ -51,6 +52,8 @@ static kiln_status infer(kiln_node *n, const kiln_node *const *in) {
 
 static kiln_status forward(kiln_node *n, const kiln_tensor *const *x, kiln_tensor *z, bool training, uint64_t seed) {
     n->cfg.bn.trainable = n->cfg.trainable;
+    if (kiln_bn_sync_active(n, training))
+        return kiln_bn_sync_forward(n, x[0], z, weight(n, 0), weight(n, 1), weight(n, 2), weight(n, 3));
     if (!training)
         return kiln_batchnorm_forward_infer(x[0], weight(n, 0), weight(n, 1), weight(n, 2), weight(n, 3), &n->cfg.bn, z);
     return kiln_batchnorm_forward_train(x[0], weight(n, 0), weight(n, 1), weight(n, 2), weight(n, 3), &n->cfg.bn, z,
@@ -61,6 +64,8 @@ static kiln_status backward(kiln_node *n, const kiln_tensor *const *x, const kil
                             kiln_tensor *const *dx, uint64_t seed) {
     bool g = n->grads_needed;
     n->cfg.bn.trainable = n->cfg.trainable;
+    if (kiln_bn_sync_active(n, true))
+        return kiln_bn_sync_backward(n, x[0], dz, dx[0], weight(n, 0), g ? grad(n, 0) : NULL, g ? grad(n, 1) : NULL);
     return kiln_batchnorm_backward(x[0], dz, weight(n, 0), n->aux[0], n->aux[1], &n->cfg.bn, dx[0],
                                    g ? grad(n, 0) : NULL, g ? grad(n, 1) : NULL);
 }
@@ -85,6 +90,7 @@ static kiln_status read_json(const kiln_json_layer *j, kiln_layer_config *c, int
     KILN_TRY(kiln_json_float(j, "epsilon", c->bn.epsilon, 0.0, 1e10, &c->bn.epsilon));
     KILN_TRY(kiln_json_bool(j, "center", true, &c->bn.center));
     KILN_TRY(kiln_json_bool(j, "scale", true, &c->bn.scale));
+    KILN_TRY(kiln_json_bool(j, "synchronized", false, &c->bn.synchronized));
     return kiln_json_refuse(j, no, 7);
 }
 
@@ -94,6 +100,7 @@ static void write_json(const kiln_layer_config *c, cJSON *o) {
     cJSON_AddNumberToObject(o, "epsilon", c->bn.epsilon);
     cJSON_AddBoolToObject(o, "center", c->bn.center);
     cJSON_AddBoolToObject(o, "scale", c->bn.scale);
+    if (c->bn.synchronized) cJSON_AddBoolToObject(o, "synchronized", true); /* Keras' key, written when on */
     if (c->bn.convention == KILN_BN_TORCH) /* kiln's own key: Keras ignores it */
         cJSON_AddStringToObject(o, "kiln_convention", c->bn.cumulative ? "torch_cumulative" : "torch");
 }

@@ -1,0 +1,84 @@
+/* comm.c: kiln/dist.h's calls on the communicator interface (comm_impl.h), the time spent in
+ * collectives, and the "single" engine: one rank, where every collective leaves its buffer as
+ * it is. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "comm_impl.h"
+#include "error.h"
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+kiln_status kiln_comm_wrap(const kiln_comm_iface *iface, void *ctx, int rank, int size, const char *engine,
+                           kiln_comm **out) {
+    kiln_comm *c = calloc(1, sizeof *c);
+    if (!c) {
+        if (iface->free) iface->free(ctx);
+        return kiln_error(KILN_ERR_OOM, "kiln_dist_init: out of host memory");
+    }
+    *c = (kiln_comm){*iface, ctx, rank, size, engine, 0.0};
+    *out = c;
+    return KILN_OK;
+}
+
+static kiln_status single_allreduce(void *ctx, double *buf, int64_t n) { return KILN_OK; }
+static kiln_status single_broadcast(void *ctx, void *buf, size_t nbytes, int root) { return KILN_OK; }
+static kiln_status single_barrier(void *ctx) { return KILN_OK; }
+
+kiln_status kiln_comm_single(kiln_comm **out) {
+    if (!out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_comm_single: out is NULL");
+    *out = NULL;
+    static const kiln_comm_iface single = {single_allreduce, single_broadcast, single_barrier, NULL, NULL};
+    return kiln_comm_wrap(&single, NULL, 0, 1, "single", out);
+}
+
+void kiln_comm_free(kiln_comm *c) {
+    if (!c) return;
+    if (c->iface.free) c->iface.free(c->ctx);
+    free(c);
+}
+
+int kiln_comm_rank(const kiln_comm *c) { return c ? c->rank : 0; }
+int kiln_comm_size(const kiln_comm *c) { return c ? c->size : 1; }
+const char *kiln_comm_engine(const kiln_comm *c) { return c ? c->engine : "?"; }
+double kiln_comm_seconds(const kiln_comm *c) { return c ? c->seconds : 0.0; }
+
+kiln_status kiln_comm_allreduce_sum(kiln_comm *c, double *buf, int64_t n) {
+    if (!c || (!buf && n > 0) || n < 0)
+        return kiln_error(KILN_ERR_INVALID_ARG, "kiln_comm_allreduce_sum: %s", !c ? "the communicator is NULL" : "bad buffer");
+    double t0 = now();
+    kiln_status s = c->iface.allreduce_sum(c->ctx, buf, n);
+    c->seconds += now() - t0;
+    return s;
+}
+
+kiln_status kiln_comm_broadcast(kiln_comm *c, void *buf, size_t nbytes, int root) {
+    if (!c || (!buf && nbytes > 0) || root < 0 || root >= c->size)
+        return kiln_error(KILN_ERR_INVALID_ARG, "kiln_comm_broadcast: %s",
+                          !c ? "the communicator is NULL" : "bad buffer or root");
+    double t0 = now();
+    kiln_status s = c->iface.broadcast(c->ctx, buf, nbytes, root);
+    c->seconds += now() - t0;
+    return s;
+}
+
+kiln_status kiln_comm_barrier(kiln_comm *c) {
+    if (!c) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_comm_barrier: the communicator is NULL");
+    double t0 = now();
+    kiln_status s = c->iface.barrier(c->ctx);
+    c->seconds += now() - t0;
+    return s;
+}
+
+void kiln_comm_abort(kiln_comm *c, const char *msg) {
+    fprintf(stderr, "kiln: rank %d of %d failed: %s\n", kiln_comm_rank(c), kiln_comm_size(c),
+            msg && *msg ? msg : "(no message)");
+    fflush(stderr);
+    if (c && c->size > 1 && c->iface.abort) c->iface.abort(c->ctx, msg);
+}

@@ -1,0 +1,21 @@
+/* dist_fit.h: fit's part in data-parallel training (internal, dist_fit.c): each rank's share
+ * of a global batch, the weights made equal at the start, and each step's all-reduce of the
+ * gradients and the metrics. A model without a communicator (or with one rank) skips all. */
+#ifndef KILN_DIST_FIT_H
+#define KILN_DIST_FIT_H
+
+#include "model_impl.h"
+
+/* the global batch size divides among the ranks (else the message says so) */
+kiln_status kiln_fit_dist_check(const kiln_model *m, int batch_size);
+/* rank r's rows of a global batch of b: [*first, *first + *count), the r-th contiguous
+ * 1/N of it (b need not divide: the last batch of an epoch); an empty share is refused */
+kiln_status kiln_fit_dist_share(const kiln_model *m, int b, int *first, int *count);
+/* every weight of rank 0 on every rank (the same initial weights whatever each built) */
+kiln_status kiln_fit_dist_begin(kiln_model *m);
+/* after backward, before the optimizer: each trainable weight's gradient becomes the sum over
+ * ranks of (count / b) * its gradient (the gradient of the global batch's mean loss), and the
+ * step's loss sum and correct count their sums over ranks */
+kiln_status kiln_fit_dist_reduce(kiln_model *m, int count, int b, kiln_tensor *loss, kiln_tensor *correct);
+
+#endif
