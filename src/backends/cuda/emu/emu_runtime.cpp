@@ -107,15 +107,17 @@ static cudaError_t check_range(const void *p, size_t n, const char *call) {
     char buf[160];
     const char *why = classify((uintptr_t)p, n, buf, sizeof buf);
     if (!why) return cudaSuccess;
-    tl_err_text = std::string(call) + ": " + std::to_string(n) + " bytes at device address " +
-                  std::to_string((uintptr_t)p) + " are " + why;
+    char m[320];
+    snprintf(m, sizeof m, "%s: %zu bytes at device address 0x%llx are %s", call, n,
+             (unsigned long long)(uintptr_t)p, why);
+    tl_err_text = m;
     g_report = tl_err_text;
     return cudaErrorInvalidValue;
 }
 
 // ---- fibers ------------------------------------------------------------------------------------------
 
-static const size_t kStack = 64 * 1024;
+static const size_t kStack = 16 * 1024; // kernel frames are small; fewer pages touched per switch
 static const int kChunk = 256; // fibers per mmap
 
 struct ethread;
@@ -135,8 +137,11 @@ static thread_local void *tl_sched_sp; // the scheduler's stack while a fiber ru
 static thread_local ucontext_t tl_sched_uc;
 #endif
 static thread_local fiber *tl_free;
-static thread_local std::vector<char *> tl_chunks;
-static thread_local std::vector<fiber *> tl_fibers_owned;
+struct chunk { // kChunk fiber stacks (only the emulator's own types in std containers: their
+    char *mem;   // instantiations stay hidden in libkiln.so)
+    fiber *fs;
+};
+static thread_local std::vector<chunk> tl_chunks;
 
 static void fiber_main(fiber *f);
 
@@ -212,9 +217,8 @@ static fiber *fiber_get() {
         char *mem = (char *)mmap(NULL, kStack * kChunk, PROT_READ | PROT_WRITE,
                                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (mem == MAP_FAILED) return NULL;
-        tl_chunks.push_back(mem);
         fiber *fs = new fiber[kChunk];
-        tl_fibers_owned.push_back(fs);
+        tl_chunks.push_back(chunk{mem, fs});
         for (int i = kChunk - 1; i >= 0; i--) {
             fs[i].stack = mem + (size_t)i * kStack;
             fs[i].fresh = true;
@@ -232,14 +236,15 @@ static void fiber_put(fiber *f) {
     tl_free = f;
 }
 
-// Beyond 64 chunks (16K fibers: the largest cooperative grid of the default device), the
+// Beyond 96 chunks (24K fibers: the largest cooperative grid of the default device), the
 // stacks go back to the system.
 static void fibers_trim() {
-    if (tl_chunks.size() <= 64) return;
-    for (size_t i = 0; i < tl_chunks.size(); i++) munmap(tl_chunks[i], kStack * kChunk);
-    for (fiber *fs : tl_fibers_owned) delete[] fs;
+    if (tl_chunks.size() <= 96) return;
+    for (chunk &c : tl_chunks) {
+        munmap(c.mem, kStack * kChunk);
+        delete[] c.fs;
+    }
     tl_chunks.clear();
-    tl_fibers_owned.clear();
     tl_free = NULL;
 }
 
@@ -339,13 +344,17 @@ static void yield() { switch_out(cur->f); }
 
 static thread_local uint32_t tl_epoch;
 // Per block slot, kept from launch to launch: the shared memory and its shadow.
-static thread_local std::vector<std::pair<char *, size_t>> tl_arenas;
-static thread_local std::vector<shadow_t *> tl_shadows;
+struct slot_mem {
+    char *arena;
+    size_t size;
+    shadow_t *sh;
+};
+static thread_local std::vector<slot_mem> tl_slots;
 
 static void block_new_epoch(eblock &b) {
     if (++tl_epoch == 0) { // wrapped (after 2^32 intervals): forget every shadow
-        for (size_t i = 0; i < tl_shadows.size(); i++)
-            if (tl_shadows[i]) memset(tl_shadows[i], 0, tl_arenas[i].second / 2 * sizeof(shadow_t));
+        for (slot_mem &m : tl_slots)
+            if (m.sh) memset(m.sh, 0, m.size / 2 * sizeof(shadow_t));
         tl_epoch = 1;
     }
     b.epoch = tl_epoch;
@@ -572,9 +581,21 @@ static int occupancy(const void *fn, int threads, size_t dyn) {
 
 // ---- statistics and the log ------------------------------------------------------------------------
 
-static std::map<std::string, uint64_t> g_names; // launches per kernel name since the last flush
+struct name_count {
+    const char *name;
+    uint64_t n;
+};
+static std::vector<name_count> g_names; // launches per kernel name since the last flush
 static uint64_t g_unflushed;
-static std::map<std::string, bool> g_named;     // names already written to the log
+
+static void count_launch(const char *name) {
+    for (name_count &c : g_names)
+        if (!strcmp(c.name, name)) {
+            c.n++;
+            return;
+        }
+    g_names.push_back(name_count{name, 1});
+}
 
 static void log_flush() {
     const char *path = getenv("KILN_EMU_LOG");
@@ -583,8 +604,11 @@ static void log_flush() {
         return;
     }
     std::string out;
-    for (auto &kv : g_names)
-        out += "kernel " + std::to_string(kv.second) + " " + kv.first + "\n";
+    for (name_count &c : g_names) {
+        char line[256];
+        snprintf(line, sizeof line, "kernel %llu %s\n", (unsigned long long)c.n, c.name);
+        out += line;
+    }
     g_names.clear();
     g_unflushed = 0;
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -608,8 +632,10 @@ static cudaError_t check_config(const void *fn, dim3 g, dim3 b, size_t dyn, size
                                ? (size_t)it->second.max_dyn
                                : g_dev.smem_per_block;
     if (dyn > allowed || dyn > g_dev.smem_per_block_optin) {
-        tl_err_text = "launch asks for " + std::to_string(dyn) + " bytes of dynamic shared memory, more "
-                      "than the kernel's limit " + std::to_string(allowed);
+        char m[160];
+        snprintf(m, sizeof m, "launch asks for %zu bytes of dynamic shared memory, more than the kernel's limit %zu",
+                 dyn, allowed);
+        tl_err_text = m;
         return cudaErrorInvalidValue;
     }
     *arena = kStaticMax + (dyn + 15) / 16 * 16;
@@ -622,18 +648,15 @@ static void prepare_block(size_t slot, eblock &b, size_t arena_size) {
     memset(b.warp_arrived, 0, sizeof b.warp_arrived);
     b.static_used = 0;
     b.nkeys = 0;
-    if (tl_arenas.size() <= slot) {
-        tl_arenas.resize(slot + 1, std::make_pair((char *)NULL, (size_t)0));
-        tl_shadows.resize(slot + 1, NULL);
+    if (tl_slots.size() <= slot) tl_slots.resize(slot + 1, slot_mem{NULL, 0, NULL});
+    slot_mem &m = tl_slots[slot];
+    if (m.size < arena_size) {
+        free(m.arena);
+        free(m.sh);
+        m = slot_mem{(char *)malloc(arena_size), arena_size, (shadow_t *)calloc(arena_size / 2, sizeof(shadow_t))};
     }
-    if (tl_arenas[slot].second < arena_size) {
-        free(tl_arenas[slot].first);
-        free(tl_shadows[slot]);
-        tl_arenas[slot] = std::make_pair((char *)malloc(arena_size), arena_size);
-        tl_shadows[slot] = (shadow_t *)calloc(arena_size / 2, sizeof(shadow_t));
-    }
-    b.arena = tl_arenas[slot].first;
-    b.sh = tl_shadows[slot];
+    b.arena = m.arena;
+    b.sh = m.sh;
     b.arena_size = arena_size;
     if (L->dyn) memset(b.arena + kStaticMax, 0xff, L->dyn); // uninitialised: NaN for floats
     block_new_epoch(b);
@@ -672,10 +695,12 @@ cudaError_t launch(const char *name, const void *fn, dim3 grid, dim3 block, size
         }
         const size_t most = (size_t)occupancy(fn, per_block, dyn) * (size_t)g_dev.sm_count;
         if (nblocks > most || (g_dev.coop_max_blocks > 0 && nblocks > (size_t)g_dev.coop_max_blocks)) {
-            tl_err_text = "cooperative launch of " + std::to_string(nblocks) + " blocks: at most " +
-                          std::to_string(g_dev.coop_max_blocks > 0 && (size_t)g_dev.coop_max_blocks < most
-                                             ? (size_t)g_dev.coop_max_blocks : most) +
-                          " can be resident on the emulated device";
+            const size_t cap = g_dev.coop_max_blocks > 0 && (size_t)g_dev.coop_max_blocks < most
+                                   ? (size_t)g_dev.coop_max_blocks : most;
+            char m[160];
+            snprintf(m, sizeof m, "cooperative launch of %zu blocks: at most %zu can be resident on the "
+                     "emulated device", nblocks, cap);
+            tl_err_text = m;
             g_stats.coop_refused++;
             return fail(cudaErrorCooperativeLaunchTooLarge);
         }
@@ -721,21 +746,18 @@ cudaError_t launch(const char *name, const void *fn, dim3 grid, dim3 block, size
     L = NULL;
     if (coop) {
         fibers_trim();
-        for (size_t i = 64; i < tl_arenas.size(); i++) {
-            free(tl_arenas[i].first);
-            free(tl_shadows[i]);
+        for (size_t i = 96; i < tl_slots.size(); i++) {
+            free(tl_slots[i].arena);
+            free(tl_slots[i].sh);
         }
-        if (tl_arenas.size() > 64) {
-            tl_arenas.resize(64);
-            tl_shadows.resize(64);
-        }
+        if (tl_slots.size() > 96) tl_slots.resize(96);
     }
     std::lock_guard<std::mutex> g(g_lock);
     func_info &fi = g_funcs[fn];
     if (used > fi.static_seen) fi.static_seen = used;
     g_stats.launches++;
     g_stats.threads += (uint64_t)nblocks * (uint64_t)per_block;
-    g_names[name]++;
+    count_launch(name);
     g_unflushed++;
     if (l.failed) {
         g_stats.faults++;
@@ -852,7 +874,7 @@ extern "C" void __tsan_vptr_read(void **) {}
 extern "C" kiln_emu_device kiln_emu_device_default(void) {
     kiln_emu_device d;
     memset(&d, 0, sizeof d);
-    d.sm_count = 8;
+    d.sm_count = 12; // 96 blocks of 256 threads resident: every forced cooperative test fits
     d.max_threads_per_sm = 2048;
     d.max_blocks_per_sm = 32;
     d.smem_per_sm = (size_t)4 << 20; // more than a GPU: the forced cooperative rows fit on 8 SMs
