@@ -182,14 +182,14 @@ template <int RED, bool CL, class T, int VEC, class S>
 __device__ __forceinline__ void accumulate(S &st, const vec_t<T, VEC> &x, const vec_t<T, VEC> &g,
                                            const float (&K)[CL ? VEC : 1]) {
     if constexpr (RED == RED_STATS && CL) {
-        float d[VEC];
+        double d[VEC]; // exact: the difference of two floats fits a double
 #pragma unroll
-        for (int i = 0; i < VEC; i++) d[i] = to_f32(x.v[i]) - K[i];
+        for (int i = 0; i < VEC; i++) d[i] = (double)to_f32(x.v[i]) - (double)K[i];
         push_each(st, d);
     } else if constexpr (RED == RED_STATS) {
-        float d[VEC];
+        double d[VEC];
 #pragma unroll
-        for (int i = 0; i < VEC; i++) d[i] = to_f32(x.v[i]) - K[0];
+        for (int i = 0; i < VEC; i++) d[i] = (double)to_f32(x.v[i]) - (double)K[0];
         push_group<VEC>(st, d);
     } else {
 #pragma unroll

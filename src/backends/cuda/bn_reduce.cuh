@@ -46,11 +46,12 @@ struct coef_t {
 };
 
 // ---- Welford states: NS channels' (mean, M2) sharing one count --------------------------------
-// The values arrive in f32; the running mean and M2 are kept in double. In f32 each update
-// rounded the running mean to 2^-24 of its size (the shift K makes it |mean - K|, up to the
-// data's spread), and a thread's few hundred to thousands of updates (more on a GPU with fewer
-// SMs: fewer splits) left the mean 1e-5..3e-4 of its own scale off; the CUDA emulator's parity
-// rows caught it (docs/testing.md). In double that error is gone, and the partials stay double.
+// The values arrive in f32; d = x - K and the running mean and M2 are double. In f32 each
+// update rounded the running mean to 2^-24 of its size (the shift K makes it |mean - K|, up to
+// the data's spread) over a thread's hundreds to thousands of updates, and x - K rounded in f32
+// is biased: x on a coarser grid than K leaves only a few residues, so the rounding errors do
+// not cancel (5e-9 on the mean of 16.7M values in [-1, 1], 3e-5 of its scale). The CUDA
+// emulator's parity rows caught both (docs/testing.md); the partials stay double too.
 
 template <int NS> struct wstate {
     int n;
@@ -64,28 +65,28 @@ template <int NS> __device__ __forceinline__ void init(wstate<NS> &s) {
 }
 
 // One more value per channel (channels last: a thread's NS channels see one value per row).
-template <int NS> __device__ __forceinline__ void push_each(wstate<NS> &s, const float (&d)[NS]) {
+template <int NS> __device__ __forceinline__ void push_each(wstate<NS> &s, const double (&d)[NS]) {
     s.n += 1;
     const double r = 1.0 / (double)s.n;
 #pragma unroll
     for (int i = 0; i < NS; i++) {
-        const double delta = (double)d[i] - s.mean[i];
+        const double delta = d[i] - s.mean[i];
         s.mean[i] = fma(delta, r, s.mean[i]);
-        s.m2[i] = fma(delta, (double)d[i] - s.mean[i], s.m2[i]);
+        s.m2[i] = fma(delta, d[i] - s.mean[i], s.m2[i]);
     }
 }
 
 // G values of one channel (channels first: a vector along H*W): their own mean and M2 by two
 // passes over registers, then Chan's merge into the running state.
-template <int G> __device__ __forceinline__ void push_group(wstate<1> &s, const float (&d)[G]) {
+template <int G> __device__ __forceinline__ void push_group(wstate<1> &s, const double (&d)[G]) {
     double sum = 0.0;
 #pragma unroll
-    for (int i = 0; i < G; i++) sum += (double)d[i];
+    for (int i = 0; i < G; i++) sum += d[i];
     const double gm = sum * (1.0 / (double)G);
     double gm2 = 0.0;
 #pragma unroll
     for (int i = 0; i < G; i++) {
-        const double e = (double)d[i] - gm;
+        const double e = d[i] - gm;
         gm2 = fma(e, e, gm2);
     }
     const int n = s.n + G;

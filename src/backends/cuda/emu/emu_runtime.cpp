@@ -141,7 +141,15 @@ struct chunk { // kChunk fiber stacks (only the emulator's own types in std cont
     char *mem;   // instantiations stay hidden in libkiln.so)
     fiber *fs;
 };
-static thread_local std::vector<chunk> tl_chunks;
+struct chunk_list : std::vector<chunk> { // the OS thread's stacks, returned when it ends
+    ~chunk_list() {
+        for (chunk &c : *this) {
+            munmap(c.mem, kStack * kChunk);
+            delete[] c.fs;
+        }
+    }
+};
+static thread_local chunk_list tl_chunks;
 
 static void fiber_main(fiber *f);
 
@@ -349,7 +357,15 @@ struct slot_mem {
     size_t size;
     shadow_t *sh;
 };
-static thread_local std::vector<slot_mem> tl_slots;
+struct slot_list : std::vector<slot_mem> { // freed when the OS thread ends
+    ~slot_list() {
+        for (slot_mem &m : *this) {
+            free(m.arena);
+            free(m.sh);
+        }
+    }
+};
+static thread_local slot_list tl_slots;
 
 static void block_new_epoch(eblock &b) {
     if (++tl_epoch == 0) { // wrapped (after 2^32 intervals): forget every shadow
