@@ -123,6 +123,9 @@ void kt_parity_run(const kt_case *c);
  * substitute for the CUDA run. */
 void kt_parity_run_between(const kt_case *c, kiln_backend *ref, kiln_backend *other);
 kiln_backend *kt_cpu_second(void);
+/* kt_parity_run for a row among others in one test (the BN groups): a row the emulated backend
+ * refuses (KILN_ERR_UNSUPPORTED) is logged as skipped and false returned, the test goes on */
+bool kt_parity_try(const kt_case *c);
 
 /* A parity table as two parameterized Criterion tests: `suite::cuda_vs_cpu` (each row on CPU
  * and CUDA, skipped without a GPU) and `suite::cpu_self` (each row on two CPU backends, to show
