@@ -2,10 +2,13 @@
 # scripts/test.sh: kiln's test command (the README's second quick-start command; .ci/run
 # calls exactly this). On a fresh Debian machine it installs what is missing (apt-get, when
 # root), then builds and runs every test twice:
-#   1. build/       the default build: the CUDA backend too when nvcc is found (its tests skip,
-#                   saying why, when there is no GPU), warnings as errors;
+#   1. build/       the default build: the CUDA backend too when nvcc is found, warnings as errors;
 #   2. build-asan/  the CPU-only build (-DKILN_CUDA=OFF) under AddressSanitizer and
 #                   UndefinedBehaviorSanitizer;
+# both with the CUDA emulator (-DKILN_CUDA_EMU=ON): without a GPU the CUDA tests run kiln's
+# kernels on the "cuda-emu" backend, and each suite ends with the line
+#   cuda emulation: K kernels executed, R parity rows passed, F failed, S skipped
+# (docs/testing.md, "CUDA emulation");
 # checks the architecture on the first (no upward include or call, no circle of files, libkiln.so
 # exports the public API only), then fuzzes each file parser for a few seconds (scripts/fuzz.sh), and checks that an
 # installed kiln is usable from another project (CMake and pkg-config).
@@ -18,15 +21,29 @@ jobs=$(nproc 2>/dev/null || echo 2)
 . scripts/deps.sh
 kiln_install_deps
 
+# The CUDA emulation's summary, from the tests' own lines in $dir/emu.log (tests/support/harness.c
+# writes "row start|pass|skip NAME" per parity row run on the cuda-emu backend, the emulator
+# "kernel N NAME" for its launches): a row that started and neither passed nor skipped failed.
+emu_summary() { # dir
+  awk '$1 == "kernel" { k += $2; names[$3] = 1 }
+       $1 == "row" && $2 == "start" { st++ } $1 == "row" && $2 == "pass" { p++ } $1 == "row" && $2 == "skip" { sk++ }
+       END { n = 0; for (x in names) n++
+             printf "cuda emulation: %d kernels executed, %d parity rows passed, %d failed, %d skipped (%d distinct kernels)\n",
+                    k, p, st - p - sk, sk, n }' "$1/emu.log" 2>/dev/null ||
+    echo "cuda emulation: 0 kernels executed, 0 parity rows passed, 0 failed, 0 skipped (no log)"
+}
+
 run_suite() { # dir, cmake args...
   local dir=$1; shift
   echo "== configure $dir: $*"
-  cmake -S "$root" -B "$dir" -G Ninja -DKILN_WERROR=ON "$@" >"$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; return 1; }
+  cmake -S "$root" -B "$dir" -G Ninja -DKILN_WERROR=ON -DKILN_CUDA_EMU=ON "$@" >"$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; return 1; }
   grep -E "kiln:" "$dir.configure.log" || true
   echo "== build $dir"
   cmake --build "$dir" -j "$jobs"
   echo "== test $dir"
-  (cd "$dir" && ctest --output-on-failure -j 1 --timeout 1200)
+  rm -f "$root/$dir/emu.log"
+  (cd "$dir" && KILN_EMU_LOG="$root/$dir/emu.log" ctest --output-on-failure -j 1 --timeout 1200)
+  emu_summary "$dir"
 }
 
 run_suite build

@@ -106,8 +106,9 @@ static void loss_curve(kiln_backend *cuda) {
     free((void *)d.y);
 }
 
-Test(model_parity, one_step_gradients) { one_step(kt_cuda_or_skip()); }
-Test(model_parity, fifty_step_loss_curve, .timeout = 300) { loss_curve(kt_cuda_or_skip()); }
+/* seed-cnn has convolutions: cuDNN's, so a GPU only (not the CUDA emulator) */
+Test(model_parity, one_step_gradients) { one_step(kt_gpu_or_skip()); }
+Test(model_parity, fifty_step_loss_curve, .timeout = 300) { loss_curve(kt_gpu_or_skip()); }
 /* the same on a second CPU backend: shows the comparison itself sound (it matches exactly) */
 Test(model_parity_rows, cpu_self_one_step) { one_step(kt_cpu_second()); }
 Test(model_parity_rows, cpu_self_loss_curve, .timeout = 300) { loss_curve(kt_cpu_second()); }

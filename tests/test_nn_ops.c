@@ -623,7 +623,7 @@ Test(dropout, argument_errors) {
 Test(dropout, same_mask_on_cuda) {
     kiln_backend *cuda = kt_cuda_or_skip();
     int64_t sh[3] = {3, 1001, 17};
-    float scale = (float)(1.0 / (1.0 - 0.45));
+    float scale = (float)(1.0 / (1.0 - (double)0.45f)); /* kiln_dropout's scale, from the float rate */
     unsigned char *a = dropout_mask(kt_cpu(), 3, sh, 0.45f, 0xfeedfacecafebeefull, scale);
     unsigned char *b = dropout_mask(cuda, 3, sh, 0.45f, 0xfeedfacecafebeefull, scale);
     kt_expect_bitwise("dropout mask cuda vs cpu", a, b, (size_t)(sh[0] * sh[1] * sh[2]));

@@ -123,6 +123,10 @@ static kt_case rows[] = {
     {"softmax xent k=1000", run_xent, 2, 2, .in = {T(KILN_F32, -8, 8, 9, 1000), T(KILN_I32, 0, 1000, 9)}, .out = {F32(9, 1000), F32(9)}, .tol = 1e-6},
     {"softmax xent bad label", run_xent, 2, 2, .in = {F32(8, 10), T(KILN_I32, 5, 15, 8)}, .out = {F32(8, 10), F32(8)}, .tol = 1e-6},
     {"softmax xent backward", run_xent_back, 2, 1, .in = {T(KILN_F32, 0, 1, 64, 10), T(KILN_I32, 0, 10, 64)}, .out = {F32(64, 10)}, .op.softmax = {.scale = 1.0f / 64}, .tol = 0},
+    /* rows wider than 1024: a block per row (the kernels' kBlock variants) */
+    {"softmax k=2500 (block per row)", run_softmax, 1, 1, .in = {T(KILN_F32, -5, 5, 3, 2500)}, .out = {F32(3, 2500)}, .tol = 1e-6},
+    {"softmax xent k=1500 (block per row)", run_xent, 2, 2, .in = {T(KILN_F32, -8, 8, 4, 1500), T(KILN_I32, 0, 1500, 4)}, .out = {F32(4, 1500), F32(4)}, .tol = 1e-6},
+    {"argmax k=2000 (block per row)", run_argmax, 1, 1, .in = {F32(5, 2000)}, .out = {T(KILN_I32, 0, 0, 5)}, .tol = 0},
     {"argmax", run_argmax, 1, 1, .in = {F32(100, 10)}, .out = {T(KILN_I32, 0, 0, 100)}, .tol = 0},
     {"argmax k=37", run_argmax, 1, 1, .in = {T(KILN_F32, 0, 2, 100, 37)}, .out = {T(KILN_I32, 0, 0, 100)}, .tol = 0, .seed = 7},
     {"accuracy", run_accuracy, 2, 1, .in = {F32(1000, 10), T(KILN_I32, 0, 10, 1000)}, .out = {F32(1)}, .tol = 0},

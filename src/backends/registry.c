@@ -11,6 +11,10 @@
 #ifdef KILN_HAVE_CUDA
 kiln_status kiln_backend_cuda_init(int device, kiln_backend **out); /* src/backends/cuda/backend.cu */
 #endif
+#ifdef KILN_HAVE_CUDA_EMU
+/* src/backends/cuda/backend.cu on the CUDA emulator (src/backends/cuda/emu) */
+kiln_status kiln_backend_cuda_emu_init(int device, kiln_backend **out);
+#endif
 
 bool kiln_cuda_built(void) {
 #ifdef KILN_HAVE_CUDA
@@ -41,6 +45,14 @@ kiln_status kiln_backend_init(const char *name, kiln_backend **out) {
         return kiln_backend_cpu_init(out);
     }
     if (!strcmp(name, "cpu")) return kiln_backend_cpu_init(out);
+    if (!strcmp(name, "cuda-emu")) {
+#ifdef KILN_HAVE_CUDA_EMU
+        return kiln_backend_cuda_emu_init(0, out); /* never chosen by "auto" */
+#else
+        return kiln_error(KILN_ERR_NO_DEVICE,
+                          "cuda-emu: this kiln was built without the CUDA emulator (KILN_CUDA_EMU=OFF)");
+#endif
+    }
     if (!strcmp(name, "cuda")) return open_cuda(0, out);
     if (!strncmp(name, "cuda:", 5)) {
         char *end = NULL;
@@ -51,6 +63,6 @@ kiln_status kiln_backend_init(const char *name, kiln_backend **out) {
         return open_cuda((int)dev, out);
     }
     return kiln_error(KILN_ERR_INVALID_ARG,
-                      "kiln_backend_init: unknown backend '%s' (known: auto, cpu, cuda, cuda:N)",
+                      "kiln_backend_init: unknown backend '%s' (known: auto, cpu, cuda, cuda:N, cuda-emu)",
                       name);
 }

@@ -18,6 +18,10 @@
 #include "op_args.h"
 #include "rng.h"
 
+#ifdef __cplusplus
+extern "C" { /* (test_cuda_emu_teeth.cpp) */
+#endif
+
 /* ---- random numbers: core's splitmix64 stream (rng.h) at state seed * gamma + 1; fixed
  * across platforms ---- */
 typedef kiln_rng kt_rng;
@@ -28,7 +32,14 @@ double kt_normal(kt_rng *r);
 
 /* ---- backends ---- */
 kiln_backend *kt_cpu(void);              /* one per test process */
-kiln_backend *kt_cuda_or_skip(void);     /* cr_skip_test("no CUDA device: ...") when none */
+/* A GPU, else the CUDA emulator (the "cuda-emu" backend, in builds with KILN_CUDA_EMU), else
+ * cr_skip_test("no CUDA device: ..."). */
+kiln_backend *kt_cuda_or_skip(void);
+/* A real GPU only (tests of cuDNN's paths and of whole models with convolutions) */
+kiln_backend *kt_gpu_or_skip(void);
+bool kt_is_emulated(const kiln_backend *be);
+/* Appends "row KIND NAME" to $KILN_EMU_LOG (scripts/test.sh's emulation summary) */
+void kt_emu_log(const char *kind, const char *name);
 
 /* ---- tensors (each cr_asserts success) ---- */
 kiln_tensor *kt_new(kiln_backend *be, kiln_dtype dt, int ndim, const int64_t *shape);
@@ -112,6 +123,9 @@ void kt_parity_run(const kt_case *c);
  * substitute for the CUDA run. */
 void kt_parity_run_between(const kt_case *c, kiln_backend *ref, kiln_backend *other);
 kiln_backend *kt_cpu_second(void);
+/* kt_parity_run for a row among others in one test (the BN groups): a row the emulated backend
+ * refuses (KILN_ERR_UNSUPPORTED) is logged as skipped and false returned, the test goes on */
+bool kt_parity_try(const kt_case *c);
 
 /* A parity table as two parameterized Criterion tests: `suite::cuda_vs_cpu` (each row on CPU
  * and CUDA, skipped without a GPU) and `suite::cpu_self` (each row on two CPU backends, to show
@@ -133,4 +147,7 @@ kiln_backend *kt_cpu_second(void);
         kt_parity_run_between(&(rows)[*k], kt_cpu(), kt_cpu_second());                   \
     }
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -268,7 +268,7 @@ extern "C" kiln_status kiln_backend_cuda_init(int device, kiln_backend **out) {
     be->kind = KILN_BACKEND_CUDA;
     be->log_interval = 32;
     be->device = device;
-    snprintf(be->name, sizeof be->name, "cuda:%d", device);
+    snprintf(be->name, sizeof be->name, KILN_CUDA_NAME ":%d", device);
     c->device = device;
     kiln_status s = kiln_cuda_pool_new(device, &c->pool);
     if (s == KILN_OK)

@@ -257,24 +257,24 @@ kiln_status launch(kiln_backend *be, bn_args a, const plan &p, kernel_fn kern, k
     a = planned(a, p);
     switch (p.mode) {
     case MODE_LOCAL:
-        kern<<<grid, block, p.dyn, st>>>(a);
+        KILN_LAUNCH(kern, grid, block, p.dyn, st)(a);
         KILN_CUDA_CHECK_LAUNCH("bn_kernel (a block per channel tile)");
         return KILN_OK;
     case MODE_MULTI:
         a.mode = MODE_REDUCE;
-        kern<<<grid, block, 0, st>>>(a);
+        KILN_LAUNCH(kern, grid, block, 0, st)(a);
         KILN_CUDA_CHECK_LAUNCH("bn_kernel (reduce)");
-        fin<<<kiln_cuda_blocks(a.C * 32, kThreads), kThreads, 0, st>>>(a);
+        KILN_LAUNCH(fin, kiln_cuda_blocks(a.C * 32, kThreads), kThreads, 0, st)(a);
         KILN_CUDA_CHECK_LAUNCH("bn_finalize_kernel");
         a.mode = MODE_APPLY;
         a.kc = 0;
         a.x = apply_in;
-        apply<<<grid, block, 0, st>>>(a);
+        KILN_LAUNCH(apply, grid, block, 0, st)(a);
         KILN_CUDA_CHECK_LAUNCH("bn_kernel (apply)");
         return KILN_OK;
     case MODE_APPLY:
         a.kc = 0;
-        kern<<<grid, block, 0, st>>>(a);
+        KILN_LAUNCH(kern, grid, block, 0, st)(a);
         KILN_CUDA_CHECK_LAUNCH("bn_kernel (apply)");
         return KILN_OK;
     default:
@@ -284,10 +284,8 @@ kiln_status launch(kiln_backend *be, bn_args a, const plan &p, kernel_fn kern, k
 
 // The one cooperative launch, its status as the runtime returns it (the caller decides).
 cudaError_t launch_coop(cudaStream_t st, bn_args a, const plan &p, kernel_fn kern) {
-    a = planned(a, p);
-    void *args[] = {&a};
-    return cudaLaunchCooperativeKernel((const void *)kern, dim3((unsigned)p.tiles, (unsigned)p.S),
-                                       dim3(kThreads), args, p.dyn, st);
+    return kiln_launch_coop(kern, dim3((unsigned)p.tiles, (unsigned)p.S), dim3(kThreads), p.dyn, st,
+                            planned(a, p));
 }
 
 // A refused cooperative launch: cudaErrorCooperativeLaunchTooLarge when fewer blocks can be
@@ -348,7 +346,7 @@ template <class T>
 kiln_status elementwise(kiln_backend *be, kiln_cuda_bn_plans *pc, bn_args a, const kiln_bn_geom &g,
                         const plan_key &k, int kind) {
     KILN_TRY(carve(be, 0, g.c, &a));
-    bn_coef_kernel<<<kiln_cuda_blocks(g.c, kThreads), kThreads, 0, kiln_cuda_stream(be)>>>(a, kind);
+    KILN_LAUNCH(bn_coef_kernel, kiln_cuda_blocks(g.c, kThreads), kThreads, 0, kiln_cuda_stream(be))(a, kind);
     KILN_CUDA_CHECK_LAUNCH("bn_coef_kernel");
     if (g.n == 0) return KILN_OK;
     const int sms = pc->dev.sms;

@@ -182,14 +182,14 @@ template <int RED, bool CL, class T, int VEC, class S>
 __device__ __forceinline__ void accumulate(S &st, const vec_t<T, VEC> &x, const vec_t<T, VEC> &g,
                                            const float (&K)[CL ? VEC : 1]) {
     if constexpr (RED == RED_STATS && CL) {
-        float d[VEC];
+        double d[VEC]; // exact: the difference of two floats fits a double
 #pragma unroll
-        for (int i = 0; i < VEC; i++) d[i] = to_f32(x.v[i]) - K[i];
+        for (int i = 0; i < VEC; i++) d[i] = (double)to_f32(x.v[i]) - (double)K[i];
         push_each(st, d);
     } else if constexpr (RED == RED_STATS) {
-        float d[VEC];
+        double d[VEC];
 #pragma unroll
-        for (int i = 0; i < VEC; i++) d[i] = to_f32(x.v[i]) - K[0];
+        for (int i = 0; i < VEC; i++) d[i] = (double)to_f32(x.v[i]) - (double)K[0];
         push_group<VEC>(st, d);
     } else {
 #pragma unroll
@@ -208,9 +208,9 @@ __global__ void __launch_bounds__(kThreads, 2) bn_kernel(const bn_args a) {
     constexpr int NS = CL ? VEC : 1;              // channels per thread
     constexpr int NIN = RED == RED_GRAD ? 2 : 1;  // x, and dy
     using St = typename std::conditional<RED == RED_STATS, wstate<NS>, gstate<NS>>::type;
-    __shared__ St s_part[kWarps][32];
-    __shared__ coef_t s_coef[CL ? 32 * VEC : 1];
-    extern __shared__ __align__(16) unsigned char s_dyn[];
+    KILN_SHARED(St, s_part, [kWarps][32]);
+    KILN_SHARED(coef_t, s_coef, [CL ? 32 * VEC : 1]);
+    KILN_DYNAMIC_SHARED(unsigned char, s_dyn);
     V *cache = reinterpret_cast<V *>(s_dyn); // [kc][NIN][kThreads]
 
     const int tid = (int)threadIdx.x, warp = tid >> 5, L = CL ? a.L : 1;

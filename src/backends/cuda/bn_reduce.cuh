@@ -46,47 +46,53 @@ struct coef_t {
 };
 
 // ---- Welford states: NS channels' (mean, M2) sharing one count --------------------------------
+// The values arrive in f32; d = x - K and the running mean and M2 are double. In f32 each
+// update rounded the running mean to 2^-24 of its size (the shift K makes it |mean - K|, up to
+// the data's spread) over a thread's hundreds to thousands of updates, and x - K rounded in f32
+// is biased: x on a coarser grid than K leaves only a few residues, so the rounding errors do
+// not cancel (5e-9 on the mean of 16.7M values in [-1, 1], 3e-5 of its scale). The CUDA
+// emulator's parity rows caught both (docs/testing.md); the partials stay double too.
 
 template <int NS> struct wstate {
     int n;
-    float mean[NS], m2[NS];
+    double mean[NS], m2[NS];
 };
 
 template <int NS> __device__ __forceinline__ void init(wstate<NS> &s) {
     s.n = 0;
 #pragma unroll
-    for (int i = 0; i < NS; i++) s.mean[i] = s.m2[i] = 0.0f;
+    for (int i = 0; i < NS; i++) s.mean[i] = s.m2[i] = 0.0;
 }
 
 // One more value per channel (channels last: a thread's NS channels see one value per row).
-template <int NS> __device__ __forceinline__ void push_each(wstate<NS> &s, const float (&d)[NS]) {
+template <int NS> __device__ __forceinline__ void push_each(wstate<NS> &s, const double (&d)[NS]) {
     s.n += 1;
-    const float r = 1.0f / (float)s.n;
+    const double r = 1.0 / (double)s.n;
 #pragma unroll
     for (int i = 0; i < NS; i++) {
-        const float delta = d[i] - s.mean[i];
-        s.mean[i] = fmaf(delta, r, s.mean[i]);
-        s.m2[i] = fmaf(delta, d[i] - s.mean[i], s.m2[i]);
+        const double delta = d[i] - s.mean[i];
+        s.mean[i] = fma(delta, r, s.mean[i]);
+        s.m2[i] = fma(delta, d[i] - s.mean[i], s.m2[i]);
     }
 }
 
 // G values of one channel (channels first: a vector along H*W): their own mean and M2 by two
 // passes over registers, then Chan's merge into the running state.
-template <int G> __device__ __forceinline__ void push_group(wstate<1> &s, const float (&d)[G]) {
-    float sum = 0.0f;
+template <int G> __device__ __forceinline__ void push_group(wstate<1> &s, const double (&d)[G]) {
+    double sum = 0.0;
 #pragma unroll
     for (int i = 0; i < G; i++) sum += d[i];
-    const float gm = sum * (1.0f / (float)G);
-    float gm2 = 0.0f;
+    const double gm = sum * (1.0 / (double)G);
+    double gm2 = 0.0;
 #pragma unroll
     for (int i = 0; i < G; i++) {
-        const float e = d[i] - gm;
-        gm2 = fmaf(e, e, gm2);
+        const double e = d[i] - gm;
+        gm2 = fma(e, e, gm2);
     }
     const int n = s.n + G;
-    const float wb = (float)G / (float)n, delta = gm - s.mean[0];
-    s.mean[0] = fmaf(delta, wb, s.mean[0]);
-    s.m2[0] = s.m2[0] + gm2 + delta * delta * ((float)s.n * wb);
+    const double wb = (double)G / (double)n, delta = gm - s.mean[0];
+    s.mean[0] = fma(delta, wb, s.mean[0]);
+    s.m2[0] = s.m2[0] + gm2 + delta * delta * ((double)s.n * wb);
     s.n = n;
 }
 
@@ -99,11 +105,11 @@ template <int NS> __device__ __forceinline__ void merge(wstate<NS> &a, const wst
         return;
     }
     const int n = a.n + b.n;
-    const float wb = (float)b.n / (float)n, wab = (float)a.n * wb;
+    const double wb = (double)b.n / (double)n, wab = (double)a.n * wb;
 #pragma unroll
     for (int i = 0; i < NS; i++) {
-        const float delta = b.mean[i] - a.mean[i];
-        a.mean[i] = fmaf(delta, wb, a.mean[i]);
+        const double delta = b.mean[i] - a.mean[i];
+        a.mean[i] = fma(delta, wb, a.mean[i]);
         a.m2[i] = a.m2[i] + b.m2[i] + delta * delta * wab;
     }
     a.n = n;
@@ -190,7 +196,7 @@ __device__ __forceinline__ void merge(dstate &a, const dstate &b) {
 
 // Partial results of one block (one split of the rows) for one channel, in scratch memory.
 struct wpart {
-    float mean, m2;
+    double mean, m2;
     int n;
 };
 struct gpart {

@@ -66,6 +66,25 @@ static inline kiln_status kiln_cuda_check_dnn(cudnnStatus_t e, const char *call,
 #define KILN_CUDA_CHECK_LAUNCH(kernel_name) \
     KILN_TRY(kiln_cuda_check_rt(cudaGetLastError(), "launch of " kernel_name, __FILE__, __LINE__))
 
+// ---- launches: the one helper, so the same source compiles for nvcc and for the emulator -------
+// KILN_LAUNCH(kernel, grid, block, dynamic shared bytes, stream)(args...) is kernel<<<...>>>(args)
+// under nvcc and a host call under the emulator (emu/kiln_cuda_emu.cuh, which defines all of
+// these itself); kiln_launch_coop(...) is cudaLaunchCooperativeKernel with typed arguments.
+// Shared memory: KILN_SHARED(type, name, [dims]) and KILN_DYNAMIC_SHARED(type, name).
+#ifndef KILN_CUDA_EMU
+#define KILN_CUDA_NAME "cuda"
+#define KILN_LAUNCH(k, g, b, s, st) k<<<g, b, s, st>>>
+#define KILN_SHARED(T, name, dims) __shared__ T name dims
+#define KILN_DYNAMIC_SHARED(T, name) extern __shared__ __align__(16) T name[]
+
+template <class... P>
+static inline cudaError_t kiln_launch_coop(void (*k)(P...), dim3 g, dim3 b, size_t dyn, cudaStream_t st,
+                                           P... a) {
+    void *args[] = {(void *)&a...};
+    return cudaLaunchCooperativeKernel((const void *)k, g, b, args, dyn, st);
+}
+#endif
+
 // ---- grids -----------------------------------------------------------------------------------
 
 #define KILN_CUDA_BLOCK 256
@@ -93,7 +112,7 @@ template <class F>
 static inline kiln_status kiln_cuda_map(cudaStream_t stream, int64_t n, const F &f,
                                         const char *name) {
     if (n <= 0) return KILN_OK; // a zero-block grid is an invalid launch
-    kiln_map_kernel<F><<<kiln_cuda_blocks(n, KILN_CUDA_BLOCK), KILN_CUDA_BLOCK, 0, stream>>>(n, f);
+    KILN_LAUNCH(kiln_map_kernel<F>, kiln_cuda_blocks(n, KILN_CUDA_BLOCK), KILN_CUDA_BLOCK, 0, stream)(n, f);
     cudaError_t e = cudaGetLastError();
     return kiln_cuda_check_rt(e, name, __FILE__, __LINE__);
 }

@@ -109,7 +109,7 @@ kiln_status run_group(cudaStream_t s, const kiln_param_group *grp, const kiln_te
     }
     if (p.start[p.n] == 0) return KILN_OK; // nothing to update (a zero-block grid is invalid)
     const float *gs = grad_scale ? (const float *)grad_scale->data : NULL;
-    group_kernel<Step><<<kiln_cuda_blocks(p.start[p.n], KILN_CUDA_BLOCK), KILN_CUDA_BLOCK, 0, s>>>(
+    KILN_LAUNCH(group_kernel<Step>, kiln_cuda_blocks(p.start[p.n], KILN_CUDA_BLOCK), KILN_CUDA_BLOCK, 0, s)(
         p, gs, step);
     return kiln_cuda_check_rt(cudaGetLastError(), name, __FILE__, __LINE__);
 }
@@ -120,7 +120,7 @@ constexpr int64_t SUMSQ_MAX_BLOCKS = 1024;
 
 // partial[b] = sum of g[i]^2 over the block's grid-stride share, in double
 __global__ void sumsq_partial_kernel(const float *g, int64_t n, double *partial) {
-    __shared__ double smem[32];
+    KILN_SHARED(double, smem, [32]);
     double acc = 0.0;
     KILN_CUDA_FOR(i, n) acc += (double)g[i] * (double)g[i];
     acc = kiln_block_reduce(acc, kiln_sum_op{}, smem);
@@ -129,7 +129,7 @@ __global__ void sumsq_partial_kernel(const float *g, int64_t n, double *partial)
 
 // acc[0] = (float)(acc[0] + sum of the partials), one block
 __global__ void sumsq_final_kernel(const double *partial, int64_t blocks, float *acc_out) {
-    __shared__ double smem[32];
+    KILN_SHARED(double, smem, [32]);
     double acc = 0.0;
     for (int64_t b = threadIdx.x; b < blocks; b += blockDim.x) acc += partial[b];
     acc = kiln_block_reduce(acc, kiln_sum_op{}, smem);
@@ -152,10 +152,10 @@ kiln_status sum_squares(kiln_backend *be, const kiln_sumsq_args &a) {
     void *scratch = NULL;
     KILN_TRY(kiln_cuda_scratch(be, (size_t)blocks * sizeof(double), &scratch));
     double *partial = (double *)scratch;
-    sumsq_partial_kernel<<<(unsigned)blocks, SUMSQ_THREADS, 0, s>>>((const float *)a.g->data, n,
+    KILN_LAUNCH(sumsq_partial_kernel, (unsigned)blocks, SUMSQ_THREADS, 0, s)((const float *)a.g->data, n,
                                                                     partial);
     KILN_CUDA_CHECK_LAUNCH("sumsq_partial_kernel");
-    sumsq_final_kernel<<<1, SUMSQ_THREADS, 0, s>>>(partial, blocks, (float *)a.acc->data);
+    KILN_LAUNCH(sumsq_final_kernel, 1, SUMSQ_THREADS, 0, s)(partial, blocks, (float *)a.acc->data);
     KILN_CUDA_CHECK_LAUNCH("sumsq_final_kernel");
     return KILN_OK;
 }
@@ -173,7 +173,7 @@ extern "C" kiln_status kiln_cuda_optim(kiln_backend *be, const kiln_op *op) {
                          "launch of sgd_update");
     case KILN_OP_SUMSQ_ACC: return sum_squares(be, op->sumsq);
     default: // CLIP_SCALE
-        clip_scale_kernel<<<1, 1, 0, s>>>((const float *)op->clip.sumsq->data, op->clip.clip_norm,
+        KILN_LAUNCH(clip_scale_kernel, 1, 1, 0, s)((const float *)op->clip.sumsq->data, op->clip.clip_norm,
                                           (float *)op->clip.scale->data);
         KILN_CUDA_CHECK_LAUNCH("clip_scale_kernel");
         return KILN_OK;

@@ -101,7 +101,7 @@ extern "C" kiln_status kiln_cuda_pool2d(kiln_backend *be, const kiln_op *op) {
         const kiln_tensor *x = a.x;
         kiln_tensor *y = a.y;
         kiln_pool_dims d = kiln_pool_dims_of(&a.win, x->shape, y->shape);
-        pool_forward_kernel<<<kiln_cuda_blocks(kiln_tensor_numel(y), T), T, 0, s>>>(
+        KILN_LAUNCH(pool_forward_kernel, kiln_cuda_blocks(kiln_tensor_numel(y), T), T, 0, s)(
             (const float *)x->data, (float *)y->data, d, op->type == KILN_OP_MAX_POOL2D);
         KILN_CUDA_CHECK_LAUNCH("pool_forward_kernel");
         return KILN_OK;
@@ -112,7 +112,7 @@ extern "C" kiln_status kiln_cuda_pool2d(kiln_backend *be, const kiln_op *op) {
         const kiln_tensor *dy = a.dy;
         kiln_tensor *dx = a.dx;
         kiln_pool_dims d = kiln_pool_dims_of(&a.win, dx->shape, dy->shape);
-        pool_backward_kernel<<<kiln_cuda_blocks(kiln_tensor_numel(dx), T), T, 0, s>>>(
+        KILN_LAUNCH(pool_backward_kernel, kiln_cuda_blocks(kiln_tensor_numel(dx), T), T, 0, s)(
             max ? (const float *)a.x->data : NULL, (const float *)dy->data, (float *)dx->data, d);
         KILN_CUDA_CHECK_LAUNCH("pool_backward_kernel");
         return KILN_OK;
@@ -120,7 +120,7 @@ extern "C" kiln_status kiln_cuda_pool2d(kiln_backend *be, const kiln_op *op) {
     case KILN_OP_GLOBAL_AVG_POOL2D: {
         const kiln_tensor *x = a.x;
         const int64_t n = x->shape[0], hw = x->shape[1] * x->shape[2], c = x->shape[3];
-        global_avg_kernel<<<kiln_cuda_blocks(n * c, T), T, 0, s>>>(
+        KILN_LAUNCH(global_avg_kernel, kiln_cuda_blocks(n * c, T), T, 0, s)(
             (const float *)x->data, (float *)a.y->data, n, hw, c);
         KILN_CUDA_CHECK_LAUNCH("global_avg_kernel");
         return KILN_OK;

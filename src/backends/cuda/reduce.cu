@@ -154,16 +154,16 @@ extern "C" kiln_status kiln_cuda_reduce(kiln_backend *be, const kiln_op *op) {
         KILN_TRY(kiln_cuda_scratch(be, (size_t)(p.G * p.nout) * sizeof(double), (void **)&partial));
     const float *xp = (const float *)x->data;
     if (row) {
-        reduce_row_kernel<<<kiln_cuda_blocks(p.nout * p.G, KILN_CUDA_BLOCK / 32), KILN_CUDA_BLOCK,
-                            0, st>>>(xp, y, partial, p, mean, count);
+        KILN_LAUNCH(reduce_row_kernel, kiln_cuda_blocks(p.nout * p.G, KILN_CUDA_BLOCK / 32), KILN_CUDA_BLOCK,
+                            0, st)(xp, y, partial, p, mean, count);
         KILN_CUDA_CHECK_LAUNCH("reduce_row_kernel");
     } else {
-        reduce_col_kernel<<<kiln_cuda_blocks(p.nout * p.G, KILN_CUDA_BLOCK), KILN_CUDA_BLOCK, 0,
-                            st>>>(xp, y, partial, p, mean, count);
+        KILN_LAUNCH(reduce_col_kernel, kiln_cuda_blocks(p.nout * p.G, KILN_CUDA_BLOCK), KILN_CUDA_BLOCK, 0,
+                            st)(xp, y, partial, p, mean, count);
         KILN_CUDA_CHECK_LAUNCH("reduce_col_kernel");
     }
     if (p.G > 1) {
-        reduce_finish_kernel<<<kiln_cuda_blocks(p.nout, KILN_CUDA_BLOCK), KILN_CUDA_BLOCK, 0, st>>>(
+        KILN_LAUNCH(reduce_finish_kernel, kiln_cuda_blocks(p.nout, KILN_CUDA_BLOCK), KILN_CUDA_BLOCK, 0, st)(
             partial, y, p.nout, p.G, mean, count);
         KILN_CUDA_CHECK_LAUNCH("reduce_finish_kernel");
     }

@@ -46,10 +46,10 @@ template <bool kBlock> struct row_group {
 #define LAUNCH_ROWS(kernel, rows, k, stream, ...)                                              \
     do {                                                                                       \
         if ((k) <= WARP_ROW_MAX_K)                                                             \
-            kernel<false><<<kiln_cuda_blocks((rows), ROW_BLOCK / 32), ROW_BLOCK, 0, (stream)>>>( \
+            KILN_LAUNCH(kernel<false>, kiln_cuda_blocks((rows), ROW_BLOCK / 32), ROW_BLOCK, 0, (stream))( \
                 __VA_ARGS__);                                                                  \
         else                                                                                   \
-            kernel<true><<<kiln_cuda_blocks((rows), 1), ROW_BLOCK, 0, (stream)>>>(__VA_ARGS__); \
+            KILN_LAUNCH(kernel<true>, kiln_cuda_blocks((rows), 1), ROW_BLOCK, 0, (stream))(__VA_ARGS__); \
         KILN_CUDA_CHECK_LAUNCH(#kernel);                                                       \
     } while (0)
 
@@ -67,8 +67,8 @@ struct max_nan_op { // the larger value; NaN wins
 template <bool kBlock>
 __global__ void softmax_kernel(const float *x, float *p, const int32_t *labels, float *loss,
                                int64_t rows, int64_t k) {
-    __shared__ float smem_f[32];
-    __shared__ double smem_d[32];
+    KILN_SHARED(float, smem_f, [32]);
+    KILN_SHARED(double, smem_d, [32]);
     const row_group<kBlock> g;
     for (int64_t r = g.first; r < rows; r += g.step) {
         const float *xr = x + r * k;
@@ -153,7 +153,7 @@ struct arg_best_op { // the larger value, the lower column on ties: order-indepe
 // idx (rows) = argmax of each row of x (rows, k)
 template <bool kBlock>
 __global__ void argmax_kernel(const float *x, int32_t *idx, int64_t rows, int64_t k) {
-    __shared__ arg_best smem[32];
+    KILN_SHARED(arg_best, smem, [32]);
     const row_group<kBlock> g;
     for (int64_t r = g.first; r < rows; r += g.step) {
         const float *xr = x + r * k;
@@ -168,7 +168,7 @@ __global__ void argmax_kernel(const float *x, int32_t *idx, int64_t rows, int64_
 // correct[0] = (float) #{r : idx[r] == labels[r]}; one block, integer counts
 __global__ void count_matches_kernel(const int32_t *idx, const int32_t *labels, int64_t rows,
                                      float *correct) {
-    __shared__ long long smem[32];
+    KILN_SHARED(long long, smem, [32]);
     long long n = 0;
     for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) n += idx[r] == labels[r];
     n = kiln_block_reduce(n, kiln_sum_op(), smem);
@@ -186,7 +186,7 @@ extern "C" kiln_status kiln_cuda_argmax(kiln_backend *be, const kiln_op *op) {
     else idx = (int32_t *)a.idx->data;
     if (rows > 0) LAUNCH_ROWS(argmax_kernel, rows, k, st, (const float *)x->data, idx, rows, k);
     if (accuracy) { // also with no rows: the count 0 is written
-        count_matches_kernel<<<1, 1024, 0, st>>>(idx, (const int32_t *)a.labels->data, rows,
+        KILN_LAUNCH(count_matches_kernel, 1, 1024, 0, st)(idx, (const int32_t *)a.labels->data, rows,
                                                  (float *)a.correct->data);
         KILN_CUDA_CHECK_LAUNCH("count_matches_kernel");
     }

@@ -1,0 +1,2 @@
+// emu/include/cuda_bf16.h: the CUDA emulator stands in for the toolkit header (emu/kiln_cuda_emu.cuh).
+#include "../kiln_cuda_emu.cuh"
