@@ -305,8 +305,8 @@ static kiln_status check_layout(kiln_h5 *h, const char *file, const kiln_model *
     /* a chain Functional model runs as a Sequential one, but its file holds its InputLayer */
     bool input_layer = false;
     if (!m->graph_form) KILN_TRY(kiln_h5_group_members(h, "layers/input_layer", &input_layer, &dummy));
-    int layers = m->n_nodes - (m->graph_form || input_layer ? 0 : 1);
-    if (!subset && members > layers)
+    int layers = m->n_nodes - (m->graph_form ? 0 : 1);
+    if (!subset && members - (input_layer ? 1 : 0) > layers)
         return kiln_error(KILN_ERR_FORMAT, "%s: holds %lld layers, model '%s' has %d", file, (long long)members, m->name, layers);
     return KILN_OK;
 }
