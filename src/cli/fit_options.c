@@ -29,7 +29,7 @@ static kiln_status number(const char *flag, const char *key, const char *v, doub
 }
 
 static kiln_status integer(const char *flag, const char *key, const char *v, double lo, double hi, int64_t *out) {
-    double d;
+    double d = 0;
     KILN_TRY(number(flag, key, v, lo, hi, &d));
     if (d != floor(d) || strpbrk(v, ".eE"))
         return kiln_error(KILN_ERR_INVALID_ARG, "%s: %s '%s' is not an integer in [%g, %g]", flag, key, v, lo, hi);
@@ -49,7 +49,7 @@ static kiln_status list(const char *flag, const char *key, char *v, double lo, d
     *n = 0;
     for (char *save = NULL, *t = strtok_r(v, "/", &save); t; t = strtok_r(NULL, "/", &save)) {
         if (*n == max) return kiln_error(KILN_ERR_INVALID_ARG, "%s: %s has more than %d entries", flag, key, max);
-        int64_t i;
+        int64_t i = 0;
         if (whole) KILN_TRY(integer(flag, key, t, lo, hi, &i));
         if (whole) out[*n] = (double)i;
         else KILN_TRY(number(flag, key, t, lo, hi, &out[*n]));

@@ -194,7 +194,7 @@ kiln_status kiln_h5_group_members(kiln_h5 *h, const char *path, bool *found, int
     quiet();
     KILN_TRY(walk(h, path, found));
     if (!*found) return KILN_OK;
-    hid_t g;
+    hid_t g = H5I_INVALID_HID;
     KILN_TRY(open_object(h, path, H5I_GROUP, &g));
     H5G_info_t info;
     herr_t r = H5Gget_info(g, &info);
@@ -265,7 +265,7 @@ static kiln_status dataset_shape(const kiln_h5 *h, hid_t d, const char *path, in
 
 kiln_status kiln_h5_var_shape(kiln_h5 *h, const char *path, int *ndim, int64_t shape[KILN_H5_MAX_DIMS]) {
     quiet();
-    hid_t d;
+    hid_t d = H5I_INVALID_HID;
     KILN_TRY(open_object(h, path, H5I_DATASET, &d));
     kiln_status s = dataset_shape(h, d, path, ndim, shape);
     H5Oclose(d);
@@ -274,7 +274,7 @@ kiln_status kiln_h5_var_shape(kiln_h5 *h, const char *path, int *ndim, int64_t s
 
 kiln_status kiln_h5_var_read(kiln_h5 *h, const char *path, float *dst, int64_t numel) {
     quiet();
-    hid_t d;
+    hid_t d = H5I_INVALID_HID;
     KILN_TRY(open_object(h, path, H5I_DATASET, &d));
     int nd;
     int64_t shape[KILN_H5_MAX_DIMS], n = 1;

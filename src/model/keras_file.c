@@ -292,7 +292,7 @@ static kiln_status node_vars(kiln_h5 *h, const char *file, kiln_node *n, const c
     return KILN_OK;
 }
 
-/* a Keras 3 weights file: "layers" is there, holding no more layers than the model has */
+/* a Keras 3 weights file: "layers" is there, holding no more layers than the model has (its InputLayer too) */
 static kiln_status check_layout(kiln_h5 *h, const char *file, const kiln_model *m, bool subset) {
     bool found, legacy;
     int64_t members = 0, dummy;
@@ -302,8 +302,11 @@ static kiln_status check_layout(kiln_h5 *h, const char *file, const kiln_model *
         return kiln_error(KILN_ERR_FORMAT, "%s: %s, not Keras 3's weights layout (no 'layers' group); re-save it with Keras 3 "
                           "(model.save(\"m.keras\") or model.save_weights(\"m.weights.h5\"))", file,
                           legacy ? "a Keras 2 HDF5 file (it has 'model_weights')" : "an HDF5 file");
+    /* a chain Functional model runs as a Sequential one, but its file holds its InputLayer */
+    bool input_layer = false;
+    if (!m->graph_form) KILN_TRY(kiln_h5_group_members(h, "layers/input_layer", &input_layer, &dummy));
     int layers = m->n_nodes - (m->graph_form ? 0 : 1);
-    if (!subset && members > layers)
+    if (!subset && members - (input_layer ? 1 : 0) > layers)
         return kiln_error(KILN_ERR_FORMAT, "%s: holds %lld layers, model '%s' has %d", file, (long long)members, m->name, layers);
     return KILN_OK;
 }

@@ -277,6 +277,40 @@ static kiln_status functional(kiln_model *m, const cJSON *cfg, const cJSON *laye
     return s;
 }
 
+/* Keras 3 saves `x + 3.0` and `x * c` on a Keras tensor (MobileNetV3's hard sigmoid) as operation
+ * nodes: module keras.src.ops.numpy, class Add or Multiply, args a tensor and a number. Each is
+ * rewritten in place as the Rescaling layer it is (scale c, or offset 3.0), its name kept. */
+static kiln_status scalar_ops_as_rescaling(cJSON *layers) {
+    for (cJSON *l = layers ? layers->child : NULL; l; l = l->next) {
+        const char *module = str(l, "module"), *cls = str(l, "class_name");
+        cJSON *args = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(item(l, "inbound_nodes"), 0), "args");
+        if (!module || !cls || strcmp(module, "keras.src.ops.numpy") || (strcmp(cls, "Add") && strcmp(cls, "Multiply")) ||
+            cJSON_GetArraySize(args) != 2)
+            continue;
+        cJSON *num = cJSON_IsNumber(args->child) ? args->child : args->child->next;
+        if (!cJSON_IsNumber(num) || cJSON_IsNumber(num == args->child ? args->child->next : args->child)) continue;
+        bool add = !strcmp(cls, "Add");
+        const char *name = str(l, "name") ? str(l, "name") : str(item(l, "config"), "name");
+        cJSON *cfg = cJSON_CreateObject();
+        if (!cfg || !cJSON_AddStringToObject(cfg, "name", name ? name : "") ||
+            !cJSON_AddNumberToObject(cfg, "scale", add ? 1.0 : num->valuedouble) ||
+            !cJSON_AddNumberToObject(cfg, "offset", add ? num->valuedouble : 0.0)) {
+            cJSON_Delete(cfg);
+            return kiln_error(KILN_ERR_OOM, "model JSON: out of host memory");
+        }
+        cJSON *rescaling = cJSON_CreateString("Rescaling");
+        if (!rescaling || !cJSON_ReplaceItemInObjectCaseSensitive(l, "class_name", rescaling)) {
+            cJSON_Delete(cfg);
+            cJSON_Delete(rescaling);
+            return kiln_error(KILN_ERR_OOM, "model JSON: out of host memory");
+        }
+        cJSON_Delete(cJSON_DetachItemViaPointer(args, num));
+        cJSON_DeleteItemFromObjectCaseSensitive(l, "config");
+        cJSON_AddItemToObject(l, "config", cfg);
+    }
+    return KILN_OK;
+}
+
 kiln_status kiln_model_from_json(const char *json, size_t len, kiln_model **out) {
     if (!json || !out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_from_json: NULL argument");
     *out = NULL;
@@ -306,6 +340,8 @@ kiln_status kiln_model_from_json(const char *json, size_t len, kiln_model **out)
     }
     if (s == KILN_OK && !(ranks = calloc((size_t)cJSON_GetArraySize(layers) + 1, sizeof *ranks)))
         s = kiln_error(KILN_ERR_OOM, "model JSON: out of host memory");
+    if (s == KILN_OK && fun)
+        s = scalar_ops_as_rescaling(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "config"), "layers"));
     if (s == KILN_OK) s = seq ? sequential(m, root, layers, ranks) : functional(m, cfg, layers, ranks);
     if (s == KILN_OK && kiln_model_layer_count(m) < 2)
         s = kiln_error(KILN_ERR_FORMAT, "model JSON: the model has no layers after its input");
