@@ -4,7 +4,9 @@
 // the CPU does (src/backends/cpu/resize.c): the same bits on both; bilinear UPSAMPLE2D and its
 // backward through the formulas the CPU uses (src/backends/shared/resize_bilinear.h, with
 // __fmul_rn / __fadd_rn: no FMA contraction).
-#define KILN_HOST_DEVICE __host__ __device__
+#ifndef KILN_HOST_DEVICE /* the emulator's prelude defines it for host and device */
+#define KILN_HOST_DEVICE __device__
+#endif
 #define KILN_FMUL_RN(a, b) __fmul_rn((a), (b))
 #define KILN_FADD_RN(a, b) __fadd_rn((a), (b))
 #include "resize_bilinear.h"
