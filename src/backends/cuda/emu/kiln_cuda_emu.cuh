@@ -69,6 +69,7 @@
 #define kiln_cuda_argmax kiln_cuda_emu_argmax
 #define kiln_cuda_conv2d kiln_cuda_emu_conv2d
 #define kiln_cuda_pool2d kiln_cuda_emu_pool2d
+#define kiln_cuda_resize2d kiln_cuda_emu_resize2d
 #define kiln_cuda_activation kiln_cuda_emu_activation
 #define kiln_cuda_optim kiln_cuda_emu_optim
 #define kiln_cuda_batchnorm kiln_cuda_emu_batchnorm
