@@ -10,64 +10,11 @@
 #include <string.h>
 
 #include "harness.h"
+#include "oracle.h"
 
 #define OK(expr) cr_assert_eq((expr), KILN_OK, "%s", kiln_last_error())
 
 /* ---- helpers ---- */
-
-static kiln_tensor *rand_t(kt_rng *r, int ndim, const int64_t *shape, double lo, double hi) {
-    kiln_tensor *t = kt_new(kt_cpu(), KILN_F32, ndim, shape);
-    kt_fill_random(t, r, lo, hi);
-    return t;
-}
-
-static kiln_tensor *poisoned(int ndim, const int64_t *shape) {
-    kiln_tensor *t = kt_new(kt_cpu(), KILN_F32, ndim, shape);
-    kt_poison(t);
-    return t;
-}
-
-static double *to_f64(const kiln_tensor *t) {
-    int64_t n = kiln_tensor_numel(t);
-    float *f = kt_get_f32(t);
-    double *d = malloc(sizeof(double) * (size_t)(n ? n : 1));
-    cr_assert_not_null(d);
-    for (int64_t i = 0; i < n; i++) d[i] = f[i];
-    free(f);
-    return d;
-}
-
-static double *zeros(int64_t n) {
-    double *d = calloc((size_t)(n ? n : 1), sizeof *d);
-    cr_assert_not_null(d);
-    return d;
-}
-
-static void expect_tensor(const char *what, const kiln_tensor *got, const double *want, double tol) {
-    float *g = kt_get_f32(got);
-    kt_expect_close_f64(what, g, want, kiln_tensor_numel(got), tol);
-    free(g);
-}
-
-/* central differences in double of loss(ctx), which reads p */
-typedef double (*loss_fn)(void *ctx);
-static void fd_grad(loss_fn loss, void *ctx, double *p, int64_t n, double h, double *grad) {
-    for (int64_t i = 0; i < n; i++) {
-        double keep = p[i];
-        p[i] = keep + h;
-        double up = loss(ctx);
-        p[i] = keep - h;
-        double down = loss(ctx);
-        p[i] = keep;
-        grad[i] = (up - down) / (2.0 * h);
-    }
-}
-
-static double dot(const double *a, const double *b, int64_t n) {
-    double s = 0.0;
-    for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
-}
 
 /* ==== grouped Conv2D (DepthwiseConv2D: groups = channels) ==== */
 
@@ -117,7 +64,7 @@ static void gconv_ref_forward(const gconv_ref *r) {
 static double gconv_ref_loss(void *ctx) {
     gconv_ref *r = ctx;
     gconv_ref_forward(r);
-    return dot(r->y, r->dy, r->cfg->n * r->oh * r->ow * r->cfg->oc);
+    return kt_dot_f64(r->y, r->dy, r->cfg->n * r->oh * r->ow * r->cfg->oc);
 }
 
 static const gconv_cfg gconv_cfgs[] = {
@@ -151,40 +98,40 @@ ParameterizedTest(size_t *ix, grouped_conv2d, oracle_and_gradients) {
     for (int i = 0; i < 4; i++) cr_assert_eq(got[i], ys[i], "%s: output dim %d is %lld", k->name, i, (long long)got[i]);
     kt_rng rng;
     kt_rng_seed(&rng, 300 + *ix);
-    kiln_tensor *x = rand_t(&rng, 4, xs, -1, 1), *w = rand_t(&rng, 4, ws, -1, 1);
-    kiln_tensor *b = k->bias ? rand_t(&rng, 1, bs, -1, 1) : NULL, *dy = rand_t(&rng, 4, ys, -1, 1);
-    kiln_tensor *y = poisoned(4, ys), *dx = poisoned(4, xs), *dw = poisoned(4, ws);
-    kiln_tensor *db = k->bias ? poisoned(1, bs) : NULL;
-    r.x = to_f64(x);
-    r.w = to_f64(w);
-    r.b = b ? to_f64(b) : NULL;
-    r.dy = to_f64(dy);
-    r.y = zeros(kiln_tensor_numel(y));
+    kiln_tensor *x = kt_rand_f32(&rng, 4, xs, -1, 1), *w = kt_rand_f32(&rng, 4, ws, -1, 1);
+    kiln_tensor *b = k->bias ? kt_rand_f32(&rng, 1, bs, -1, 1) : NULL, *dy = kt_rand_f32(&rng, 4, ys, -1, 1);
+    kiln_tensor *y = kt_poisoned_f32(4, ys), *dx = kt_poisoned_f32(4, xs), *dw = kt_poisoned_f32(4, ws);
+    kiln_tensor *db = k->bias ? kt_poisoned_f32(1, bs) : NULL;
+    r.x = kt_to_f64(x);
+    r.w = kt_to_f64(w);
+    r.b = b ? kt_to_f64(b) : NULL;
+    r.dy = kt_to_f64(dy);
+    r.y = kt_zeros_f64(kiln_tensor_numel(y));
     char what[160];
 
     OK(kiln_conv2d(x, w, b, &p, y));
     gconv_ref_forward(&r);
     snprintf(what, sizeof what, "grouped conv2d %s: y", k->name);
-    expect_tensor(what, y, r.y, 1e-6);
+    kt_expect_tensor_f64(what, y, r.y, 1e-6);
 
     OK(kiln_conv2d_backward_data(dy, w, &p, dx));
-    double *want = zeros(kiln_tensor_numel(x));
-    fd_grad(gconv_ref_loss, &r, r.x, kiln_tensor_numel(x), 1e-3, want);
+    double *want = kt_zeros_f64(kiln_tensor_numel(x));
+    kt_fd_grad(gconv_ref_loss, &r, r.x, kiln_tensor_numel(x), 1e-3, want);
     snprintf(what, sizeof what, "grouped conv2d %s: dx", k->name);
-    expect_tensor(what, dx, want, 1e-6);
+    kt_expect_tensor_f64(what, dx, want, 1e-6);
     free(want);
 
     OK(kiln_conv2d_backward_filter(x, dy, &p, dw, db));
-    want = zeros(kiln_tensor_numel(w));
-    fd_grad(gconv_ref_loss, &r, r.w, kiln_tensor_numel(w), 1e-3, want);
+    want = kt_zeros_f64(kiln_tensor_numel(w));
+    kt_fd_grad(gconv_ref_loss, &r, r.w, kiln_tensor_numel(w), 1e-3, want);
     snprintf(what, sizeof what, "grouped conv2d %s: dw", k->name);
-    expect_tensor(what, dw, want, 1e-6);
+    kt_expect_tensor_f64(what, dw, want, 1e-6);
     free(want);
     if (b) {
-        want = zeros(k->oc);
-        fd_grad(gconv_ref_loss, &r, r.b, k->oc, 1e-3, want);
+        want = kt_zeros_f64(k->oc);
+        kt_fd_grad(gconv_ref_loss, &r, r.b, k->oc, 1e-3, want);
         snprintf(what, sizeof what, "grouped conv2d %s: db", k->name);
-        expect_tensor(what, db, want, 1e-6);
+        kt_expect_tensor_f64(what, db, want, 1e-6);
         free(want);
     }
     free(r.x); free(r.w); free(r.b); free(r.dy); free(r.y);
@@ -197,8 +144,8 @@ Test(grouped_conv2d, groups_one_and_zero_are_plain_conv) {
     int64_t xs[4] = {2, 5, 5, 3}, ws[4] = {3, 3, 3, 4}, ys[4] = {2, 5, 5, 4};
     kt_rng rng;
     kt_rng_seed(&rng, 17);
-    kiln_tensor *x = rand_t(&rng, 4, xs, -1, 1), *w = rand_t(&rng, 4, ws, -1, 1);
-    kiln_tensor *y0 = poisoned(4, ys), *y1 = poisoned(4, ys);
+    kiln_tensor *x = kt_rand_f32(&rng, 4, xs, -1, 1), *w = kt_rand_f32(&rng, 4, ws, -1, 1);
+    kiln_tensor *y0 = kt_poisoned_f32(4, ys), *y1 = kt_poisoned_f32(4, ys);
     kiln_conv2d_params p = KILN_CONV2D_DEFAULTS;
     p.padding = KILN_PADDING_SAME;
     OK(kiln_conv2d(x, w, NULL, &p, y1));
@@ -212,14 +159,14 @@ Test(grouped_conv2d, groups_one_and_zero_are_plain_conv) {
 
 Test(grouped_conv2d, argument_errors) {
     int64_t xs[4] = {1, 5, 5, 4}, ws[4] = {3, 3, 2, 6}, w3s[4] = {3, 3, 2, 5}, ys[4] = {1, 3, 3, 6};
-    kiln_tensor *x = poisoned(4, xs), *w = poisoned(4, ws), *w3 = poisoned(4, w3s), *y = poisoned(4, ys);
+    kiln_tensor *x = kt_poisoned_f32(4, xs), *w = kt_poisoned_f32(4, ws), *w3 = kt_poisoned_f32(4, w3s), *y = kt_poisoned_f32(4, ys);
     kiln_conv2d_params p = KILN_CONV2D_DEFAULTS;
     p.groups = 3; /* 4 channels are not 3 groups of 2 */
     cr_expect_eq(kiln_conv2d(x, w, NULL, &p, y), KILN_ERR_SHAPE);
     cr_expect(strstr(kiln_last_error(), "with 3 groups takes 6"), "%s", kiln_last_error());
     p.groups = 2; /* 5 filters do not split into 2 groups */
     int64_t y5s[4] = {1, 3, 3, 5};
-    kiln_tensor *y5 = poisoned(4, y5s);
+    kiln_tensor *y5 = kt_poisoned_f32(4, y5s);
     cr_expect_eq(kiln_conv2d(x, w3, NULL, &p, y5), KILN_ERR_SHAPE);
     cr_expect(strstr(kiln_last_error(), "do not split into 2 groups"), "%s", kiln_last_error());
     p.groups = -1;
@@ -236,13 +183,13 @@ Test(pad2d, pads_and_crops_every_element) {
     int64_t xs[4] = {2, 5, 6, 3};
     kt_rng rng;
     kt_rng_seed(&rng, 41);
-    kiln_tensor *x = rand_t(&rng, 4, xs, -1, 1);
+    kiln_tensor *x = kt_rand_f32(&rng, 4, xs, -1, 1);
     float *xv = kt_get_f32(x);
     for (int t = 0; t < 5; t++) {
         int64_t ys[4] = {2, outs[t][0], outs[t][1], 3}, n = 2 * ys[1] * ys[2] * 3;
-        kiln_tensor *y = poisoned(4, ys);
+        kiln_tensor *y = kt_poisoned_f32(4, ys);
         OK(kiln_pad2d(x, offs[t][0], offs[t][1], y));
-        double *want = zeros(n);
+        double *want = kt_zeros_f64(n);
         for (int64_t b = 0; b < 2; b++)
             for (int64_t i = 0; i < ys[1]; i++)
                 for (int64_t j = 0; j < ys[2]; j++)
@@ -253,13 +200,13 @@ Test(pad2d, pads_and_crops_every_element) {
                     }
         char what[64];
         snprintf(what, sizeof what, "pad2d top %d left %d", offs[t][0], offs[t][1]);
-        expect_tensor(what, y, want, 0.0);
+        kt_expect_tensor_f64(what, y, want, 0.0);
         /* the backward of a padding is the crop back: dx = pad2d(dy, -top, -left), against
          * finite differences of sum(dy * pad(x)), which are dy at x's positions */
-        kiln_tensor *dy = rand_t(&rng, 4, ys, -1, 1), *dx = poisoned(4, xs);
+        kiln_tensor *dy = kt_rand_f32(&rng, 4, ys, -1, 1), *dx = kt_poisoned_f32(4, xs);
         OK(kiln_pad2d(dy, -offs[t][0], -offs[t][1], dx));
         float *g = kt_get_f32(dy);
-        double *fd = zeros(kiln_tensor_numel(x));
+        double *fd = kt_zeros_f64(kiln_tensor_numel(x));
         for (int64_t b = 0; b < 2; b++)
             for (int64_t i = 0; i < 5; i++)
                 for (int64_t j = 0; j < 6; j++)
@@ -269,7 +216,7 @@ Test(pad2d, pads_and_crops_every_element) {
                         fd[((b * 5 + i) * 6 + j) * 3 + c] = in ? g[((b * ys[1] + oi) * ys[2] + oj) * 3 + c] : 0.0;
                     }
         snprintf(what, sizeof what, "pad2d top %d left %d: dx", offs[t][0], offs[t][1]);
-        expect_tensor(what, dx, fd, 0.0);
+        kt_expect_tensor_f64(what, dx, fd, 0.0);
         free(g); free(fd); free(want);
         kiln_tensor_free(y); kiln_tensor_free(dy); kiln_tensor_free(dx);
     }
@@ -279,14 +226,14 @@ Test(pad2d, pads_and_crops_every_element) {
 
 Test(pad2d, argument_errors) {
     int64_t xs[4] = {2, 5, 6, 3}, ys[4] = {2, 7, 8, 4}, zs[4] = {3, 7, 8, 3};
-    kiln_tensor *x = poisoned(4, xs), *y = poisoned(4, ys), *z = poisoned(4, zs);
+    kiln_tensor *x = kt_poisoned_f32(4, xs), *y = kt_poisoned_f32(4, ys), *z = kt_poisoned_f32(4, zs);
     cr_expect_eq(kiln_pad2d(x, 1, 1, y), KILN_ERR_SHAPE);
     cr_expect(strstr(kiln_last_error(), "kiln_pad2d") && strstr(kiln_last_error(), "batch or channels"), "%s",
               kiln_last_error());
     cr_expect_eq(kiln_pad2d(x, 1, 1, z), KILN_ERR_SHAPE);
     cr_expect_eq(kiln_pad2d(x, 1 << 21, 1, y), KILN_ERR_SHAPE); /* shapes first */
     int64_t okv[4] = {2, 7, 8, 3};
-    kiln_tensor *ok = poisoned(4, okv);
+    kiln_tensor *ok = kt_poisoned_f32(4, okv);
     cr_expect_eq(kiln_pad2d(x, 1 << 21, 1, ok), KILN_ERR_INVALID_ARG);
     cr_expect_eq(kiln_pad2d(NULL, 1, 1, ok), KILN_ERR_INVALID_ARG);
     kiln_tensor_free(x); kiln_tensor_free(y); kiln_tensor_free(z); kiln_tensor_free(ok);
@@ -311,7 +258,7 @@ static void up_ref_forward(const up_ref *r) {
 static double up_ref_loss(void *ctx) {
     up_ref *r = ctx;
     up_ref_forward(r);
-    return dot(r->y, r->dy, r->n * r->h * r->sh * r->w * r->sw * r->c);
+    return kt_dot_f64(r->y, r->dy, r->n * r->h * r->sh * r->w * r->sw * r->c);
 }
 
 Test(upsample2d, oracle_and_gradient) {
@@ -321,21 +268,21 @@ Test(upsample2d, oracle_and_gradient) {
         int64_t xs[4] = {r.n, r.h, r.w, r.c}, ys[4] = {r.n, r.h * r.sh, r.w * r.sw, r.c};
         kt_rng rng;
         kt_rng_seed(&rng, 50 + t);
-        kiln_tensor *x = rand_t(&rng, 4, xs, -1, 1), *dy = rand_t(&rng, 4, ys, -1, 1);
-        kiln_tensor *y = poisoned(4, ys), *dx = poisoned(4, xs);
-        r.x = to_f64(x);
-        r.dy = to_f64(dy);
-        r.y = zeros(kiln_tensor_numel(y));
+        kiln_tensor *x = kt_rand_f32(&rng, 4, xs, -1, 1), *dy = kt_rand_f32(&rng, 4, ys, -1, 1);
+        kiln_tensor *y = kt_poisoned_f32(4, ys), *dx = kt_poisoned_f32(4, xs);
+        r.x = kt_to_f64(x);
+        r.dy = kt_to_f64(dy);
+        r.y = kt_zeros_f64(kiln_tensor_numel(y));
         char what[64];
         OK(kiln_upsample2d(x, r.sh, r.sw, y));
         up_ref_forward(&r);
         snprintf(what, sizeof what, "upsample2d %dx%d: y", sizes[t][0], sizes[t][1]);
-        expect_tensor(what, y, r.y, 0.0); /* copies: exact */
+        kt_expect_tensor_f64(what, y, r.y, 0.0); /* copies: exact */
         OK(kiln_upsample2d_backward(dy, r.sh, r.sw, dx));
-        double *want = zeros(kiln_tensor_numel(x));
-        fd_grad(up_ref_loss, &r, r.x, kiln_tensor_numel(x), 1e-3, want);
+        double *want = kt_zeros_f64(kiln_tensor_numel(x));
+        kt_fd_grad(up_ref_loss, &r, r.x, kiln_tensor_numel(x), 1e-3, want);
         snprintf(what, sizeof what, "upsample2d %dx%d: dx", sizes[t][0], sizes[t][1]);
-        expect_tensor(what, dx, want, 1e-6); /* f32 sums of <= 6 terms */
+        kt_expect_tensor_f64(what, dx, want, 1e-6); /* f32 sums of <= 6 terms */
         free(want); free(r.x); free(r.dy); free(r.y);
         kiln_tensor_free(x); kiln_tensor_free(dy); kiln_tensor_free(y); kiln_tensor_free(dx);
     }
@@ -370,7 +317,7 @@ static void bilinear_ref_forward(const up_ref *r) {
 static double bilinear_ref_loss(void *ctx) {
     up_ref *r = ctx;
     bilinear_ref_forward(r);
-    return dot(r->y, r->dy, r->n * r->h * r->sh * r->w * r->sw * r->c);
+    return kt_dot_f64(r->y, r->dy, r->n * r->h * r->sh * r->w * r->sw * r->c);
 }
 
 Test(upsample2d, bilinear_oracle_and_gradient) {
@@ -380,21 +327,21 @@ Test(upsample2d, bilinear_oracle_and_gradient) {
         int64_t xs[4] = {r.n, r.h, r.w, r.c}, ys[4] = {r.n, r.h * r.sh, r.w * r.sw, r.c};
         kt_rng rng;
         kt_rng_seed(&rng, 70 + t);
-        kiln_tensor *x = rand_t(&rng, 4, xs, -1, 1), *dy = rand_t(&rng, 4, ys, -1, 1);
-        kiln_tensor *y = poisoned(4, ys), *dx = poisoned(4, xs);
-        r.x = to_f64(x);
-        r.dy = to_f64(dy);
-        r.y = zeros(kiln_tensor_numel(y));
+        kiln_tensor *x = kt_rand_f32(&rng, 4, xs, -1, 1), *dy = kt_rand_f32(&rng, 4, ys, -1, 1);
+        kiln_tensor *y = kt_poisoned_f32(4, ys), *dx = kt_poisoned_f32(4, xs);
+        r.x = kt_to_f64(x);
+        r.dy = kt_to_f64(dy);
+        r.y = kt_zeros_f64(kiln_tensor_numel(y));
         char what[64];
         OK(kiln_upsample2d_bilinear(x, r.sh, r.sw, y));
         bilinear_ref_forward(&r);
         snprintf(what, sizeof what, "bilinear %dx%d: y", sizes[t][0], sizes[t][1]);
-        expect_tensor(what, y, r.y, 1e-6); /* three f32 lerps, the f32 scale 1 / s */
+        kt_expect_tensor_f64(what, y, r.y, 1e-6); /* three f32 lerps, the f32 scale 1 / s */
         OK(kiln_upsample2d_bilinear_backward(dy, r.sh, r.sw, dx));
-        double *want = zeros(kiln_tensor_numel(x));
-        fd_grad(bilinear_ref_loss, &r, r.x, kiln_tensor_numel(x), 1e-3, want);
+        double *want = kt_zeros_f64(kiln_tensor_numel(x));
+        kt_fd_grad(bilinear_ref_loss, &r, r.x, kiln_tensor_numel(x), 1e-3, want);
         snprintf(what, sizeof what, "bilinear %dx%d: dx", sizes[t][0], sizes[t][1]);
-        expect_tensor(what, dx, want, 1e-6); /* f32 sums of <= 36 weighted terms */
+        kt_expect_tensor_f64(what, dx, want, 1e-6); /* f32 sums of <= 36 weighted terms */
         free(want); free(r.x); free(r.dy); free(r.y);
         kiln_tensor_free(x); kiln_tensor_free(dy); kiln_tensor_free(y); kiln_tensor_free(dx);
     }
@@ -402,7 +349,7 @@ Test(upsample2d, bilinear_oracle_and_gradient) {
 
 Test(upsample2d, argument_errors) {
     int64_t xs[4] = {2, 3, 4, 3}, ys[4] = {2, 6, 7, 3};
-    kiln_tensor *x = poisoned(4, xs), *y = poisoned(4, ys);
+    kiln_tensor *x = kt_poisoned_f32(4, xs), *y = kt_poisoned_f32(4, ys);
     cr_expect_eq(kiln_upsample2d(x, 2, 2, y), KILN_ERR_SHAPE);
     cr_expect(strstr(kiln_last_error(), "is not x (2, 3, 4, 3) upsampled 2x2"), "%s", kiln_last_error());
     cr_expect_eq(kiln_upsample2d(x, 0, 2, y), KILN_ERR_INVALID_ARG);
@@ -446,7 +393,7 @@ static void gmax_ref_forward(const gmax_ref *r) {
 static double gmax_ref_loss(void *ctx) {
     gmax_ref *r = ctx;
     gmax_ref_forward(r);
-    return dot(r->y, r->dy, r->n * r->c);
+    return kt_dot_f64(r->y, r->dy, r->n * r->c);
 }
 
 Test(global_max_pool2d, oracle_and_gradient) {
@@ -457,18 +404,18 @@ Test(global_max_pool2d, oracle_and_gradient) {
         kt_rng_seed(&rng, 60 + keep);
         kiln_tensor *x = kt_new(kt_cpu(), KILN_F32, 4, xs);
         fill_distinct(x, &rng);
-        kiln_tensor *dy = keep ? rand_t(&rng, 4, ys4, -1, 1) : rand_t(&rng, 2, ys2, -1, 1);
-        kiln_tensor *y = keep ? poisoned(4, ys4) : poisoned(2, ys2), *dx = poisoned(4, xs);
-        r.x = to_f64(x);
-        r.dy = to_f64(dy);
-        r.y = zeros(18);
+        kiln_tensor *dy = keep ? kt_rand_f32(&rng, 4, ys4, -1, 1) : kt_rand_f32(&rng, 2, ys2, -1, 1);
+        kiln_tensor *y = keep ? kt_poisoned_f32(4, ys4) : kt_poisoned_f32(2, ys2), *dx = kt_poisoned_f32(4, xs);
+        r.x = kt_to_f64(x);
+        r.dy = kt_to_f64(dy);
+        r.y = kt_zeros_f64(18);
         OK(kiln_global_max_pool2d(x, y));
         gmax_ref_forward(&r);
-        expect_tensor(keep ? "global max (N, 1, 1, C): y" : "global max (N, C): y", y, r.y, 0.0);
+        kt_expect_tensor_f64(keep ? "global max (N, 1, 1, C): y" : "global max (N, C): y", y, r.y, 0.0);
         OK(kiln_global_max_pool2d_backward(x, dy, dx));
-        double *want = zeros(kiln_tensor_numel(x));
-        fd_grad(gmax_ref_loss, &r, r.x, kiln_tensor_numel(x), 1e-4, want);
-        expect_tensor(keep ? "global max (N, 1, 1, C): dx" : "global max (N, C): dx", dx, want, 1e-6);
+        double *want = kt_zeros_f64(kiln_tensor_numel(x));
+        kt_fd_grad(gmax_ref_loss, &r, r.x, kiln_tensor_numel(x), 1e-4, want);
+        kt_expect_tensor_f64(keep ? "global max (N, 1, 1, C): dx" : "global max (N, C): dx", dx, want, 1e-6);
         free(want); free(r.x); free(r.dy); free(r.y);
         kiln_tensor_free(x); kiln_tensor_free(dy); kiln_tensor_free(y); kiln_tensor_free(dx);
     }
@@ -477,8 +424,8 @@ Test(global_max_pool2d, oracle_and_gradient) {
 /* ties go to the first maximal element in (h, w) order; a NaN gives NaN */
 Test(global_max_pool2d, ties_and_nan) {
     int64_t xs[4] = {1, 2, 2, 2}, ys[2] = {1, 2};
-    kiln_tensor *x = kt_new(kt_cpu(), KILN_F32, 4, xs), *y = poisoned(2, ys), *dy = kt_new(kt_cpu(), KILN_F32, 2, ys);
-    kiln_tensor *dx = poisoned(4, xs);
+    kiln_tensor *x = kt_new(kt_cpu(), KILN_F32, 4, xs), *y = kt_poisoned_f32(2, ys), *dy = kt_new(kt_cpu(), KILN_F32, 2, ys);
+    kiln_tensor *dx = kt_poisoned_f32(4, xs);
     const float v[8] = {1, NAN, 3, 0, 3, 2, 3, 1}; /* channel 0: 1 3 3 3; channel 1: NaN 0 2 1 */
     const float g[2] = {5, 7};
     kt_set_f32(x, v);
@@ -565,7 +512,7 @@ KT_PARITY_SUITE(parity_conv_family, rows)
 /* NULL tensors: a status and a message naming the function, never a crash */
 Test(conv_family_ops, null_arguments) {
     int64_t xs[4] = {1, 2, 2, 1}, ys[4] = {1, 4, 4, 1}, gs[2] = {1, 1};
-    kiln_tensor *x = poisoned(4, xs), *y = poisoned(4, ys), *g = poisoned(2, gs);
+    kiln_tensor *x = kt_poisoned_f32(4, xs), *y = kt_poisoned_f32(4, ys), *g = kt_poisoned_f32(2, gs);
     struct {
         const char *fn;
         kiln_status st;

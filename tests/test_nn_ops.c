@@ -9,66 +9,11 @@
 #include <string.h>
 
 #include "harness.h"
+#include "oracle.h"
 
 #define OK(expr) cr_assert_eq((expr), KILN_OK, "%s", kiln_last_error())
 
 /* ---- helpers ---- */
-
-static kiln_tensor *rand_t(kt_rng *r, int ndim, const int64_t *shape, double lo, double hi) {
-    kiln_tensor *t = kt_new(kt_cpu(), KILN_F32, ndim, shape);
-    kt_fill_random(t, r, lo, hi);
-    return t;
-}
-
-static kiln_tensor *poisoned(int ndim, const int64_t *shape) {
-    kiln_tensor *t = kt_new(kt_cpu(), KILN_F32, ndim, shape);
-    kt_poison(t);
-    return t;
-}
-
-static double *to_f64(const kiln_tensor *t) {
-    int64_t n = kiln_tensor_numel(t);
-    float *f = kt_get_f32(t);
-    double *d = malloc(sizeof(double) * (size_t)(n ? n : 1));
-    cr_assert_not_null(d);
-    for (int64_t i = 0; i < n; i++) d[i] = f[i];
-    free(f);
-    return d;
-}
-
-static double *zeros(int64_t n) {
-    double *d = calloc((size_t)(n ? n : 1), sizeof *d);
-    cr_assert_not_null(d);
-    return d;
-}
-
-/* got (a kiln tensor) against want (doubles), every element, normalised error <= tol */
-static void expect_tensor(const char *what, const kiln_tensor *got, const double *want, double tol) {
-    float *g = kt_get_f32(got);
-    kt_expect_close_f64(what, g, want, kiln_tensor_numel(got), tol);
-    free(g);
-}
-
-/* Central differences in double: grad[i] = (L(p + h e_i) - L(p - h e_i)) / 2h, where the loss
- * reads p through ctx. */
-typedef double (*loss_fn)(void *ctx);
-static void fd_grad(loss_fn loss, void *ctx, double *p, int64_t n, double h, double *grad) {
-    for (int64_t i = 0; i < n; i++) {
-        double keep = p[i];
-        p[i] = keep + h;
-        double up = loss(ctx);
-        p[i] = keep - h;
-        double down = loss(ctx);
-        p[i] = keep;
-        grad[i] = (up - down) / (2.0 * h);
-    }
-}
-
-static double dot(const double *a, const double *b, int64_t n) {
-    double s = 0.0;
-    for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
-}
 
 /* TensorFlow's window rule, written out again for the oracles */
 static void ref_axis(int64_t in, int64_t k, int s, int d, kiln_padding pad, int64_t *out,
@@ -125,7 +70,7 @@ static void conv_ref_forward(const conv_ref *r) {
 static double conv_ref_loss(void *ctx) {
     conv_ref *r = ctx;
     conv_ref_forward(r);
-    return dot(r->y, r->dy, r->cfg->n * r->oh * r->ow * r->cfg->oc);
+    return kt_dot_f64(r->y, r->dy, r->cfg->n * r->oh * r->ow * r->cfg->oc);
 }
 
 static const conv_cfg conv_cfgs[] = {
@@ -166,40 +111,40 @@ ParameterizedTest(size_t *ix, conv2d, oracle_and_gradients) {
                      (long long)got[i], (long long)ys[i]);
     kt_rng rng;
     kt_rng_seed(&rng, 100 + *ix);
-    kiln_tensor *x = rand_t(&rng, 4, xs, -1, 1), *w = rand_t(&rng, 4, ws, -1, 1);
-    kiln_tensor *b = k->bias ? rand_t(&rng, 1, bs, -1, 1) : NULL, *dy = rand_t(&rng, 4, ys, -1, 1);
-    kiln_tensor *y = poisoned(4, ys), *dx = poisoned(4, xs), *dw = poisoned(4, ws);
-    kiln_tensor *db = k->bias ? poisoned(1, bs) : NULL;
-    r.x = to_f64(x);
-    r.w = to_f64(w);
-    r.b = b ? to_f64(b) : NULL;
-    r.dy = to_f64(dy);
-    r.y = zeros(kiln_tensor_numel(y));
+    kiln_tensor *x = kt_rand_f32(&rng, 4, xs, -1, 1), *w = kt_rand_f32(&rng, 4, ws, -1, 1);
+    kiln_tensor *b = k->bias ? kt_rand_f32(&rng, 1, bs, -1, 1) : NULL, *dy = kt_rand_f32(&rng, 4, ys, -1, 1);
+    kiln_tensor *y = kt_poisoned_f32(4, ys), *dx = kt_poisoned_f32(4, xs), *dw = kt_poisoned_f32(4, ws);
+    kiln_tensor *db = k->bias ? kt_poisoned_f32(1, bs) : NULL;
+    r.x = kt_to_f64(x);
+    r.w = kt_to_f64(w);
+    r.b = b ? kt_to_f64(b) : NULL;
+    r.dy = kt_to_f64(dy);
+    r.y = kt_zeros_f64(kiln_tensor_numel(y));
     char what[160];
 
     OK(kiln_conv2d(x, w, b, &p, y));
     conv_ref_forward(&r);
     snprintf(what, sizeof what, "conv2d %s: y", k->name);
-    expect_tensor(what, y, r.y, 1e-5);
+    kt_expect_tensor_f64(what, y, r.y, 1e-5);
 
     OK(kiln_conv2d_backward_data(dy, w, &p, dx));
-    double *want = zeros(kiln_tensor_numel(x));
-    fd_grad(conv_ref_loss, &r, r.x, kiln_tensor_numel(x), 1e-3, want);
+    double *want = kt_zeros_f64(kiln_tensor_numel(x));
+    kt_fd_grad(conv_ref_loss, &r, r.x, kiln_tensor_numel(x), 1e-3, want);
     snprintf(what, sizeof what, "conv2d %s: dx", k->name);
-    expect_tensor(what, dx, want, 1e-5);
+    kt_expect_tensor_f64(what, dx, want, 1e-5);
     free(want);
 
     OK(kiln_conv2d_backward_filter(x, dy, &p, dw, db));
-    want = zeros(kiln_tensor_numel(w));
-    fd_grad(conv_ref_loss, &r, r.w, kiln_tensor_numel(w), 1e-3, want);
+    want = kt_zeros_f64(kiln_tensor_numel(w));
+    kt_fd_grad(conv_ref_loss, &r, r.w, kiln_tensor_numel(w), 1e-3, want);
     snprintf(what, sizeof what, "conv2d %s: dw", k->name);
-    expect_tensor(what, dw, want, 1e-5);
+    kt_expect_tensor_f64(what, dw, want, 1e-5);
     free(want);
     if (b) {
-        want = zeros(k->oc);
-        fd_grad(conv_ref_loss, &r, r.b, k->oc, 1e-3, want);
+        want = kt_zeros_f64(k->oc);
+        kt_fd_grad(conv_ref_loss, &r, r.b, k->oc, 1e-3, want);
         snprintf(what, sizeof what, "conv2d %s: db", k->name);
-        expect_tensor(what, db, want, 1e-5);
+        kt_expect_tensor_f64(what, db, want, 1e-5);
         free(want);
     }
     free(r.x); free(r.w); free(r.b); free(r.dy); free(r.y);
@@ -214,11 +159,11 @@ Test(conv2d, chunked_batch) {
     /* 9 x 64 x 64 rows of 3 x 3 x 64 columns: 85 MB of patches, over the 64 MB chunk */
     int64_t xs[4] = {9, 64, 64, 64}, ws[4] = {3, 3, 64, 1}, ys[4] = {9, 64, 64, 1};
     kiln_conv2d_params p = {1, 1, 1, 1, KILN_PADDING_SAME, KILN_MATH_STRICT, 1};
-    kiln_tensor *x = rand_t(&rng, 4, xs, -1, 1), *dy = rand_t(&rng, 4, ys, -1, 1);
-    kiln_tensor *dw = poisoned(4, ws);
+    kiln_tensor *x = kt_rand_f32(&rng, 4, xs, -1, 1), *dy = kt_rand_f32(&rng, 4, ys, -1, 1);
+    kiln_tensor *dw = kt_poisoned_f32(4, ws);
     OK(kiln_conv2d_backward_filter(x, dy, &p, dw, NULL));
     /* dw[ky,kx,c,0] = sum over n, i, j of x[n, i+ky-1, j+kx-1, c] dy[n, i, j] */
-    double *xd = to_f64(x), *dyd = to_f64(dy), *want = zeros(9 * 64);
+    double *xd = kt_to_f64(x), *dyd = kt_to_f64(dy), *want = kt_zeros_f64(9 * 64);
     for (int64_t n = 0; n < 9; n++)
         for (int64_t i = 0; i < 64; i++)
             for (int64_t j = 0; j < 64; j++)
@@ -231,7 +176,7 @@ Test(conv2d, chunked_batch) {
                             want[(ky * 3 + kx) * 64 + c] += xd[((n * 64 + ih) * 64 + iw) * 64 + c] * g;
                     }
     /* sums of 36864 products: 1e-5 of the scale still holds (OpenBLAS blocks its sums) */
-    expect_tensor("conv2d chunked dw", dw, want, 1e-5);
+    kt_expect_tensor_f64("conv2d chunked dw", dw, want, 1e-5);
     free(xd); free(dyd); free(want);
     kiln_tensor_free(x); kiln_tensor_free(dy); kiln_tensor_free(dw);
 }
@@ -312,7 +257,7 @@ static void pool_ref_forward(const pool_ref *r) {
 static double pool_ref_loss(void *ctx) {
     pool_ref *r = ctx;
     pool_ref_forward(r);
-    return dot(r->y, r->dy, r->cfg->n * r->oh * r->ow * r->cfg->c);
+    return kt_dot_f64(r->y, r->dy, r->cfg->n * r->oh * r->ow * r->cfg->c);
 }
 
 static const pool_cfg pool_cfgs[] = {
@@ -361,24 +306,24 @@ ParameterizedTest(size_t *ix, pool2d, oracle_and_gradients) {
         for (int i = 0; i < 4; i++) cr_assert_eq(got[i], ys[i], "%s: output dim %d", k->name, i);
         kt_rng rng;
         kt_rng_seed(&rng, 200 + *ix);
-        kiln_tensor *x = kt_new(kt_cpu(), KILN_F32, 4, xs), *dy = rand_t(&rng, 4, ys, -1, 1);
+        kiln_tensor *x = kt_new(kt_cpu(), KILN_F32, 4, xs), *dy = kt_rand_f32(&rng, 4, ys, -1, 1);
         fill_distinct(x, &rng);
-        kiln_tensor *y = poisoned(4, ys), *dx = poisoned(4, xs);
-        r.x = to_f64(x);
-        r.dy = to_f64(dy);
-        r.y = zeros(kiln_tensor_numel(y));
+        kiln_tensor *y = kt_poisoned_f32(4, ys), *dx = kt_poisoned_f32(4, xs);
+        r.x = kt_to_f64(x);
+        r.dy = kt_to_f64(dy);
+        r.y = kt_zeros_f64(kiln_tensor_numel(y));
         const char *op = r.max ? "max_pool2d" : "avg_pool2d";
         char what[160];
         OK(r.max ? kiln_max_pool2d(x, &p, y) : kiln_avg_pool2d(x, &p, y));
         pool_ref_forward(&r);
         snprintf(what, sizeof what, "%s %s: y", op, k->name);
         /* max: a copy, exact; average: f32 sum of <= 9 terms and a division */
-        expect_tensor(what, y, r.y, r.max ? 0.0 : 1e-6);
+        kt_expect_tensor_f64(what, y, r.y, r.max ? 0.0 : 1e-6);
         OK(r.max ? kiln_max_pool2d_backward(x, dy, &p, dx) : kiln_avg_pool2d_backward(dy, &p, dx));
-        double *want = zeros(kiln_tensor_numel(x));
-        fd_grad(pool_ref_loss, &r, r.x, kiln_tensor_numel(x), 1e-4, want);
+        double *want = kt_zeros_f64(kiln_tensor_numel(x));
+        kt_fd_grad(pool_ref_loss, &r, r.x, kiln_tensor_numel(x), 1e-4, want);
         snprintf(what, sizeof what, "%s %s: dx", op, k->name);
-        expect_tensor(what, dx, want, 1e-6);
+        kt_expect_tensor_f64(what, dx, want, 1e-6);
         free(want); free(r.x); free(r.dy); free(r.y);
         kiln_tensor_free(x); kiln_tensor_free(dy); kiln_tensor_free(y); kiln_tensor_free(dx);
     }
@@ -389,7 +334,7 @@ Test(pool2d, max_ties_go_to_the_first_element) {
     int64_t xs[4] = {1, 5, 5, 2}, ys[4] = {1, 3, 3, 2};
     kiln_pool2d_params p = {2, 2, 2, 2, KILN_PADDING_SAME}; /* pad 0 before, 1 after */
     kiln_tensor *x = kt_new(kt_cpu(), KILN_F32, 4, xs), *dy = kt_new(kt_cpu(), KILN_F32, 4, ys);
-    kiln_tensor *dx = poisoned(4, xs);
+    kiln_tensor *dx = kt_poisoned_f32(4, xs);
     OK(kiln_fill(x, 1.5));
     float g[18];
     for (int i = 0; i < 18; i++) g[i] = (float)(i + 1);
@@ -412,7 +357,7 @@ Test(pool2d, max_ties_go_to_the_first_element) {
 Test(pool2d, max_propagates_nan) {
     int64_t xs[4] = {1, 2, 2, 1}, ys[4] = {1, 1, 1, 1};
     kiln_pool2d_params p = {2, 2, 0, 0, KILN_PADDING_VALID};
-    kiln_tensor *x = kt_new(kt_cpu(), KILN_F32, 4, xs), *y = poisoned(4, ys);
+    kiln_tensor *x = kt_new(kt_cpu(), KILN_F32, 4, xs), *y = kt_poisoned_f32(4, ys);
     float v[4] = {1.0f, NAN, 3.0f, 2.0f};
     kt_set_f32(x, v);
     OK(kiln_max_pool2d(x, &p, y));
@@ -426,24 +371,24 @@ Test(pool2d, global_average) {
     kt_rng rng;
     kt_rng_seed(&rng, 300);
     int64_t xs[4] = {3, 5, 7, 4}, ys[2] = {3, 4}, ys4[4] = {3, 1, 1, 4};
-    kiln_tensor *x = rand_t(&rng, 4, xs, -2, 2), *dy = rand_t(&rng, 2, ys, -1, 1);
-    kiln_tensor *y = poisoned(2, ys), *y4 = poisoned(4, ys4), *dx = poisoned(4, xs);
-    double *xd = to_f64(x), *dyd = to_f64(dy), want[12] = {0};
+    kiln_tensor *x = kt_rand_f32(&rng, 4, xs, -2, 2), *dy = kt_rand_f32(&rng, 2, ys, -1, 1);
+    kiln_tensor *y = kt_poisoned_f32(2, ys), *y4 = kt_poisoned_f32(4, ys4), *dx = kt_poisoned_f32(4, xs);
+    double *xd = kt_to_f64(x), *dyd = kt_to_f64(dy), want[12] = {0};
     OK(kiln_global_avg_pool2d(x, y));
     OK(kiln_global_avg_pool2d(x, y4)); /* keepdims form */
     for (int64_t n = 0; n < 3; n++)
         for (int64_t p = 0; p < 35; p++)
             for (int64_t c = 0; c < 4; c++) want[n * 4 + c] += xd[(n * 35 + p) * 4 + c] / 35.0;
     /* a double sum rounded once: half an ulp */
-    expect_tensor("global_avg_pool2d y", y, want, 1.2e-7);
-    expect_tensor("global_avg_pool2d y (N, 1, 1, C)", y4, want, 1.2e-7);
+    kt_expect_tensor_f64("global_avg_pool2d y", y, want, 1.2e-7);
+    kt_expect_tensor_f64("global_avg_pool2d y (N, 1, 1, C)", y4, want, 1.2e-7);
     OK(kiln_global_avg_pool2d_backward(dy, dx));
-    double *g = zeros(105 * 4);
+    double *g = kt_zeros_f64(105 * 4);
     for (int64_t n = 0; n < 3; n++)
         for (int64_t p = 0; p < 35; p++)
             for (int64_t c = 0; c < 4; c++) g[(n * 35 + p) * 4 + c] = dyd[n * 4 + c] / 35.0;
     /* d(sum dy * mean)/dx = dy / (H W) exactly; one f32 division */
-    expect_tensor("global_avg_pool2d dx", dx, g, 1.2e-7);
+    kt_expect_tensor_f64("global_avg_pool2d dx", dx, g, 1.2e-7);
     free(xd); free(dyd); free(g);
     kiln_tensor_free(x); kiln_tensor_free(dy); kiln_tensor_free(y); kiln_tensor_free(y4);
     kiln_tensor_free(dx);
@@ -490,18 +435,18 @@ Test(activation, sigmoid_tanh_oracle_and_gradients) {
     int64_t sh[2] = {37, 29};
     for (int kind = 0; kind < 2; kind++) {
         bool sig = kind == 0;
-        kiln_tensor *x = rand_t(&rng, 2, sh, -6, 6), *dy = rand_t(&rng, 2, sh, -1, 1);
-        kiln_tensor *y = poisoned(2, sh), *dx = poisoned(2, sh);
-        act_ref r = {sig, kiln_tensor_numel(x), to_f64(x), to_f64(dy)};
-        double *want = zeros(r.n);
+        kiln_tensor *x = kt_rand_f32(&rng, 2, sh, -6, 6), *dy = kt_rand_f32(&rng, 2, sh, -1, 1);
+        kiln_tensor *y = kt_poisoned_f32(2, sh), *dx = kt_poisoned_f32(2, sh);
+        act_ref r = {sig, kiln_tensor_numel(x), kt_to_f64(x), kt_to_f64(dy)};
+        double *want = kt_zeros_f64(r.n);
         OK(sig ? kiln_sigmoid(x, y) : kiln_tanh(x, y));
         for (int64_t i = 0; i < r.n; i++) want[i] = act_f(sig, r.x[i]);
         /* computed in double, rounded once: half an ulp of values below 1 */
-        expect_tensor(sig ? "sigmoid y" : "tanh y", y, want, 6e-8);
+        kt_expect_tensor_f64(sig ? "sigmoid y" : "tanh y", y, want, 6e-8);
         OK(sig ? kiln_sigmoid_backward(y, dy, dx) : kiln_tanh_backward(y, dy, dx));
-        fd_grad(act_loss, &r, r.x, r.n, 1e-4, want);
+        kt_fd_grad(act_loss, &r, r.x, r.n, 1e-4, want);
         /* from the rounded y, in f32: a few ulps of the largest gradient */
-        expect_tensor(sig ? "sigmoid dx" : "tanh dx", dx, want, 1e-6);
+        kt_expect_tensor_f64(sig ? "sigmoid dx" : "tanh dx", dx, want, 1e-6);
         free(want); free(r.x); free(r.dy);
         kiln_tensor_free(x); kiln_tensor_free(dy); kiln_tensor_free(y); kiln_tensor_free(dx);
     }
@@ -512,12 +457,12 @@ Test(activation, special_values) {
     float v[7] = {INFINITY, -INFINITY, NAN, 0.0f, 100.0f, -100.0f, -0.0f};
     double sig[7] = {1, 0, NAN, 0.5, 1, 3.720075976020836e-44, 0.5};
     double th[7] = {1, -1, NAN, 0, 1, -1, 0};
-    kiln_tensor *x = kt_new(kt_cpu(), KILN_F32, 1, sh), *y = poisoned(1, sh);
+    kiln_tensor *x = kt_new(kt_cpu(), KILN_F32, 1, sh), *y = kt_poisoned_f32(1, sh);
     kt_set_f32(x, v);
     OK(kiln_sigmoid(x, y));
-    expect_tensor("sigmoid special values", y, sig, 6e-8);
+    kt_expect_tensor_f64("sigmoid special values", y, sig, 6e-8);
     OK(kiln_tanh(x, x)); /* in place */
-    expect_tensor("tanh special values (in place)", x, th, 0.0);
+    kt_expect_tensor_f64("tanh special values (in place)", x, th, 0.0);
     kiln_tensor_free(x); kiln_tensor_free(y);
 }
 
@@ -587,17 +532,17 @@ Test(dropout, mask_rate_forward_and_gradient) {
     kt_rng_seed(&rng, 500);
     int64_t small[2] = {13, 31};
     unsigned char *m2 = dropout_mask(kt_cpu(), 2, small, rate, 7, scale);
-    kiln_tensor *x = rand_t(&rng, 2, small, -3, 3), *dy = rand_t(&rng, 2, small, -1, 1);
-    kiln_tensor *y = poisoned(2, small), *dx = poisoned(2, small);
-    drop_ref r = {kiln_tensor_numel(x), m2, scale, to_f64(x), to_f64(dy)};
-    double *want = zeros(r.n);
+    kiln_tensor *x = kt_rand_f32(&rng, 2, small, -3, 3), *dy = kt_rand_f32(&rng, 2, small, -1, 1);
+    kiln_tensor *y = kt_poisoned_f32(2, small), *dx = kt_poisoned_f32(2, small);
+    drop_ref r = {kiln_tensor_numel(x), m2, scale, kt_to_f64(x), kt_to_f64(dy)};
+    double *want = kt_zeros_f64(r.n);
     OK(kiln_dropout(x, rate, 7, y));
     for (int64_t i = 0; i < r.n; i++) want[i] = m2[i] ? (double)((float)r.x[i] * scale) : 0.0;
-    expect_tensor("dropout y", y, want, 0.0);
+    kt_expect_tensor_f64("dropout y", y, want, 0.0);
     OK(kiln_dropout_backward(dy, rate, 7, dx));
-    fd_grad(drop_loss, &r, r.x, r.n, 1e-3, want);
+    kt_fd_grad(drop_loss, &r, r.x, r.n, 1e-3, want);
     /* linear: the differences are exact but for double rounding; dx is dy * scale in f32 */
-    expect_tensor("dropout dx", dx, want, 1.2e-7);
+    kt_expect_tensor_f64("dropout dx", dx, want, 1.2e-7);
     /* rate 0 is the identity */
     OK(kiln_dropout(x, 0.0f, 7, y));
     float *xv = kt_get_f32(x), *yv = kt_get_f32(y);
