@@ -31,12 +31,16 @@ static void fill_special(kiln_tensor *t, kt_rng *r) {
     for (int i = 0; i < 7 && i * 37 < n; i++) v[i * 37] = sp[i];
 }
 
-Test(cpu_loops, elementwise_every_level_matches_scalar) {
+/* every elementwise op on (rows, 61, 1) against the scalar formula, bit for bit, at every ISA
+ * level (and, large enough, on each thread count: kiln_cpu_parallel_ranges' split) */
+static void check_elementwise(int64_t rows) {
     kt_rng r;
     kt_rng_seed(&r, 7);
-    const int64_t n = 1037, nbs[] = {1037, 61, 1}, shape[3] = {17, 61, 1};
+    const int64_t n = rows * 61, nbs[] = {n, 61, 1}, shape[3] = {rows, 61, 1};
     const int nd[] = {3, 2, 1};
-    kiln_tensor *a = f32(3, shape), *y = f32(3, shape), *y2 = f32(3, shape);
+    kiln_tensor *a = f32(3, shape), *y = f32(3, shape), *y2 = f32(3, shape), *c = f32(3, shape);
+    float *want = malloc((size_t)n * sizeof *want);
+    cr_assert(want);
     fill_special(a, &r);
     for (int lv = 0; lv <= max_level(); lv++) {
         kiln_cpu_simd_force(lv);
@@ -56,27 +60,45 @@ Test(cpu_loops, elementwise_every_level_matches_scalar) {
             }
             kiln_tensor_free(b);
         }
-        float want[1037];
+        const size_t nbytes = (size_t)n * sizeof *want;
         cr_assert_eq(kiln_scale(a, 0.37f, y), KILN_OK);
         for (int64_t i = 0; i < n; i++) want[i] = 0.37f * data(a)[i];
-        kt_expect_bitwise("scale", data(y), want, sizeof want);
+        kt_expect_bitwise("scale", data(y), want, nbytes);
+        kt_fill_random(c, &r, -1, 1);
+        cr_assert_eq(kiln_copy(a, c), KILN_OK);
+        kt_expect_bitwise("copy", data(c), data(a), nbytes);
         kt_fill_random(y, &r, -1, 1);
         for (int64_t i = 0; i < n; i++) want[i] = fmaf(-1.3f, data(a)[i], data(y)[i]);
         cr_assert_eq(kiln_axpy(-1.3f, a, y), KILN_OK);
-        kt_expect_bitwise("axpy", data(y), want, sizeof want);
+        kt_expect_bitwise("axpy", data(y), want, nbytes);
         cr_assert_eq(kiln_relu(a, y), KILN_OK);
         for (int64_t i = 0; i < n; i++) {
             float v = data(a)[i];
             want[i] = v > 0.0f ? v : (isnan(v) ? v : 0.0f);
         }
-        kt_expect_bitwise("relu", data(y), want, sizeof want);
+        kt_expect_bitwise("relu", data(y), want, nbytes);
         kt_fill_random(y2, &r, -1, 1);
         cr_assert_eq(kiln_relu_backward(a, y2, y), KILN_OK);
         for (int64_t i = 0; i < n; i++) want[i] = data(a)[i] > 0.0f ? data(y2)[i] : 0.0f;
-        kt_expect_bitwise("relu_backward", data(y), want, sizeof want);
+        kt_expect_bitwise("relu_backward", data(y), want, nbytes);
     }
     kiln_cpu_simd_force(-1);
-    kiln_tensor_free(a), kiln_tensor_free(y), kiln_tensor_free(y2);
+    free(want);
+    kiln_tensor_free(a), kiln_tensor_free(y), kiln_tensor_free(y2), kiln_tensor_free(c);
+}
+
+Test(cpu_loops, elementwise_every_level_matches_scalar) { check_elementwise(17); }
+
+/* 68,381 elements: over KILN_CPU_PAR_MIN, so 2 and 3 threads split every loop (3: ranges that
+ * are not multiples of the vector width, and of the 61 a repeating b needs) */
+Test(cpu_loops, elementwise_split_among_threads_matches_scalar) {
+    if (!omp_set_num_threads || !omp_get_max_threads) cr_skip_test("built without OpenMP");
+    int was = omp_get_max_threads();
+    for (int t = 1; t <= 3; t++) {
+        omp_set_num_threads(t);
+        check_elementwise(1121);
+    }
+    omp_set_num_threads(was);
 }
 
 /* ---- max pooling: the first maximal element, NaN first, ties everywhere ---- */

@@ -36,6 +36,13 @@ kiln_status kiln_cpu_scratch(kiln_backend *be, int slot, size_t bytes, void **ou
 void kiln_cpu_scratch_free(kiln_cpu_ctx *c);
 size_t kiln_cpu_scratch_held(const kiln_cpu_ctx *c);
 
+/* fn(ctx, lo, hi) over [0, n) split into one contiguous range per OpenMP thread, each range's
+ * ends multiples of `align` (except n); one call on this thread when n < KILN_CPU_PAR_MIN or one
+ * thread is set. For elementwise loops: the split does not change any element's result. */
+#define KILN_CPU_PAR_MIN 65536
+typedef void (*kiln_cpu_range_fn)(void *ctx, int64_t lo, int64_t hi);
+void kiln_cpu_parallel_ranges(int64_t n, int64_t align, kiln_cpu_range_fn fn, void *ctx);
+
 void kiln_cpu_fill(const kiln_op *op);
 void kiln_cpu_copy(const kiln_op *op);
 void kiln_cpu_cast(const kiln_op *op);

@@ -31,6 +31,17 @@ static void copy_strided(char *dst, const char *src, int64_t n, int64_t stride, 
 #undef KILN_COPY_RUN
 }
 
+/* bytes [lo, hi) of a contiguous copy */
+typedef struct bytes_job {
+    char *dst;
+    const char *src;
+} bytes_job;
+
+static void bytes_range(void *ctx, int64_t lo, int64_t hi) {
+    const bytes_job *j = ctx;
+    memcpy(j->dst + lo, j->src + lo, (size_t)(hi - lo));
+}
+
 /* dst (contiguous) = src (any strides), in src's row-major index order: the trailing dims that
  * are contiguous in src form one run copied with memcpy (a strided last dim is a run of its
  * own); the dims outside it are walked with an odometer */
@@ -45,6 +56,11 @@ void kiln_cpu_copy(const kiln_op *op) {
     int64_t total = kiln_tensor_numel(s), idx[KILN_MAX_DIMS] = {0}, off = 0;
     const char *sp = s->data;
     char *dp = d->data;
+    if (run == total && run_stride == 1) { /* one contiguous run: split among the threads */
+        bytes_job j = {dp, sp};
+        kiln_cpu_parallel_ranges((int64_t)((size_t)total * es), 64, bytes_range, &j);
+        return;
+    }
     for (int64_t k = 0; k < total && run > 0; k += run) {
         if (run_stride == 1) memcpy(dp + (size_t)k * es, sp + (size_t)off * es, (size_t)run * es);
         else copy_strided(dp + (size_t)k * es, sp + (size_t)off * es, run, run_stride, es);
@@ -82,17 +98,32 @@ BINARY(add_loop, +)
 BINARY(sub_loop, -)
 BINARY(mul_loop, *)
 
+/* one thread's range [lo, hi) of a binary op: b's index restarts at lo when b is as long as a,
+ * and ranges start at multiples of b's length when b repeats (kiln_cpu_parallel_ranges' align) */
+typedef struct binary_job {
+    kiln_op_type type;
+    const float *a, *b;
+    float *y;
+    int64_t n, nb;
+} binary_job;
+
+static void binary_range(void *ctx, int64_t lo, int64_t hi) {
+    const binary_job *j = ctx;
+    const float *b = j->nb == j->n ? j->b + lo : j->b;
+    int64_t len = hi - lo, nb = j->nb == j->n ? len : j->nb;
+    switch (j->type) {
+    case KILN_OP_ADD: add_loop(j->a + lo, b, j->y + lo, len, nb); break;
+    case KILN_OP_SUB: sub_loop(j->a + lo, b, j->y + lo, len, nb); break;
+    default: mul_loop(j->a + lo, b, j->y + lo, len, nb); break;
+    }
+}
+
 void kiln_cpu_binary(const kiln_op *op) {
     const kiln_binary_args *args = &op->binary;
-    const float *a = args->a->data, *b = args->b->data;
-    float *y = args->out->data;
-    int64_t n = kiln_tensor_numel(args->a), nb = kiln_tensor_numel(args->b);
-    if (n == 0 || nb == 0) return;
-    switch (op->type) {
-    case KILN_OP_ADD: add_loop(a, b, y, n, nb); break;
-    case KILN_OP_SUB: sub_loop(a, b, y, n, nb); break;
-    default: mul_loop(a, b, y, n, nb); break;
-    }
+    binary_job j = {op->type, args->a->data, args->b->data, args->out->data, kiln_tensor_numel(args->a),
+                    kiln_tensor_numel(args->b)};
+    if (j.n == 0 || j.nb == 0) return;
+    kiln_cpu_parallel_ranges(j.n, j.nb == 1 || j.nb == j.n ? 1 : j.nb, binary_range, &j);
 }
 
 /* the unary loops: y[i] = F(i) */
@@ -108,20 +139,35 @@ UNARY(axpy_loop, fmaf(alpha, x[i], y[i]))
 UNARY(relu_loop, x[i] > 0.0f ? x[i] : (isnan(x[i]) ? x[i] : 0.0f))
 UNARY(relu_back_loop, x[i] > 0.0f ? x2[i] : 0.0f) /* x2: dy */
 
+/* one thread's range of a unary op (x2 may be NULL) */
+typedef struct unary_job {
+    kiln_op_type type;
+    const float *x, *x2;
+    float *y;
+    float alpha;
+} unary_job;
+
+static void unary_range(void *ctx, int64_t lo, int64_t hi) {
+    const unary_job *j = ctx;
+    const float *x = j->x + lo, *x2 = j->x2 ? j->x2 + lo : NULL;
+    float *y = j->y + lo;
+    int64_t n = hi - lo;
+    switch (j->type) {
+    case KILN_OP_RELU_BACK: relu_back_loop(x, x2, y, 0.0f, n); break;
+    case KILN_OP_SCALE: scale_loop(x, NULL, y, j->alpha, n); break;
+    case KILN_OP_AXPY: axpy_loop(x, NULL, y, j->alpha, n); break;
+    case KILN_OP_RELU: relu_loop(x, NULL, y, j->alpha, n); break;
+    default: break;
+    }
+}
+
 void kiln_cpu_unary(const kiln_op *op) {
     if (op->type == KILN_OP_RELU_BACK) { /* dx = dy (x > 0) */
         const kiln_unary_back_args *a = &op->unary_back;
-        relu_back_loop(a->x->data, a->dy->data, a->dx->data, 0.0f, kiln_tensor_numel(a->x));
+        unary_job j = {op->type, a->x->data, a->dy->data, a->dx->data, 0.0f};
+        kiln_cpu_parallel_ranges(kiln_tensor_numel(a->x), 1, unary_range, &j);
         return;
     }
-    const float *x = op->unary.x->data;
-    float *y = op->unary.y->data;
-    float alpha = op->unary.alpha;
-    int64_t n = kiln_tensor_numel(op->unary.x);
-    switch (op->type) {
-    case KILN_OP_SCALE: scale_loop(x, NULL, y, alpha, n); break;
-    case KILN_OP_AXPY: axpy_loop(x, NULL, y, alpha, n); break;
-    case KILN_OP_RELU: relu_loop(x, NULL, y, alpha, n); break;
-    default: break;
-    }
+    unary_job j = {op->type, op->unary.x->data, NULL, op->unary.y->data, op->unary.alpha};
+    kiln_cpu_parallel_ranges(kiln_tensor_numel(op->unary.x), 1, unary_range, &j);
 }
