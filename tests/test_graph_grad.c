@@ -1,7 +1,7 @@
 /* test_graph_grad.c: reverse-mode autograd over a layer graph, checked end to end: the
  * gradient of the loss with respect to every weight of a small residual graph model
- * (Conv2D, BatchNormalization in training mode, Add with fan-out, pooling, Dense, fused
- * softmax cross-entropy) against central finite differences of the loss; and ResNet-20's
+ * (Conv2D, BatchNormalization in training mode, Add with fan-out, Activation layers, pooling,
+ * Dense, fused softmax cross-entropy) against central finite differences of the loss; and ResNet-20's
  * parameter counts against Keras'. */
 #include <math.h>
 #include <stdlib.h>
@@ -34,11 +34,15 @@ Test(graph, gradients_match_finite_differences, .timeout = 120) {
     int pair[2] = {a, s}; /* a feeds both the BN and the Add: gradients sum */
     l = kiln_add_layer();
     OK(kiln_model_add(m, &l, 2, pair, &s));
+    l = kiln_activation_layer(KILN_ACT_TANH); /* an Activation layer reads z from its input's y */
+    OK(kiln_model_add(m, &l, 1, &s, &s));
     l = kiln_avg_pool2d_layer(2, 2);
     OK(kiln_model_add(m, &l, 1, &s, &s));
     l = kiln_flatten_layer();
     OK(kiln_model_add(m, &l, 1, &s, &s));
-    l = kiln_dense_layer(4, KILN_ACT_SOFTMAX);
+    l = kiln_dense_layer(4, KILN_ACT_LINEAR);
+    OK(kiln_model_add(m, &l, 1, &s, &s));
+    l = kiln_activation_layer(KILN_ACT_SOFTMAX); /* the last layer: the loss fuses its softmax */
     OK(kiln_model_add(m, &l, 1, &s, &s));
     OK(kiln_model_build(m, kt_cpu(), 7));
     kiln_compile_config cc = {kiln_optimizer_defaults(KILN_OPT_SGD), KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, false};

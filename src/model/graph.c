@@ -11,7 +11,7 @@ kiln_status kiln_model_forward(kiln_model *m, kiln_plan *p, bool training, bool 
         kiln_node *n = &m->nodes[i];
         const kiln_tensor *x[KILN_LAYER_MAX_INPUTS] = {0};
         for (int k = 0; k < n->n_in; k++) x[k] = p->v[n->in[k]].y;
-        kiln_status s = n->desc->forward(n, x, p->v[i].z, training, step_seed);
+        kiln_status s = kiln_node_z_is_input(n) ? KILN_OK : n->desc->forward(n, x, p->v[i].z, training, step_seed);
         if (s == KILN_OK && p->v[i].z != p->v[i].y && i != last)
             s = kiln_activation_forward(n->cfg.activation, p->v[i].z, p->v[i].y);
         if (s != KILN_OK) return kiln_error_context(s, "layer '%s' forward", n->cfg.name);
@@ -41,15 +41,19 @@ kiln_status kiln_model_backward(kiln_model *m, kiln_plan *p, uint64_t step_seed)
         kiln_node *n = &m->nodes[i];
         kiln_node_views *v = &p->v[i];
         if (!n->upstream_trains) continue;
-        kiln_status s = KILN_OK;
-        if (i != m->n_nodes - 1 && v->dz != v->dy) /* the last layer's dz comes from the loss */
-            s = kiln_activation_backward(n->cfg.activation, v->z, v->y, v->dy, v->dz);
         const kiln_tensor *x[KILN_LAYER_MAX_INPUTS] = {0};
         kiln_tensor *dx[KILN_LAYER_MAX_INPUTS] = {0};
         bool add_after[KILN_LAYER_MAX_INPUTS] = {0};
         for (int k = 0; k < n->n_in; k++) x[k] = p->v[n->in[k]].y;
         input_grads(m, p, n, dx, add_after);
-        if (s == KILN_OK) s = n->desc->backward(n, x, v->z, v->dz, dx, step_seed);
+        kiln_status s = KILN_OK;
+        bool last = i == m->n_nodes - 1; /* the last layer's dz comes from the loss */
+        if (kiln_node_z_is_input(n) && !last) { /* the activation's gradient is dx */
+            if (dx[0]) s = kiln_activation_backward(n->cfg.activation, v->z, v->y, v->dy, dx[0]);
+        } else {
+            if (!last && v->dz != v->dy) s = kiln_activation_backward(n->cfg.activation, v->z, v->y, v->dy, v->dz);
+            if (s == KILN_OK) s = n->desc->backward(n, x, v->z, v->dz, dx, step_seed);
+        }
         for (int k = 0; s == KILN_OK && k < n->n_in; k++)
             if (add_after[k]) s = kiln_add(p->v[n->in[k]].dy, dx[k], p->v[n->in[k]].dy);
         if (s != KILN_OK) return kiln_error_context(s, "layer '%s' backward", n->cfg.name);

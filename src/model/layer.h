@@ -24,6 +24,9 @@ struct kiln_layer_desc {
     int n_aux;
     /* backward always wants every dx (given scratch where the graph needs none) */
     bool needs_dx;
+    /* forward and backward copy their one input unchanged (Activation): the graph reads z
+     * straight from the input's y and writes the activation's gradient straight into dx */
+    bool passes_through;
 
     /* shape inference: sets n->out_ndim/out_shape from the inputs and declares the weights
      * (kiln_layer_declare_weight: names, shapes, trainability, initializers) */

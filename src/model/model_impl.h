@@ -116,7 +116,9 @@ struct kiln_model {
 int64_t kiln_node_out_numel(const kiln_node *n); /* per example */
 /* the node keeps z, its output before its activation, apart from y */
 bool kiln_node_has_z(const kiln_node *n);
-/* its activation buffers for a batch: y and dy, and z and dz when it keeps z */
+/* its z is its input's y (a layer that passes its input through, with an activation) */
+bool kiln_node_z_is_input(const kiln_node *n);
+/* its activation buffers for a batch: y and dy, dz when it keeps z, z unless z is its input */
 int kiln_node_buffers(const kiln_node *n);
 /* the most inputs a layer of m takes (at least 1): the plans' scratch buffers */
 int kiln_model_max_inputs(const kiln_model *m);

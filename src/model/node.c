@@ -34,7 +34,9 @@ void kiln_node_param_counts(const kiln_node *n, int64_t *total, int64_t *trainab
 
 bool kiln_node_has_z(const kiln_node *n) { return n->desc->has_activation && n->cfg.activation != KILN_ACT_LINEAR; }
 
-int kiln_node_buffers(const kiln_node *n) { return kiln_node_has_z(n) ? 4 : 2; }
+bool kiln_node_z_is_input(const kiln_node *n) { return n->desc->passes_through && n->n_in == 1 && kiln_node_has_z(n); }
+
+int kiln_node_buffers(const kiln_node *n) { return kiln_node_has_z(n) ? (kiln_node_z_is_input(n) ? 3 : 4) : 2; }
 
 int kiln_model_max_inputs(const kiln_model *m) {
     int k = 1;

@@ -46,7 +46,7 @@ static kiln_status grow_buffers(kiln_model *m, int batch) {
     int64_t largest = 0;
     for (int i = 0; i < m->n_nodes; i++) {
         kiln_node *n = &m->nodes[i];
-        kiln_tensor **bufs[4] = {&n->y_buf, &n->dy_buf, &n->z_buf, &n->dz_buf};
+        kiln_tensor **bufs[4] = {&n->y_buf, &n->dy_buf, &n->dz_buf, &n->z_buf}; /* the first kiln_node_buffers */
         for (int b = 0; b < 4; b++) {
             kiln_tensor_free(*bufs[b]);
             *bufs[b] = NULL;
@@ -83,10 +83,9 @@ static kiln_status node_plan(kiln_model *m, kiln_plan *pl, int i) {
     KILN_TRY(view(n->dy_buf, nd, shape, &v->dy));
     v->z = v->y;
     v->dz = v->dy;
-    if (n->z_buf) {
-        KILN_TRY(view(n->z_buf, nd, shape, &v->z));
-        KILN_TRY(view(n->dz_buf, nd, shape, &v->dz));
-    }
+    if (n->dz_buf) KILN_TRY(view(n->dz_buf, nd, shape, &v->dz));
+    if (n->z_buf) KILN_TRY(view(n->z_buf, nd, shape, &v->z));
+    else if (kiln_node_z_is_input(n)) KILN_TRY(view(m->nodes[n->in[0]].y_buf, nd, shape, &v->z));
     for (int k = 0; k < KILN_LAYER_MAX_INPUTS && m->scratch_buf[k]; k++)
         KILN_TRY(view(m->scratch_buf[k], nd, shape, &v->scratch[k]));
     return KILN_OK;

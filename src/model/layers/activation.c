@@ -24,6 +24,7 @@ const kiln_layer_desc kiln_layer_activation = {
     .keras_class = "Activation",
     .base_name = "activation",
     .has_activation = true,
+    .passes_through = true,
     .infer = infer,
     .forward = kiln_layer_copy_forward,
     .backward = kiln_layer_copy_backward,
