@@ -159,11 +159,12 @@ static kiln_status conv_backward_filter(kiln_backend *be, const kiln_op *op) {
 }
 
 /* db (OC) = the sum of dy's rows, accumulated in double, row by row in order whatever the
- * thread count: the threads split the channels (blocks of 16) */
+ * thread count: the threads split the channels (blocks of up to 16, at least one per thread) */
 static kiln_status conv_bias_grad(kiln_backend *be, const kiln_op *op) {
     const kiln_tensor *dyt = op->conv.dy;
     kiln_tensor *dbt = op->conv.db;
-    int64_t oc = dbt->shape[0], rows = kiln_tensor_numel(dyt) / (oc ? oc : 1), blocks = (oc + 15) / 16;
+    int64_t oc = dbt->shape[0], rows = kiln_tensor_numel(dyt) / (oc ? oc : 1), nt = kiln_threads_get();
+    int64_t width = (oc + nt - 1) / nt < 16 ? (oc + nt - 1) / nt : 16, blocks = (oc + width - 1) / width;
     double *acc;
     KILN_TRY(kiln_cpu_scratch(be, KILN_CPU_SCRATCH_ACC, (size_t)(oc ? oc : 1) * sizeof *acc, (void **)&acc));
     memset(acc, 0, (size_t)oc * sizeof *acc);
@@ -171,7 +172,7 @@ static kiln_status conv_bias_grad(kiln_backend *be, const kiln_op *op) {
     float *db = dbt->data;
 #pragma omp parallel for schedule(static) if (blocks > 1 && rows * oc > (1 << 18))
     for (int64_t bk = 0; bk < blocks; bk++) {
-        int64_t o0 = bk * 16, o1 = o0 + 16 < oc ? o0 + 16 : oc;
+        int64_t o0 = bk * width, o1 = o0 + width < oc ? o0 + width : oc;
         for (int64_t r = 0; r < rows; r++)
             for (int64_t o = o0; o < o1; o++) acc[o] += dy[r * oc + o];
         for (int64_t o = o0; o < o1; o++) db[o] = (float)acc[o];
