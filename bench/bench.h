@@ -91,6 +91,7 @@ enum {
     BENCH_SET_RESNET50 = 2,
     BENCH_SET_PATHOLOGICAL = 4,
     BENCH_SET_SMALL = 8, /* small enough for the CPU backend */
+    BENCH_SET_RESNET20 = 16, /* ResNet-20 at batch 128: the CPU training benchmark's BN layers */
 };
 
 /* One shape: (N, C) when h = 0, else the logical (N, C, H, W), laid out NHWC or NCHW. */

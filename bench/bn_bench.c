@@ -202,7 +202,7 @@ static void run_one(bench_device *d, const bench_bn_host *h, bn_bufs *b, const i
 
 static void bn_usage(FILE *f) {
     fprintf(f,
-            "usage: kiln-bench bn [--device cpu|cuda] [--cases all|seed|resnet50|pathological|small]\n"
+            "usage: kiln-bench bn [--device cpu|cuda] [--cases all|seed|resnet50|pathological|small|resnet20]\n"
             "                     [--dtype f32|f16|bf16|all] [--layout nhwc|nchw|all]\n"
             "                     [--variant all|LIST] [--reps N] [--warmup N] [--cpu-reps N]\n"
             "                     [--json FILE] [--md FILE] [--list] [--no-skip]\n"
@@ -469,7 +469,7 @@ static int run_configs(bench_device *gpu, bench_device *cpu, const bench_config 
             break;
         }
         int first = nr;
-        bool with_cpu = cpu && (!gpu || (cf[i].cs->sets & BENCH_SET_SMALL));
+        bool with_cpu = cpu && (!gpu || (cf[i].cs->sets & (BENCH_SET_SMALL | BENCH_SET_RESNET20)));
         kiln_status s = gpu ? run_backend(gpu, h, gpu_impls, ngi, o, &sc, r, &nr) : KILN_OK;
         if (s == KILN_OK && with_cpu) s = run_backend(cpu, h, cpu_impls, 1, o, &sc, r, &nr);
         if (s == KILN_OK && with_cpu) run_onednn(cpu, h, o, r, &nr);

@@ -1,7 +1,7 @@
 /* bench/cases.c: the BatchNorm shapes kiln-bench runs, in sets: the seed model's two BN layers
  * at batch 32 and 256, ResNet-50's BN layers at batch 256, shapes that stress a kernel's
  * planning (few channels over many values, BatchNorm1d, batch 1 and 2, odd channel counts),
- * and small shapes the CPU backend can time. torch_bn.py runs the same list: it reads it from
+ * small shapes the CPU backend can time, and ResNet-20's at batch 128 (the CPU's training model). torch_bn.py runs the same list: it reads it from
  * `kiln-bench bn --list`, so this file is the only copy. */
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +12,7 @@
 #define R50 BENCH_SET_RESNET50
 #define PATH BENCH_SET_PATHOLOGICAL
 #define SMALL BENCH_SET_SMALL
+#define R20 BENCH_SET_RESNET20
 
 static const bench_case cases[] = {
     /* the seed model: Conv2D(32, 3x3) on 32x32x3 -> (N, 30, 30, 32); Dense(64) -> (N, 64) */
@@ -32,6 +33,10 @@ static const bench_case cases[] = {
     {"r50-c512-14", 256, 512, 14, 14, R50},
     {"r50-c512-7", 256, 512, 7, 7, R50},
     {"r50-c2048-7", 256, 2048, 7, 7, R50},
+    /* ResNet-20 at batch 128 on 32x32x3 (kiln-bench train's model): its three BN shapes */
+    {"r20-c16-32", 128, 16, 32, 32, R20},
+    {"r20-c32-16", 128, 32, 16, 16, R20},
+    {"r20-c64-8", 128, 64, 8, 8, R20},
     /* pathological: few channels over many values, BatchNorm1d, tiny batches, odd C */
     {"c2-n32-512", 32, 2, 512, 512, PATH},
     {"c6-n32-512", 32, 6, 512, 512, PATH},
@@ -52,8 +57,8 @@ kiln_status bench_parse_sets(const char *s, unsigned *sets) {
     static const struct {
         const char *name;
         unsigned bits;
-    } names[] = {{"all", SEED | R50 | PATH | SMALL}, {"seed", SEED}, {"resnet50", R50},
-                 {"pathological", PATH}, {"small", SMALL}};
+    } names[] = {{"all", SEED | R50 | PATH | SMALL | R20}, {"seed", SEED}, {"resnet50", R50},
+                 {"pathological", PATH}, {"small", SMALL}, {"resnet20", R20}};
     *sets = 0;
     char buf[256];
     snprintf(buf, sizeof buf, "%s", s);
@@ -61,7 +66,7 @@ kiln_status bench_parse_sets(const char *s, unsigned *sets) {
         size_t k = 0;
         while (k < sizeof names / sizeof names[0] && strcmp(tok, names[k].name)) k++;
         if (k == sizeof names / sizeof names[0]) {
-            fprintf(stderr, "kiln-bench: unknown case set '%s' (all, seed, resnet50, pathological, small)\n", tok);
+            fprintf(stderr, "kiln-bench: unknown case set '%s' (all, seed, resnet50, pathological, small, resnet20)\n", tok);
             return KILN_ERR_INVALID_ARG;
         }
         *sets |= names[k].bits;
