@@ -158,35 +158,42 @@ Test(cpu_loops, max_pool_every_level_matches_scalar) {
 
 /* ---- optimizer steps: Adam / AMSGrad / AdamW, SGD / momentum / Nesterov ---- */
 
-Test(cpu_loops, optimizer_steps_same_bits_at_every_level) {
-    const int64_t n = 1003;
+/* n parameters, 3 steps of every variant at every ISA level on 1 to max_threads threads (when
+ * OpenMP is there), all bit for bit the first (level 0, 1 thread), and SGD with momentum equal to
+ * the scalar formula */
+static void check_optimizer_steps(int64_t n, int max_threads) {
     kiln_tensor *w0 = f32(1, &n), *g = f32(1, &n);
     kt_rng r;
     kt_rng_seed(&r, 13);
     kt_fill_random(w0, &r, -1, 1);
     kt_fill_random(g, &r, -1, 1);
     float *ref[6] = {0};
-    for (int lv = 0; lv <= max_level(); lv++) {
-        kiln_cpu_simd_force(lv);
-        for (int v = 0; v < 6; v++) {
-            kiln_tensor *w = kt_clone(kt_cpu(), w0), *m = f32(1, &n), *vv = f32(1, &n), *vh = f32(1, &n);
-            memset(m->data, 0, (size_t)n * 4), memset(vv->data, 0, (size_t)n * 4), memset(vh->data, 0, (size_t)n * 4);
-            for (int step = 1; step <= 3; step++) {
-                kiln_status st;
-                if (v < 3) {
-                    kiln_adam_params ap = KILN_ADAM_DEFAULTS;
-                    ap.amsgrad = v == 1;
-                    ap.weight_decay = v == 2 ? 0.004 : 0.0;
-                    st = kiln_adam_update(w, g, m, vv, v == 1 ? vh : NULL, &ap, step, NULL);
-                } else {
-                    kiln_sgd_params sp = {0.01, v == 3 ? 0.0 : 0.9, v == 5, v == 5 ? 0.01 : 0.0};
-                    st = kiln_sgd_update(w, g, v == 3 ? NULL : m, &sp, NULL);
+    int was = omp_get_max_threads ? omp_get_max_threads() : 1;
+    if (!omp_set_num_threads) max_threads = 1;
+    for (int t = 1; t <= max_threads; t++) {
+        for (int lv = 0; lv <= max_level(); lv++) {
+            if (omp_set_num_threads) omp_set_num_threads(t);
+            kiln_cpu_simd_force(lv);
+            for (int v = 0; v < 6; v++) {
+                kiln_tensor *w = kt_clone(kt_cpu(), w0), *m = f32(1, &n), *vv = f32(1, &n), *vh = f32(1, &n);
+                memset(m->data, 0, (size_t)n * 4), memset(vv->data, 0, (size_t)n * 4), memset(vh->data, 0, (size_t)n * 4);
+                for (int step = 1; step <= 3; step++) {
+                    kiln_status st;
+                    if (v < 3) {
+                        kiln_adam_params ap = KILN_ADAM_DEFAULTS;
+                        ap.amsgrad = v == 1;
+                        ap.weight_decay = v == 2 ? 0.004 : 0.0;
+                        st = kiln_adam_update(w, g, m, vv, v == 1 ? vh : NULL, &ap, step, NULL);
+                    } else {
+                        kiln_sgd_params sp = {0.01, v == 3 ? 0.0 : 0.9, v == 5, v == 5 ? 0.01 : 0.0};
+                        st = kiln_sgd_update(w, g, v == 3 ? NULL : m, &sp, NULL);
+                    }
+                    cr_assert_eq(st, KILN_OK, "%s", kiln_last_error());
                 }
-                cr_assert_eq(st, KILN_OK, "%s", kiln_last_error());
+                if (lv == 0 && t == 1) ref[v] = kt_get_f32(w);
+                else kt_expect_bitwise("optimizer step", data(w), ref[v], (size_t)n * 4);
+                kiln_tensor_free(w), kiln_tensor_free(m), kiln_tensor_free(vv), kiln_tensor_free(vh);
             }
-            if (lv == 0) ref[v] = kt_get_f32(w);
-            else kt_expect_bitwise("optimizer step", data(w), ref[v], (size_t)n * 4);
-            kiln_tensor_free(w), kiln_tensor_free(m), kiln_tensor_free(vv), kiln_tensor_free(vh);
         }
     }
     /* and the scalar formula of optim_ops.h for plain SGD with momentum after 3 steps */
@@ -203,9 +210,15 @@ Test(cpu_loops, optimizer_steps_same_bits_at_every_level) {
     kt_expect_bitwise("sgd momentum vs scalar", ref[4], w, (size_t)n * 4);
     free(w);
     kiln_cpu_simd_force(-1);
+    if (omp_set_num_threads) omp_set_num_threads(was);
     for (int v = 0; v < 6; v++) free(ref[v]);
     kiln_tensor_free(w0), kiln_tensor_free(g);
 }
+
+Test(cpu_loops, optimizer_steps_same_bits_at_every_level) { check_optimizer_steps(1003, 1); }
+
+/* 70,001 parameters: over KILN_CPU_PAR_MIN, so 2 and 3 threads split each tensor's update */
+Test(cpu_loops, optimizer_steps_split_among_threads) { check_optimizer_steps(70001, 3); }
 
 /* ---- reduction over leading axes: the same double sums as a plain loop ---- */
 

@@ -111,6 +111,30 @@ KILN_SIMD_INLINE void sgd_update_body(const optim_job *j) {
 }
 KILN_SIMD_CLONES(sgd_update, (const optim_job *j), (j))
 
+/* one thread's range [lo, hi) of a tensor's update (kiln_cpu_parallel_ranges: every element's
+ * arithmetic is its own, so the split changes no bit) */
+typedef struct optim_range_job {
+    optim_job j;
+    bool adam;
+} optim_range_job;
+
+static float *at(float *p, int64_t lo) { return p ? p + lo : NULL; }
+
+static void optim_range(void *ctx, int64_t lo, int64_t hi) {
+    const optim_range_job *r = ctx;
+    optim_job j = r->j;
+    j.w = at(j.w, lo), j.m = at(j.m, lo), j.v = at(j.v, lo), j.vh = at(j.vh, lo);
+    j.g += lo;
+    j.n = hi - lo;
+    if (r->adam) adam_update(&j);
+    else sgd_update(&j);
+}
+
+static void optim_run(const optim_job *j, bool adam) {
+    optim_range_job r = {*j, adam};
+    kiln_cpu_parallel_ranges(j->n, 1, optim_range, &r);
+}
+
 /* tensor k of an ADAM op's group; gs the grad_scale value or NULL */
 static void adam_tensor(const kiln_adam_args *args, int k, const float *gs) {
     const kiln_param_group *grp = args->group;
@@ -118,7 +142,7 @@ static void adam_tensor(const kiln_adam_args *args, int k, const float *gs) {
                    grp->g[k]->data, kiln_tensor_numel(grp->w[k]), gs ? gs[0] : 1.0f, args->alpha,
                    args->one_minus_beta_1, args->one_minus_beta_2, args->epsilon, args->weight_decay, args->lr,
                    0.0f, args->amsgrad, args->decay_on, false, false};
-    adam_update(&j);
+    optim_run(&j, true);
 }
 
 /* tensor k of an SGD op's group (its velocity NULL without momentum); gs the grad_scale value
@@ -129,7 +153,7 @@ static void sgd_tensor(const kiln_sgd_args *args, int k, const float *gs) {
                    grp->g[k]->data, kiln_tensor_numel(grp->w[k]), gs ? gs[0] : 1.0f, 0.0f, 0.0f, 0.0f, 0.0f,
                    args->weight_decay, args->lr, args->momentum, false, args->decay_on, args->momentum_on,
                    args->nesterov};
-    sgd_update(&j);
+    optim_run(&j, false);
 }
 
 /* ADAM, SGD: every tensor of the op's group (a single update is a group of one) */
