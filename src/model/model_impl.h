@@ -110,6 +110,10 @@ struct kiln_model {
     int n_group;
     kiln_tensor **group_w, **group_g, **group_slot[3];
     kiln_comm *comm; /* kiln_model_set_comm: NULL or one rank: a plain process */
+    /* called by kiln_model_backward after node `node`'s backward has written its weights'
+     * gradients (fit's gradient buckets, src/train/dist_fit.c); NULL: nothing is called */
+    kiln_status (*grads_ready)(void *ctx, int node);
+    void *grads_ready_ctx;
 };
 
 /* node.c */

@@ -11,6 +11,10 @@ CASE:
            process trained on rank 0's share alone, and every trainable weight is the mean of
            the weights of one process trained on each share alone (the gradient is the mean)
   resume   2 ranks: 1 epoch, then --resume for the 2nd, equals 2 uninterrupted epochs (bit for bit)
+  bucket   2 ranks: the gradients all-reduced in many small buckets (KILN_DIST_BUCKET_BYTES=4096,
+           each handed over as the backward completes it), in the default 25 MiB ones, and in one
+           message after the backward (=0) give the same per-step losses and final weights, bit
+           for bit (seed model with shuffle, ResNet-20)
   fail     a rank fed a bad file ends every rank within seconds, naming the rank and the error;
            a rank left waiting in a collective times out (KILN_DIST_TIMEOUT) instead of hanging;
            a global batch that does not divide among the ranks says so
@@ -65,19 +69,19 @@ def steps(path):
         return [float(line.split(",")[2]) for line in f.read().split("\n")[1:] if line]
 
 
-def run(cmd, timeout=120):
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV, timeout=timeout)
+def run(cmd, timeout=120, env=None):
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env or ENV, timeout=timeout)
     if p.returncode != 0:
         print(" ".join(cmd), "\n", p.stdout)
         raise SystemExit("a run failed (exit %d)" % p.returncode)
     return p.stdout
 
 
-def train(kiln, out, args, np=1, extra=()):
+def train(kiln, out, args, np=1, extra=(), env=None):
     cmd = ([*MPIRUN, "-np", str(np)] if np > 1 else []) + [kiln, "train", "--device", "cpu", "--optimizer", "sgd",
                                                          "--seed", "1", "--verbose", "0", "--out", out,
                                                          "--log-steps", out + "/steps.csv", *args, *extra]
-    run(cmd)
+    run(cmd, env=env)
     return steps(out + "/steps.csv"), tensors(out + "/model.safetensors")
 
 
@@ -112,6 +116,25 @@ def case_sync(kiln, np, tmp):
                 dp, dpw = max(abs(a - b) for a, b in zip(ls, lp)), max_diff(ws, wp)
                 print("%s without --sync-bn: max |loss diff| %.3g, max |weight diff| %.3g" % (tag, dp, dpw))
                 check(dp > 10 * tol_l and dpw > 5 * tol_w, "%s: without --sync-bn the run should differ (by %g, %g only)" % (tag, dp, dpw))
+
+
+def case_bucket(kiln, tmp):
+    runs = [("seed-cnn", ["--model", "seed-cnn", "--data", "synthetic", "--train-size", "96", "--test-size", "32",
+                          "--epochs", "2", "--batch-size", "32", "--sync-bn"]),
+            ("resnet20", ["--model", "resnet20", "--data", "synthetic", "--train-size", "64", "--test-size", "32",
+                          "--image-size", "8", "--epochs", "1", "--batch-size", "32", "--no-shuffle"])]
+    for model, args in runs:
+        got = {}
+        for bucket in ("4096", "", "0"):
+            env = dict(ENV, KILN_DIST_BUCKET_BYTES=bucket)
+            got[bucket] = train(kiln, os.path.join(tmp, "bucket%s-%s" % (bucket, model)), args, 2, env=env)
+        for bucket in ("4096", "0"):
+            (la, wa), (lb, wb) = got[""], got[bucket]
+            same = la == lb and wa == wb
+            print("%s, 2 ranks: KILN_DIST_BUCKET_BYTES=%s vs the default: %s (max |loss diff| %.3g, |weight diff| %.3g)"
+                  % (model, bucket, "bit for bit" if same else "DIFFERENT", max(abs(a - b) for a, b in zip(la, lb)),
+                     max_diff(wa, wb)))
+            check(same and len(la) > 1, "%s: KILN_DIST_BUCKET_BYTES=%s changed the run" % (model, bucket))
 
 
 def write_npy(path, descr, shape, fmt, values):
@@ -209,6 +232,8 @@ def main():
             case_plain(kiln, tmp)
         elif case == "resume":
             case_resume(kiln, tmp)
+        elif case == "bucket":
+            case_bucket(kiln, tmp)
         elif case == "fail":
             case_fail(kiln, tmp)
         else:
