@@ -159,6 +159,7 @@ static kiln_status step(kiln_fit_run *r, int epoch, int64_t s) {
     kiln_plan *p;
     int first, count; /* this rank's rows of the batch (all of them in a plain process) */
     KILN_TRY(kiln_fit_dist_share(m, b, &first, &count));
+    kiln_model_set_row0(m, first); /* Dropout's masks: those of these rows of the global batch */
     KILN_TRY(kiln_model_plan(m, count, &p));
     KILN_TRY(c->batches ? kiln_fit_upload_source(m, p, c->batches, b, first, count)
                         : kiln_fit_upload_alternate(m, p, r->train, r->idx, s * batch + first, count, r->st, (int)(s & 1)));

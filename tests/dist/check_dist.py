@@ -15,6 +15,10 @@ CASE:
            each handed over as the backward completes it), in the default 25 MiB ones, and in one
            message after the backward (=0) give the same per-step losses and final weights, bit
            for bit (seed model with shuffle, ResNet-20)
+  dropout  2 ranks train a model with Dropout and SpatialDropout2D (and an L2 regularizer) to the
+           per-step losses and final weights of one process within TOL: each rank draws the masks
+           one process draws for its rows of the global batch; its gradient buckets (4096 bytes,
+           sent after the regularizer's term joins) equal the one-message path bit for bit
   fail     a rank fed a bad file ends every rank within seconds, naming the rank and the error;
            a rank left waiting in a collective times out (KILN_DIST_TIMEOUT) instead of hanging;
            a global batch that does not divide among the ranks says so
@@ -137,6 +141,39 @@ def case_bucket(kiln, tmp):
             check(same and len(la) > 1, "%s: KILN_DIST_BUCKET_BYTES=%s changed the run" % (model, bucket))
 
 
+def dropout_model(tmp):
+    def layer(cls, **cfg):
+        return {"class_name": cls, "config": dict(cfg, name=cls.lower() + str(len(layers)))}
+    layers = []
+    layers.append({"class_name": "InputLayer", "config": {"batch_shape": [None, 8, 8, 3], "name": "in"}})
+    layers.append(layer("Conv2D", filters=6, kernel_size=[3, 3], activation="relu"))
+    layers.append(layer("SpatialDropout2D", rate=0.3))
+    layers.append(layer("Flatten"))
+    layers.append(layer("Dense", units=16, activation="relu",
+                        kernel_regularizer={"class_name": "L2", "config": {"l2": 0.01}}))
+    layers.append(layer("Dropout", rate=0.5))
+    layers.append(layer("Dense", units=10, activation="softmax"))
+    path = os.path.join(tmp, "dropout.json")
+    with open(path, "w") as f:
+        json.dump({"class_name": "Sequential", "config": {"name": "drop", "layers": layers}}, f)
+    return path
+
+
+def case_dropout(kiln, tmp):
+    args = ["--model", dropout_model(tmp), "--data", "synthetic", "--train-size", "96", "--test-size", "32",
+            "--image-size", "8", "--classes", "10", "--epochs", "2", "--batch-size", "32"]
+    ls, ws = train(kiln, os.path.join(tmp, "one"), args)
+    ld, wd = train(kiln, os.path.join(tmp, "np2"), args, 2)
+    dl, dw = max(abs(a - b) for a, b in zip(ls, ld)), max_diff(ws, wd)
+    print("Dropout model, 2 ranks vs one process: %d steps, max |loss diff| %.3g, max |weight diff| %.3g" % (len(ld), dl, dw))
+    check(len(ls) == len(ld) and dl <= TOL_LOSS, "dropout: per-step losses differ by %g (> %g)" % (dl, TOL_LOSS))
+    check(set(ws) == set(wd) and dw <= TOL_W, "dropout: final weights differ by %g (> %g)" % (dw, TOL_W))
+    lo, wo = train(kiln, os.path.join(tmp, "one-msg"), args, 2, env=dict(ENV, KILN_DIST_BUCKET_BYTES="0"))
+    lb, wb = train(kiln, os.path.join(tmp, "buckets"), args, 2, env=dict(ENV, KILN_DIST_BUCKET_BYTES="4096"))
+    print("Dropout model (L2), 2 ranks: 4096-byte buckets vs one message: %s" % ("bit for bit" if (lo, wo) == (lb, wb) else "DIFFERENT"))
+    check((lo, wo) == (lb, wb) and (lo, wo) == (ld, wd), "dropout: the buckets changed the run with a regularizer")
+
+
 def write_npy(path, descr, shape, fmt, values):
     head = "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }" % (descr, ", ".join(map(str, shape)) + ("," if len(shape) == 1 else ""))
     head += " " * (63 - (len(head) + 10) % 64) + "\n"
@@ -232,6 +269,8 @@ def main():
             case_plain(kiln, tmp)
         elif case == "resume":
             case_resume(kiln, tmp)
+        elif case == "dropout":
+            case_dropout(kiln, tmp)
         elif case == "bucket":
             case_bucket(kiln, tmp)
         elif case == "fail":
