@@ -79,12 +79,14 @@ kiln_status kiln_comm_barrier(kiln_comm *c) {
     return s;
 }
 
-void kiln_comm_abort(kiln_comm *c, const char *msg) {
+void kiln_comm_abort_code(kiln_comm *c, const char *msg, int code) {
     fprintf(stderr, "kiln: rank %d of %d failed: %s\n", kiln_comm_rank(c), kiln_comm_size(c),
             msg && *msg ? msg : "(no message)");
     fflush(stderr);
-    if (c && c->size > 1 && c->iface.abort) c->iface.abort(c->ctx, msg);
+    if (c && c->size > 1 && c->iface.abort) c->iface.abort(c->ctx, msg, code > 0 ? code : 1);
 }
+
+void kiln_comm_abort(kiln_comm *c, const char *msg) { kiln_comm_abort_code(c, msg, 1); }
 
 /* ---- the gradient all-reduce (kiln_comm_grads_begin); the host path ---- */
 

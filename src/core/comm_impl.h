@@ -11,7 +11,7 @@ typedef struct kiln_comm_iface {
     kiln_status (*allreduce_sum)(void *ctx, double *buf, int64_t n);
     kiln_status (*broadcast)(void *ctx, void *buf, size_t nbytes, int root);
     kiln_status (*barrier)(void *ctx);
-    void (*abort)(void *ctx, const char *msg); /* ends every rank; may be NULL (one rank) */
+    void (*abort)(void *ctx, const char *msg, int code); /* ends every rank, the job exiting with code; may be NULL (one rank) */
     void (*free)(void *ctx);                   /* may be NULL */
     /* optional (a device engine, e.g. the CUDA backend's NCCL one): starts the all-reduce of n
      * f32 gradient tensors on the backend, each element becoming the sum over ranks of scale x

@@ -96,7 +96,7 @@ static kiln_status mpi_barrier(void *ctx) {
     return wait_for(c, &req, "barrier");
 }
 
-static void mpi_abort(void *ctx, const char *msg) { MPI_Abort(MPI_COMM_WORLD, 1); }
+static void mpi_abort(void *ctx, const char *msg, int code) { MPI_Abort(MPI_COMM_WORLD, code); }
 
 static void mpi_free(void *ctx) {
     mpi_ctx *c = ctx;

@@ -21,7 +21,8 @@ CASE:
            sent after the regularizer's term joins) equal the one-message path bit for bit
   fail     a rank fed a bad file ends every rank within seconds, naming the rank and the error;
            a rank left waiting in a collective times out (KILN_DIST_TIMEOUT) instead of hanging;
-           a global batch that does not divide among the ranks says so
+           a global batch that does not divide among the ranks says so; usage errors exit 2 (a
+           bad flag, --from-logits on a softmax model, that batch), other failures 1
 exit 0 on success, 1 with each difference named."""
 import json, os, struct, subprocess, sys, tempfile, time
 
@@ -228,7 +229,7 @@ def case_resume(kiln, tmp):
     check(wa == wb, "resume: the final weights differ from the uninterrupted run (%g)" % max_diff(wa, wb))
 
 
-def expect_failure(cmd, needles, what, limit, env=None):
+def expect_failure(cmd, needles, what, limit, env=None, status=None):
     t0 = time.time()
     try:
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env or ENV,
@@ -238,8 +239,9 @@ def expect_failure(cmd, needles, what, limit, env=None):
         out, rc = "(hung: killed)", None
     dt = time.time() - t0
     print("%s: exit %s after %.1f s" % (what, rc, dt))
-    ok = rc not in (0, None) and dt < limit and all(n in out for n in needles)
-    check(ok, "%s: wanted a failure within %g s saying %s, got exit %s after %.1f s:\n%s" % (what, limit, needles, rc, dt, out))
+    ok = rc not in (0, None) and dt < limit and all(n in out for n in needles) and status in (None, rc)
+    check(ok, "%s: wanted a failure (exit %s) within %g s saying %s, got exit %s after %.1f s:\n%s"
+          % (what, status or "> 0", limit, needles, rc, dt, out))
 
 
 def case_fail(kiln, tmp):
@@ -251,12 +253,18 @@ def case_fail(kiln, tmp):
         f.write(b"\x93NUMPY\x01\x00garbage")
     badspec = "npy:%s,%s" % (bad, bad)
     expect_failure([*MPIRUN, "-np", "1", *cmd(), ":", "-np", "1", *cmd(data=badspec)],
-                   ["rank 1 of 2 failed", "bad.npy"], "a rank fed a bad file", 15)
+                   ["rank 1 of 2 failed", "bad.npy"], "a rank fed a bad file", 15, status=1)
     env = dict(ENV, KILN_DIST_TIMEOUT="2")
     expect_failure([*MPIRUN, "-np", "1", *cmd(), ":", "-np", "1", *cmd(epochs=3)],
                    ["rank 1 of 2 failed", "timed out"], "a rank left waiting in a collective", 20, env)
+    # usage errors exit 2 under mpirun, as without it (a bad flag, a flag that does not fit the
+    # model, a global batch that does not divide among the ranks); other failures 1
     expect_failure([*MPIRUN, "-np", "4", *cmd(batch=30)],
-                   ["does not divide among 4 ranks"], "a global batch of 30 on 4 ranks", 15)
+                   ["does not divide among 4 ranks"], "a global batch of 30 on 4 ranks", 15, status=2)
+    expect_failure([*MPIRUN, "-np", "2", *cmd(), "--bogus"], ["--bogus"], "an unknown flag", 15, status=2)
+    expect_failure([*MPIRUN, "-np", "2", *cmd(), "--from-logits"], ["rank 0 of 2 failed", "not logits"],
+                   "--from-logits on a softmax model", 15, status=2)
+
 
 
 def main():
