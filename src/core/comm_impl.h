@@ -7,6 +7,10 @@
 #include "kiln/dist.h"
 #include "kiln/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct kiln_comm_iface {
     kiln_status (*allreduce_sum)(void *ctx, double *buf, int64_t n);
     kiln_status (*broadcast)(void *ctx, void *buf, size_t nbytes, int root);
@@ -45,4 +49,7 @@ kiln_status kiln_comm_wrap(const kiln_comm_iface *iface, void *ctx, int rank, in
 kiln_status kiln_comm_grads_begin(kiln_comm *c, kiln_tensor *const *t, int n, double scale);
 kiln_status kiln_comm_grads_wait(kiln_comm *c);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

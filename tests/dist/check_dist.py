@@ -19,6 +19,10 @@ CASE:
            per-step losses and final weights of one process within TOL: each rank draws the masks
            one process draws for its rows of the global batch; its gradient buckets (4096 bytes,
            sent after the regularizer's term joins) equal the one-message path bit for bit
+  nccl     2 CUDA ranks (one GPU each, the NCCL engine: gradient buckets on a second stream)
+           give the per-step losses and final weights of one process on one GPU within TOL_NCCL;
+           skipped (exit 77, CTest's SKIP_RETURN_CODE) saying why without 2 GPUs or without a
+           CUDA build of kiln
   fail     a rank fed a bad file ends every rank within seconds, naming the rank and the error;
            a rank left waiting in a collective times out (KILN_DIST_TIMEOUT) instead of hanging;
            a global batch that does not divide among the ranks says so; usage errors exit 2 (a
@@ -82,8 +86,8 @@ def run(cmd, timeout=120, env=None):
     return p.stdout
 
 
-def train(kiln, out, args, np=1, extra=(), env=None):
-    cmd = ([*MPIRUN, "-np", str(np)] if np > 1 else []) + [kiln, "train", "--device", "cpu", "--optimizer", "sgd",
+def train(kiln, out, args, np=1, extra=(), env=None, device="cpu"):
+    cmd = ([*MPIRUN, "-np", str(np)] if np > 1 else []) + [kiln, "train", "--device", device, "--optimizer", "sgd",
                                                          "--seed", "1", "--verbose", "0", "--out", out,
                                                          "--log-steps", out + "/steps.csv", *args, *extra]
     run(cmd, env=env)
@@ -175,6 +179,43 @@ def case_dropout(kiln, tmp):
     check((lo, wo) == (lb, wb) and (lo, wo) == (ld, wd), "dropout: the buckets changed the run with a regularizer")
 
 
+# NCCL sums the f32 gradients in f32 in its own order (ring or tree): a few float32 ulps more
+# than the host path's double sums; the same margin as the CPU ranks' equivalence otherwise
+TOL_NCCL = 1e-4
+SKIP = 77
+
+
+def gpu_count():
+    try:
+        p = subprocess.run(["nvidia-smi", "-L"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(1 for line in p.stdout.splitlines() if line.startswith("GPU ")) if p.returncode == 0 else 0
+
+
+def case_nccl(kiln, tmp):
+    n = gpu_count()
+    if n < 2:
+        print("SKIP: the NCCL engine needs 2 GPUs, one per rank (nvidia-smi lists %d); NCCL cannot put two "
+              "ranks on one GPU" % n)
+        return SKIP
+    args = ["--model", "seed-cnn", "--data", "synthetic", "--train-size", "128", "--test-size", "32", "--epochs", "2",
+            "--batch-size", "32", "--sync-bn"]
+    probe = subprocess.run([kiln, "train", "--device", "cuda", "--model", "seed-cnn", "--train-size", "32",
+                            "--test-size", "32", "--epochs", "1", "--verbose", "0"], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, env=ENV, timeout=300)
+    if probe.returncode != 0:
+        print("SKIP: this kiln cannot train on CUDA here:", probe.stdout.strip())
+        return SKIP
+    ls, ws = train(kiln, os.path.join(tmp, "one"), args, device="cuda")
+    ld, wd = train(kiln, os.path.join(tmp, "np2"), args, 2, device="cuda")
+    dl, dw = max(abs(a - b) for a, b in zip(ls, ld)), max_diff(ws, wd)
+    print("NCCL, 2 GPUs vs one: %d steps, max |loss diff| %.3g, max |weight diff| %.3g" % (len(ld), dl, dw))
+    check(len(ls) == len(ld) and dl <= TOL_NCCL, "nccl: per-step losses differ by %g (> %g)" % (dl, TOL_NCCL))
+    check(set(ws) == set(wd) and dw <= TOL_NCCL, "nccl: final weights differ by %g (> %g)" % (dw, TOL_NCCL))
+    return 0
+
+
 def write_npy(path, descr, shape, fmt, values):
     head = "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }" % (descr, ", ".join(map(str, shape)) + ("," if len(shape) == 1 else ""))
     head += " " * (63 - (len(head) + 10) % 64) + "\n"
@@ -262,6 +303,8 @@ def case_fail(kiln, tmp):
     expect_failure([*MPIRUN, "-np", "4", *cmd(batch=30)],
                    ["does not divide among 4 ranks"], "a global batch of 30 on 4 ranks", 15, status=2)
     expect_failure([*MPIRUN, "-np", "2", *cmd(), "--bogus"], ["--bogus"], "an unknown flag", 15, status=2)
+    expect_failure([*MPIRUN, "-np", "2", *cmd()], ["KILN_DIST_BUCKET_BYTES='lots' is not a byte count"],
+                   "a bad KILN_DIST_BUCKET_BYTES", 15, dict(ENV, KILN_DIST_BUCKET_BYTES="lots"), status=1)
     expect_failure([*MPIRUN, "-np", "2", *cmd(), "--from-logits"], ["rank 0 of 2 failed", "not logits"],
                    "--from-logits on a softmax model", 15, status=2)
 
@@ -277,6 +320,9 @@ def main():
             case_plain(kiln, tmp)
         elif case == "resume":
             case_resume(kiln, tmp)
+        elif case == "nccl":
+            if case_nccl(kiln, tmp) == SKIP:
+                return SKIP
         elif case == "dropout":
             case_dropout(kiln, tmp)
         elif case == "bucket":
