@@ -137,11 +137,24 @@ static kiln_status nccl_broadcast(void *ctx, void *buf, size_t nbytes, int root)
 }
 static kiln_status nccl_barrier(void *ctx) { return kiln_comm_barrier(((nccl_ctx *)ctx)->boot); }
 
+// ncclCommFinalize's background work ended well within the deadline (no kiln_error)
+static bool finalized(nccl_ctx *c) {
+    double t0 = now();
+    struct timespec nap = {0, 100000};
+    ncclResult_t st = ncclInProgress;
+    while (ncclCommGetAsyncError(c->comm, &st) == ncclSuccess && st == ncclInProgress && now() - t0 < c->timeout)
+        nanosleep(&nap, NULL);
+    return st == ncclSuccess;
+}
+
 static void nccl_free(void *ctx) {
     nccl_ctx *c = (nccl_ctx *)ctx;
     if (!c) return;
     (void)kiln_cuda_activate(c->be);
-    if (c->comm) (void)(c->pending ? ncclCommAbort(c->comm) : ncclCommDestroy(c->comm));
+    // a non-blocking communicator finalizes in the background (polled quietly: free keeps the
+    // caller's error message); one that fails to, or has a bucket still in flight, is aborted
+    bool clean = c->comm && !c->pending && nccl_ok(ncclCommFinalize(c->comm)) && finalized(c);
+    if (c->comm) (void)(clean ? ncclCommDestroy(c->comm) : ncclCommAbort(c->comm));
     if (c->stream) (void)cudaStreamDestroy(c->stream);
     if (c->ready) (void)cudaEventDestroy(c->ready);
     if (c->done) (void)cudaEventDestroy(c->done);
