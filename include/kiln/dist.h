@@ -54,6 +54,9 @@ KILN_API kiln_status kiln_model_sync_batchnorm(kiln_model *m, bool on);
 /* Ends the whole job: prints "kiln: rank R of N failed: MSG" on stderr and, with more than one
  * rank, aborts every rank (MPI_Abort); with one rank it only prints and returns. */
 KILN_API void kiln_comm_abort(kiln_comm *c, const char *msg);
+/* kiln_comm_abort with the job's exit status `code` (> 0; MPI_Abort's errorcode, which mpirun
+ * exits with): the CLI's 2 for a usage error. */
+KILN_API void kiln_comm_abort_code(kiln_comm *c, const char *msg, int code);
 
 #ifdef __cplusplus
 }

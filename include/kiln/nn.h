@@ -162,6 +162,12 @@ KILN_API kiln_status kiln_mul_channels(const kiln_tensor *x, const kiln_tensor *
  * dropped: y = keep(seed, n C + c) ? x / (1 - rate) : 0 with kiln_dropout's hash. The backward
  * is the same op on dy. */
 KILN_API kiln_status kiln_spatial_dropout2d(const kiln_tensor *x, float rate, uint64_t seed, kiln_tensor *y);
+/* kiln_dropout (spatial false) or kiln_spatial_dropout2d (spatial true) on rows first_row ..
+ * first_row + N - 1 of a larger batch: x's row k draws the mask that batch's row first_row + k
+ * draws (a data-parallel rank's share draws what one process draws for those rows of the
+ * global batch); first_row 0 is the plain op, bit for bit. The backward is the same call on dy. */
+KILN_API kiln_status kiln_dropout_rows(const kiln_tensor *x, float rate, uint64_t seed, int64_t first_row, bool spatial,
+                                       kiln_tensor *y);
 
 /* Normalization (Keras' preprocessing layer, axis -1): y = (x - mean[c]) / max(sqrt(var[c]),
  * epsilon) over the last axis c, mean and var (C) f32; dx = dy / max(sqrt(var[c]), epsilon). */

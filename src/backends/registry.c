@@ -9,7 +9,9 @@
 #include "error.h"
 
 #ifdef KILN_HAVE_CUDA
-kiln_status kiln_backend_cuda_init(int device, kiln_backend **out); /* src/backends/cuda/backend.cu */
+/* src/backends/cuda/backend.cu; device -1: the launch's local rank modulo the device count
+ * (0 without a launcher), one GPU per rank of a data-parallel job */
+kiln_status kiln_backend_cuda_init(int device, kiln_backend **out);
 #endif
 #ifdef KILN_HAVE_CUDA_EMU
 /* src/backends/cuda/backend.cu on the CUDA emulator (src/backends/cuda/emu) */
@@ -40,7 +42,7 @@ kiln_status kiln_backend_init(const char *name, kiln_backend **out) {
     if (!out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_backend_init: out is NULL");
     *out = NULL;
     if (!name || !strcmp(name, "auto")) {
-        if (open_cuda(0, out) == KILN_OK) return KILN_OK;
+        if (open_cuda(-1, out) == KILN_OK) return KILN_OK;
         kiln_clear_error(); /* no GPU is no error for "auto" */
         return kiln_backend_cpu_init(out);
     }
@@ -53,7 +55,7 @@ kiln_status kiln_backend_init(const char *name, kiln_backend **out) {
                           "cuda-emu: this kiln was built without the CUDA emulator (KILN_CUDA_EMU=OFF)");
 #endif
     }
-    if (!strcmp(name, "cuda")) return open_cuda(0, out);
+    if (!strcmp(name, "cuda")) return open_cuda(-1, out); /* device 0, or local rank mod count under mpirun */
     if (!strncmp(name, "cuda:", 5)) {
         char *end = NULL;
         long dev = strtol(name + 5, &end, 10);

@@ -123,8 +123,15 @@ static kiln_status fit(train_run *r, const kiln_cli_options *o) {
 }
 
 /* data-parallel: every rank trains; rank 0 alone prints and writes (the others run as if
- * without --out, --log-steps and with --verbose 0) */
+ * without --out, --log-steps and with --verbose 0); a global batch that does not divide among
+ * the ranks is a usage error (exit 2, as a bad flag) */
 static kiln_status dist_setup(train_run *r, const kiln_cli_options *o) {
+    int n = kiln_comm_size(r->comm);
+    if (n > 1 && o->batch_size % n != 0) {
+        kiln_cli_usage_fault = true;
+        return kiln_error(KILN_ERR_INVALID_ARG, "--batch-size %d (the global batch) does not divide among %d ranks; give "
+                          "a multiple of %d", o->batch_size, n, n);
+    }
     KILN_TRY(kiln_model_set_comm(r->m, r->comm));
     return o->sync_bn ? kiln_model_sync_batchnorm(r->m, true) : KILN_OK;
 }
@@ -142,7 +149,8 @@ kiln_status kiln_cli_train(const kiln_cli_options *opts) {
         o.verbose = 0;
     }
     s = train(&r, &o);
-    if (s != KILN_OK && kiln_comm_size(r.comm) > 1) kiln_comm_abort(r.comm, kiln_last_error()); /* ends every rank */
+    if (s != KILN_OK && kiln_comm_size(r.comm) > 1) /* ends every rank, with main's exit status */
+        kiln_comm_abort_code(r.comm, kiln_last_error(), kiln_cli_usage_fault ? 2 : 1);
     kiln_comm_free(r.comm);
     return s;
 }

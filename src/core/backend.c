@@ -99,3 +99,9 @@ kiln_status kiln_backend_wait_mark(kiln_backend *be, int slot) {
     KILN_TRY(check_slot(be, slot, "kiln_backend_wait_mark"));
     return be->iface->wait_mark(be, slot);
 }
+
+kiln_status kiln_backend_comm_create(kiln_backend *be, kiln_comm *bootstrap, kiln_comm **out) {
+    *out = NULL;
+    if (!be || !be->iface->comm_create || kiln_comm_size(bootstrap) <= 1) return KILN_OK;
+    return be->iface->comm_create(be, bootstrap, out);
+}

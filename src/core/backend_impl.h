@@ -8,6 +8,7 @@
 #define KILN_BACKEND_IMPL_H
 
 #include "kiln/backend.h"
+#include "kiln/dist.h"
 #include "kiln/ops.h"
 
 #ifdef __cplusplus
@@ -42,6 +43,10 @@ typedef struct kiln_backend_iface {
      * marker never recorded) */
     kiln_status (*mark)(kiln_backend *be, int slot);
     kiln_status (*wait_mark)(kiln_backend *be, int slot);
+    /* optional: a device communicator for data-parallel gradients (the CUDA backend's NCCL
+     * engine), made collectively over the ranks of `bootstrap`; *out NULL when the backend has
+     * none; NULL: none (comm_impl.h's host path is used) */
+    kiln_status (*comm_create)(kiln_backend *be, kiln_comm *bootstrap, kiln_comm **out);
 } kiln_backend_iface;
 
 struct kiln_backend {
@@ -57,6 +62,9 @@ struct kiln_backend {
 
 /* be's log_interval (at least 1) */
 int kiln_backend_log_interval(const kiln_backend *be);
+/* be's device communicator over bootstrap's ranks (iface.comm_create), *out NULL when it has
+ * none or bootstrap has one rank */
+kiln_status kiln_backend_comm_create(kiln_backend *be, kiln_comm *bootstrap, kiln_comm **out);
 
 #ifdef __cplusplus
 }

@@ -96,7 +96,7 @@ static kiln_status mpi_barrier(void *ctx) {
     return wait_for(c, &req, "barrier");
 }
 
-static void mpi_abort(void *ctx, const char *msg) { MPI_Abort(MPI_COMM_WORLD, 1); }
+static void mpi_abort(void *ctx, const char *msg, int code) { MPI_Abort(MPI_COMM_WORLD, code); }
 
 static void mpi_free(void *ctx) {
     mpi_ctx *c = ctx;
@@ -117,7 +117,8 @@ kiln_status kiln_dist_mpi_open(kiln_comm **out) {
     MPI_Comm_size(MPI_COMM_WORLD, &c->size);
     const char *t = getenv("KILN_DIST_TIMEOUT");
     c->timeout = t && atof(t) > 0 ? atof(t) : 300.0;
-    static const kiln_comm_iface iface = {mpi_allreduce, mpi_broadcast, mpi_barrier, mpi_abort, mpi_free};
+    static const kiln_comm_iface iface = {.allreduce_sum = mpi_allreduce, .broadcast = mpi_broadcast, .barrier = mpi_barrier,
+                                         .abort = mpi_abort, .free = mpi_free};
     return kiln_comm_wrap(&iface, c, c->rank, c->size, "mpi", out);
 }
 

@@ -1,5 +1,6 @@
 /* dist_model.c: a model's part in data-parallel training (kiln/dist.h): its communicator, seen
- * by every node (synchronized BatchNormalization reads it), and --sync-bn's switch. */
+ * by every node (synchronized BatchNormalization reads it), --sync-bn's switch, and the share's first
+ * row that Dropout's masks count from. */
 #include "error.h"
 #include "model_impl.h"
 
@@ -8,6 +9,10 @@ kiln_status kiln_model_set_comm(kiln_model *m, kiln_comm *c) {
     m->comm = c;
     for (int i = 0; i < m->n_nodes; i++) m->nodes[i].comm = c;
     return KILN_OK;
+}
+
+void kiln_model_set_row0(kiln_model *m, int64_t row0) {
+    for (int i = 0; i < m->n_nodes; i++) m->nodes[i].row0 = row0;
 }
 
 kiln_status kiln_model_sync_batchnorm(kiln_model *m, bool on) {

@@ -1,7 +1,8 @@
 /* graph.c: the forward pass and reverse-mode autograd over a built model's layer graph, on the
  * tensors of one plan (plan.c). Gradients reaching one layer from several consumers are
  * summed: the first consumer (in reverse order) writes the layer's dy, the others write a
- * scratch buffer that is then added. */
+ * scratch buffer that is then added. After each node's backward, m->grads_ready (when set: fit's
+ * data-parallel gradient buckets) is told its weight gradients are written. */
 #include "error.h"
 #include "layer.h"
 
@@ -56,6 +57,7 @@ kiln_status kiln_model_backward(kiln_model *m, kiln_plan *p, uint64_t step_seed)
         }
         for (int k = 0; s == KILN_OK && k < n->n_in; k++)
             if (add_after[k]) s = kiln_add(p->v[n->in[k]].dy, dx[k], p->v[n->in[k]].dy);
+        if (s == KILN_OK && m->grads_ready) s = m->grads_ready(m->grads_ready_ctx, i);
         if (s != KILN_OK) return kiln_error_context(s, "layer '%s' backward", n->cfg.name);
     }
     return KILN_OK;

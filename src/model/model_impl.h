@@ -75,6 +75,7 @@ struct kiln_node {
     /* data-parallel training (kiln_model_set_comm): the communicator, and a layer's own state
      * for it (synchronized BatchNormalization), freed with ext_free */
     kiln_comm *comm;
+    int64_t row0; /* this step's first row in the global batch (kiln_model_set_row0; Dropout's masks) */
     void *ext;
     void (*ext_free)(void *ext);
 };
@@ -110,7 +111,16 @@ struct kiln_model {
     int n_group;
     kiln_tensor **group_w, **group_g, **group_slot[3];
     kiln_comm *comm; /* kiln_model_set_comm: NULL or one rank: a plain process */
+    /* called by kiln_model_backward after node `node`'s backward has written its weights'
+     * gradients (fit's gradient buckets, src/train/dist_fit.c); NULL: nothing is called */
+    kiln_status (*grads_ready)(void *ctx, int node);
+    void *grads_ready_ctx;
 };
+
+/* dist_model.c: the next forward and backward run on rows row0 .. of the global batch (a
+ * data-parallel rank's share; 0 in a plain process): Dropout and SpatialDropout2D draw the
+ * masks one process draws for those rows */
+void kiln_model_set_row0(kiln_model *m, int64_t row0);
 
 /* node.c */
 int64_t kiln_node_out_numel(const kiln_node *n); /* per example */

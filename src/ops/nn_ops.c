@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "checked.h"
 #include "error.h"
 #include "kiln/nn.h"
 #include "op_args.h"
@@ -406,9 +407,20 @@ kiln_status kiln_tanh_backward(const kiln_tensor *y, const kiln_tensor *dy, kiln
 
 /* ---- dropout ---- */
 
+/* the draw index of x's first element when x's rows are rows first_row .. of a larger batch */
+static kiln_status dropout_offset(const char *fn, const kiln_tensor *x, bool spatial, int64_t first_row, int64_t *out) {
+    int64_t per_row = 0, last = 0;
+    if (x->ndim >= 1 && x->shape[0] > 0) per_row = spatial ? x->shape[3] : kiln_tensor_numel(x) / x->shape[0];
+    if (first_row < 0 || x->ndim < 1 || !kiln_mul_i64(first_row, per_row, out) ||
+        !kiln_add_i64(*out, spatial ? x->shape[0] * per_row : kiln_tensor_numel(x), &last))
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: first row %lld of a batch is out of range for x of %d dimensions "
+                          "(%lld draws a row)", fn, (long long)first_row, x->ndim, (long long)per_row);
+    return KILN_OK;
+}
+
 /* DROPOUT on x (or dy), giving y (or dx) */
 static kiln_status dropout(const char *fn, const char *xn, const kiln_tensor *x, float rate,
-                           uint64_t seed, const char *yn, kiln_tensor *y, bool spatial) {
+                           uint64_t seed, const char *yn, kiln_tensor *y, bool spatial, int64_t first_row) {
     KILN_TRY(kiln_check_f32(fn, xn, x));
     KILN_TRY(kiln_check_f32(fn, yn, y));
     KILN_TRY(kiln_check_same_shape(fn, xn, x, yn, y));
@@ -422,16 +434,25 @@ static kiln_status dropout(const char *fn, const char *xn, const kiln_tensor *x,
         op.dropout.channels = x->shape[3];
         op.dropout.per_example = x->shape[1] * x->shape[2] * x->shape[3];
     }
-    return kiln_tensor_numel(x) == 0 ? KILN_OK : kiln_op_run(&op);
+    if (kiln_tensor_numel(x) == 0) return KILN_OK;
+    if (first_row) KILN_TRY(dropout_offset(fn, x, spatial, first_row, &op.dropout.offset));
+    return kiln_op_run(&op);
 }
 
 kiln_status kiln_dropout(const kiln_tensor *x, float rate, uint64_t seed, kiln_tensor *y) {
-    return dropout("kiln_dropout", "x", x, rate, seed, "y", y, false);
+    return dropout("kiln_dropout", "x", x, rate, seed, "y", y, false, 0);
 }
 
 kiln_status kiln_dropout_backward(const kiln_tensor *dy, float rate, uint64_t seed,
                                   kiln_tensor *dx) {
-    return dropout("kiln_dropout_backward", "dy", dy, rate, seed, "dx", dx, false);
+    return dropout("kiln_dropout_backward", "dy", dy, rate, seed, "dx", dx, false, 0);
+}
+
+kiln_status kiln_dropout_rows(const kiln_tensor *x, float rate, uint64_t seed, int64_t first_row, bool spatial,
+                              kiln_tensor *y) {
+    const char *fn = "kiln_dropout_rows";
+    if (spatial) KILN_TRY(kiln_check_4d(fn, "x", x, "(N, H, W, C)"));
+    return dropout(fn, "x", x, rate, seed, "y", y, spatial, first_row);
 }
 
 /* ---- Keras' other activations, Concatenate's columns, SpatialDropout2D, Normalization ---- */
@@ -510,7 +531,7 @@ kiln_status kiln_copy_columns_back(const kiln_tensor *y, kiln_tensor *x, int64_t
 kiln_status kiln_spatial_dropout2d(const kiln_tensor *x, float rate, uint64_t seed, kiln_tensor *y) {
     const char *fn = "kiln_spatial_dropout2d";
     KILN_TRY(kiln_check_4d(fn, "x", x, "(N, H, W, C)"));
-    return dropout(fn, "x", x, rate, seed, "y", y, true);
+    return dropout(fn, "x", x, rate, seed, "y", y, true, 0);
 }
 
 static kiln_status check_channels(const char *fn, const char *arg, const kiln_tensor *v, const kiln_tensor *x) {

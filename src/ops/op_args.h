@@ -137,6 +137,9 @@ typedef struct kiln_dropout_args {
     /* SpatialDropout2D: element i draws with index (i / per_example) channels + i % channels
      * (one draw per example and channel); per_example 0: index i (Dropout) */
     int64_t channels, per_example;
+    /* the draw index of element 0: the share's first row times the draws per row
+     * (kiln_dropout_rows, a data-parallel rank's rows of the global batch); 0 otherwise */
+    int64_t offset;
 } kiln_dropout_args;
 
 /* The four batch-norm ops, x seen as (outer, C, inner) (src/backends/shared/batchnorm_math.h):

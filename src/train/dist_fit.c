@@ -1,10 +1,19 @@
 /* dist_fit.c: fit's part in data-parallel training (dist_fit.h). Each rank takes the r-th
  * contiguous 1/N of every global batch (of the order every rank draws alike from the seed);
- * the gradients go to the host, are weighted by the share and added over ranks in rank order
- * (kiln_comm_allreduce_sum) in double, with the step's loss sum and correct count in the same
- * message, and come back, so every rank applies the same update. */
+ * each trainable gradient becomes the sum over ranks of (share / B) x the rank's gradient, added
+ * in rank order in double, so every rank applies the same update. The gradients go out in
+ * buckets (the bucket scheduler below): grouped in the order the backward finishes them (last
+ * layer first) into buckets of at most KILN_DIST_BUCKET_BYTES (default 25 MiB, as DDP), each
+ * handed to the communicator (kiln_comm_grads_begin: the backend's device engine when it has
+ * one, else the host path) as soon as the backward has produced all of its gradients; the step's
+ * loss sum and correct count follow in a message of their own. KILN_DIST_BUCKET_BYTES=0 keeps
+ * the single host message of gradients and metrics after the whole backward. Either way each
+ * element's sum is the same bits (it does not depend on the grouping). */
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "backend_impl.h"
 #include "comm_impl.h"
 #include "dist_fit.h"
 #include "error.h"
@@ -91,8 +100,8 @@ static void packing_free(packing *p) {
     free(p->f);
 }
 
-kiln_status kiln_fit_dist_begin(kiln_model *m) {
-    if (ranks(m) <= 1) return KILN_OK;
+/* rank 0's weights on every rank */
+static kiln_status broadcast_weights(kiln_model *m) {
     packing p;
     KILN_TRY(packing_new(m, true, 0, &p));
     p.scale = 1.0;
@@ -105,8 +114,8 @@ kiln_status kiln_fit_dist_begin(kiln_model *m) {
     return s;
 }
 
-kiln_status kiln_fit_dist_reduce(kiln_model *m, int count, int b, kiln_tensor *loss, kiln_tensor *correct) {
-    if (ranks(m) <= 1) return KILN_OK;
+/* KILN_DIST_BUCKET_BYTES=0: gradients and metrics in one host message after the backward */
+static kiln_status reduce_one_message(kiln_model *m, int count, int b, kiln_tensor *loss, kiln_tensor *correct) {
     packing p;
     KILN_TRY(packing_new(m, false, 2, &p));
     p.scale = (double)count / (double)b;
@@ -127,4 +136,156 @@ kiln_status kiln_fit_dist_reduce(kiln_model *m, int count, int b, kiln_tensor *l
     if (s == KILN_OK) s = kiln_tensor_set(correct, &lc[1], sizeof(float));
     packing_free(&p);
     return s;
+}
+
+/* ---- the bucket scheduler ---- */
+
+struct kiln_fit_dist {
+    kiln_model *m;
+    kiln_comm *comm;   /* where buckets go: device, or m->comm (the host path) */
+    kiln_comm *device; /* the backend's device communicator (kiln_backend_comm_create), or NULL */
+    int64_t cap;       /* bytes per bucket; 0: one host message (reduce_one_message) */
+    bool eager;        /* buckets go during the backward (not with regularizers: their gradient
+                        * terms join after it) */
+    int n_t, n_b;      /* gradients, buckets */
+    kiln_tensor **t;   /* the trainable gradients, in the order the backward finishes them */
+    int *node;         /* t[k]'s node */
+    int *first;        /* bucket j holds t[first[j] .. first[j + 1]) */
+    int *pending;      /* bucket j's gradients still to come in this backward */
+    int next;          /* the next bucket to hand over (buckets go in order on every rank) */
+    double scale;      /* this step's count / b */
+};
+
+/* KILN_DIST_BUCKET_BYTES (bytes, >= 0), 25 MiB when unset */
+static kiln_status bucket_bytes(int64_t *out) {
+    const char *v = getenv("KILN_DIST_BUCKET_BYTES");
+    *out = 25 << 20;
+    if (!v || !*v) return KILN_OK;
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || *end || x < 0)
+        return kiln_error(KILN_ERR_INVALID_ARG, "kiln_model_fit: KILN_DIST_BUCKET_BYTES='%s' is not a byte count "
+                          "(a whole number >= 0; 0: one message after the backward)", v);
+    *out = x;
+    return KILN_OK;
+}
+
+static bool has_regularizers(const kiln_model *m) {
+    for (int i = 0; i < m->n_nodes; i++)
+        for (int w = 0; w < m->nodes[i].n_w; w++) {
+            const kiln_node *n = &m->nodes[i];
+            if ((n->w_reg[w].l1 != 0.0 || n->w_reg[w].l2 != 0.0) && n->g[w] && kiln_node_trainable(n, w)) return true;
+        }
+    return false;
+}
+
+/* d's gradients, last node first, and their buckets of at most d->cap bytes (one gradient
+ * larger than that is a bucket of its own) */
+static kiln_status buckets_plan(kiln_fit_dist *d, kiln_model *m) {
+    int most = 0;
+    for (int i = 0; i < m->n_nodes; i++) most += m->nodes[i].n_w;
+    d->t = calloc((size_t)most + 1, sizeof *d->t);
+    d->node = calloc((size_t)most + 1, sizeof *d->node);
+    d->first = calloc((size_t)most + 2, sizeof *d->first);
+    d->pending = calloc((size_t)most + 1, sizeof *d->pending);
+    if (!d->t || !d->node || !d->first || !d->pending)
+        return kiln_error(KILN_ERR_OOM, "kiln_model_fit: out of host memory for the gradient buckets");
+    int64_t bytes = 0;
+    for (int i = m->n_nodes - 1; i >= 0; i--)
+        for (int w = 0; w < m->nodes[i].n_w; w++) {
+            kiln_node *nd = &m->nodes[i];
+            if (!nd->g[w] || !kiln_node_trainable(nd, w)) continue;
+            int64_t nb = (int64_t)sizeof(float) * kiln_tensor_numel(nd->g[w]);
+            if (d->n_t > d->first[d->n_b] && bytes + nb > d->cap) { /* close the bucket */
+                d->first[++d->n_b] = d->n_t;
+                bytes = 0;
+            }
+            bytes += nb;
+            d->node[d->n_t] = i;
+            d->t[d->n_t++] = nd->g[w];
+        }
+    if (d->n_t > d->first[d->n_b]) d->first[++d->n_b] = d->n_t;
+    return KILN_OK;
+}
+
+/* hands bucket d->next and every complete one after it to the communicator */
+static kiln_status buckets_launch(kiln_fit_dist *d, bool all) {
+    for (; d->next < d->n_b && (all || d->pending[d->next] == 0); d->next++) {
+        int j = d->next;
+        KILN_TRY(kiln_comm_grads_begin(d->comm, d->t + d->first[j], d->first[j + 1] - d->first[j], d->scale));
+    }
+    return KILN_OK;
+}
+
+/* m->grads_ready: node's gradients are written; the buckets they complete go out */
+static kiln_status grads_ready(void *ctx, int node) {
+    kiln_fit_dist *d = ctx;
+    int j = 0;
+    for (int k = 0; k < d->n_t; k++) {
+        while (k >= d->first[j + 1]) j++;
+        if (d->node[k] == node) d->pending[j]--;
+    }
+    return buckets_launch(d, false);
+}
+
+void kiln_fit_dist_free(kiln_fit_dist *d) {
+    if (!d) return;
+    if (d->m && d->m->grads_ready_ctx == d) {
+        d->m->grads_ready = NULL;
+        d->m->grads_ready_ctx = NULL;
+    }
+    kiln_comm_free(d->device);
+    free(d->t);
+    free(d->node);
+    free(d->first);
+    free(d->pending);
+    free(d);
+}
+
+kiln_status kiln_fit_dist_begin(kiln_model *m, kiln_fit_dist **out) {
+    *out = NULL;
+    if (ranks(m) <= 1) return KILN_OK;
+    KILN_TRY(broadcast_weights(m));
+    kiln_fit_dist *d = calloc(1, sizeof *d);
+    if (!d) return kiln_error(KILN_ERR_OOM, "kiln_model_fit: out of host memory");
+    *out = d;
+    d->m = m;
+    d->comm = m->comm;
+    KILN_TRY(bucket_bytes(&d->cap));
+    if (d->cap == 0) return KILN_OK;
+    d->eager = !has_regularizers(m);
+    KILN_TRY(buckets_plan(d, m));
+    KILN_TRY(kiln_backend_comm_create(m->be, m->comm, &d->device));
+    if (d->device) d->comm = d->device;
+    return KILN_OK;
+}
+
+kiln_status kiln_fit_dist_backward(kiln_fit_dist *d, int count, int b) {
+    if (!d || d->cap == 0) return KILN_OK;
+    d->scale = (double)count / (double)b;
+    d->next = 0;
+    for (int j = 0; j < d->n_b; j++) d->pending[j] = d->first[j + 1] - d->first[j];
+    d->m->grads_ready = d->eager ? grads_ready : NULL;
+    d->m->grads_ready_ctx = d->eager ? d : NULL;
+    return KILN_OK;
+}
+
+kiln_status kiln_fit_dist_reduce(kiln_fit_dist *d, int count, int b, kiln_tensor *loss, kiln_tensor *correct) {
+    if (!d) return KILN_OK;
+    kiln_model *m = d->m;
+    if (d->cap == 0) return reduce_one_message(m, count, b, loss, correct);
+    m->grads_ready = NULL;
+    m->grads_ready_ctx = NULL;
+    KILN_TRY(buckets_launch(d, true)); /* all of them without the hook (regularizers) */
+    KILN_TRY(kiln_comm_grads_wait(d->comm));
+    float lc[2] = {0, 0};
+    KILN_TRY(kiln_tensor_get(loss, &lc[0], sizeof(float)));
+    KILN_TRY(kiln_tensor_get(correct, &lc[1], sizeof(float)));
+    double h[2] = {lc[0], lc[1]};
+    KILN_TRY(kiln_comm_allreduce_sum(m->comm, h, 2));
+    lc[0] = (float)h[0];
+    lc[1] = (float)h[1];
+    KILN_TRY(kiln_tensor_set(loss, &lc[0], sizeof(float)));
+    return kiln_tensor_set(correct, &lc[1], sizeof(float));
 }

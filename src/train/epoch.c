@@ -108,7 +108,7 @@ kiln_status kiln_fit_begin(kiln_fit_run *r, kiln_model *m, const kiln_data *trai
     /* data-parallel (kiln_model_set_comm): rank 0 alone prints */
     r->prog = (kiln_progress){c->progress ? c->progress : stdout, kiln_comm_rank(m->comm) ? 0 : c->verbose, false, 0, 0, 0};
     KILN_TRY(kiln_fit_dist_check(m, c->batch_size));
-    KILN_TRY(kiln_fit_dist_begin(m));
+    KILN_TRY(kiln_fit_dist_begin(m, &r->dist));
     r->idx = malloc(sizeof(int64_t) * (size_t)train->n);
     if (!r->idx) return kiln_error(KILN_ERR_OOM, "kiln_model_fit: out of host memory");
     if (c->batches && (!r->labels || !c->batches->start || !c->batches->next))
@@ -136,6 +136,7 @@ static kiln_status train_step(kiln_fit_run *r, kiln_plan *p, int64_t s, uint64_t
         KILN_TRY(kiln_accuracy(p->v[m->n_nodes - 1].z, p->labels, r->e.correct_at[s]));
     else
         KILN_TRY(kiln_fill(r->e.correct_at[s], 0.0));
+    KILN_TRY(kiln_fit_dist_backward(r->dist, p->batch, b_global));
     KILN_TRY(kiln_model_backward(m, p, seed));
     /* Keras' regularizers: the penalty (of the weights this step started from) joins the
      * batch's loss, counted once per example like the mean loss, and its gradient the weights' */
@@ -143,7 +144,7 @@ static kiln_status train_step(kiln_fit_run *r, kiln_plan *p, int64_t s, uint64_t
     KILN_TRY(kiln_model_regularize(m, true, &reg));
     if (reg) KILN_TRY(kiln_axpy((float)p->batch, reg, r->e.loss_at[s]));
     /* data-parallel: the global batch's gradient and metrics on every rank (dist_fit.c) */
-    KILN_TRY(kiln_fit_dist_reduce(m, p->batch, b_global, r->e.loss_at[s], r->e.correct_at[s]));
+    KILN_TRY(kiln_fit_dist_reduce(r->dist, p->batch, b_global, r->e.loss_at[s], r->e.correct_at[s]));
     return kiln_model_apply_gradients(m);
 }
 
@@ -158,6 +159,7 @@ static kiln_status step(kiln_fit_run *r, int epoch, int64_t s) {
     kiln_plan *p;
     int first, count; /* this rank's rows of the batch (all of them in a plain process) */
     KILN_TRY(kiln_fit_dist_share(m, b, &first, &count));
+    kiln_model_set_row0(m, first); /* Dropout's masks: those of these rows of the global batch */
     KILN_TRY(kiln_model_plan(m, count, &p));
     KILN_TRY(c->batches ? kiln_fit_upload_source(m, p, c->batches, b, first, count)
                         : kiln_fit_upload_alternate(m, p, r->train, r->idx, s * batch + first, count, r->st, (int)(s & 1)));
@@ -198,6 +200,8 @@ kiln_status kiln_fit_epoch(kiln_fit_run *r, int epoch, kiln_epoch_logs *l) {
 
 void kiln_fit_end(kiln_fit_run *r) {
     source_stop(r);
+    kiln_fit_dist_free(r->dist);
+    r->dist = NULL;
     steps_free(&r->e);
     kiln_fit_staging_free(&r->st[0]);
     kiln_fit_staging_free(&r->st[1]);

@@ -29,6 +29,7 @@ typedef struct kiln_fit_run {
     kiln_fit_staging st[2];
     kiln_fit_steps e;
     kiln_progress prog;
+    struct kiln_fit_dist *dist;    /* data-parallel state (dist_fit.h), NULL in a plain process */
 } kiln_fit_run;
 
 /* r for a fit of m on train (validation val, may be NULL) with c, all three checked and

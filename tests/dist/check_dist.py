@@ -11,9 +11,22 @@ CASE:
            process trained on rank 0's share alone, and every trainable weight is the mean of
            the weights of one process trained on each share alone (the gradient is the mean)
   resume   2 ranks: 1 epoch, then --resume for the 2nd, equals 2 uninterrupted epochs (bit for bit)
+  bucket   2 ranks: the gradients all-reduced in many small buckets (KILN_DIST_BUCKET_BYTES=4096,
+           each handed over as the backward completes it), in the default 25 MiB ones, and in one
+           message after the backward (=0) give the same per-step losses and final weights, bit
+           for bit (seed model with shuffle, ResNet-20)
+  dropout  2 ranks train a model with Dropout and SpatialDropout2D (and an L2 regularizer) to the
+           per-step losses and final weights of one process within TOL: each rank draws the masks
+           one process draws for its rows of the global batch; its gradient buckets (4096 bytes,
+           sent after the regularizer's term joins) equal the one-message path bit for bit
+  nccl     2 CUDA ranks (one GPU each, the NCCL engine: gradient buckets on a second stream)
+           give the per-step losses and final weights of one process on one GPU within TOL_NCCL;
+           skipped (exit 77, CTest's SKIP_RETURN_CODE) saying why without 2 GPUs or without a
+           CUDA build of kiln
   fail     a rank fed a bad file ends every rank within seconds, naming the rank and the error;
            a rank left waiting in a collective times out (KILN_DIST_TIMEOUT) instead of hanging;
-           a global batch that does not divide among the ranks says so
+           a global batch that does not divide among the ranks says so; usage errors exit 2 (a
+           bad flag, --from-logits on a softmax model, that batch), other failures 1
 exit 0 on success, 1 with each difference named."""
 import json, os, struct, subprocess, sys, tempfile, time
 
@@ -65,19 +78,19 @@ def steps(path):
         return [float(line.split(",")[2]) for line in f.read().split("\n")[1:] if line]
 
 
-def run(cmd, timeout=120):
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV, timeout=timeout)
+def run(cmd, timeout=120, env=None):
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env or ENV, timeout=timeout)
     if p.returncode != 0:
         print(" ".join(cmd), "\n", p.stdout)
         raise SystemExit("a run failed (exit %d)" % p.returncode)
     return p.stdout
 
 
-def train(kiln, out, args, np=1, extra=()):
-    cmd = ([*MPIRUN, "-np", str(np)] if np > 1 else []) + [kiln, "train", "--device", "cpu", "--optimizer", "sgd",
+def train(kiln, out, args, np=1, extra=(), env=None, device="cpu"):
+    cmd = ([*MPIRUN, "-np", str(np)] if np > 1 else []) + [kiln, "train", "--device", device, "--optimizer", "sgd",
                                                          "--seed", "1", "--verbose", "0", "--out", out,
                                                          "--log-steps", out + "/steps.csv", *args, *extra]
-    run(cmd)
+    run(cmd, env=env)
     return steps(out + "/steps.csv"), tensors(out + "/model.safetensors")
 
 
@@ -112,6 +125,95 @@ def case_sync(kiln, np, tmp):
                 dp, dpw = max(abs(a - b) for a, b in zip(ls, lp)), max_diff(ws, wp)
                 print("%s without --sync-bn: max |loss diff| %.3g, max |weight diff| %.3g" % (tag, dp, dpw))
                 check(dp > 10 * tol_l and dpw > 5 * tol_w, "%s: without --sync-bn the run should differ (by %g, %g only)" % (tag, dp, dpw))
+
+
+def case_bucket(kiln, tmp):
+    runs = [("seed-cnn", ["--model", "seed-cnn", "--data", "synthetic", "--train-size", "96", "--test-size", "32",
+                          "--epochs", "2", "--batch-size", "32", "--sync-bn"]),
+            ("resnet20", ["--model", "resnet20", "--data", "synthetic", "--train-size", "64", "--test-size", "32",
+                          "--image-size", "8", "--epochs", "1", "--batch-size", "32", "--no-shuffle"])]
+    for model, args in runs:
+        got = {}
+        for bucket in ("4096", "", "0"):
+            env = dict(ENV, KILN_DIST_BUCKET_BYTES=bucket)
+            got[bucket] = train(kiln, os.path.join(tmp, "bucket%s-%s" % (bucket, model)), args, 2, env=env)
+        for bucket in ("4096", "0"):
+            (la, wa), (lb, wb) = got[""], got[bucket]
+            same = la == lb and wa == wb
+            print("%s, 2 ranks: KILN_DIST_BUCKET_BYTES=%s vs the default: %s (max |loss diff| %.3g, |weight diff| %.3g)"
+                  % (model, bucket, "bit for bit" if same else "DIFFERENT", max(abs(a - b) for a, b in zip(la, lb)),
+                     max_diff(wa, wb)))
+            check(same and len(la) > 1, "%s: KILN_DIST_BUCKET_BYTES=%s changed the run" % (model, bucket))
+
+
+def dropout_model(tmp):
+    def layer(cls, **cfg):
+        return {"class_name": cls, "config": dict(cfg, name=cls.lower() + str(len(layers)))}
+    layers = []
+    layers.append({"class_name": "InputLayer", "config": {"batch_shape": [None, 8, 8, 3], "name": "in"}})
+    layers.append(layer("Conv2D", filters=6, kernel_size=[3, 3], activation="relu"))
+    layers.append(layer("SpatialDropout2D", rate=0.3))
+    layers.append(layer("Flatten"))
+    layers.append(layer("Dense", units=16, activation="relu",
+                        kernel_regularizer={"class_name": "L2", "config": {"l2": 0.01}}))
+    layers.append(layer("Dropout", rate=0.5))
+    layers.append(layer("Dense", units=10, activation="softmax"))
+    path = os.path.join(tmp, "dropout.json")
+    with open(path, "w") as f:
+        json.dump({"class_name": "Sequential", "config": {"name": "drop", "layers": layers}}, f)
+    return path
+
+
+def case_dropout(kiln, tmp):
+    args = ["--model", dropout_model(tmp), "--data", "synthetic", "--train-size", "96", "--test-size", "32",
+            "--image-size", "8", "--classes", "10", "--epochs", "2", "--batch-size", "32"]
+    ls, ws = train(kiln, os.path.join(tmp, "one"), args)
+    ld, wd = train(kiln, os.path.join(tmp, "np2"), args, 2)
+    dl, dw = max(abs(a - b) for a, b in zip(ls, ld)), max_diff(ws, wd)
+    print("Dropout model, 2 ranks vs one process: %d steps, max |loss diff| %.3g, max |weight diff| %.3g" % (len(ld), dl, dw))
+    check(len(ls) == len(ld) and dl <= TOL_LOSS, "dropout: per-step losses differ by %g (> %g)" % (dl, TOL_LOSS))
+    check(set(ws) == set(wd) and dw <= TOL_W, "dropout: final weights differ by %g (> %g)" % (dw, TOL_W))
+    lo, wo = train(kiln, os.path.join(tmp, "one-msg"), args, 2, env=dict(ENV, KILN_DIST_BUCKET_BYTES="0"))
+    lb, wb = train(kiln, os.path.join(tmp, "buckets"), args, 2, env=dict(ENV, KILN_DIST_BUCKET_BYTES="4096"))
+    print("Dropout model (L2), 2 ranks: 4096-byte buckets vs one message: %s" % ("bit for bit" if (lo, wo) == (lb, wb) else "DIFFERENT"))
+    check((lo, wo) == (lb, wb) and (lo, wo) == (ld, wd), "dropout: the buckets changed the run with a regularizer")
+
+
+# NCCL sums the f32 gradients in f32 in its own order (ring or tree): a few float32 ulps more
+# than the host path's double sums; the same margin as the CPU ranks' equivalence otherwise
+TOL_NCCL = 1e-4
+SKIP = 77
+
+
+def gpu_count():
+    try:
+        p = subprocess.run(["nvidia-smi", "-L"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(1 for line in p.stdout.splitlines() if line.startswith("GPU ")) if p.returncode == 0 else 0
+
+
+def case_nccl(kiln, tmp):
+    n = gpu_count()
+    if n < 2:
+        print("SKIP: the NCCL engine needs 2 GPUs, one per rank (nvidia-smi lists %d); NCCL cannot put two "
+              "ranks on one GPU" % n)
+        return SKIP
+    args = ["--model", "seed-cnn", "--data", "synthetic", "--train-size", "128", "--test-size", "32", "--epochs", "2",
+            "--batch-size", "32", "--sync-bn"]
+    probe = subprocess.run([kiln, "train", "--device", "cuda", "--model", "seed-cnn", "--train-size", "32",
+                            "--test-size", "32", "--epochs", "1", "--verbose", "0"], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, env=ENV, timeout=300)
+    if probe.returncode != 0:
+        print("SKIP: this kiln cannot train on CUDA here:", probe.stdout.strip())
+        return SKIP
+    ls, ws = train(kiln, os.path.join(tmp, "one"), args, device="cuda")
+    ld, wd = train(kiln, os.path.join(tmp, "np2"), args, 2, device="cuda")
+    dl, dw = max(abs(a - b) for a, b in zip(ls, ld)), max_diff(ws, wd)
+    print("NCCL, 2 GPUs vs one: %d steps, max |loss diff| %.3g, max |weight diff| %.3g" % (len(ld), dl, dw))
+    check(len(ls) == len(ld) and dl <= TOL_NCCL, "nccl: per-step losses differ by %g (> %g)" % (dl, TOL_NCCL))
+    check(set(ws) == set(wd) and dw <= TOL_NCCL, "nccl: final weights differ by %g (> %g)" % (dw, TOL_NCCL))
+    return 0
 
 
 def write_npy(path, descr, shape, fmt, values):
@@ -168,7 +270,7 @@ def case_resume(kiln, tmp):
     check(wa == wb, "resume: the final weights differ from the uninterrupted run (%g)" % max_diff(wa, wb))
 
 
-def expect_failure(cmd, needles, what, limit, env=None):
+def expect_failure(cmd, needles, what, limit, env=None, status=None):
     t0 = time.time()
     try:
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env or ENV,
@@ -178,8 +280,9 @@ def expect_failure(cmd, needles, what, limit, env=None):
         out, rc = "(hung: killed)", None
     dt = time.time() - t0
     print("%s: exit %s after %.1f s" % (what, rc, dt))
-    ok = rc not in (0, None) and dt < limit and all(n in out for n in needles)
-    check(ok, "%s: wanted a failure within %g s saying %s, got exit %s after %.1f s:\n%s" % (what, limit, needles, rc, dt, out))
+    ok = rc not in (0, None) and dt < limit and all(n in out for n in needles) and status in (None, rc)
+    check(ok, "%s: wanted a failure (exit %s) within %g s saying %s, got exit %s after %.1f s:\n%s"
+          % (what, status or "> 0", limit, needles, rc, dt, out))
 
 
 def case_fail(kiln, tmp):
@@ -191,12 +294,20 @@ def case_fail(kiln, tmp):
         f.write(b"\x93NUMPY\x01\x00garbage")
     badspec = "npy:%s,%s" % (bad, bad)
     expect_failure([*MPIRUN, "-np", "1", *cmd(), ":", "-np", "1", *cmd(data=badspec)],
-                   ["rank 1 of 2 failed", "bad.npy"], "a rank fed a bad file", 15)
+                   ["rank 1 of 2 failed", "bad.npy"], "a rank fed a bad file", 15, status=1)
     env = dict(ENV, KILN_DIST_TIMEOUT="2")
     expect_failure([*MPIRUN, "-np", "1", *cmd(), ":", "-np", "1", *cmd(epochs=3)],
                    ["rank 1 of 2 failed", "timed out"], "a rank left waiting in a collective", 20, env)
+    # usage errors exit 2 under mpirun, as without it (a bad flag, a flag that does not fit the
+    # model, a global batch that does not divide among the ranks); other failures 1
     expect_failure([*MPIRUN, "-np", "4", *cmd(batch=30)],
-                   ["does not divide among 4 ranks"], "a global batch of 30 on 4 ranks", 15)
+                   ["does not divide among 4 ranks"], "a global batch of 30 on 4 ranks", 15, status=2)
+    expect_failure([*MPIRUN, "-np", "2", *cmd(), "--bogus"], ["--bogus"], "an unknown flag", 15, status=2)
+    expect_failure([*MPIRUN, "-np", "2", *cmd()], ["KILN_DIST_BUCKET_BYTES='lots' is not a byte count"],
+                   "a bad KILN_DIST_BUCKET_BYTES", 15, dict(ENV, KILN_DIST_BUCKET_BYTES="lots"), status=1)
+    expect_failure([*MPIRUN, "-np", "2", *cmd(), "--from-logits"], ["rank 0 of 2 failed", "not logits"],
+                   "--from-logits on a softmax model", 15, status=2)
+
 
 
 def main():
@@ -209,6 +320,13 @@ def main():
             case_plain(kiln, tmp)
         elif case == "resume":
             case_resume(kiln, tmp)
+        elif case == "nccl":
+            if case_nccl(kiln, tmp) == SKIP:
+                return SKIP
+        elif case == "dropout":
+            case_dropout(kiln, tmp)
+        elif case == "bucket":
+            case_bucket(kiln, tmp)
         elif case == "fail":
             case_fail(kiln, tmp)
         else:

@@ -37,26 +37,27 @@ static void backward(const kiln_op *op) {
                   kiln_tensor_numel(op->unary_back.y), op->type == KILN_OP_SIGMOID_BACK);
 }
 
-/* y = keep(seed, k) ? x * scale : 0 (forward on x, backward on dy: the same mask); k = i, or for
- * SpatialDropout2D (per_example > 0) the element's (example, channel) index */
+/* y = keep(seed, offset + k) ? x * scale : 0 (forward on x, backward on dy: the same mask); k = i,
+ * or for SpatialDropout2D (per_example > 0) the element's (example, channel) index */
 KILN_SIMD_INLINE void dropout_loop_body(const float *x, float *y, int64_t n, uint64_t key, float rate, float scale,
-                                        int64_t per_example, int64_t channels) {
+                                        int64_t per_example, int64_t channels, int64_t offset) {
     if (!per_example) {
-        for (int64_t i = 0; i < n; i++) y[i] = kiln_dropout_keep(key, (uint64_t)i, rate) ? x[i] * scale : 0.0f;
+        for (int64_t i = 0; i < n; i++)
+            y[i] = kiln_dropout_keep(key, (uint64_t)(offset + i), rate) ? x[i] * scale : 0.0f;
         return;
     }
     for (int64_t i = 0; i < n; i++) {
-        int64_t k = i / per_example * channels + i % channels;
+        int64_t k = offset + i / per_example * channels + i % channels;
         y[i] = kiln_dropout_keep(key, (uint64_t)k, rate) ? x[i] * scale : 0.0f;
     }
 }
 KILN_SIMD_CLONES(dropout_loop, (const float *x, float *y, int64_t n, uint64_t key, float rate, float scale,
-                                int64_t per_example, int64_t channels),
-                 (x, y, n, key, rate, scale, per_example, channels))
+                                int64_t per_example, int64_t channels, int64_t offset),
+                 (x, y, n, key, rate, scale, per_example, channels, offset))
 
 static void dropout(const kiln_dropout_args *a) {
     dropout_loop(a->x->data, a->y->data, kiln_tensor_numel(a->x), kiln_dropout_key(a->seed), a->rate, a->scale,
-                 a->per_example, a->channels);
+                 a->per_example, a->channels, a->offset);
 }
 
 void kiln_cpu_activation(const kiln_op *op) {

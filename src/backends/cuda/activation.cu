@@ -47,15 +47,15 @@ struct act_bwd {
     }
 };
 
-// y = keep(key, i) ? x * scale : 0; SpatialDropout2D draws once per (example, channel)
+// y = keep(key, offset + i) ? x * scale : 0; SpatialDropout2D draws once per (example, channel)
 struct dropout_fwd {
     const float *x;
     float *y;
     uint64_t key;
     float rate, scale;
-    int64_t channels, per_example;
+    int64_t channels, per_example, offset;
     __device__ void operator()(int64_t i) const {
-        const int64_t k = per_example ? i / per_example * channels + i % channels : i;
+        const int64_t k = offset + (per_example ? i / per_example * channels + i % channels : i);
         y[i] = kiln_dropout_keep(key, (uint64_t)k, rate) ? __fmul_rn(x[i], scale) : 0.0f;
     }
 };
@@ -134,7 +134,7 @@ extern "C" kiln_status kiln_cuda_activation(kiln_backend *be, const kiln_op *op)
     default: { // DROPOUT
         const kiln_dropout_args &a = op->dropout;
         dropout_fwd f{(const float *)a.x->data, (float *)a.y->data, kiln_dropout_key(a.seed),
-                      a.rate, a.scale, a.channels, a.per_example};
+                      a.rate, a.scale, a.channels, a.per_example, a.offset};
         return kiln_cuda_map(s, kiln_tensor_numel(a.x), f, "dropout");
     }
     }

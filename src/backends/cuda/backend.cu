@@ -235,16 +235,31 @@ static const kiln_backend_iface cuda_iface = {
     /* .memory_available = */ cuda_memory_available,
     /* .mark = */ cuda_mark,
     /* .wait_mark = */ cuda_wait_mark,
+    /* .comm_create = */ kiln_cuda_comm_create,
 };
 
-// The device must exist: the driver's reason when none can be used, never a crash.
-static kiln_status pick_device(int device) {
-    int count = 0;
+// This process's rank on its node as the launcher says (Open MPI, MPICH/Hydra, Slurm), 0 when
+// none does: "cuda" and "auto" open device local rank mod the device count, one GPU per rank.
+static int local_rank(void) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v && atoi(v) > 0) return atoi(v);
+    }
+    return 0;
+}
+
+// The device must exist: the driver's reason when none can be used, never a crash. A negative
+// *device: the launch's local rank modulo the device count (the device picked comes back).
+static kiln_status pick_device(int *device_io) {
+    int count = 0, device = *device_io;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
         return kiln_error(KILN_ERR_NO_DEVICE, "no CUDA device: %s", cudaGetErrorString(e));
     }
+    if (device < 0 && count > 0) device = local_rank() % count;
+    *device_io = device;
     if (count <= 0 || device < 0 || device >= count)
         return kiln_error(KILN_ERR_NO_DEVICE, "no CUDA device: %d devices found, asked for cuda:%d",
                           count, device);
@@ -255,7 +270,7 @@ static kiln_status pick_device(int device) {
 extern "C" kiln_status kiln_backend_cuda_init(int device, kiln_backend **out) {
     if (!out) return kiln_error(KILN_ERR_INVALID_ARG, "kiln_backend_cuda_init: out is NULL");
     *out = NULL;
-    KILN_TRY(pick_device(device));
+    KILN_TRY(pick_device(&device));
     kiln_backend *be = (kiln_backend *)calloc(1, sizeof *be);
     kiln_cuda_ctx *c = (kiln_cuda_ctx *)calloc(1, sizeof *c);
     if (!be || !c) {

@@ -104,6 +104,10 @@ kiln_status kiln_cuda_optim(kiln_backend *be, const kiln_op *op);
 /* batchnorm.cu: BN_FWD_TRAIN, BN_FWD_INFER, BN_BWD, BN_BWD_INFER (kiln's kernels, or cuDNN's
  * when the op's impl asks for it) */
 kiln_status kiln_cuda_batchnorm(kiln_backend *be, const kiln_op *op);
+/* comm_nccl.cu: the backend's device communicator (iface.comm_create): NCCL over the ranks of
+ * bootstrap, its unique id broadcast by rank 0 through bootstrap; gradient buckets on a stream
+ * of its own. *out NULL when kiln was built without NCCL (and on the emulator). */
+kiln_status kiln_cuda_comm_create(kiln_backend *be, kiln_comm *bootstrap, kiln_comm **out);
 /* The plan cache of kiln_cuda_batchnorm (host memory only); NULL is allowed. */
 void kiln_cuda_bn_plans_free(kiln_cuda_bn_plans *plans);
 /* batchnorm_cudnn.cu: the BN ops that cuDNN has, through cuDNN (called by kiln_cuda_batchnorm) */

@@ -1,6 +1,7 @@
 /* dropout.c: Dropout (Keras' rate and seed): inverted dropout in training (kept values
  * scaled by 1/(1-rate)), the identity in inference. The mask is a stateless hash of (seed, step,
- * element), the same on every backend. */
+ * element), the same on every backend; a data-parallel rank counts its elements from its first
+ * row in the global batch (node row0), so N ranks draw the masks of one process. */
 #include "layer.h"
 #include "layer_json.h"
 
@@ -19,14 +20,14 @@ static kiln_status infer(kiln_node *n, const kiln_node *const *in) {
 
 static kiln_status forward(kiln_node *n, const kiln_tensor *const *x, kiln_tensor *z, bool training, uint64_t seed) {
     if (!training || n->cfg.rate == 0.0f) return kiln_copy(x[0], z);
-    return kiln_dropout(x[0], n->cfg.rate, kiln_layer_mask_seed(n, seed), z);
+    return kiln_dropout_rows(x[0], n->cfg.rate, kiln_layer_mask_seed(n, seed), n->row0, false, z);
 }
 
 static kiln_status backward(kiln_node *n, const kiln_tensor *const *x, const kiln_tensor *z, const kiln_tensor *dz,
                             kiln_tensor *const *dx, uint64_t seed) {
     if (!dx[0]) return KILN_OK;
     if (n->cfg.rate == 0.0f) return kiln_copy(dz, dx[0]);
-    return kiln_dropout_backward(dz, n->cfg.rate, kiln_layer_mask_seed(n, seed), dx[0]);
+    return kiln_dropout_rows(dz, n->cfg.rate, kiln_layer_mask_seed(n, seed), n->row0, false, dx[0]);
 }
 
 static kiln_status read_json(const kiln_json_layer *j, kiln_layer_config *c, int in_rank) {

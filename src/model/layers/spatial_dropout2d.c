@@ -1,7 +1,7 @@
 /* spatial_dropout2d.c: SpatialDropout2D (Keras' rate and seed, channels_last): in training a
  * whole channel of an example is kept (scaled by 1/(1-rate)) or dropped, the identity in
  * inference; the mask is the stateless hash of Dropout (kiln_spatial_dropout2d), seeded as
- * Dropout seeds it. */
+ * Dropout seeds it, counted from a data-parallel share's first row (kiln_dropout_rows). */
 #include "layer.h"
 #include "layer_json.h"
 
@@ -24,14 +24,14 @@ static kiln_status infer(kiln_node *n, const kiln_node *const *in) {
 
 static kiln_status forward(kiln_node *n, const kiln_tensor *const *x, kiln_tensor *z, bool training, uint64_t seed) {
     if (!training || n->cfg.rate == 0.0f) return kiln_copy(x[0], z);
-    return kiln_spatial_dropout2d(x[0], n->cfg.rate, kiln_layer_mask_seed(n, seed), z);
+    return kiln_dropout_rows(x[0], n->cfg.rate, kiln_layer_mask_seed(n, seed), n->row0, true, z);
 }
 
 static kiln_status backward(kiln_node *n, const kiln_tensor *const *x, const kiln_tensor *z, const kiln_tensor *dz,
                             kiln_tensor *const *dx, uint64_t seed) {
     if (!dx[0]) return KILN_OK;
     if (n->cfg.rate == 0.0f) return kiln_copy(dz, dx[0]);
-    return kiln_spatial_dropout2d(dz, n->cfg.rate, kiln_layer_mask_seed(n, seed), dx[0]);
+    return kiln_dropout_rows(dz, n->cfg.rate, kiln_layer_mask_seed(n, seed), n->row0, true, dx[0]);
 }
 
 static kiln_status read_json(const kiln_json_layer *j, kiln_layer_config *c, int in_rank) {

@@ -75,6 +75,7 @@
 #define kiln_cuda_batchnorm kiln_cuda_emu_batchnorm
 #define kiln_cuda_bn_plans_free kiln_cuda_emu_bn_plans_free
 #define kiln_cuda_batchnorm_cudnn kiln_cuda_emu_batchnorm_cudnn
+#define kiln_cuda_comm_create kiln_cuda_emu_comm_create
 #define kiln_cuda_bn_plans kiln_cuda_emu_bn_plans
 #define kiln_cuda_pool kiln_cuda_emu_pool_t
 #define kiln_cuda_ctx kiln_cuda_emu_ctx_t
