@@ -3,7 +3,7 @@
  * kernel, which oneDNN calls hwio; with groups > 1 (DepthwiseConv2D, Conv2D groups) the kernel
  * (kh, kw, in / groups, out) is oneDNN's grouped hwigo. GEMM: oneDNN's matmul on the row-major operands, alpha as its
  * output scale and beta as a sum post-op (kiln-bench conv measured it faster than OpenBLAS on
- * every GEMM of the models, docs/performance.md). Each (op, shape, strides, dilations, pads, bias) gets its primitive once: a per-backend
+ * every GEMM of the models, docs/performance.md). Each (op, shape, strides, dilations, pads, groups, bias) gets its primitive once: a per-backend
  * cache of KILN_DNNL_CACHE entries, the least recently used evicted. The kernel is reordered
  * into the layout the primitive prefers (a small copy per call) through a scratch slot, and the
  * primitive's scratchpad is another slot (memory.c), so a steady step allocates nothing. The
