@@ -4,8 +4,9 @@
  * filter of both paths are checked element by element against float64 direct loops and against
  * each other; the primitive cache stays bounded; repeated steps allocate nothing (scratch
  * reuse). GEMM likewise (KILN_CPU_GEMM: oneDNN's matmul or OpenBLAS) with transposes, alpha and
- * beta. In a build without oneDNN the "onednn" backends run the other path and the checks
- * still hold. */
+ * beta. Grouped convolutions get their own primitives (their oracle tests are
+ * test_conv_family_ops.c's, on both paths). In a build without oneDNN the "onednn" backends run
+ * the other path and the checks still hold. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>
 #include <string.h>
@@ -200,6 +201,48 @@ Test(conv_dnnl, cache_is_bounded) {
     int held = kiln_cpu_dnnl_cached(be->ctx);
     cr_expect(held <= 64 && (held == 64 || !kiln_cpu_dnnl_built()), "%d primitives cached", held);
     kiln_backend_free(be);
+}
+
+/* the forward convolution of x by w with `groups` on backend be, downloaded */
+static float *forward_on(kiln_backend *be, const kiln_tensor *x, const kiln_tensor *w, int groups) {
+    kiln_conv2d_params p = {1, 1, 1, 1, KILN_PADDING_SAME, KILN_MATH_STRICT, groups};
+    int64_t ys[4] = {x->shape[0], x->shape[1], x->shape[2], w->shape[3]};
+    kiln_tensor *xb = kt_clone(be, x), *wb = kt_clone(be, w), *y = kt_new(be, KILN_F32, 4, ys);
+    kt_poison(y);
+    OK(kiln_conv2d(xb, wb, NULL, &p, y));
+    float *out = kt_get_f32(y);
+    kiln_tensor_free(xb), kiln_tensor_free(wb), kiln_tensor_free(y);
+    return out;
+}
+
+/* a depthwise and a plain convolution of the same image into as many channels are two
+ * primitives (the groups are part of the cache key): each stays right after the other ran,
+ * and running both again makes no new one */
+Test(conv_dnnl, grouped_and_plain_get_their_own_primitives) {
+    kiln_backend *dn = open_conv("onednn"), *ref = open_conv("im2col");
+    int64_t xs[4] = {2, 6, 5, 8}, ws[2][4] = {{3, 3, 8, 8}, {3, 3, 1, 8}};
+    kt_rng r;
+    kt_rng_seed(&r, 4242);
+    kiln_tensor *x = kt_new(kt_cpu(), KILN_F32, 4, xs), *w[2];
+    kt_fill_random(x, &r, -1, 1);
+    for (int i = 0; i < 2; i++) {
+        w[i] = kt_new(kt_cpu(), KILN_F32, 4, ws[i]);
+        kt_fill_random(w[i], &r, -1, 1);
+    }
+    for (int rep = 0; rep < 2; rep++)
+        for (int i = 0; i < 2; i++) {
+            float *a = forward_on(dn, x, w[i], i ? 8 : 1), *b = forward_on(ref, x, w[i], i ? 8 : 1);
+            char what[96];
+            snprintf(what, sizeof what, "%s conv, round %d: oneDNN vs the other path", i ? "depthwise" : "plain", rep);
+            kt_expect_close(what, a, b, 2 * 6 * 5 * 8, 1e-5);
+            free(a), free(b);
+        }
+    if (kiln_cpu_dnnl_built())
+        cr_expect_eq(kiln_cpu_dnnl_cached(dn->ctx), 2, "%d primitives cached", kiln_cpu_dnnl_cached(dn->ctx));
+    cr_expect_eq(kiln_cpu_dnnl_cached(ref->ctx), 0);
+    kiln_tensor_free(x), kiln_tensor_free(w[0]), kiln_tensor_free(w[1]);
+    kiln_backend_free(dn);
+    kiln_backend_free(ref);
 }
 
 static uint64_t allocs_of(const kiln_backend *be) {

@@ -3,12 +3,16 @@
  * GlobalMaxPooling2D): grouped Conv2D, pad2d, upsample2d, global max pooling. The CPU backend
  * against float64 oracles written plainly here, every backward against central finite
  * differences in double of the oracle's loss L = sum(dy * y), argument errors, and the
- * CPU-vs-CUDA parity table (skipped without a GPU). Tolerances: docs/testing.md. */
+ * CPU-vs-CUDA parity table (skipped without a GPU). Grouped Conv2D runs on both CPU paths:
+ * backends opened with KILN_CPU_CONV=onednn (oneDNN when built in) and =im2col (the direct
+ * loops of conv_grouped.c). Tolerances: docs/testing.md. */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu.h"
 #include "harness.h"
 #include "oracle.h"
 
@@ -74,6 +78,14 @@ static const gconv_cfg gconv_cfgs[] = {
     {"groups 2, 3x3 valid strides 2x1", 2, 7, 6, 4, 3, 3, 6, 2, 2, 1, 1, 1, KILN_PADDING_VALID, true},
     {"groups 3, 2x2 same (pad after), 6 -> 9 channels", 1, 5, 6, 6, 2, 2, 9, 3, 1, 1, 1, 1, KILN_PADDING_SAME, true},
     {"groups 2, 1x1 (pointwise groups)", 2, 3, 4, 4, 1, 1, 2, 2, 1, 1, 1, 1, KILN_PADDING_VALID, false},
+    /* oneDNN's depthwise kernels (multiplier 1) block channels by 16 (8 with AVX2): channel
+     * counts past one block with a tail, MobileNet's stride 2 with the pad after, 5x5, dilation */
+    {"depthwise 3x3 stride 2 same, 20 channels (pad 0 top, 1 bottom)", 1, 6, 5, 20, 3, 3, 20, 20, 2, 2, 1, 1, KILN_PADDING_SAME, true},
+    {"depthwise 3x3 valid, 35 channels, no bias", 1, 4, 5, 35, 3, 3, 35, 35, 1, 1, 1, 1, KILN_PADDING_VALID, false},
+    {"depthwise 5x5 same strides 2x1, 17 channels", 1, 6, 4, 17, 5, 5, 17, 17, 2, 1, 1, 1, KILN_PADDING_SAME, true},
+    {"depthwise 3x3 dilation 2 same, 16 channels", 1, 6, 6, 16, 3, 3, 16, 16, 1, 1, 2, 2, KILN_PADDING_SAME, true},
+    {"depthwise 3x3 multiplier 3 same, 8 -> 24 channels", 1, 5, 5, 8, 3, 3, 24, 8, 1, 1, 1, 1, KILN_PADDING_SAME, true},
+    {"groups 2 of 8 -> 8 channels, 3x3 same stride 2", 1, 4, 4, 16, 3, 3, 16, 2, 2, 2, 1, 1, KILN_PADDING_SAME, true},
 };
 #define N_GCONV (sizeof gconv_cfgs / sizeof gconv_cfgs[0])
 static size_t gconv_index[N_GCONV];
@@ -83,11 +95,19 @@ ParameterizedTestParameters(grouped_conv2d, oracle_and_gradients) {
     return cr_make_param_array(size_t, gconv_index, N_GCONV);
 }
 
-/* Forward against the direct loops; dx, dw, db against central differences of sum(dy * y)
- * (linear in each argument: exact up to double rounding). The CPU sums in double and rounds
- * once: 1e-6 of the output's scale. */
-ParameterizedTest(size_t *ix, grouped_conv2d, oracle_and_gradients) {
-    const gconv_cfg *k = &gconv_cfgs[*ix];
+/* t moved to backend be */
+static kiln_tensor *moved(kiln_backend *be, kiln_tensor *t) {
+    if (!t) return t;
+    kiln_tensor *c = kt_clone(be, t);
+    kiln_tensor_free(t);
+    return c;
+}
+
+/* Row ix on backend be. Forward against the direct loops; dx,
+ * dw, db against central differences of sum(dy * y) (linear in each argument: exact up to
+ * double rounding). 1e-6 of the output's scale (docs/testing.md). */
+static void gconv_check(size_t ix, kiln_backend *be) {
+    const gconv_cfg *k = &gconv_cfgs[ix];
     kiln_conv2d_params p = {k->sh, k->sw, k->dh, k->dw, k->pad, KILN_MATH_STRICT, k->groups};
     gconv_ref r = {.cfg = k};
     ref_axis(k->h, k->kh, k->sh, k->dh, k->pad, &r.oh, &r.pt);
@@ -97,11 +117,13 @@ ParameterizedTest(size_t *ix, grouped_conv2d, oracle_and_gradients) {
     OK(kiln_conv2d_output_shape(xs, ws, &p, got));
     for (int i = 0; i < 4; i++) cr_assert_eq(got[i], ys[i], "%s: output dim %d is %lld", k->name, i, (long long)got[i]);
     kt_rng rng;
-    kt_rng_seed(&rng, 300 + *ix);
+    kt_rng_seed(&rng, 300 + ix);
     kiln_tensor *x = kt_rand_f32(&rng, 4, xs, -1, 1), *w = kt_rand_f32(&rng, 4, ws, -1, 1);
     kiln_tensor *b = k->bias ? kt_rand_f32(&rng, 1, bs, -1, 1) : NULL, *dy = kt_rand_f32(&rng, 4, ys, -1, 1);
     kiln_tensor *y = kt_poisoned_f32(4, ys), *dx = kt_poisoned_f32(4, xs), *dw = kt_poisoned_f32(4, ws);
     kiln_tensor *db = k->bias ? kt_poisoned_f32(1, bs) : NULL;
+    x = moved(be, x), w = moved(be, w), b = moved(be, b), dy = moved(be, dy);
+    y = moved(be, y), dx = moved(be, dx), dw = moved(be, dw), db = moved(be, db);
     r.x = kt_to_f64(x);
     r.w = kt_to_f64(w);
     r.b = b ? kt_to_f64(b) : NULL;
@@ -138,6 +160,31 @@ ParameterizedTest(size_t *ix, grouped_conv2d, oracle_and_gradients) {
     kiln_tensor_free(x); kiln_tensor_free(w); kiln_tensor_free(b); kiln_tensor_free(dy);
     kiln_tensor_free(y); kiln_tensor_free(dx); kiln_tensor_free(dw); kiln_tensor_free(db);
 }
+
+/* row ix on a CPU backend opened with KILN_CPU_CONV=impl; with oneDNN built in, "onednn" must
+ * have run the row's three convolutions through it (not declined them to the direct loops) */
+static void gconv_on(size_t ix, const char *impl) {
+    setenv("KILN_CPU_CONV", impl, 1);
+    kiln_backend *be;
+    OK(kiln_backend_init("cpu", &be));
+    unsetenv("KILN_CPU_CONV");
+    gconv_check(ix, be);
+    int want = kiln_cpu_dnnl_built() && !strcmp(impl, "onednn") ? 3 : 0;
+    cr_expect_eq(kiln_cpu_dnnl_cached(be->ctx), want, "%s: %d oneDNN primitives, %d expected", gconv_cfgs[ix].name,
+                 kiln_cpu_dnnl_cached(be->ctx), want);
+    kiln_backend_free(be);
+}
+
+/* oneDNN's grouped convolution (in a build without it, the direct loops) */
+ParameterizedTest(size_t *ix, grouped_conv2d, oracle_and_gradients) { gconv_on(*ix, "onednn"); }
+
+ParameterizedTestParameters(grouped_conv2d, direct_loops_oracle_and_gradients) {
+    for (size_t k = 0; k < N_GCONV; k++) gconv_index[k] = k;
+    return cr_make_param_array(size_t, gconv_index, N_GCONV);
+}
+
+/* the same rows on conv_grouped.c's direct loops (the path of a build without oneDNN) */
+ParameterizedTest(size_t *ix, grouped_conv2d, direct_loops_oracle_and_gradients) { gconv_on(*ix, "im2col"); }
 
 /* groups = 1 given as 1 and as 0 (KILN_CONV2D_DEFAULTS' old zero): the ungrouped path, the same bits */
 Test(grouped_conv2d, groups_one_and_zero_are_plain_conv) {

@@ -89,7 +89,7 @@ static kiln_status cpu_compute(kiln_backend *be, const kiln_op *op) {
     case KILN_OP_ACCURACY: kiln_cpu_argmax(op); break;
     case KILN_OP_CONV2D:
     case KILN_OP_CONV2D_BACK_DATA:
-    case KILN_OP_CONV2D_BACK_FILTER: return op->conv.groups > 1 ? kiln_cpu_conv2d_grouped(op) : kiln_cpu_conv2d(be, op);
+    case KILN_OP_CONV2D_BACK_FILTER: return kiln_cpu_conv2d(be, op); /* groups too */
     case KILN_OP_PAD2D:
     case KILN_OP_UPSAMPLE2D:
     case KILN_OP_UPSAMPLE2D_BACK: kiln_cpu_resize2d(op); break;

@@ -8,7 +8,8 @@
  * CONV_CHUNK_BYTES (at least one image a chunk). A 1x1, stride-1 convolution without padding
  * uses x itself as the patch matrix. The patch matrix and the bias gradient's accumulators live
  * in the backend's scratch slots (memory.c). When oneDNN is built in, conv_dnnl.c runs the
- * convolution instead and this file keeps db and the shapes oneDNN declines. */
+ * convolution instead and this file keeps db and the shapes oneDNN declines; grouped
+ * convolutions it declines run conv_grouped.c's direct loops. */
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +184,7 @@ static kiln_status conv_bias_grad(kiln_backend *be, const kiln_op *op) {
 kiln_status kiln_cpu_conv2d(kiln_backend *be, const kiln_op *op) {
     bool done = false;
     KILN_TRY(kiln_cpu_dnnl_conv2d(be, op, &done));
+    if (!done && op->conv.groups > 1) return kiln_cpu_conv2d_grouped(op); /* db included */
     if (!done) switch (op->type) {
         case KILN_OP_CONV2D: KILN_TRY(conv_forward(be, op)); break;
         case KILN_OP_CONV2D_BACK_DATA: KILN_TRY(conv_backward_data(be, op)); break;

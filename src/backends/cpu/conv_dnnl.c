@@ -1,14 +1,15 @@
 /* cpu/conv_dnnl.c: Conv2D and GEMM through oneDNN (the CPU counterpart of cuDNN). Conv2D:
  * forward, backward data and backward filter on NHWC images and Keras' (kh, kw, in, out)
- * kernel, which oneDNN calls hwio. GEMM: oneDNN's matmul on the row-major operands, alpha as its
+ * kernel, which oneDNN calls hwio; with groups > 1 (DepthwiseConv2D, Conv2D groups) the kernel
+ * (kh, kw, in / groups, out) is oneDNN's grouped hwigo. GEMM: oneDNN's matmul on the row-major operands, alpha as its
  * output scale and beta as a sum post-op (kiln-bench conv measured it faster than OpenBLAS on
- * every GEMM of the models, docs/performance.md). Each (op, shape, strides, dilations, pads, bias) gets its primitive once: a per-backend
+ * every GEMM of the models, docs/performance.md). Each (op, shape, strides, dilations, pads, groups, bias) gets its primitive once: a per-backend
  * cache of KILN_DNNL_CACHE entries, the least recently used evicted. The kernel is reordered
  * into the layout the primitive prefers (a small copy per call) through a scratch slot, and the
  * primitive's scratchpad is another slot (memory.c), so a steady step allocates nothing. The
  * bias gradient stays conv.c's (double accumulation). Without KILN_HAVE_DNNL (or with
  * KILN_CPU_CONV=im2col, KILN_CPU_GEMM=openblas) every call declines and conv.c runs im2col +
- * OpenBLAS, gemm.c OpenBLAS. */
+ * OpenBLAS (conv_grouped.c's direct loops with groups), gemm.c OpenBLAS. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +42,7 @@ bool kiln_cpu_dnnl_built(void) { return false; }
 typedef struct dnnl_key {
     int type; /* the op */
     int64_t n, h, w, c, kh, kw, oc, oh, ow;
+    int64_t g; /* groups: 1, or the grouped (DepthwiseConv2D: g = c) convolution's */
     int sh, sw, dh, dw, pt, pl;
     bool bias;
     int64_t m, gn, gk;  /* GEMM: C (m, gn) = alpha op(A) op(B) + beta C, inner dimension gk */
@@ -121,6 +123,7 @@ static dnnl_key key_of(const kiln_op *op) {
     k.oh = y->shape[1], k.ow = y->shape[2];
     k.sh = a->stride_h, k.sw = a->stride_w, k.dh = a->dilation_h, k.dw = a->dilation_w;
     k.pt = a->pad_top, k.pl = a->pad_left;
+    k.g = a->groups > 1 ? a->groups : 1;
     k.bias = op->type == KILN_OP_CONV2D && a->b;
     return k;
 }
@@ -131,16 +134,28 @@ static int64_t pad_after(int64_t in, int64_t k, int64_t out, int s, int d, int b
     return need > 0 ? need : 0;
 }
 
+/* the kernel of key k, (oc, c, kh, kw) or with groups (g, oc / g, c / g, kh, kw), in Keras' layout
+ * (user) or the one oneDNN picks: Keras' (kh, kw, c / g, oc) is hwio, with groups hwigo (output
+ * channel o is o % (oc / g) of group o / (oc / g), conv_grouped.c's rule) */
+static dnnl_status_t kernel_md(const dnnl_key *k, bool user, dnnl_memory_desc_t *md) {
+    if (k->g == 1) {
+        dnnl_dims_t wd = {k->oc, k->c, k->kh, k->kw};
+        return dnnl_memory_desc_init_by_tag(md, 4, wd, dnnl_f32, user ? dnnl_hwio : dnnl_format_tag_any);
+    }
+    dnnl_dims_t wd = {k->g, k->oc / k->g, k->c / k->g, k->kh, k->kw};
+    return dnnl_memory_desc_init_by_tag(md, 5, wd, dnnl_f32, user ? dnnl_hwigo : dnnl_format_tag_any);
+}
+
 /* the operation descriptor of op `type` on key k's shapes, the kernel's layout left to oneDNN */
 static dnnl_status_t conv_desc(const dnnl_key *k, int type, dnnl_convolution_desc_t *cd) {
     dnnl_memory_desc_t x, w, b, y;
-    dnnl_dims_t xd = {k->n, k->c, k->h, k->w}, wd = {k->oc, k->c, k->kh, k->kw};
+    dnnl_dims_t xd = {k->n, k->c, k->h, k->w};
     dnnl_dims_t yd = {k->n, k->oc, k->oh, k->ow}, bd = {k->oc};
     dnnl_dims_t st = {k->sh, k->sw}, dil = {k->dh - 1, k->dw - 1}, pl = {k->pt, k->pl};
     dnnl_dims_t pr = {pad_after(k->h, k->kh, k->oh, k->sh, k->dh, k->pt),
                       pad_after(k->w, k->kw, k->ow, k->sw, k->dw, k->pl)};
     dnnl_status_t s = dnnl_memory_desc_init_by_tag(&x, 4, xd, dnnl_f32, dnnl_nhwc);
-    if (s == dnnl_success) s = dnnl_memory_desc_init_by_tag(&w, 4, wd, dnnl_f32, dnnl_format_tag_any);
+    if (s == dnnl_success) s = kernel_md(k, false, &w);
     if (s == dnnl_success) s = dnnl_memory_desc_init_by_tag(&y, 4, yd, dnnl_f32, dnnl_nhwc);
     if (s == dnnl_success) s = dnnl_memory_desc_init_by_tag(&b, 1, bd, dnnl_f32, dnnl_x);
     if (s != dnnl_success) return s;
@@ -180,11 +195,10 @@ static dnnl_status_t memory_of(kiln_cpu_dnnl *d, const_dnnl_primitive_desc_t pd,
     return dnnl_memory_create(m, dnnl_primitive_desc_query_md(pd, q, 0), d->engine, DNNL_MEMORY_NONE);
 }
 
-/* the kernel reorder between Keras' hwio and the primitive's layout, if they differ */
+/* the kernel reorder between Keras' hwio (hwigo) and the primitive's layout, if they differ */
 static dnnl_status_t kernel_reorder(kiln_cpu_dnnl *d, dnnl_entry *e, const dnnl_memory_desc_t *prim) {
     dnnl_memory_desc_t user;
-    dnnl_dims_t wd = {e->key.oc, e->key.c, e->key.kh, e->key.kw};
-    dnnl_status_t s = dnnl_memory_desc_init_by_tag(&user, 4, wd, dnnl_f32, dnnl_hwio);
+    dnnl_status_t s = kernel_md(&e->key, true, &user);
     if (s == dnnl_success) s = dnnl_memory_create(&e->user_kern, &user, d->engine, DNNL_MEMORY_NONE);
     e->kern_bytes = dnnl_memory_desc_get_size(prim);
     if (s != dnnl_success || dnnl_memory_desc_equal(&user, prim)) return s;

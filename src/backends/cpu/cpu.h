@@ -53,7 +53,8 @@ kiln_status kiln_cpu_gemm(kiln_backend *be, const kiln_op *op); /* oneDNN's matm
 void kiln_cpu_softmax(const kiln_op *op);  /* SOFTMAX, SOFTMAX_XENT, SOFTMAX_XENT_BACK */
 void kiln_cpu_argmax(const kiln_op *op);   /* ARGMAX, ACCURACY */
 kiln_status kiln_cpu_conv2d(kiln_backend *be, const kiln_op *op); /* CONV2D, _BACK_DATA, _BACK_FILTER (conv.c) */
-/* CONV2D, _BACK_DATA, _BACK_FILTER with groups > 1: direct loops, double sums (conv_grouped.c) */
+/* CONV2D, _BACK_DATA, _BACK_FILTER with groups > 1: direct loops, double sums (conv_grouped.c);
+ * kiln_cpu_conv2d runs it where oneDNN declines (or is not built in, or KILN_CPU_CONV=im2col) */
 kiln_status kiln_cpu_conv2d_grouped(const kiln_op *op);
 void kiln_cpu_resize2d(const kiln_op *op); /* PAD2D, UPSAMPLE2D(_BACK) (resize.c) */
 /* conv_dnnl.c: the same through oneDNN; *done false when it declines (a build without oneDNN,
