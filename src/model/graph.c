@@ -9,6 +9,7 @@ kiln_status kiln_model_forward(kiln_model *m, kiln_plan *p, bool training, bool 
     int last = loss_follows && kiln_model_fuses_softmax(m) ? m->n_nodes - 1 : -1; /* its softmax comes with the loss */
     for (int i = 1; i < m->n_nodes; i++) {
         kiln_node *n = &m->nodes[i];
+        if (n->fused_into) continue; /* a ReLU its BN ran (fuse.c) */
         const kiln_tensor *x[KILN_LAYER_MAX_INPUTS] = {0};
         for (int k = 0; k < n->n_in; k++) x[k] = p->v[n->in[k]].y;
         kiln_status s = n->desc->forward(n, x, p->v[i].z, training, step_seed);
@@ -40,7 +41,7 @@ kiln_status kiln_model_backward(kiln_model *m, kiln_plan *p, uint64_t step_seed)
     for (int i = m->n_nodes - 1; i >= 1; i--) {
         kiln_node *n = &m->nodes[i];
         kiln_node_views *v = &p->v[i];
-        if (!n->upstream_trains) continue;
+        if (!n->upstream_trains || n->fused_into) continue; /* fused: its BN's backward masks */
         kiln_status s = KILN_OK;
         if (i != m->n_nodes - 1 && v->dz != v->dy) /* the last layer's dz comes from the loss */
             s = kiln_activation_backward(n->cfg.activation, v->z, v->y, v->dy, v->dz);

@@ -79,8 +79,10 @@ static kiln_status node_plan(kiln_model *m, kiln_plan *pl, int i) {
     int64_t shape[4];
     int nd;
     shape_of(n, pl->batch, &nd, shape);
-    KILN_TRY(view(n->y_buf, nd, shape, &v->y));
-    KILN_TRY(view(n->dy_buf, nd, shape, &v->dy));
+    /* a fused ReLU's output is its BN's; the BN's gradient is the ReLU's (fuse.c) */
+    const kiln_node *yn = n->fused_into ? &m->nodes[n->fused_into] : n, *dn = n->fused_relu ? &m->nodes[n->fused_relu] : n;
+    KILN_TRY(view(yn->y_buf, nd, shape, &v->y));
+    KILN_TRY(view(dn->dy_buf, nd, shape, &v->dy));
     v->z = v->y;
     v->dz = v->dy;
     if (n->z_buf) {
@@ -115,6 +117,7 @@ kiln_status kiln_model_plan(kiln_model *m, int batch, kiln_plan **out) {
         }
     KILN_TRY(grow_buffers(m, batch));
     if (m->n_plans == KILN_MAX_PLANS) kiln_model_free_plans(m); /* rare: many batch sizes */
+    if (m->n_plans == 0) kiln_model_fuse(m); /* every plan of the model sees the same graph */
     kiln_plan *pl = &m->plans[m->n_plans++];
     memset(pl, 0, sizeof *pl);
     pl->batch = batch;
