@@ -388,3 +388,46 @@ static void check_model(const char *name, int h, int w, int ch, int pairs) {
 Test(bn_relu_model, seed_cnn_fuses_nothing_and_is_unchanged) { check_model("seed-cnn", 8, 8, 1, 0); }
 Test(bn_relu_model, resnet20_fused_same_weights, .timeout = 300) { check_model("resnet20", 8, 8, 3, 10); }
 Test(bn_relu_model, relu_layer_frozen_and_dense_bn, .timeout = 300) { check_model("bn_relu", 9, 9, 2, 3); }
+
+/* CUDA (a GPU, or its emulator) has no fused form: it says so, the ops refuse it, and a model
+ * there runs BN then the ReLU, as before */
+Test(bn_relu, cuda_refuses_and_models_stay_unfused, .timeout = 300) {
+    kiln_backend *be = kt_cuda_or_skip();
+    cr_expect(!kiln_backend_supports(be, KILN_OP_BN_RELU, KILN_F32));
+    int64_t sh[2] = {4, 3}, c = 3;
+    kiln_tensor *x = kt_new(be, KILN_F32, 2, sh), *y = kt_new(be, KILN_F32, 2, sh);
+    kiln_tensor *mm = kt_new(be, KILN_F32, 1, &c), *mv = kt_new(be, KILN_F32, 1, &c);
+    kt_rng r;
+    kt_rng_seed(&r, 9);
+    kt_fill_random(x, &r, -1, 1);
+    kiln_bn_params p = kiln_bn_params_keras();
+    p.scale = p.center = false;
+    OK(kiln_batchnorm_init(&p, NULL, NULL, mm, mv));
+    p.relu = KILN_BN_RELU;
+    cr_expect_eq(kiln_batchnorm_forward_infer(x, NULL, NULL, mm, mv, &p, y), KILN_ERR_UNSUPPORTED);
+    cr_expect(strstr(kiln_last_error(), "fused ReLU"), "%s", kiln_last_error());
+    kiln_model *m;
+    OK(kiln_model_new("dense_bn_relu", &m));
+    int64_t in[1] = {6};
+    add(m, kiln_input_layer(1, in));
+    add(m, kiln_dense_layer(8, KILN_ACT_LINEAR));
+    add(m, kiln_batchnorm_layer());
+    add(m, kiln_relu_layer(INFINITY, 0.0f, 0.0f));
+    add(m, kiln_dense_layer(3, KILN_ACT_SOFTMAX));
+    OK(kiln_model_build(m, be, 7));
+    kiln_compile_config cc = {kiln_optimizer_defaults(KILN_OPT_ADAM), KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, false};
+    OK(kiln_model_compile(m, &cc));
+    float xs[8 * 6];
+    int32_t ys[8];
+    for (int i = 0; i < 8 * 6; i++) xs[i] = (float)kt_uniform(&r, -1, 1);
+    for (int i = 0; i < 8; i++) ys[i] = i % 3;
+    kiln_fit_config fc = kiln_fit_defaults();
+    fc.batch_size = 8;
+    fc.verbose = 0;
+    kiln_data d = {xs, ys, NULL, 8};
+    OK(kiln_model_fit(m, &d, &fc, NULL));
+    cr_expect_eq(fused_pairs(m), 0, "%d pairs fused on %s", fused_pairs(m), kiln_backend_name(be));
+    kiln_model_free(m);
+    kiln_tensor *all[] = {x, y, mm, mv};
+    for (int k = 0; k < 4; k++) kiln_tensor_free(all[k]);
+}
