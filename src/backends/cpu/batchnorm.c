@@ -14,14 +14,15 @@
  * A fused ReLU (kiln_bn_args.relu, issue 12) adds loops of its own: the forward's pass writes
  * relu(y) (relu in double, then the one rounding: the same bits as relu of the rounded y); the
  * backward's sums and dx pass read dy masked by the fused output as the unfused ReLU's backward
- * would have left it (bn_mask), so BN -> ReLU costs BN's passes and gives BN-then-ReLU's bits.
+ * would have left it (bn_mask_*), so BN -> ReLU costs BN's passes and gives BN-then-ReLU's bits.
  *
  * Threads: row sums go in chunks fixed by the shape alone (never by the thread count), merged
  * in chunk order; runs give each channel to one thread. The results do not depend on the
  * thread count or the instruction set. */
-#include <float.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "batchnorm_math.h"
 #include "cpu.h"
@@ -42,11 +43,7 @@ typedef struct bn_job {
     void *y;
     int64_t outer, c, inner;
     const double *m, *s, *b, *p; /* the shift or mean; scale (a); shift (q); p */
-    /* a fused ReLU's backward: dy (or x, in the frozen pass) masked by r, the fused output
-     * (kiln_bn_relu): kept where 0 < r <= hi, else times 0 (mul; r itself when NaN) or 0 */
-    const void *r;
-    double hi;
-    bool mul;
+    const void *r; /* a fused ReLU's backward: its output, which masks dy (bn_mask_*) */
 } bn_job;
 
 /* a pass over rows or channels [lo, hi) (runs: channels for sums, (o, c) items otherwise);
@@ -57,9 +54,10 @@ typedef struct bn_loops {
     bn_loop sums[2][2]; /* [grad][runs] */
     bn_loop affine[2];  /* [runs] y = (x - m) s + b */
     bn_loop dx[2];      /* [runs] dx = (a dy + q) + p (x - m) */
-    /* with a fused ReLU: the gradient's sums and dx of the masked dy; y = relu(affine); the
-     * frozen backward's affine pass of the masked x (dy there) */
-    bn_loop grad_relu[2], dx_relu[2], affine_relu[2], affine_mask[2];
+    /* with a fused ReLU: y = relu(affine) [runs]; by the mask rule [kiln_bn_relu - 1][runs],
+     * the gradient's sums and dx of the masked dy, the frozen backward's affine pass of the
+     * masked x (dy there) */
+    bn_loop affine_relu[2], grad_relu[2][2], dx_relu[2][2], affine_mask[2][2];
 } bn_loops;
 
 /* element k of a tensor as double, and a double stored (rounded once to f32, as before) */
@@ -70,23 +68,40 @@ typedef struct bn_loops {
 #define LD_bf16(t, k) ((double)kiln_bf16_to_f32(((const uint16_t *)(t))[k]))
 #define ST_bf16(t, k, v) (((uint16_t *)(t))[k] = kiln_f32_to_bf16((float)(v)))
 
-/* relu(v) in double: v > 0, else +0 (a NaN stays); rounded after, it is relu(rounded v) */
-KILN_SIMD_INLINE double bn_relu(double v) { return v > 0.0 ? v : v != v ? v : 0.0; }
-
-/* g (dy) masked by the fused output r (bn_job.r): the ReLU backward's own arithmetic, so the
- * same bits as that backward's result stored and read back (exact: g, g * 0 or g * NaN) */
-KILN_SIMD_INLINE double bn_mask(const bn_job *j, double r, double g) {
-    return r > 0.0 && r <= j->hi ? g : j->mul ? g * (r != r ? r : 0.0) : 0.0;
+/* c ? a : b by bit masks: GCC (with its default -ftrapping-math) keeps a ?: on doubles as a
+ * branch, which neither vectorises nor predicts on a ReLU's random signs; this vectorises */
+KILN_SIMD_INLINE double bn_pick(int c, double a, double b) {
+    uint64_t ua, ub, m = -(uint64_t)(c != 0);
+    memcpy(&ua, &a, sizeof ua);
+    memcpy(&ub, &b, sizeof ub);
+    ua = (ua & m) | (ub & ~m);
+    memcpy(&a, &ua, sizeof a);
+    return a;
 }
 
-/* dy (or, M_ON, dy masked) of element k of tensor t */
+/* relu(v) in double: v > 0, else +0 (a NaN stays); rounded after, it is relu(rounded v) */
+KILN_SIMD_INLINE double bn_relu(double v) { return bn_pick((v > 0.0) | isnan(v), v, 0.0); }
+
+/* g (dy) masked by the fused output r with the ReLU backward's own arithmetic, so the same bits
+ * as that backward's result stored and read back (exact: g, 0, g * 0 or g * NaN). r > 0 exactly
+ * where the pre-ReLU y > 0, r = +inf and NaN where y is. KILN_BN_RELU: kiln_relu_backward's
+ * dy (r > 0); KILN_BN_RELU_ACT: kiln_act_backward's dy relu'(r), relu' 1 on (0, inf), 0 at 0
+ * and +inf, r itself when NaN (kiln_act_df) */
+KILN_SIMD_INLINE double bn_mask_relu(double r, double g) { return bn_pick(r > 0.0, g, 0.0); }
+KILN_SIMD_INLINE double bn_mask_act(double r, double g) {
+    return g * bn_pick((r > 0.0) & (r < INFINITY), 1.0, bn_pick(isnan(r), r, 0.0));
+}
+
+/* element k of tensor t (dy, or x in the frozen pass): as it is, or masked by rule 1 or 2 */
 #define M_OFF(T, j, t, k) LD_##T(t, k)
-#define M_ON(T, j, t, k) bn_mask(j, LD_##T((j)->r, k), LD_##T(t, k))
+#define M_1(T, j, t, k) bn_mask_relu(LD_##T((j)->r, k), LD_##T(t, k))
+#define M_2(T, j, t, k) bn_mask_act(LD_##T((j)->r, k), LD_##T(t, k))
 
 /* what a sum adds, with d = x - m: the statistics add d and d^2, the gradient dy and dy d */
 #define E_STATS(T, j, k, d) (d)
 #define E_GRAD(T, j, k, d) LD_##T((j)->dy, k)
-#define E_GRAD_RELU(T, j, k, d) M_ON(T, j, (j)->dy, k)
+#define E_GRAD_1(T, j, k, d) M_1(T, j, (j)->dy, k)
+#define E_GRAD_2(T, j, k, d) M_2(T, j, (j)->dy, k)
 
 /* sums over rows [lo, hi) into s1[c], s2[c] (accumulated onto) */
 #define SUMS_ROWS(T, name, E)                                                                  \
@@ -145,8 +160,10 @@ KILN_SIMD_INLINE double bn_mask(const bn_job *j, double r, double g) {
 #define F_AFFINE(T, j, k, c) F_AFFINE_M(T, j, k, c, M_OFF)
 #define F_DX(T, j, k, c) F_DX_M(T, j, k, c, M_OFF)
 #define F_AFFINE_RELU(T, j, k, c) bn_relu(F_AFFINE_M(T, j, k, c, M_OFF))
-#define F_AFFINE_MASK(T, j, k, c) F_AFFINE_M(T, j, k, c, M_ON)
-#define F_DX_RELU(T, j, k, c) F_DX_M(T, j, k, c, M_ON)
+#define F_AFFINE_MASK_1(T, j, k, c) F_AFFINE_M(T, j, k, c, M_1)
+#define F_AFFINE_MASK_2(T, j, k, c) F_AFFINE_M(T, j, k, c, M_2)
+#define F_DX_1(T, j, k, c) F_DX_M(T, j, k, c, M_1)
+#define F_DX_2(T, j, k, c) F_DX_M(T, j, k, c, M_2)
 
 /* rows [lo, hi) */
 #define PASS_ROWS(T, name, F)                                                                  \
@@ -174,6 +191,15 @@ KILN_SIMD_INLINE double bn_mask(const bn_job *j, double r, double g) {
     KILN_SIMD_CLONES(name, (const bn_job *j, int64_t lo, int64_t hi, double *s1, double *s2),  \
                      (j, lo, hi, s1, s2))
 
+/* the backward's loops of dtype T that read dy masked by rule R (1 or 2: kiln_bn_relu) */
+#define MASKED_LOOPS(T, R)                                                                      \
+    SUMS_ROWS(T, grad_##R##_rows_##T, E_GRAD_##R)                                               \
+    SUMS_RUNS(T, grad_##R##_runs_##T, E_GRAD_##R)                                               \
+    PASS_ROWS(T, dx_##R##_rows_##T, F_DX_##R)                                                   \
+    PASS_RUNS(T, dx_##R##_runs_##T, F_DX_##R)                                                   \
+    PASS_ROWS(T, affine_mask_##R##_rows_##T, F_AFFINE_MASK_##R)                                 \
+    PASS_RUNS(T, affine_mask_##R##_runs_##T, F_AFFINE_MASK_##R)
+
 /* the loops of dtype T */
 #define BN_LOOPS(T)                                                                             \
     SUMS_ROWS(T, stats_rows_##T, E_STATS)                                                       \
@@ -184,21 +210,18 @@ KILN_SIMD_INLINE double bn_mask(const bn_job *j, double r, double g) {
     PASS_RUNS(T, affine_runs_##T, F_AFFINE)                                                     \
     PASS_ROWS(T, dx_rows_##T, F_DX)                                                             \
     PASS_RUNS(T, dx_runs_##T, F_DX)                                                             \
-    SUMS_ROWS(T, grad_relu_rows_##T, E_GRAD_RELU)                                               \
-    SUMS_RUNS(T, grad_relu_runs_##T, E_GRAD_RELU)                                               \
-    PASS_ROWS(T, dx_relu_rows_##T, F_DX_RELU)                                                   \
-    PASS_RUNS(T, dx_relu_runs_##T, F_DX_RELU)                                                   \
     PASS_ROWS(T, affine_relu_rows_##T, F_AFFINE_RELU)                                           \
     PASS_RUNS(T, affine_relu_runs_##T, F_AFFINE_RELU)                                           \
-    PASS_ROWS(T, affine_mask_rows_##T, F_AFFINE_MASK)                                           \
-    PASS_RUNS(T, affine_mask_runs_##T, F_AFFINE_MASK)                                           \
+    MASKED_LOOPS(T, 1)                                                                          \
+    MASKED_LOOPS(T, 2)                                                                          \
     static const bn_loops loops_##T = {{{stats_rows_##T, stats_runs_##T}, {grad_rows_##T, grad_runs_##T}}, \
                                        {affine_rows_##T, affine_runs_##T},                      \
                                        {dx_rows_##T, dx_runs_##T},                              \
-                                       {grad_relu_rows_##T, grad_relu_runs_##T},                \
-                                       {dx_relu_rows_##T, dx_relu_runs_##T},                    \
                                        {affine_relu_rows_##T, affine_relu_runs_##T},            \
-                                       {affine_mask_rows_##T, affine_mask_runs_##T}};
+                                       {{grad_1_rows_##T, grad_1_runs_##T}, {grad_2_rows_##T, grad_2_runs_##T}}, \
+                                       {{dx_1_rows_##T, dx_1_runs_##T}, {dx_2_rows_##T, dx_2_runs_##T}}, \
+                                       {{affine_mask_1_rows_##T, affine_mask_1_runs_##T},       \
+                                        {affine_mask_2_rows_##T, affine_mask_2_runs_##T}}};
 
 BN_LOOPS(f32)
 BN_LOOPS(f16)
@@ -289,16 +312,7 @@ static kiln_status chan_alloc(int64_t c, bn_chan *out) {
 static bn_job job_of(const kiln_bn_geom *g, const kiln_tensor *x, const kiln_tensor *dy, kiln_tensor *y,
                      const bn_chan *ch) {
     return (bn_job){x ? x->data : NULL, dy ? dy->data : NULL, y->data, g->outer, g->c, g->inner,
-                    ch->m, ch->s, ch->b, ch->p, NULL, 0.0, false};
-}
-
-/* the backward's mask of a fused ReLU (kiln_bn_relu): kiln_relu_backward keeps dy where
- * r > 0 (+inf included) and gives +0 elsewhere; kiln_act_backward multiplies dy by relu'(r):
- * 1 on (0, inf), 0 at 0 and +inf, r itself when NaN */
-static void job_mask(bn_job *j, const kiln_bn_args *a) {
-    j->r = a->relu_y->data;
-    j->hi = a->relu == KILN_BN_RELU_ACT ? DBL_MAX : INFINITY;
-    j->mul = a->relu == KILN_BN_RELU_ACT;
+                    ch->m, ch->s, ch->b, ch->p, NULL};
 }
 
 /* the forward's elementwise pass: y = (x - m) s + b, or its relu */
@@ -360,10 +374,11 @@ static void forward_infer(const kiln_bn_args *a, const kiln_bn_geom *g, const bn
 static kiln_status backward(const kiln_bn_args *a, const kiln_bn_geom *g, const bn_chan *ch) {
     const bn_loops *L = loops_of(a->dy->dtype);
     const bool relu = a->relu != KILN_BN_RELU_NONE, runs = g->inner > 1;
+    const int rule = relu ? (int)a->relu - 1 : 0; /* the masked loops' index */
     for (int64_t c = 0; c < g->c; c++) ch->m[c] = chan(a->mean, c, 0.0);
     bn_job j = job_of(g, a->x, a->dy, a->dx, ch);
-    if (relu) job_mask(&j, a);
-    kiln_status st = channel_sums(relu ? L->grad_relu : L->sums[1], &j, ch->s1, ch->s2);
+    j.r = relu ? a->relu_y->data : NULL;
+    kiln_status st = channel_sums(relu ? L->grad_relu[rule] : L->sums[1], &j, ch->s1, ch->s2);
     if (st != KILN_OK) return st;
     for (int64_t c = 0; c < g->c; c++) {
         double invstd = chan(a->invstd, c, 1.0), dbeta = ch->s1[c], dgamma = ch->s2[c] * invstd;
@@ -373,13 +388,13 @@ static kiln_status backward(const kiln_bn_args *a, const kiln_bn_geom *g, const 
         ch->s[c] = k.a, ch->b[c] = k.q, ch->p[c] = k.p;
     }
     if (!a->frozen) {
-        elementwise(relu ? L->dx_relu[runs] : L->dx[runs], &j);
+        elementwise(relu ? L->dx_relu[rule][runs] : L->dx[runs], &j);
         return KILN_OK;
     }
     /* the inference gradient reads no x: dx = (dy - 0) a + q, the same bits as a dy + q */
     for (int64_t c = 0; c < g->c; c++) ch->m[c] = 0.0;
     j.x = a->dy->data;
-    elementwise(relu ? L->affine_mask[runs] : L->affine[runs], &j);
+    elementwise(relu ? L->affine_mask[rule][runs] : L->affine[runs], &j);
     return KILN_OK;
 }
 
