@@ -44,6 +44,18 @@ typedef enum kiln_bn_impl {
     KILN_BN_IMPL_COUNT
 } kiln_bn_impl;
 
+/* A ReLU fused after the normalization (kiln_bn_params.relu): the forwards write max(0, y) in
+ * the pass that computes y (NaN stays NaN, -0 becomes +0, as kiln_relu), and
+ * kiln_batchnorm_backward_relu masks dy by that output before the backward's sums, in the same
+ * passes. The results equal BN then the ReLU, bit for bit; the two values differ only in the
+ * mask of the backward, each that of one ReLU of kiln's:
+ *   KILN_BN_RELU      kiln_relu_backward's (Activation('relu')): dy where the output is > 0,
+ *                     else +0;
+ *   KILN_BN_RELU_ACT  kiln_act_backward's for a default ReLU (the ReLU layer): dy relu'(output),
+ *                     with relu' 1 on (0, inf), 0 at 0 and +inf (dy * 0: -0 for dy < 0, NaN
+ *                     for dy NaN or infinite), and NaN where the output is NaN. */
+typedef enum kiln_bn_relu { KILN_BN_RELU_NONE = 0, KILN_BN_RELU, KILN_BN_RELU_ACT, KILN_BN_RELU_COUNT } kiln_bn_relu;
+
 typedef struct kiln_bn_params {
     kiln_bn_convention convention;
     /* added to the variance under the square root: Keras 1e-3, PyTorch 1e-5 (>= 0) */
@@ -73,6 +85,12 @@ typedef struct kiln_bn_params {
      * statistics and the backward's sums over the global batch of every rank (Keras'
      * synchronized=True); the ops themselves ignore it */
     bool synchronized;
+    /* a ReLU fused after the normalization (kiln_bn_relu; default none). The backends that
+     * take it answer kiln_backend_supports(be, KILN_OP_BN_RELU, dtype); the CPU does, CUDA
+     * does not (the ops refuse it there with KILN_ERR_UNSUPPORTED). Not with
+     * kiln_batchnorm_backward (which has no output to mask with) nor
+     * kiln_batchnorm_backward_infer. */
+    kiln_bn_relu relu;
 } kiln_bn_params;
 
 /* Keras' BatchNormalization defaults: momentum 0.99, epsilon 1e-3, biased moving variance,
@@ -120,6 +138,17 @@ KILN_API kiln_status kiln_batchnorm_backward(const kiln_tensor *x, const kiln_te
                                     const kiln_tensor *gamma, const kiln_tensor *save_mean,
                                     const kiln_tensor *save_invstd, const kiln_bn_params *p,
                                     kiln_tensor *dx, kiln_tensor *dgamma, kiln_tensor *dbeta);
+
+/* kiln_batchnorm_backward of a forward that fused a ReLU (p->relu, not KILN_BN_RELU_NONE):
+ * dy, the gradient of the ReLU's output, masked by y, that forward's output (the ReLU's), as
+ * p->relu says, then the backward above, in the same passes. y has x's shape and dtype and
+ * must not alias dx. */
+KILN_API kiln_status kiln_batchnorm_backward_relu(const kiln_tensor *x, const kiln_tensor *y,
+                                                  const kiln_tensor *dy, const kiln_tensor *gamma,
+                                                  const kiln_tensor *save_mean,
+                                                  const kiln_tensor *save_invstd,
+                                                  const kiln_bn_params *p, kiln_tensor *dx,
+                                                  kiln_tensor *dgamma, kiln_tensor *dbeta);
 
 /* Backward of the inference forward with respect to x only:
  *   dx = dy * gamma / sqrt(moving_var + epsilon). */

@@ -10,6 +10,7 @@ kiln_status kiln_model_forward(kiln_model *m, kiln_plan *p, bool training, bool 
     int last = loss_follows && kiln_model_fuses_softmax(m) ? m->n_nodes - 1 : -1; /* its softmax comes with the loss */
     for (int i = 1; i < m->n_nodes; i++) {
         kiln_node *n = &m->nodes[i];
+        if (n->fused_into) continue; /* a ReLU its BN ran (fuse.c) */
         const kiln_tensor *x[KILN_LAYER_MAX_INPUTS] = {0};
         for (int k = 0; k < n->n_in; k++) x[k] = p->v[n->in[k]].y;
         kiln_status s = kiln_node_z_is_input(n) ? KILN_OK : n->desc->forward(n, x, p->v[i].z, training, step_seed);
@@ -41,7 +42,7 @@ kiln_status kiln_model_backward(kiln_model *m, kiln_plan *p, uint64_t step_seed)
     for (int i = m->n_nodes - 1; i >= 1; i--) {
         kiln_node *n = &m->nodes[i];
         kiln_node_views *v = &p->v[i];
-        if (!n->upstream_trains) continue;
+        if (!n->upstream_trains || n->fused_into) continue; /* fused: its BN's backward masks */
         const kiln_tensor *x[KILN_LAYER_MAX_INPUTS] = {0};
         kiln_tensor *dx[KILN_LAYER_MAX_INPUTS] = {0};
         bool add_after[KILN_LAYER_MAX_INPUTS] = {0};

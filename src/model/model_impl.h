@@ -72,6 +72,9 @@ struct kiln_node {
     bool upstream_trains; /* it, or something feeding it, has trainable weights */
     /* during a backward pass: dy holds a gradient already (later ones are added) */
     bool dy_written;
+    /* BatchNormalization -> ReLU run as one (fuse.c, set with the first plan): on the BN, the
+     * ReLU's id and its kiln_bn_relu rule; on the ReLU, the BN's id (0: not fused) */
+    int fused_relu, fused_rule, fused_into;
     /* data-parallel training (kiln_model_set_comm): the communicator, and a layer's own state
      * for it (synchronized BatchNormalization), freed with ext_free */
     kiln_comm *comm;
@@ -181,6 +184,10 @@ kiln_status kiln_model_budget(const kiln_model *m, kiln_backend *be, int slots, 
 /* plan.c: the plan for `batch` examples (made on first use; buffers grow as needed) */
 kiln_status kiln_model_plan(kiln_model *m, int batch, kiln_plan **out);
 void kiln_model_free_plans(kiln_model *m);
+
+/* fuse.c: marks the BN -> ReLU pairs run as one (unless KILN_FUSE=0 or the backend lacks
+ * KILN_OP_BN_RELU); plan.c calls it before a model's first plan */
+void kiln_model_fuse(kiln_model *m);
 
 /* graph.c: forward over the graph; the output of the last node in plan->v[last].y. With
  * loss_follows, a last softmax that the loss fuses is left to kiln_model_loss (which writes the

@@ -72,6 +72,11 @@ static kiln_status view(kiln_tensor *buf, int ndim, const int64_t *shape, kiln_t
     return kiln_tensor_view(buf, 0, ndim, shape, out);
 }
 
+/* the node whose y buffer holds n's output: a fused ReLU's is its BN's (fuse.c) */
+static const kiln_node *y_owner(const kiln_model *m, const kiln_node *n) {
+    return n->fused_into ? &m->nodes[n->fused_into] : n;
+}
+
 /* the views of node i for plan pl */
 static kiln_status node_plan(kiln_model *m, kiln_plan *pl, int i) {
     kiln_node *n = &m->nodes[i];
@@ -79,13 +84,15 @@ static kiln_status node_plan(kiln_model *m, kiln_plan *pl, int i) {
     int64_t shape[4];
     int nd;
     shape_of(n, pl->batch, &nd, shape);
-    KILN_TRY(view(n->y_buf, nd, shape, &v->y));
-    KILN_TRY(view(n->dy_buf, nd, shape, &v->dy));
+    /* a fused ReLU's output is its BN's; the BN's gradient is the ReLU's (fuse.c) */
+    const kiln_node *dn = n->fused_relu ? &m->nodes[n->fused_relu] : n;
+    KILN_TRY(view(y_owner(m, n)->y_buf, nd, shape, &v->y));
+    KILN_TRY(view(dn->dy_buf, nd, shape, &v->dy));
     v->z = v->y;
     v->dz = v->dy;
     if (n->dz_buf) KILN_TRY(view(n->dz_buf, nd, shape, &v->dz));
     if (n->z_buf) KILN_TRY(view(n->z_buf, nd, shape, &v->z));
-    else if (kiln_node_z_is_input(n)) KILN_TRY(view(m->nodes[n->in[0]].y_buf, nd, shape, &v->z));
+    else if (kiln_node_z_is_input(n)) KILN_TRY(view(y_owner(m, &m->nodes[n->in[0]])->y_buf, nd, shape, &v->z));
     for (int k = 0; k < KILN_LAYER_MAX_INPUTS && m->scratch_buf[k]; k++)
         KILN_TRY(view(m->scratch_buf[k], nd, shape, &v->scratch[k]));
     return KILN_OK;
@@ -114,6 +121,7 @@ kiln_status kiln_model_plan(kiln_model *m, int batch, kiln_plan **out) {
         }
     KILN_TRY(grow_buffers(m, batch));
     if (m->n_plans == KILN_MAX_PLANS) kiln_model_free_plans(m); /* rare: many batch sizes */
+    if (m->n_plans == 0) kiln_model_fuse(m); /* every plan of the model sees the same graph */
     kiln_plan *pl = &m->plans[m->n_plans++];
     memset(pl, 0, sizeof *pl);
     pl->batch = batch;

@@ -55,6 +55,8 @@ static kiln_status check_params(const char *fn, const kiln_bn_params *p) {
     if (!(p->momentum >= 0.0f && p->momentum <= 1.0f))
         return kiln_error(KILN_ERR_INVALID_ARG, "%s: momentum %g is outside [0, 1]", fn,
                           (double)p->momentum);
+    if ((int)p->relu < 0 || p->relu >= KILN_BN_RELU_COUNT)
+        return kiln_error(KILN_ERR_INVALID_ARG, "%s: unknown relu %d", fn, (int)p->relu);
     if (p->num_batches_tracked < 0 || p->num_batches_tracked == INT64_MAX)
         return kiln_error(KILN_ERR_INVALID_ARG, "%s: num_batches_tracked %lld is out of range", fn,
                           (long long)p->num_batches_tracked);
@@ -96,6 +98,14 @@ static kiln_status check_not_alias(const char *fn, const char *an, const kiln_te
     return KILN_OK;
 }
 
+/* a fused ReLU (p->relu) on a backend that takes it */
+static kiln_status check_relu(const char *fn, const kiln_tensor *x, const kiln_bn_params *p) {
+    if (p->relu != KILN_BN_RELU_NONE && !kiln_backend_supports(x->backend, KILN_OP_BN_RELU, x->dtype))
+        return kiln_error(KILN_ERR_UNSUPPORTED, "%s: backend %s has no batch norm with a fused ReLU on %s "
+                          "(run the ReLU after it)", fn, x->backend->name, kiln_dtype_name(x->dtype));
+    return KILN_OK;
+}
+
 /* a per-channel f32 tensor of C values on x's backend; NULL allowed when !required */
 static kiln_status check_channel(const char *fn, const char *arg, const kiln_tensor *t,
                                  bool required, const kiln_tensor *x, const kiln_bn_geom *g,
@@ -133,6 +143,7 @@ static kiln_op bn_op(kiln_op_type type, const kiln_tensor *x, const kiln_bn_para
     op.bn.layout = p->layout;
     op.bn.impl = p->impl;
     op.bn.epsilon = p->epsilon; /* BN_BWD: for cuDNN, which wants the forward's; kiln's kernels read invstd */
+    op.bn.relu = p->relu;
     return op;
 }
 
@@ -147,6 +158,7 @@ static kiln_status forward_infer(const char *fn, const kiln_tensor *x, const kil
     KILN_TRY(check_data(fn, "x", x, p, &g));
     KILN_TRY(check_like(fn, "x", x, "y", y));
     KILN_TRY(check_not_alias(fn, "x", x, "y", y));
+    KILN_TRY(check_relu(fn, x, p));
     KILN_TRY(check_channel(fn, "gamma", gamma, p->scale, x, &g, p));
     KILN_TRY(check_channel(fn, "beta", beta, p->center, x, &g, p));
     KILN_TRY(check_channel(fn, "moving_mean", moving_mean, true, x, &g, p));
@@ -191,6 +203,7 @@ kiln_status kiln_batchnorm_forward_train(const kiln_tensor *x, const kiln_tensor
     KILN_TRY(check_like(fn, "x", x, "y", y));
     KILN_TRY(check_not_alias(fn, "x", x, "y", y));
     KILN_TRY(check_values_per_channel(fn, x, &g));
+    KILN_TRY(check_relu(fn, x, p));
     KILN_TRY(check_channel(fn, "gamma", gamma, p->scale, x, &g, p));
     KILN_TRY(check_channel(fn, "beta", beta, p->center, x, &g, p));
     KILN_TRY(check_channel(fn, "save_mean", save_mean, true, x, &g, p));
@@ -226,18 +239,28 @@ kiln_status kiln_batchnorm_forward_train(const kiln_tensor *x, const kiln_tensor
     return KILN_OK;
 }
 
-kiln_status kiln_batchnorm_backward(const kiln_tensor *x, const kiln_tensor *dy,
-                                    const kiln_tensor *gamma, const kiln_tensor *save_mean,
-                                    const kiln_tensor *save_invstd, const kiln_bn_params *p,
-                                    kiln_tensor *dx, kiln_tensor *dgamma, kiln_tensor *dbeta) {
-    const char *fn = "kiln_batchnorm_backward";
+/* the training backward; y: the fused ReLU's output (p->relu set), else NULL */
+static kiln_status backward(const char *fn, const kiln_tensor *x, const kiln_tensor *y,
+                            const kiln_tensor *dy, const kiln_tensor *gamma,
+                            const kiln_tensor *save_mean, const kiln_tensor *save_invstd,
+                            const kiln_bn_params *p, kiln_tensor *dx, kiln_tensor *dgamma,
+                            kiln_tensor *dbeta) {
     kiln_bn_geom g;
     KILN_TRY(check_params(fn, p));
+    if (!y != (p->relu == KILN_BN_RELU_NONE))
+        return kiln_error(KILN_ERR_INVALID_ARG, y ? "%s: p->relu is none (use kiln_batchnorm_backward)"
+                                                  : "%s: p->relu is set: the fused ReLU's backward needs its output "
+                                                    "(use kiln_batchnorm_backward_relu)", fn);
     KILN_TRY(check_data(fn, "x", x, p, &g));
     KILN_TRY(check_like(fn, "x", x, "dy", dy));
     KILN_TRY(check_like(fn, "x", x, "dx", dx));
     KILN_TRY(check_not_alias(fn, "dy", dy, "dx", dx));
     KILN_TRY(check_not_alias(fn, "x", x, "dx", dx));
+    if (y) {
+        KILN_TRY(check_like(fn, "x", x, "y", y));
+        KILN_TRY(check_not_alias(fn, "y", y, "dx", dx));
+        KILN_TRY(check_relu(fn, x, p));
+    }
     KILN_TRY(check_values_per_channel(fn, x, &g));
     KILN_TRY(check_channel(fn, "gamma", gamma, p->scale, x, &g, p));
     KILN_TRY(check_channel(fn, "save_mean", save_mean, true, x, &g, p));
@@ -257,7 +280,26 @@ kiln_status kiln_batchnorm_backward(const kiln_tensor *x, const kiln_tensor *dy,
     op.bn.dgamma = dgamma;
     op.bn.dbeta = dbeta;
     op.bn.frozen = !p->trainable;
+    op.bn.relu_y = y;
     return kiln_op_run(&op);
+}
+
+kiln_status kiln_batchnorm_backward(const kiln_tensor *x, const kiln_tensor *dy,
+                                    const kiln_tensor *gamma, const kiln_tensor *save_mean,
+                                    const kiln_tensor *save_invstd, const kiln_bn_params *p,
+                                    kiln_tensor *dx, kiln_tensor *dgamma, kiln_tensor *dbeta) {
+    return backward("kiln_batchnorm_backward", x, NULL, dy, gamma, save_mean, save_invstd, p, dx,
+                    dgamma, dbeta);
+}
+
+kiln_status kiln_batchnorm_backward_relu(const kiln_tensor *x, const kiln_tensor *y,
+                                         const kiln_tensor *dy, const kiln_tensor *gamma,
+                                         const kiln_tensor *save_mean,
+                                         const kiln_tensor *save_invstd, const kiln_bn_params *p,
+                                         kiln_tensor *dx, kiln_tensor *dgamma, kiln_tensor *dbeta) {
+    const char *fn = "kiln_batchnorm_backward_relu";
+    if (!y) return kiln_error(KILN_ERR_INVALID_ARG, "%s: y (the fused forward's output) is NULL", fn);
+    return backward(fn, x, y, dy, gamma, save_mean, save_invstd, p, dx, dgamma, dbeta);
 }
 
 kiln_status kiln_batchnorm_backward_infer(const kiln_tensor *dy, const kiln_tensor *gamma,
@@ -266,6 +308,8 @@ kiln_status kiln_batchnorm_backward_infer(const kiln_tensor *dy, const kiln_tens
     const char *fn = "kiln_batchnorm_backward_infer";
     kiln_bn_geom g;
     KILN_TRY(check_params(fn, p));
+    if (p->relu != KILN_BN_RELU_NONE)
+        return kiln_error(KILN_ERR_UNSUPPORTED, "%s: no fused ReLU here (p->relu is set)", fn);
     KILN_TRY(check_data(fn, "dy", dy, p, &g));
     KILN_TRY(check_like(fn, "dy", dy, "dx", dx));
     KILN_TRY(check_not_alias(fn, "dy", dy, "dx", dx));

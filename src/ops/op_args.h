@@ -151,6 +151,7 @@ typedef struct kiln_dropout_args {
  *   BN_BWD        x, dy, gamma, mean and invstd (the training forward's save_mean and
  *                 save_invstd) -> dx, dgamma or NULL, dbeta or NULL
  *   BN_BWD_INFER  dy, gamma, var (the moving variance) -> dx
+ * relu (not with BN_BWD_INFER): a ReLU fused after the normalization, see kiln_bn_relu.
  * gamma NULL: scale off (1); beta NULL: center off (0). */
 typedef struct kiln_bn_args {
     const kiln_tensor *x, *dy;
@@ -165,6 +166,10 @@ typedef struct kiln_bn_args {
     bool frozen;         /* BN_BWD: the gradient of the inference forward (a frozen layer) */
     kiln_layout layout;  /* where the channels are in a 3-D or 4-D x; a 2-D x is (N, C) */
     kiln_bn_impl impl;   /* kiln's kernels (a path forced or not) or cuDNN (CUDA) */
+    /* a fused ReLU (kiln_bn_relu; backends answering KILN_OP_BN_RELU only): BN_FWD_TRAIN and
+     * BN_FWD_INFER write max(0, y); BN_BWD masks dy by relu_y, the fused forward's output */
+    kiln_bn_relu relu;
+    const kiln_tensor *relu_y;
 } kiln_bn_args;
 
 /* The tensor a BN op's geometry comes from: x, or dy for BN_BWD_INFER. */

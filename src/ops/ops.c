@@ -59,6 +59,7 @@ const char *kiln_op_name(kiln_op_type op) {
         [KILN_OP_PAD2D] = "pad2d",
         [KILN_OP_UPSAMPLE2D] = "upsample2d",
         [KILN_OP_UPSAMPLE2D_BACK] = "upsample2d_backward",
+        [KILN_OP_BN_RELU] = "batchnorm_relu",
     };
     if ((int)op < 0 || op >= KILN_OP_COUNT || !names[op]) {
         kiln_error(KILN_ERR_INVALID_ARG, "kiln_op_name: unknown op %d", (int)op);

@@ -62,7 +62,8 @@ static bool cpu_supports_op(const kiln_backend *be, kiln_op_type op, kiln_dtype 
     case KILN_OP_BN_FWD_TRAIN:
     case KILN_OP_BN_FWD_INFER:
     case KILN_OP_BN_BWD:
-    case KILN_OP_BN_BWD_INFER: return dtype == KILN_F32 || dtype == KILN_F16 || dtype == KILN_BF16;
+    case KILN_OP_BN_BWD_INFER:
+    case KILN_OP_BN_RELU: return dtype == KILN_F32 || dtype == KILN_F16 || dtype == KILN_BF16;
     default: return dtype == KILN_F32;
     }
 }

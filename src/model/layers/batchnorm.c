@@ -52,6 +52,7 @@ static kiln_status infer(kiln_node *n, const kiln_node *const *in) {
 
 static kiln_status forward(kiln_node *n, const kiln_tensor *const *x, kiln_tensor *z, bool training, uint64_t seed) {
     n->cfg.bn.trainable = n->cfg.trainable;
+    n->cfg.bn.relu = (kiln_bn_relu)n->fused_rule; /* a ReLU after it run here (fuse.c) */
     if (kiln_bn_sync_active(n, training))
         return kiln_bn_sync_forward(n, x[0], z, weight(n, 0), weight(n, 1), weight(n, 2), weight(n, 3));
     if (!training)
@@ -64,8 +65,12 @@ static kiln_status backward(kiln_node *n, const kiln_tensor *const *x, const kil
                             kiln_tensor *const *dx, uint64_t seed) {
     bool g = n->grads_needed;
     n->cfg.bn.trainable = n->cfg.trainable;
+    n->cfg.bn.relu = (kiln_bn_relu)n->fused_rule;
     if (kiln_bn_sync_active(n, true))
         return kiln_bn_sync_backward(n, x[0], dz, dx[0], weight(n, 0), g ? grad(n, 0) : NULL, g ? grad(n, 1) : NULL);
+    if (n->fused_rule) /* dz: the ReLU's gradient, masked by z, the fused output */
+        return kiln_batchnorm_backward_relu(x[0], z, dz, weight(n, 0), n->aux[0], n->aux[1], &n->cfg.bn, dx[0],
+                                            g ? grad(n, 0) : NULL, g ? grad(n, 1) : NULL);
     return kiln_batchnorm_backward(x[0], dz, weight(n, 0), n->aux[0], n->aux[1], &n->cfg.bn, dx[0],
                                    g ? grad(n, 0) : NULL, g ? grad(n, 1) : NULL);
 }

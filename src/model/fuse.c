@@ -1,0 +1,56 @@
+/* fuse.c: the model graph's execution-only fusion of BatchNormalization -> ReLU, decided when
+ * a model's first plan is made (plan.c). Where a BatchNormalization (not synchronized) has one
+ * consumer, a default ReLU (a ReLU layer without max_value, negative_slope or threshold, or
+ * Activation('relu')), that is not the model's output, the BN runs the ReLU fused
+ * (kiln_bn_params.relu, the mask rule of that ReLU's own backward): the ReLU's forward and
+ * backward are skipped, its output is the BN's buffer and the BN's gradient is the ReLU's
+ * (plan.c aliases the views), so the pair costs BN's passes only and gives the same bits.
+ * Layer names, the summary, saved files and weights do not change. KILN_FUSE=0 in the
+ * environment turns it off (tests and benchmarks compare the two). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layer.h"
+
+/* the kiln_bn_relu rule of node j as the ReLU after a BN, or KILN_BN_RELU_NONE */
+static kiln_bn_relu relu_rule(const kiln_node *j) {
+    const kiln_act_params *p = &j->cfg.act;
+    if (j->cfg.type == KILN_LAYER_RELU && p->fn == KILN_FN_RELU && isinf(p->max_value) && p->max_value > 0.0f &&
+        p->negative_slope == 0.0f && p->threshold == 0.0f)
+        return KILN_BN_RELU_ACT; /* kiln_act's backward: dy relu'(y) */
+    if (j->cfg.type == KILN_LAYER_ACTIVATION && j->cfg.activation == KILN_ACT_RELU)
+        return KILN_BN_RELU; /* kiln_relu_backward */
+    return KILN_BN_RELU_NONE;
+}
+
+/* the one consumer of node i, or -1 (none, or several) */
+static int only_consumer(const kiln_model *m, int i) {
+    int found = -1;
+    for (int j = i + 1; j < m->n_nodes; j++)
+        for (int k = 0; k < m->nodes[j].n_in; k++)
+            if (m->nodes[j].in[k] == i) {
+                if (found >= 0) return -1;
+                found = j;
+            }
+    return found;
+}
+
+static bool fusion_on(void) {
+    const char *v = getenv("KILN_FUSE");
+    return !v || strcmp(v, "0") != 0;
+}
+
+void kiln_model_fuse(kiln_model *m) {
+    for (int i = 0; i < m->n_nodes; i++) m->nodes[i].fused_relu = m->nodes[i].fused_rule = m->nodes[i].fused_into = 0;
+    if (!fusion_on() || !kiln_backend_supports(m->be, KILN_OP_BN_RELU, KILN_F32)) return;
+    for (int i = 1; i < m->n_nodes; i++) {
+        kiln_node *n = &m->nodes[i];
+        if (n->cfg.type != KILN_LAYER_BATCHNORM || n->cfg.bn.synchronized) continue;
+        int j = only_consumer(m, i);
+        if (j < 0 || j == m->n_nodes - 1 || relu_rule(&m->nodes[j]) == KILN_BN_RELU_NONE) continue;
+        n->fused_relu = j;
+        n->fused_rule = (int)relu_rule(&m->nodes[j]);
+        m->nodes[j].fused_into = i;
+    }
+}
