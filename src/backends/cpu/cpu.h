@@ -14,7 +14,7 @@ kiln_status kiln_cpu_memory_available(const kiln_backend *be, size_t *out);
 /* The backend's context (be->ctx). Scratch slots are grow-only buffers an op reuses from call
  * to call (memory.c), so that a training step's patch matrices and workspaces are not
  * malloc'ed, faulted in and handed back to the system at every step. */
-enum { KILN_CPU_SCRATCH_COL, KILN_CPU_SCRATCH_ACC, KILN_CPU_SCRATCH_WEIGHTS, KILN_CPU_SCRATCH_DNNL,
+enum { KILN_CPU_SCRATCH_COL, KILN_CPU_SCRATCH_WEIGHTS, KILN_CPU_SCRATCH_DNNL,
        KILN_CPU_SCRATCH_SLOTS };
 /* which convolution runs (KILN_CPU_CONV: "auto", "im2col" or "onednn", read at open) */
 typedef enum { KILN_CPU_CONV_AUTO, KILN_CPU_CONV_IM2COL, KILN_CPU_CONV_ONEDNN } kiln_cpu_conv_impl;
