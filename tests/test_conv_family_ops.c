@@ -14,64 +14,13 @@
 
 #include "cpu.h"
 #include "harness.h"
-#include "oracle.h"
+#include "conv_oracle.h"
 
 #define OK(expr) cr_assert_eq((expr), KILN_OK, "%s", kiln_last_error())
 
-/* ---- helpers ---- */
-
 /* ==== grouped Conv2D (DepthwiseConv2D: groups = channels) ==== */
 
-typedef struct gconv_cfg {
-    const char *name;
-    int64_t n, h, w, c, kh, kw, oc;
-    int groups, sh, sw, dh, dw;
-    kiln_padding pad;
-    bool bias;
-} gconv_cfg;
-
-typedef struct gconv_ref {
-    const gconv_cfg *cfg;
-    int64_t oh, ow, pt, pl;
-    double *x, *w, *b, *dy, *y;
-} gconv_ref;
-
-/* TensorFlow's window rule, written out again */
-static void ref_axis(int64_t in, int64_t k, int s, int d, kiln_padding pad, int64_t *out, int64_t *before) {
-    int64_t eff = (k - 1) * d + 1;
-    *out = pad == KILN_PADDING_SAME ? (in + s - 1) / s : (in - eff) / s + 1;
-    int64_t total = (*out - 1) * s + eff - in;
-    *before = pad == KILN_PADDING_SAME && total > 0 ? total / 2 : 0;
-}
-
-/* y[n,i,j,o] = b[o] + sum_{ky,kx,ci} x[n, ih, iw, (o / og) cg + ci] w[ky,kx,ci,o] */
-static void gconv_ref_forward(const gconv_ref *r) {
-    const gconv_cfg *k = r->cfg;
-    int64_t cg = k->c / k->groups, og = k->oc / k->groups;
-    for (int64_t n = 0; n < k->n; n++)
-        for (int64_t i = 0; i < r->oh; i++)
-            for (int64_t j = 0; j < r->ow; j++)
-                for (int64_t o = 0; o < k->oc; o++) {
-                    double s = r->b ? r->b[o] : 0.0;
-                    for (int64_t ky = 0; ky < k->kh; ky++)
-                        for (int64_t kx = 0; kx < k->kw; kx++) {
-                            int64_t ih = i * k->sh - r->pt + ky * k->dh, iw = j * k->sw - r->pl + kx * k->dw;
-                            if (ih < 0 || ih >= k->h || iw < 0 || iw >= k->w) continue;
-                            for (int64_t ci = 0; ci < cg; ci++)
-                                s += r->x[((n * k->h + ih) * k->w + iw) * k->c + o / og * cg + ci] *
-                                     r->w[((ky * k->kw + kx) * cg + ci) * k->oc + o];
-                        }
-                    r->y[((n * r->oh + i) * r->ow + j) * k->oc + o] = s;
-                }
-}
-
-static double gconv_ref_loss(void *ctx) {
-    gconv_ref *r = ctx;
-    gconv_ref_forward(r);
-    return kt_dot_f64(r->y, r->dy, r->cfg->n * r->oh * r->ow * r->cfg->oc);
-}
-
-static const gconv_cfg gconv_cfgs[] = {
+static const kt_conv_case gconv_cfgs[] = {
     {"depthwise 3x3 same, multiplier 1", 2, 6, 5, 4, 3, 3, 4, 4, 1, 1, 1, 1, KILN_PADDING_SAME, true},
     {"depthwise 3x3 multiplier 2, stride 2 same (pad 0 top, 1 bottom)", 2, 8, 7, 3, 3, 3, 6, 3, 2, 2, 1, 1, KILN_PADDING_SAME, true},
     {"depthwise 3x2 dilation 2 valid, no bias", 1, 9, 8, 2, 3, 2, 6, 2, 1, 1, 2, 2, KILN_PADDING_VALID, false},
@@ -95,72 +44,6 @@ ParameterizedTestParameters(grouped_conv2d, oracle_and_gradients) {
     return cr_make_param_array(size_t, gconv_index, N_GCONV);
 }
 
-/* t moved to backend be */
-static kiln_tensor *moved(kiln_backend *be, kiln_tensor *t) {
-    if (!t) return t;
-    kiln_tensor *c = kt_clone(be, t);
-    kiln_tensor_free(t);
-    return c;
-}
-
-/* Row ix on backend be. Forward against the direct loops; dx,
- * dw, db against central differences of sum(dy * y) (linear in each argument: exact up to
- * double rounding). 1e-6 of the output's scale (docs/testing.md). */
-static void gconv_check(size_t ix, kiln_backend *be) {
-    const gconv_cfg *k = &gconv_cfgs[ix];
-    kiln_conv2d_params p = {k->sh, k->sw, k->dh, k->dw, k->pad, KILN_MATH_STRICT, k->groups};
-    gconv_ref r = {.cfg = k};
-    ref_axis(k->h, k->kh, k->sh, k->dh, k->pad, &r.oh, &r.pt);
-    ref_axis(k->w, k->kw, k->sw, k->dw, k->pad, &r.ow, &r.pl);
-    int64_t xs[4] = {k->n, k->h, k->w, k->c}, ws[4] = {k->kh, k->kw, k->c / k->groups, k->oc};
-    int64_t ys[4] = {k->n, r.oh, r.ow, k->oc}, bs[1] = {k->oc}, got[4];
-    OK(kiln_conv2d_output_shape(xs, ws, &p, got));
-    for (int i = 0; i < 4; i++) cr_assert_eq(got[i], ys[i], "%s: output dim %d is %lld", k->name, i, (long long)got[i]);
-    kt_rng rng;
-    kt_rng_seed(&rng, 300 + ix);
-    kiln_tensor *x = kt_rand_f32(&rng, 4, xs, -1, 1), *w = kt_rand_f32(&rng, 4, ws, -1, 1);
-    kiln_tensor *b = k->bias ? kt_rand_f32(&rng, 1, bs, -1, 1) : NULL, *dy = kt_rand_f32(&rng, 4, ys, -1, 1);
-    kiln_tensor *y = kt_poisoned_f32(4, ys), *dx = kt_poisoned_f32(4, xs), *dw = kt_poisoned_f32(4, ws);
-    kiln_tensor *db = k->bias ? kt_poisoned_f32(1, bs) : NULL;
-    x = moved(be, x), w = moved(be, w), b = moved(be, b), dy = moved(be, dy);
-    y = moved(be, y), dx = moved(be, dx), dw = moved(be, dw), db = moved(be, db);
-    r.x = kt_to_f64(x);
-    r.w = kt_to_f64(w);
-    r.b = b ? kt_to_f64(b) : NULL;
-    r.dy = kt_to_f64(dy);
-    r.y = kt_zeros_f64(kiln_tensor_numel(y));
-    char what[160];
-
-    OK(kiln_conv2d(x, w, b, &p, y));
-    gconv_ref_forward(&r);
-    snprintf(what, sizeof what, "grouped conv2d %s: y", k->name);
-    kt_expect_tensor_f64(what, y, r.y, 1e-6);
-
-    OK(kiln_conv2d_backward_data(dy, w, &p, dx));
-    double *want = kt_zeros_f64(kiln_tensor_numel(x));
-    kt_fd_grad(gconv_ref_loss, &r, r.x, kiln_tensor_numel(x), 1e-3, want);
-    snprintf(what, sizeof what, "grouped conv2d %s: dx", k->name);
-    kt_expect_tensor_f64(what, dx, want, 1e-6);
-    free(want);
-
-    OK(kiln_conv2d_backward_filter(x, dy, &p, dw, db));
-    want = kt_zeros_f64(kiln_tensor_numel(w));
-    kt_fd_grad(gconv_ref_loss, &r, r.w, kiln_tensor_numel(w), 1e-3, want);
-    snprintf(what, sizeof what, "grouped conv2d %s: dw", k->name);
-    kt_expect_tensor_f64(what, dw, want, 1e-6);
-    free(want);
-    if (b) {
-        want = kt_zeros_f64(k->oc);
-        kt_fd_grad(gconv_ref_loss, &r, r.b, k->oc, 1e-3, want);
-        snprintf(what, sizeof what, "grouped conv2d %s: db", k->name);
-        kt_expect_tensor_f64(what, db, want, 1e-6);
-        free(want);
-    }
-    free(r.x); free(r.w); free(r.b); free(r.dy); free(r.y);
-    kiln_tensor_free(x); kiln_tensor_free(w); kiln_tensor_free(b); kiln_tensor_free(dy);
-    kiln_tensor_free(y); kiln_tensor_free(dx); kiln_tensor_free(dw); kiln_tensor_free(db);
-}
-
 /* row ix on a CPU backend opened with KILN_CPU_CONV=impl; with oneDNN built in, "onednn" must
  * have run the row's three convolutions through it (not declined them to the direct loops) */
 static void gconv_on(size_t ix, const char *impl) {
@@ -168,7 +51,8 @@ static void gconv_on(size_t ix, const char *impl) {
     kiln_backend *be;
     OK(kiln_backend_init("cpu", &be));
     unsetenv("KILN_CPU_CONV");
-    gconv_check(ix, be);
+    /* 1e-6 of the output's scale (docs/testing.md) */
+    kt_conv_oracle_check(&gconv_cfgs[ix], be, 300 + ix, 1e-6, "grouped conv2d");
     int want = kiln_cpu_dnnl_built() && !strcmp(impl, "onednn") ? 3 : 0;
     cr_expect_eq(kiln_cpu_dnnl_cached(be->ctx), want, "%s: %d oneDNN primitives, %d expected", gconv_cfgs[ix].name,
                  kiln_cpu_dnnl_cached(be->ctx), want);

@@ -9,82 +9,24 @@
 #include <string.h>
 
 #include "harness.h"
-#include "oracle.h"
+#include "conv_oracle.h"
 
 #define OK(expr) cr_assert_eq((expr), KILN_OK, "%s", kiln_last_error())
 
-/* ---- helpers ---- */
-
-/* TensorFlow's window rule, written out again for the oracles */
-static void ref_axis(int64_t in, int64_t k, int s, int d, kiln_padding pad, int64_t *out,
-                     int64_t *before) {
-    int64_t eff = (k - 1) * d + 1;
-    if (pad == KILN_PADDING_SAME) {
-        *out = (in + s - 1) / s;
-        int64_t total = (*out - 1) * s + eff - in;
-        *before = total > 0 ? total / 2 : 0;
-    } else {
-        *out = (in - eff) / s + 1;
-        *before = 0;
-    }
-}
-
 /* ==== Conv2D ==== */
 
-typedef struct conv_cfg {
-    const char *name;
-    int64_t n, h, w, c, kh, kw, oc;
-    int sh, sw, dh, dw;
-    kiln_padding pad;
-    bool bias;
-} conv_cfg;
-
-typedef struct conv_ref {
-    const conv_cfg *cfg;
-    int64_t oh, ow, pt, pl;
-    double *x, *w, *b, *dy; /* b NULL without bias; dy weighs the loss */
-    double *y;              /* scratch output */
-} conv_ref;
-
-/* y[n,i,j,o] = b[o] + sum x[n, i sh - pt + ky dh, j sw - pl + kx dw, c] w[ky,kx,c,o] */
-static void conv_ref_forward(const conv_ref *r) {
-    const conv_cfg *k = r->cfg;
-    for (int64_t n = 0; n < k->n; n++)
-        for (int64_t i = 0; i < r->oh; i++)
-            for (int64_t j = 0; j < r->ow; j++)
-                for (int64_t o = 0; o < k->oc; o++) {
-                    double s = r->b ? r->b[o] : 0.0;
-                    for (int64_t ky = 0; ky < k->kh; ky++)
-                        for (int64_t kx = 0; kx < k->kw; kx++) {
-                            int64_t ih = i * k->sh - r->pt + ky * k->dh;
-                            int64_t iw = j * k->sw - r->pl + kx * k->dw;
-                            if (ih < 0 || ih >= k->h || iw < 0 || iw >= k->w) continue;
-                            for (int64_t c = 0; c < k->c; c++)
-                                s += r->x[((n * k->h + ih) * k->w + iw) * k->c + c] *
-                                     r->w[((ky * k->kw + kx) * k->c + c) * k->oc + o];
-                        }
-                    r->y[((n * r->oh + i) * r->ow + j) * k->oc + o] = s;
-                }
-}
-
-static double conv_ref_loss(void *ctx) {
-    conv_ref *r = ctx;
-    conv_ref_forward(r);
-    return kt_dot_f64(r->y, r->dy, r->cfg->n * r->oh * r->ow * r->cfg->oc);
-}
-
-static const conv_cfg conv_cfgs[] = {
-    {"3x3 valid", 2, 7, 6, 3, 3, 3, 4, 1, 1, 1, 1, KILN_PADDING_VALID, true},
-    {"3x3 same", 2, 6, 7, 2, 3, 3, 3, 1, 1, 1, 1, KILN_PADDING_SAME, true},
-    {"3x3 same stride 2, even input (pad 0 top, 1 bottom)", 2, 8, 6, 3, 3, 3, 2, 2, 2, 1, 1, KILN_PADDING_SAME, true},
-    {"5x3 same strides 2x1, odd sizes, no bias", 1, 9, 7, 2, 5, 3, 3, 2, 1, 1, 1, KILN_PADDING_SAME, false},
-    {"3x3 dilation 2 same", 1, 9, 8, 2, 3, 3, 2, 1, 1, 2, 2, KILN_PADDING_SAME, true},
-    {"1x1 (x is the patch matrix)", 3, 5, 4, 5, 1, 1, 6, 1, 1, 1, 1, KILN_PADDING_VALID, true},
-    {"1x1 stride 2 same", 2, 5, 5, 3, 1, 1, 2, 2, 2, 1, 1, KILN_PADDING_SAME, true},
-    {"2x2 same (even kernel, pad after)", 2, 5, 6, 2, 2, 2, 3, 1, 1, 1, 1, KILN_PADDING_SAME, true},
-    {"4x3 valid strides 3x2, rows left over", 2, 11, 8, 2, 4, 3, 2, 3, 2, 1, 1, KILN_PADDING_VALID, true},
-    {"3x2 valid dilation 2x3, no bias", 1, 10, 11, 2, 3, 2, 2, 1, 1, 2, 3, KILN_PADDING_VALID, false},
-    {"3x3 same stride 2 dilation 2", 1, 9, 10, 2, 3, 3, 2, 2, 2, 2, 2, KILN_PADDING_SAME, true},
+static const kt_conv_case conv_cfgs[] = {
+    {"3x3 valid", 2, 7, 6, 3, 3, 3, 4, 1, 1, 1, 1, 1, KILN_PADDING_VALID, true},
+    {"3x3 same", 2, 6, 7, 2, 3, 3, 3, 1, 1, 1, 1, 1, KILN_PADDING_SAME, true},
+    {"3x3 same stride 2, even input (pad 0 top, 1 bottom)", 2, 8, 6, 3, 3, 3, 2, 1, 2, 2, 1, 1, KILN_PADDING_SAME, true},
+    {"5x3 same strides 2x1, odd sizes, no bias", 1, 9, 7, 2, 5, 3, 3, 1, 2, 1, 1, 1, KILN_PADDING_SAME, false},
+    {"3x3 dilation 2 same", 1, 9, 8, 2, 3, 3, 2, 1, 1, 1, 2, 2, KILN_PADDING_SAME, true},
+    {"1x1 (x is the patch matrix)", 3, 5, 4, 5, 1, 1, 6, 1, 1, 1, 1, 1, KILN_PADDING_VALID, true},
+    {"1x1 stride 2 same", 2, 5, 5, 3, 1, 1, 2, 1, 2, 2, 1, 1, KILN_PADDING_SAME, true},
+    {"2x2 same (even kernel, pad after)", 2, 5, 6, 2, 2, 2, 3, 1, 1, 1, 1, 1, KILN_PADDING_SAME, true},
+    {"4x3 valid strides 3x2, rows left over", 2, 11, 8, 2, 4, 3, 2, 1, 3, 2, 1, 1, KILN_PADDING_VALID, true},
+    {"3x2 valid dilation 2x3, no bias", 1, 10, 11, 2, 3, 2, 2, 1, 1, 1, 2, 3, KILN_PADDING_VALID, false},
+    {"3x3 same stride 2 dilation 2", 1, 9, 10, 2, 3, 3, 2, 1, 2, 2, 2, 2, KILN_PADDING_SAME, true},
 };
 #define N_CONV (sizeof conv_cfgs / sizeof conv_cfgs[0])
 static size_t conv_index[N_CONV];
@@ -98,58 +40,7 @@ ParameterizedTestParameters(conv2d, oracle_and_gradients) {
  * The loss is linear in each argument, so the differences are exact up to double rounding;
  * the tolerance covers the f32 sums of up to a few hundred products (docs/testing.md). */
 ParameterizedTest(size_t *ix, conv2d, oracle_and_gradients) {
-    const conv_cfg *k = &conv_cfgs[*ix];
-    kiln_conv2d_params p = {k->sh, k->sw, k->dh, k->dw, k->pad, KILN_MATH_STRICT, 1};
-    conv_ref r = {.cfg = k};
-    ref_axis(k->h, k->kh, k->sh, k->dh, k->pad, &r.oh, &r.pt);
-    ref_axis(k->w, k->kw, k->sw, k->dw, k->pad, &r.ow, &r.pl);
-    int64_t xs[4] = {k->n, k->h, k->w, k->c}, ws[4] = {k->kh, k->kw, k->c, k->oc};
-    int64_t ys[4] = {k->n, r.oh, r.ow, k->oc}, bs[1] = {k->oc}, got[4];
-    OK(kiln_conv2d_output_shape(xs, ws, &p, got));
-    for (int i = 0; i < 4; i++)
-        cr_assert_eq(got[i], ys[i], "%s: output dim %d is %lld, want %lld", k->name, i,
-                     (long long)got[i], (long long)ys[i]);
-    kt_rng rng;
-    kt_rng_seed(&rng, 100 + *ix);
-    kiln_tensor *x = kt_rand_f32(&rng, 4, xs, -1, 1), *w = kt_rand_f32(&rng, 4, ws, -1, 1);
-    kiln_tensor *b = k->bias ? kt_rand_f32(&rng, 1, bs, -1, 1) : NULL, *dy = kt_rand_f32(&rng, 4, ys, -1, 1);
-    kiln_tensor *y = kt_poisoned_f32(4, ys), *dx = kt_poisoned_f32(4, xs), *dw = kt_poisoned_f32(4, ws);
-    kiln_tensor *db = k->bias ? kt_poisoned_f32(1, bs) : NULL;
-    r.x = kt_to_f64(x);
-    r.w = kt_to_f64(w);
-    r.b = b ? kt_to_f64(b) : NULL;
-    r.dy = kt_to_f64(dy);
-    r.y = kt_zeros_f64(kiln_tensor_numel(y));
-    char what[160];
-
-    OK(kiln_conv2d(x, w, b, &p, y));
-    conv_ref_forward(&r);
-    snprintf(what, sizeof what, "conv2d %s: y", k->name);
-    kt_expect_tensor_f64(what, y, r.y, 1e-5);
-
-    OK(kiln_conv2d_backward_data(dy, w, &p, dx));
-    double *want = kt_zeros_f64(kiln_tensor_numel(x));
-    kt_fd_grad(conv_ref_loss, &r, r.x, kiln_tensor_numel(x), 1e-3, want);
-    snprintf(what, sizeof what, "conv2d %s: dx", k->name);
-    kt_expect_tensor_f64(what, dx, want, 1e-5);
-    free(want);
-
-    OK(kiln_conv2d_backward_filter(x, dy, &p, dw, db));
-    want = kt_zeros_f64(kiln_tensor_numel(w));
-    kt_fd_grad(conv_ref_loss, &r, r.w, kiln_tensor_numel(w), 1e-3, want);
-    snprintf(what, sizeof what, "conv2d %s: dw", k->name);
-    kt_expect_tensor_f64(what, dw, want, 1e-5);
-    free(want);
-    if (b) {
-        want = kt_zeros_f64(k->oc);
-        kt_fd_grad(conv_ref_loss, &r, r.b, k->oc, 1e-3, want);
-        snprintf(what, sizeof what, "conv2d %s: db", k->name);
-        kt_expect_tensor_f64(what, db, want, 1e-5);
-        free(want);
-    }
-    free(r.x); free(r.w); free(r.b); free(r.dy); free(r.y);
-    kiln_tensor_free(x); kiln_tensor_free(w); kiln_tensor_free(b); kiln_tensor_free(dy);
-    kiln_tensor_free(y); kiln_tensor_free(dx); kiln_tensor_free(dw); kiln_tensor_free(db);
+    kt_conv_oracle_check(&conv_cfgs[*ix], kt_cpu(), 100 + *ix, 1e-5, "conv2d");
 }
 
 /* Patch matrices bigger than one chunk: the batch is split, dw summed across chunks. */
@@ -299,8 +190,8 @@ ParameterizedTest(size_t *ix, pool2d, oracle_and_gradients) {
     for (int kind = 0; kind < 2; kind++) {
         pool_ref r = {.cfg = k, .max = kind == 0, .sh = k->sh ? k->sh : k->ph,
                       .sw = k->sw ? k->sw : k->pw};
-        ref_axis(k->h, k->ph, r.sh, 1, k->pad, &r.oh, &r.pt);
-        ref_axis(k->w, k->pw, r.sw, 1, k->pad, &r.ow, &r.pl);
+        kt_ref_axis(k->h, k->ph, r.sh, 1, k->pad, &r.oh, &r.pt);
+        kt_ref_axis(k->w, k->pw, r.sw, 1, k->pad, &r.ow, &r.pl);
         int64_t xs[4] = {k->n, k->h, k->w, k->c}, ys[4] = {k->n, r.oh, r.ow, k->c}, got[4];
         OK(kiln_pool2d_output_shape(xs, &p, got));
         for (int i = 0; i < 4; i++) cr_assert_eq(got[i], ys[i], "%s: output dim %d", k->name, i);
