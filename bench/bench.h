@@ -36,6 +36,7 @@ struct bench_device {
     int sms;                  /* GPU multiprocessors, CPU cores */
     double copy_gbps;         /* the measured copy ceiling, bytes read + written; 0 = not yet */
     double warmup_ms;         /* warm-up goes on, call by call, at least this long (clocks up) */
+    bool warm;                /* no flush before a timed rep: the last rep's data stay cached */
     void *ctx;
     /* evicts the cache: reads a buffer several times its size (reads, so that no dirty line
      * is left to be written back inside the next timed region) */

@@ -33,7 +33,7 @@ typedef struct bn_opts {
     const char *device, *json, *md;
     unsigned sets, dtypes, layouts, variants;
     int reps, warmup, cpu_reps;
-    bool list, no_skip;
+    bool list, no_skip, warm;
 } bn_opts;
 
 /* ---- tensors of one config on one backend ------------------------------------------------- */
@@ -205,7 +205,7 @@ static void bn_usage(FILE *f) {
             "usage: kiln-bench bn [--device cpu|cuda] [--cases all|seed|resnet50|pathological|small|resnet20]\n"
             "                     [--dtype f32|f16|bf16|all] [--layout nhwc|nchw|all]\n"
             "                     [--variant all|LIST] [--reps N] [--warmup N] [--cpu-reps N]\n"
-            "                     [--json FILE] [--md FILE] [--list] [--no-skip]\n"
+            "                     [--json FILE] [--md FILE] [--list] [--no-skip] [--warm]\n"
             "  --device    cuda (default) or cpu; without a usable GPU, cuda prints\n"
             "              \"no CUDA device: <reason>\" and exits 1\n"
             "  --cases     sets, comma-separated (default: all on cuda, small on cpu)\n"
@@ -218,7 +218,11 @@ static void bn_usage(FILE *f) {
             "  --list      print the chosen configs as JSON lines and exit\n"
             "  --no-skip   also time kiln-block where its blocks cannot fill the GPU (fewer channel\n"
             "              tiles than SMs) and the inference forward of every kiln variant (by\n"
-            "              default it runs the same kernel on every path and is timed once)\n");
+            "              default it runs the same kernel on every path and is timed once)\n"
+            "  --warm      no cache flush before each timed rep (the default flushes): the data of\n"
+            "              the rep before stay in cache as far as they fit, as in a training step\n"
+            "              where a layer reads what the layer before it just wrote; the copy\n"
+            "              ceiling is still measured flushed\n");
 }
 
 /* names of a comma list -> bits; names[i] sets bit i (or the bit in bits[] when given) */
@@ -267,6 +271,10 @@ static bool parse_bn_opts(int argc, char **argv, bn_opts *o) {
         }
         if (!strcmp(a, "--no-skip")) {
             o->no_skip = true;
+            continue;
+        }
+        if (!strcmp(a, "--warm")) {
+            o->warm = true;
             continue;
         }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -532,6 +540,7 @@ int bench_bn_main(int argc, char **argv) {
     } else if ((!on_gpu || bench_measure_copy(&gpu, 20) == KILN_OK) &&
                (!want_cpu || bench_measure_copy(&cpu, 10) == KILN_OK)) {
         for (int i = 0; i < nd; i++) bench_write_meta(json, "bn", devs[i]);
+        gpu.warm = cpu.warm = o.warm; /* after the copy ceiling, which stays flushed */
         failed = run_configs(on_gpu ? &gpu : NULL, want_cpu ? &cpu : NULL, cf, nc, &o, json, &r, &nr);
     } else {
         fprintf(stderr, "kiln-bench: measuring the copy ceiling failed: %s\n", kiln_last_error());

@@ -178,11 +178,12 @@ void bench_write_markdown(FILE *f, const bench_device *const *devs, int nd,
                 devs[i]->cache_bytes >> 20, devs[i]->copy_gbps);
     }
     fprintf(f, "- bytes: ideal (forward: x read + y written; backward: x, dy read + dx written); "
-               "time: median, cache flushed before every rep; error: max |got - want| / max |want| "
+               "time: median, %s; error: max |got - want| / max |want| "
                "against a float64 reference\n\n"
                "| case | shape | layout | dtype | dir | impl | median ms | GB/s | %% of copy | "
                "vs cuDNN (GPU) / oneDNN (CPU) | error | status |\n"
-               "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---|\n");
+               "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---|\n",
+            nd > 0 && devs[0]->warm ? "cache warm (no flush between reps)" : "cache flushed before every rep");
     for (int i = 0; i < n; i++) {
         const bench_result *a = &r[i];
         char shape[64];
