@@ -5,8 +5,10 @@
  * (kiln_bn_params.relu, the mask rule of that ReLU's own backward): the ReLU's forward and
  * backward are skipped, its output is the BN's buffer and the BN's gradient is the ReLU's
  * (plan.c aliases the views), so the pair costs BN's passes only and gives the same bits.
- * Layer names, the summary, saved files and weights do not change. KILN_FUSE=0 in the
- * environment turns it off (tests and benchmarks compare the two). */
+ * Layer names, the summary, saved files and weights do not change. Also decided here: which
+ * inputs of a layer that passes its gradient on unchanged (Add) take its dz as their dy
+ * (grad_alias), so Add's backward copies nothing. KILN_FUSE=0 in the environment turns both
+ * off (tests and benchmarks compare the two). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,14 +38,36 @@ static int only_consumer(const kiln_model *m, int i) {
     return found;
 }
 
+/* grad_alias: a node whose last consumer (the first its backward reaches) passes dz on to its
+ * inputs unchanged (grad_is_dz: Add) takes that dz as its dy, so nothing is copied; one input
+ * per consumer (another input's later gradients are added into its dy, hence into dz) */
+static void alias_grads(kiln_model *m) {
+    for (int j = 1; j < m->n_nodes; j++)
+        for (int k = 0; k < m->nodes[j].n_in; k++)
+            m->nodes[m->nodes[j].in[k]].grad_alias = m->nodes[j].desc->grad_is_dz ? j : 0;
+    for (int j = 1; j < m->n_nodes; j++) {
+        const kiln_node *c = &m->nodes[j];
+        int kept = -1;
+        for (int k = 0; c->desc->grad_is_dz && k < c->n_in; k++) {
+            kiln_node *in = &m->nodes[c->in[k]];
+            if (in->grad_alias != j || in->id == kept) continue;
+            if (kept < 0) kept = in->id;
+            else in->grad_alias = 0;
+        }
+    }
+}
+
 static bool fusion_on(void) {
     const char *v = getenv("KILN_FUSE");
     return !v || strcmp(v, "0") != 0;
 }
 
 void kiln_model_fuse(kiln_model *m) {
-    for (int i = 0; i < m->n_nodes; i++) m->nodes[i].fused_relu = m->nodes[i].fused_rule = m->nodes[i].fused_into = 0;
-    if (!fusion_on() || !kiln_backend_supports(m->be, KILN_OP_BN_RELU, KILN_F32)) return;
+    for (int i = 0; i < m->n_nodes; i++)
+        m->nodes[i].fused_relu = m->nodes[i].fused_rule = m->nodes[i].fused_into = m->nodes[i].grad_alias = 0;
+    if (!fusion_on()) return;
+    alias_grads(m);
+    if (!kiln_backend_supports(m->be, KILN_OP_BN_RELU, KILN_F32)) return;
     for (int i = 1; i < m->n_nodes; i++) {
         kiln_node *n = &m->nodes[i];
         if (n->cfg.type != KILN_LAYER_BATCHNORM || n->cfg.bn.synchronized) continue;

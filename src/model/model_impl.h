@@ -75,6 +75,9 @@ struct kiln_node {
     /* BatchNormalization -> ReLU run as one (fuse.c, set with the first plan): on the BN, the
      * ReLU's id and its kiln_bn_relu rule; on the ReLU, the BN's id (0: not fused) */
     int fused_relu, fused_rule, fused_into;
+    /* its dy is the dz of this consumer (0: its own), a layer that passes its gradient on
+     * unchanged (grad_is_dz) and is the first the backward reaches of its consumers (fuse.c) */
+    int grad_alias;
     /* data-parallel training (kiln_model_set_comm): the communicator, and a layer's own state
      * for it (synchronized BatchNormalization), freed with ext_free */
     kiln_comm *comm;
@@ -131,6 +134,9 @@ int64_t kiln_node_out_numel(const kiln_node *n); /* per example */
 bool kiln_node_has_z(const kiln_node *n);
 /* its z is its input's y (a layer that passes its input through, with an activation) */
 bool kiln_node_z_is_input(const kiln_node *n);
+/* the graph applies its fused ReLU's mask (fuse.c) into its dz: a layer that passes dz on
+ * (grad_is_dz) has no backward to do it in */
+bool kiln_node_graph_masks(const kiln_node *n);
 /* its activation buffers for a batch: y and dy, dz when it keeps z, z unless z is its input */
 int kiln_node_buffers(const kiln_node *n);
 /* the most inputs a layer of m takes (at least 1): the plans' scratch buffers */
@@ -186,7 +192,8 @@ kiln_status kiln_model_plan(kiln_model *m, int batch, kiln_plan **out);
 void kiln_model_free_plans(kiln_model *m);
 
 /* fuse.c: marks the BN -> ReLU pairs run as one (unless KILN_FUSE=0 or the backend lacks
- * KILN_OP_BN_RELU); plan.c calls it before a model's first plan */
+ * KILN_OP_BN_RELU) and the gradients aliased to an Add's dz (grad_alias, unless KILN_FUSE=0);
+ * plan.c calls it before a model's first plan */
 void kiln_model_fuse(kiln_model *m);
 
 /* graph.c: forward over the graph; the output of the last node in plan->v[last].y. With

@@ -1,5 +1,6 @@
 /* add.c: Add, z = x0 + x1 + ... over two or more inputs of one shape (residual graphs); each
- * input's gradient is dz. */
+ * input's gradient is dz, which the graph hands on with no backward of the layer's
+ * (grad_is_dz). */
 #include "layer.h"
 
 kiln_layer_config kiln_add_layer(void) { return kiln_layer_defaults(KILN_LAYER_ADD); }
@@ -22,17 +23,10 @@ static kiln_status forward(kiln_node *n, const kiln_tensor *const *x, kiln_tenso
     return KILN_OK;
 }
 
-static kiln_status backward(kiln_node *n, const kiln_tensor *const *x, const kiln_tensor *z, const kiln_tensor *dz,
-                            kiln_tensor *const *dx, uint64_t seed) {
-    for (int k = 0; k < n->n_in; k++)
-        if (dx[k]) KILN_TRY(kiln_copy(dz, dx[k]));
-    return KILN_OK;
-}
-
 const kiln_layer_desc kiln_layer_add = {
     .keras_class = "Add",
     .base_name = "add",
     .infer = infer,
     .forward = forward,
-    .backward = backward,
+    .grad_is_dz = true, /* the graph hands dz on (graph.c) */
 };
