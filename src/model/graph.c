@@ -11,7 +11,7 @@ kiln_status kiln_model_forward(kiln_model *m, kiln_plan *p, bool training, bool 
     int last = loss_follows && kiln_model_fuses_softmax(m) ? m->n_nodes - 1 : -1; /* its softmax comes with the loss */
     for (int i = 1; i < m->n_nodes; i++) {
         kiln_node *n = &m->nodes[i];
-        if (n->fused_into) continue; /* a ReLU its BN ran (fuse.c) */
+        if (n->fused_into) continue; /* a ReLU its BN or Add ran (fuse.c) */
         const kiln_tensor *x[KILN_LAYER_MAX_INPUTS] = {0};
         for (int k = 0; k < n->n_in; k++) x[k] = p->v[n->in[k]].y;
         kiln_status s = kiln_node_z_is_input(n) ? KILN_OK : n->desc->forward(n, x, p->v[i].z, training, step_seed);
@@ -59,7 +59,7 @@ kiln_status kiln_model_backward(kiln_model *m, kiln_plan *p, uint64_t step_seed)
     for (int i = m->n_nodes - 1; i >= 1; i--) {
         kiln_node *n = &m->nodes[i];
         kiln_node_views *v = &p->v[i];
-        if (!n->upstream_trains || n->fused_into) continue; /* fused: its BN's backward masks */
+        if (!n->upstream_trains || n->fused_into) continue; /* fused: its BN's backward masks, or the graph its Add's */
         const kiln_tensor *x[KILN_LAYER_MAX_INPUTS] = {0};
         kiln_tensor *dx[KILN_LAYER_MAX_INPUTS] = {0};
         bool add_after[KILN_LAYER_MAX_INPUTS] = {0};
@@ -70,7 +70,8 @@ kiln_status kiln_model_backward(kiln_model *m, kiln_plan *p, uint64_t step_seed)
         if (kiln_node_z_is_input(n) && !last) { /* the activation's gradient is dx */
             if (dx[0]) s = kiln_activation_backward(n->cfg.activation, v->z, v->y, v->dy, dx[0]);
         } else {
-            if (!last && v->dz != v->dy) s = kiln_activation_backward(n->cfg.activation, v->z, v->y, v->dy, v->dz);
+            if (!last && kiln_node_graph_masks(n)) s = kiln_model_fused_relu_backward(m, n, v->y, v->dy, v->dz);
+            else if (!last && v->dz != v->dy) s = kiln_activation_backward(n->cfg.activation, v->z, v->y, v->dy, v->dz);
             if (s == KILN_OK) s = n->desc->grad_is_dz ? pass_dz(m, p, n) : n->desc->backward(n, x, v->z, v->dz, dx, step_seed);
         }
         for (int k = 0; s == KILN_OK && k < n->n_in; k++)
