@@ -82,8 +82,15 @@ void kiln_cpu_cast(const kiln_op *op) {
         kiln_dtype_store(d->data, d->dtype, i, kiln_dtype_load(s->data, s->dtype, i));
 }
 
-/* relu(v): v > 0, else +0; a NaN stays (kiln_relu) */
-KILN_SIMD_INLINE float relu_of(float v) { return v > 0.0f ? v : (isnan(v) ? v : 0.0f); }
+/* relu(v): v > 0, else +0; a NaN stays (kiln_relu). By a bit mask: GCC keeps a ?: of floats
+ * in add_relu_loop as a branch, which neither vectorises nor predicts on random signs */
+KILN_SIMD_INLINE float relu_of(float v) {
+    uint32_t u, keep = -(uint32_t)((v > 0.0f) | isnan(v));
+    memcpy(&u, &v, sizeof u);
+    u &= keep;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
 
 /* y = F(a, b), b repeated every nb elements : one loop per op, at every ISA level */
 #define BINARY(name, F)                                                                         \
@@ -93,8 +100,10 @@ KILN_SIMD_INLINE float relu_of(float v) { return v > 0.0f ? v : (isnan(v) ? v : 
             for (int64_t i = 0; i < n; i++) y[i] = F(a[i], bv);                                 \
             return;                                                                             \
         }                                                                                       \
-        for (int64_t i0 = 0; i0 < n; i0 += nb)                                                  \
-            for (int64_t i = 0; i < nb && i < n - i0; i++) y[i0 + i] = F(a[i0 + i], b[i]);      \
+        for (int64_t i0 = 0; i0 < n; i0 += nb) { /* a counted inner loop: it vectorises */    \
+            int64_t m = nb < n - i0 ? nb : n - i0;                                              \
+            for (int64_t i = 0; i < m; i++) y[i0 + i] = F(a[i0 + i], b[i]);                     \
+        }                                                                                       \
     }                                                                                           \
     KILN_SIMD_CLONES(name, (const float *a, const float *b, float *y, int64_t n, int64_t nb), (a, b, y, n, nb))
 
