@@ -1,9 +1,11 @@
 /* test_add_grad.c: Add's backward without copies (issue 12). Each input's gradient of an Add is
- * its dz: the graph adds dz straight into an input's gradient already written, and an input
- * whose first-reached consumer is the Add takes the Add's dz as its dy (grad_alias, fuse.c and
- * plan.c), one input per Add. Functional graphs of Dense layers with Adds of 2 and 3 inputs, fan
- * out (an aliased input that other layers also read), one input feeding an Add twice, an Add as
- * the model's last layer and a frozen branch: the weight gradients against finite differences
+ * its dz: the graph adds dz straight into an input's gradient already written, and inputs
+ * whose first-reached consumer is the Add take the Add's dz as their dy (grad_alias, fuse.c and
+ * plan.c): one owner, whose other consumers add into it later, and the quiet inputs (read by
+ * the Add only) that read dz before those adds. Functional graphs of Dense layers with Adds of 2
+ * and 3 inputs, fan out, one input feeding an Add twice, an Add as the model's last layer, a
+ * frozen branch, and quiet inputs that may share dz and that may not (they read it after the
+ * owner's other consumer has added into it): the weight gradients against finite differences
  * with the aliases on, and two Adam steps with the aliases on and off (KILN_FUSE=0, which runs
  * the graph as written: every input's gradient copied or added from dz) to the same bits. */
 #define _POSIX_C_SOURCE 200809L /* setenv */
@@ -33,8 +35,8 @@ static int add2(kiln_model *m, int a, int b) {
 }
 
 /* a = Dense(x); s1 = Add(a, Dense(a)); s2 = Add(Dense(s1), s1, a); s3 = Add(s2, s2);
- * s4 = Add(s3, Dense(s3)); Activation('tanh'); Dense softmax. Aliased: Dense(a) to s1,
- * Dense(s1) to s2, s2 to s3, s3 (which the Dense after it also reads) to s4 */
+ * s4 = Add(s3, Dense(s3)); Activation('tanh'); Dense softmax. Aliased: Dense(a) to s1, s1
+ * (which Dense(s1) also reads) to s2, s2 to s3, s3 (which the Dense after it also reads) to s4 */
 static kiln_model *fan_out(void) {
     kiln_model *m;
     OK(kiln_model_new("fan_out", &m));
@@ -51,7 +53,7 @@ static kiln_model *fan_out(void) {
     return m;
 }
 
-/* Add(Dense(x), Dense(x)) as the last layer: the loss writes its dz (logits); one alias */
+/* Add(Dense(x), Dense(x)) as the last layer: the loss writes its dz (logits); both share it */
 static kiln_model *add_last(void) {
     kiln_model *m;
     OK(kiln_model_new("add_last", &m));
@@ -63,7 +65,8 @@ static kiln_model *add_last(void) {
 }
 
 /* f = frozen Dense(x) (nothing upstream of it trains); s = Add(f, Dense(f));
- * Add(Dense(s), f); Dense softmax: f's gradient is never wanted; two aliases */
+ * Add(Dense(s), f); Dense softmax: f's gradient is never wanted; three aliases (f owns the
+ * second Add's dz, Dense(s) shares it) */
 static kiln_model *frozen(void) {
     kiln_model *m;
     OK(kiln_model_new("frozen", &m));
@@ -78,13 +81,33 @@ static kiln_model *frozen(void) {
     return m;
 }
 
+/* a = Dense(x); s = Add(Dense(Dense(a)), a): a owns dz, the quiet Dense shares it (it reads dz
+ * after a's other reader has run); q = Dense(s), w = Dense(s); s2 = Add(s, q): s owns dz, q may
+ * not share it (w adds into it first); Add(s2, w): s2 owns it, w may not share (s2 lends it to
+ * s, into which w adds); Dense softmax: four aliases */
+static kiln_model *shared(void) {
+    kiln_model *m;
+    OK(kiln_model_new("shared", &m));
+    int64_t shape[1] = {IN};
+    int x = add(m, kiln_input_layer(1, shape), 0, NULL);
+    int a = dense(m, 5, KILN_ACT_TANH, x);
+    int c = dense(m, 5, KILN_ACT_TANH, dense(m, 5, KILN_ACT_TANH, a));
+    int s = add2(m, c, a);
+    int q = dense(m, 5, KILN_ACT_TANH, s);
+    int w = dense(m, 5, KILN_ACT_TANH, s);
+    int s3 = add2(m, add2(m, s, q), w);
+    dense(m, CLASSES, KILN_ACT_SOFTMAX, s3);
+    return m;
+}
+
 typedef struct graph_case {
     const char *name;
     kiln_model *(*make)(void);
     int aliases;
 } graph_case;
 
-static const graph_case cases[] = {{"fan_out", fan_out, 4}, {"add_last", add_last, 1}, {"frozen", frozen, 2}};
+static const graph_case cases[] = {
+    {"fan_out", fan_out, 4}, {"add_last", add_last, 2}, {"frozen", frozen, 3}, {"shared", shared, 4}};
 
 static int aliases(const kiln_model *m) {
     int k = 0;
@@ -156,6 +179,8 @@ static void check_same_bits(const graph_case *c) {
 Test(add_grad, fan_out_finite_differences) { check_fd(&cases[0]); }
 Test(add_grad, add_last_finite_differences) { check_fd(&cases[1]); }
 Test(add_grad, frozen_finite_differences) { check_fd(&cases[2]); }
+Test(add_grad, shared_finite_differences) { check_fd(&cases[3]); }
 Test(add_grad, fan_out_same_bits_unaliased) { check_same_bits(&cases[0]); }
 Test(add_grad, add_last_same_bits_unaliased) { check_same_bits(&cases[1]); }
 Test(add_grad, frozen_same_bits_unaliased) { check_same_bits(&cases[2]); }
+Test(add_grad, shared_same_bits_unaliased) { check_same_bits(&cases[3]); }

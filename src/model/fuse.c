@@ -10,7 +10,7 @@
  * bits. Backends without the fused op (KILN_OP_BN_RELU, KILN_OP_ADD_RELU: CUDA) run both.
  * Layer names, the summary, saved files and weights do not change. Also decided here: which
  * inputs of a layer that passes its gradient on unchanged (Add) take its dz as their dy
- * (grad_alias), so Add's backward copies nothing. KILN_FUSE=0 in the environment turns both
+ * (grad_alias, alias_inputs), so Add's backward copies nothing to them. KILN_FUSE=0 in the environment turns both
  * off (tests and benchmarks compare the two). */
 #include <math.h>
 #include <stdlib.h>
@@ -41,23 +41,63 @@ static int only_consumer(const kiln_model *m, int i) {
     return found;
 }
 
-/* grad_alias: a node whose last consumer (the first its backward reaches) passes dz on to its
- * inputs unchanged (grad_is_dz: Add) takes that dz as its dy, so nothing is copied; one input
- * per consumer (another input's later gradients are added into its dy, hence into dz) */
-static void alias_grads(kiln_model *m) {
-    for (int j = 1; j < m->n_nodes; j++)
-        for (int k = 0; k < m->nodes[j].n_in; k++)
-            m->nodes[m->nodes[j].in[k]].grad_alias = m->nodes[j].desc->grad_is_dz ? j : 0;
-    for (int j = 1; j < m->n_nodes; j++) {
-        const kiln_node *c = &m->nodes[j];
-        int kept = -1;
-        for (int k = 0; c->desc->grad_is_dz && k < c->n_in; k++) {
-            kiln_node *in = &m->nodes[c->in[k]];
-            if (in->grad_alias != j || in->id == kept) continue;
-            if (kept < 0) kept = in->id;
-            else in->grad_alias = 0;
-        }
+/* the consumers of each node: the latest (last, the first its backward reaches), the latest
+ * before it (prev, 0: none) and the count of input edges (uses) */
+typedef struct uses_of {
+    int *last, *prev, *uses;
+} uses_of;
+
+/* node i has one reader, c, and lends its dy to no one (not grad_is_dz): nothing adds into it */
+static bool quiet(const kiln_model *m, const uses_of *u, int i) { return u->uses[i] == 1 && !m->nodes[i].desc->grad_is_dz; }
+
+static bool distinct_inputs(const kiln_node *n) {
+    for (int k = 0; k < n->n_in; k++)
+        for (int q = 0; q < k; q++)
+            if (n->in[q] == n->in[k]) return false;
+    return true;
+}
+
+/* grad_alias of the inputs of node c, a layer that passes dz on unchanged (grad_is_dz: Add):
+ * an input that c reaches first takes c's dz as its dy, so c's backward copies nothing to it.
+ * One of them owns it: preferably one that other layers read too, whose gradients are added
+ * into dz after c's backward. When c's inputs are distinct, so does every other quiet input
+ * whose backward reads dz before anything adds into it: after the owner's other consumers and,
+ * when the owner lends its own dy on (an Add), after the owner */
+static void alias_inputs(kiln_model *m, const uses_of *u, int c) {
+    const kiln_node *n = &m->nodes[c];
+    int owner = -1;
+    for (int k = 0; k < n->n_in; k++) {
+        int i = n->in[k];
+        if (u->last[i] == c && (owner < 0 || (quiet(m, u, owner) && !quiet(m, u, i)))) owner = i;
     }
+    if (owner < 0) return;
+    m->nodes[owner].grad_alias = c;
+    if (!distinct_inputs(n)) return; /* the owner's second gradient is added into dz at c */
+    int writes = m->nodes[owner].desc->grad_is_dz && owner > u->prev[owner] ? owner : u->prev[owner];
+    for (int k = 0; k < n->n_in; k++) {
+        const kiln_node *in = &m->nodes[n->in[k]];
+        int reads = in->fused_into ? in->fused_into : in->id; /* a fused ReLU's dy: its BN's or Add's */
+        if (in->id != owner && quiet(m, u, in->id) && reads > writes) m->nodes[in->id].grad_alias = c;
+    }
+}
+
+/* grad_alias of every node (after the fusions: fused_into); none when out of host memory (the
+ * graph copies then) */
+static void alias_grads(kiln_model *m) {
+    size_t n = (size_t)m->n_nodes;
+    uses_of u = {calloc(n, sizeof(int)), calloc(n, sizeof(int)), calloc(n, sizeof(int))};
+    for (int j = 1; u.last && u.prev && u.uses && j < m->n_nodes; j++)
+        for (int k = 0; k < m->nodes[j].n_in; k++) {
+            int i = m->nodes[j].in[k];
+            if (u.last[i] != j) u.prev[i] = u.last[i];
+            u.last[i] = j;
+            u.uses[i]++;
+        }
+    for (int c = 1; u.last && u.prev && u.uses && c < m->n_nodes; c++)
+        if (m->nodes[c].desc->grad_is_dz) alias_inputs(m, &u, c);
+    free(u.last);
+    free(u.prev);
+    free(u.uses);
 }
 
 static bool fusion_on(void) {
@@ -82,7 +122,6 @@ void kiln_model_fuse(kiln_model *m) {
     for (int i = 0; i < m->n_nodes; i++)
         m->nodes[i].fused_relu = m->nodes[i].fused_rule = m->nodes[i].fused_into = m->nodes[i].grad_alias = 0;
     if (!fusion_on()) return;
-    alias_grads(m);
     for (int i = 1; i < m->n_nodes; i++) {
         kiln_node *n = &m->nodes[i];
         if (relu_op(n) == KILN_OP_COUNT || !kiln_backend_supports(m->be, relu_op(n), KILN_F32)) continue;
@@ -92,4 +131,5 @@ void kiln_model_fuse(kiln_model *m) {
         n->fused_rule = (int)relu_rule(&m->nodes[j]);
         m->nodes[j].fused_into = i;
     }
+    alias_grads(m);
 }

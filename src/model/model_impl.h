@@ -76,7 +76,7 @@ struct kiln_node {
      * or Add, the ReLU's id and its kiln_bn_relu rule; on the ReLU, the BN's id (0: not fused) */
     int fused_relu, fused_rule, fused_into;
     /* its dy is the dz of this consumer (0: its own), a layer that passes its gradient on
-     * unchanged (grad_is_dz) and is the first the backward reaches of its consumers (fuse.c) */
+     * unchanged (grad_is_dz: Add) and reaches it first (fuse.c, alias_inputs) */
     int grad_alias;
     /* data-parallel training (kiln_model_set_comm): the communicator, and a layer's own state
      * for it (synchronized BatchNormalization), freed with ext_free */
