@@ -10,8 +10,8 @@
  * bits. Backends without the fused op (KILN_OP_BN_RELU, KILN_OP_ADD_RELU: CUDA) run both.
  * Layer names, the summary, saved files and weights do not change. Also decided here: which
  * inputs of a layer that passes its gradient on unchanged (Add) take its dz as their dy
- * (grad_alias, alias_inputs), so Add's backward copies nothing to them. KILN_FUSE=0 in the environment turns both
- * off (tests and benchmarks compare the two). */
+ * (grad_alias, alias_inputs), so Add's backward copies nothing to them. KILN_FUSE=0 in the
+ * environment turns both off (tests and benchmarks compare the two). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +48,9 @@ typedef struct uses_of {
 } uses_of;
 
 /* node i has one reader, c, and lends its dy to no one (not grad_is_dz): nothing adds into it */
-static bool quiet(const kiln_model *m, const uses_of *u, int i) { return u->uses[i] == 1 && !m->nodes[i].desc->grad_is_dz; }
+static bool quiet(const kiln_model *m, const uses_of *u, int i) {
+    return u->uses[i] == 1 && !m->nodes[i].desc->grad_is_dz;
+}
 
 static bool distinct_inputs(const kiln_node *n) {
     for (int k = 0; k < n->n_in; k++)

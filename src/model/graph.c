@@ -2,8 +2,9 @@
  * tensors of one plan (plan.c). Gradients reaching one layer from several consumers are
  * summed: the first consumer (in reverse order) writes the layer's dy, the others write a
  * scratch buffer that is then added. A layer whose inputs' gradient is dz itself (Add) has no
- * backward: its dz is added straight into a written dy, or is the dy (plan.c). After each node's backward, m->grads_ready (when set: fit's
- * data-parallel gradient buckets) is told its weight gradients are written. */
+ * backward: its dz is added straight into a written dy, or is the dy (plan.c). After each
+ * node's backward, m->grads_ready (when set: fit's data-parallel gradient buckets) is told its
+ * weight gradients are written. */
 #include "error.h"
 #include "layer.h"
 
@@ -59,7 +60,7 @@ kiln_status kiln_model_backward(kiln_model *m, kiln_plan *p, uint64_t step_seed)
     for (int i = m->n_nodes - 1; i >= 1; i--) {
         kiln_node *n = &m->nodes[i];
         kiln_node_views *v = &p->v[i];
-        if (!n->upstream_trains || n->fused_into) continue; /* fused: its BN's backward masks, or the graph its Add's */
+        if (!n->upstream_trains || n->fused_into) continue; /* fused: its BN or the graph (Add) masks */
         const kiln_tensor *x[KILN_LAYER_MAX_INPUTS] = {0};
         kiln_tensor *dx[KILN_LAYER_MAX_INPUTS] = {0};
         bool add_after[KILN_LAYER_MAX_INPUTS] = {0};
@@ -72,7 +73,8 @@ kiln_status kiln_model_backward(kiln_model *m, kiln_plan *p, uint64_t step_seed)
         } else {
             if (!last && kiln_node_graph_masks(n)) s = kiln_model_fused_relu_backward(m, n, v->y, v->dy, v->dz);
             else if (!last && v->dz != v->dy) s = kiln_activation_backward(n->cfg.activation, v->z, v->y, v->dy, v->dz);
-            if (s == KILN_OK) s = n->desc->grad_is_dz ? pass_dz(m, p, n) : n->desc->backward(n, x, v->z, v->dz, dx, step_seed);
+            if (s == KILN_OK && n->desc->grad_is_dz) s = pass_dz(m, p, n);
+            else if (s == KILN_OK) s = n->desc->backward(n, x, v->z, v->dz, dx, step_seed);
         }
         for (int k = 0; s == KILN_OK && k < n->n_in; k++)
             if (add_after[k]) s = kiln_add(p->v[n->in[k]].dy, dx[k], p->v[n->in[k]].dy);
