@@ -388,7 +388,8 @@ static void check_model(const char *name, int h, int w, int ch, int pairs) {
 }
 
 Test(bn_relu_model, seed_cnn_fuses_nothing_and_is_unchanged) { check_model("seed-cnn", 8, 8, 1, 0); }
-Test(bn_relu_model, resnet20_fused_same_weights, .timeout = 300) { check_model("resnet20", 8, 8, 3, 10); }
+/* ten BN -> Activation('relu') pairs and nine Add -> Activation('relu') (test_add_relu.c) */
+Test(bn_relu_model, resnet20_fused_same_weights, .timeout = 300) { check_model("resnet20", 8, 8, 3, 19); }
 Test(bn_relu_model, relu_layer_frozen_and_dense_bn, .timeout = 300) { check_model("bn_relu", 9, 9, 2, 3); }
 
 /* CUDA (a GPU, or its emulator) has no fused form: it says so, the ops refuse it, and a model

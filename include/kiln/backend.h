@@ -72,6 +72,7 @@ typedef enum kiln_op_type {
     KILN_OP_UPSAMPLE2D,        /* y = x repeated sh x sw (nearest)              */
     KILN_OP_UPSAMPLE2D_BACK,   /* dx = dy summed over each sh x sw block        */
     KILN_OP_BN_RELU,           /* a capability, never run alone: the BN ops take a fused ReLU (kiln_bn_params.relu) */
+    KILN_OP_ADD_RELU,          /* dst = max(a + b, 0) in one pass (kiln_add_relu) */
     KILN_OP_COUNT
 } kiln_op_type;
 

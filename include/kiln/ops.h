@@ -32,6 +32,11 @@ KILN_API kiln_status kiln_cast(const kiln_tensor *src, kiln_tensor *dst);
 KILN_API kiln_status kiln_add(const kiln_tensor *a, const kiln_tensor *b, kiln_tensor *out);
 KILN_API kiln_status kiln_sub(const kiln_tensor *a, const kiln_tensor *b, kiln_tensor *out);
 KILN_API kiln_status kiln_mul(const kiln_tensor *a, const kiln_tensor *b, kiln_tensor *out);
+/* out = relu(a + b) in one pass, b as in kiln_add: the same bits as kiln_add then kiln_relu (a
+ * NaN sum stays NaN, -0 becomes +0). Only on backends that answer
+ * kiln_backend_supports(be, KILN_OP_ADD_RELU, KILN_F32): the CPU; CUDA refuses it
+ * (KILN_ERR_UNSUPPORTED). out may alias a. */
+KILN_API kiln_status kiln_add_relu(const kiln_tensor *a, const kiln_tensor *b, kiln_tensor *out);
 /* out = alpha * x (out may alias x). */
 KILN_API kiln_status kiln_scale(const kiln_tensor *x, float alpha, kiln_tensor *out);
 /* y += alpha * x. */

@@ -27,6 +27,9 @@ struct kiln_layer_desc {
     /* forward and backward copy their one input unchanged (Activation): the graph reads z
      * straight from the input's y and writes the activation's gradient straight into dx */
     bool passes_through;
+    /* each input's gradient is dz itself (Add): the graph hands dz on (graph.c: an input's dy
+     * may be dz, plan.c), and backward is never called */
+    bool grad_is_dz;
 
     /* shape inference: sets n->out_ndim/out_shape from the inputs and declares the weights
      * (kiln_layer_declare_weight: names, shapes, trainability, initializers) */

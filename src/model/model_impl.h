@@ -72,9 +72,12 @@ struct kiln_node {
     bool upstream_trains; /* it, or something feeding it, has trainable weights */
     /* during a backward pass: dy holds a gradient already (later ones are added) */
     bool dy_written;
-    /* BatchNormalization -> ReLU run as one (fuse.c, set with the first plan): on the BN, the
-     * ReLU's id and its kiln_bn_relu rule; on the ReLU, the BN's id (0: not fused) */
+    /* BatchNormalization or Add -> ReLU run as one (fuse.c, set with the first plan): on the BN
+     * or Add, the ReLU's id and its kiln_bn_relu rule; on the ReLU, the BN's id (0: not fused) */
     int fused_relu, fused_rule, fused_into;
+    /* its dy is the dz of this consumer (0: its own), a layer that passes its gradient on
+     * unchanged (grad_is_dz: Add) and reaches it first (fuse.c, alias_inputs) */
+    int grad_alias;
     /* data-parallel training (kiln_model_set_comm): the communicator, and a layer's own state
      * for it (synchronized BatchNormalization), freed with ext_free */
     kiln_comm *comm;
@@ -131,6 +134,9 @@ int64_t kiln_node_out_numel(const kiln_node *n); /* per example */
 bool kiln_node_has_z(const kiln_node *n);
 /* its z is its input's y (a layer that passes its input through, with an activation) */
 bool kiln_node_z_is_input(const kiln_node *n);
+/* the graph applies its fused ReLU's mask (fuse.c) into its dz: a layer that passes dz on
+ * (grad_is_dz) has no backward to do it in */
+bool kiln_node_graph_masks(const kiln_node *n);
 /* its activation buffers for a batch: y and dy, dz when it keeps z, z unless z is its input */
 int kiln_node_buffers(const kiln_node *n);
 /* the most inputs a layer of m takes (at least 1): the plans' scratch buffers */
@@ -185,9 +191,15 @@ kiln_status kiln_model_budget(const kiln_model *m, kiln_backend *be, int slots, 
 kiln_status kiln_model_plan(kiln_model *m, int batch, kiln_plan **out);
 void kiln_model_free_plans(kiln_model *m);
 
-/* fuse.c: marks the BN -> ReLU pairs run as one (unless KILN_FUSE=0 or the backend lacks
- * KILN_OP_BN_RELU); plan.c calls it before a model's first plan */
+/* fuse.c: marks the BN -> ReLU and Add -> ReLU pairs run as one (unless KILN_FUSE=0 or the
+ * backend lacks KILN_OP_BN_RELU, KILN_OP_ADD_RELU) and the gradients aliased to an Add's dz (grad_alias, unless KILN_FUSE=0);
+ * plan.c calls it before a model's first plan */
 void kiln_model_fuse(kiln_model *m);
+/* dz = the gradient dy of node n's fused ReLU masked by the fused output y, by that ReLU's own
+ * backward (kiln_relu_backward or kiln_act_backward; y > 0, +inf and NaN exactly where the ReLU's
+ * input is, so the same bits): the graph's for an Add (kiln_node_graph_masks) */
+kiln_status kiln_model_fused_relu_backward(const kiln_model *m, const kiln_node *n, const kiln_tensor *y,
+                                           const kiln_tensor *dy, kiln_tensor *dz);
 
 /* graph.c: forward over the graph; the output of the last node in plan->v[last].y. With
  * loss_follows, a last softmax that the loss fuses is left to kiln_model_loss (which writes the

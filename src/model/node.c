@@ -36,6 +36,8 @@ bool kiln_node_has_z(const kiln_node *n) { return n->desc->has_activation && n->
 
 bool kiln_node_z_is_input(const kiln_node *n) { return n->desc->passes_through && n->n_in == 1 && kiln_node_has_z(n); }
 
+bool kiln_node_graph_masks(const kiln_node *n) { return n->fused_relu && n->desc->grad_is_dz; }
+
 int kiln_node_buffers(const kiln_node *n) { return kiln_node_has_z(n) ? (kiln_node_z_is_input(n) ? 3 : 4) : 2; }
 
 int kiln_model_max_inputs(const kiln_model *m) {

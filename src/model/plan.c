@@ -77,6 +77,23 @@ static const kiln_node *y_owner(const kiln_model *m, const kiln_node *n) {
     return n->fused_into ? &m->nodes[n->fused_into] : n;
 }
 
+static kiln_tensor *dz_buf(const kiln_model *m, const kiln_node *n);
+
+/* the buffer under node n's dy: a fused BN's is its ReLU's (fuse.c); an input's whose
+ * gradient is its consumer's dz (grad_alias) is that dz's */
+static kiln_tensor *dy_buf(const kiln_model *m, const kiln_node *n) {
+    if (n->fused_relu) return dy_buf(m, &m->nodes[n->fused_relu]);
+    if (n->grad_alias) return dz_buf(m, &m->nodes[n->grad_alias]);
+    return n->dy_buf;
+}
+
+/* the buffer under node n's dz: its own when it keeps z, its own dy buffer when the graph
+ * masks its fused ReLU's gradient into it (kiln_node_graph_masks), else its dy's */
+static kiln_tensor *dz_buf(const kiln_model *m, const kiln_node *n) {
+    if (n->dz_buf) return n->dz_buf;
+    return kiln_node_graph_masks(n) ? n->dy_buf : dy_buf(m, n);
+}
+
 /* the views of node i for plan pl */
 static kiln_status node_plan(kiln_model *m, kiln_plan *pl, int i) {
     kiln_node *n = &m->nodes[i];
@@ -85,12 +102,11 @@ static kiln_status node_plan(kiln_model *m, kiln_plan *pl, int i) {
     int nd;
     shape_of(n, pl->batch, &nd, shape);
     /* a fused ReLU's output is its BN's; the BN's gradient is the ReLU's (fuse.c) */
-    const kiln_node *dn = n->fused_relu ? &m->nodes[n->fused_relu] : n;
     KILN_TRY(view(y_owner(m, n)->y_buf, nd, shape, &v->y));
-    KILN_TRY(view(dn->dy_buf, nd, shape, &v->dy));
+    KILN_TRY(view(dy_buf(m, n), nd, shape, &v->dy));
     v->z = v->y;
     v->dz = v->dy;
-    if (n->dz_buf) KILN_TRY(view(n->dz_buf, nd, shape, &v->dz));
+    if (dz_buf(m, n) != dy_buf(m, n)) KILN_TRY(view(dz_buf(m, n), nd, shape, &v->dz));
     if (n->z_buf) KILN_TRY(view(n->z_buf, nd, shape, &v->z));
     else if (kiln_node_z_is_input(n)) KILN_TRY(view(y_owner(m, &m->nodes[n->in[0]])->y_buf, nd, shape, &v->z));
     for (int k = 0; k < KILN_LAYER_MAX_INPUTS && m->scratch_buf[k]; k++)

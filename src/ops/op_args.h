@@ -37,7 +37,7 @@ typedef struct kiln_copy_args {
     kiln_tensor *dst;
 } kiln_copy_args;
 
-/* ADD, SUB, MUL: out = a (op) b, b repeating over a's leading dims */
+/* ADD, SUB, MUL: out = a (op) b, b repeating over a's leading dims; ADD_RELU: relu(a + b) */
 typedef struct kiln_binary_args {
     const kiln_tensor *a, *b;
     kiln_tensor *out;
@@ -266,7 +266,7 @@ struct kiln_op {
     union {
         kiln_fill_args fill;             /* FILL */
         kiln_copy_args copy;             /* COPY, CAST */
-        kiln_binary_args binary;         /* ADD, SUB, MUL */
+        kiln_binary_args binary;         /* ADD, SUB, MUL, ADD_RELU */
         kiln_unary_args unary;           /* SCALE, AXPY, RELU, SIGMOID, TANH */
         kiln_unary_back_args unary_back; /* RELU_BACK, SIGMOID_BACK, TANH_BACK */
         kiln_reduce_args reduce;         /* SUM, MEAN */

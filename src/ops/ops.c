@@ -60,6 +60,7 @@ const char *kiln_op_name(kiln_op_type op) {
         [KILN_OP_UPSAMPLE2D] = "upsample2d",
         [KILN_OP_UPSAMPLE2D_BACK] = "upsample2d_backward",
         [KILN_OP_BN_RELU] = "batchnorm_relu",
+        [KILN_OP_ADD_RELU] = "add_relu",
     };
     if ((int)op < 0 || op >= KILN_OP_COUNT || !names[op]) {
         kiln_error(KILN_ERR_INVALID_ARG, "kiln_op_name: unknown op %d", (int)op);
@@ -148,7 +149,7 @@ kiln_status kiln_cast(const kiln_tensor *src, kiln_tensor *dst) {
 
 /* ---- elementwise ---- */
 
-/* ADD, SUB, MUL: b must be a's shape or a's trailing dimensions */
+/* ADD, SUB, MUL, ADD_RELU: b must be a's shape or a's trailing dimensions */
 static kiln_status binary(kiln_op_type type, const char *fn, const kiln_tensor *a,
                           const kiln_tensor *b, kiln_tensor *out) {
     KILN_TRY(kiln_check_f32(fn, "a", a));
@@ -173,6 +174,9 @@ static kiln_status binary(kiln_op_type type, const char *fn, const kiln_tensor *
 
 kiln_status kiln_add(const kiln_tensor *a, const kiln_tensor *b, kiln_tensor *out) {
     return binary(KILN_OP_ADD, "kiln_add", a, b, out);
+}
+kiln_status kiln_add_relu(const kiln_tensor *a, const kiln_tensor *b, kiln_tensor *out) {
+    return binary(KILN_OP_ADD_RELU, "kiln_add_relu", a, b, out);
 }
 kiln_status kiln_sub(const kiln_tensor *a, const kiln_tensor *b, kiln_tensor *out) {
     return binary(KILN_OP_SUB, "kiln_sub", a, b, out);

@@ -75,7 +75,8 @@ static kiln_status cpu_compute(kiln_backend *be, const kiln_op *op) {
     case KILN_OP_CAST: kiln_cpu_cast(op); break;
     case KILN_OP_ADD:
     case KILN_OP_SUB:
-    case KILN_OP_MUL: kiln_cpu_binary(op); break;
+    case KILN_OP_MUL:
+    case KILN_OP_ADD_RELU: kiln_cpu_binary(op); break;
     case KILN_OP_SCALE:
     case KILN_OP_AXPY:
     case KILN_OP_RELU:

@@ -1,4 +1,5 @@
-/* cpu/elementwise.c: fill, copy, cast and the elementwise arithmetic on the CPU. */
+/* cpu/elementwise.c: fill, copy, cast and the elementwise arithmetic on the CPU (add_relu: an
+ * Add with the ReLU after it fused, src/model/fuse.c). */
 #include <math.h>
 #include <string.h>
 
@@ -81,22 +82,39 @@ void kiln_cpu_cast(const kiln_op *op) {
         kiln_dtype_store(d->data, d->dtype, i, kiln_dtype_load(s->data, s->dtype, i));
 }
 
-/* y = a OP b, b repeated every nb elements : one loop per op, at every ISA level */
-#define BINARY(name, OP)                                                                        \
+/* relu(v): v > 0, else +0; a NaN stays (kiln_relu). By a bit mask: GCC keeps a ?: of floats
+ * in add_relu_loop as a branch, which neither vectorises nor predicts on random signs */
+KILN_SIMD_INLINE float relu_of(float v) {
+    uint32_t u, keep = -(uint32_t)((v > 0.0f) | isnan(v));
+    memcpy(&u, &v, sizeof u);
+    u &= keep;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+/* y = F(a, b), b repeated every nb elements : one loop per op, at every ISA level */
+#define BINARY(name, F)                                                                         \
     KILN_SIMD_INLINE void name##_body(const float *a, const float *b, float *y, int64_t n, int64_t nb) { \
         if (nb == 1) {                                                                          \
             float bv = b[0];                                                                    \
-            for (int64_t i = 0; i < n; i++) y[i] = a[i] OP bv;                                  \
+            for (int64_t i = 0; i < n; i++) y[i] = F(a[i], bv);                                 \
             return;                                                                             \
         }                                                                                       \
-        for (int64_t i0 = 0; i0 < n; i0 += nb)                                                  \
-            for (int64_t i = 0; i < nb && i < n - i0; i++) y[i0 + i] = a[i0 + i] OP b[i];       \
+        for (int64_t i0 = 0; i0 < n; i0 += nb) { /* a counted inner loop: it vectorises */    \
+            int64_t m = nb < n - i0 ? nb : n - i0;                                              \
+            for (int64_t i = 0; i < m; i++) y[i0 + i] = F(a[i0 + i], b[i]);                     \
+        }                                                                                       \
     }                                                                                           \
     KILN_SIMD_CLONES(name, (const float *a, const float *b, float *y, int64_t n, int64_t nb), (a, b, y, n, nb))
 
-BINARY(add_loop, +)
-BINARY(sub_loop, -)
-BINARY(mul_loop, *)
+#define ADD_F(p, q) ((p) + (q))
+#define SUB_F(p, q) ((p) - (q))
+#define MUL_F(p, q) ((p) * (q))
+#define ADD_RELU_F(p, q) relu_of((p) + (q)) /* the sum rounded, then relu: kiln_add, kiln_relu */
+BINARY(add_loop, ADD_F)
+BINARY(sub_loop, SUB_F)
+BINARY(mul_loop, MUL_F)
+BINARY(add_relu_loop, ADD_RELU_F)
 
 /* one thread's range [lo, hi) of a binary op: b's index restarts at lo when b is as long as a,
  * and ranges start at multiples of b's length when b repeats (kiln_cpu_parallel_ranges' align) */
@@ -114,6 +132,7 @@ static void binary_range(void *ctx, int64_t lo, int64_t hi) {
     switch (j->type) {
     case KILN_OP_ADD: add_loop(j->a + lo, b, j->y + lo, len, nb); break;
     case KILN_OP_SUB: sub_loop(j->a + lo, b, j->y + lo, len, nb); break;
+    case KILN_OP_ADD_RELU: add_relu_loop(j->a + lo, b, j->y + lo, len, nb); break;
     default: mul_loop(j->a + lo, b, j->y + lo, len, nb); break;
     }
 }
@@ -136,7 +155,7 @@ void kiln_cpu_binary(const kiln_op *op) {
 
 UNARY(scale_loop, alpha * x[i])
 UNARY(axpy_loop, fmaf(alpha, x[i], y[i]))
-UNARY(relu_loop, x[i] > 0.0f ? x[i] : (isnan(x[i]) ? x[i] : 0.0f))
+UNARY(relu_loop, relu_of(x[i]))
 UNARY(relu_back_loop, x[i] > 0.0f ? x2[i] : 0.0f) /* x2: dy */
 
 /* one thread's range of a unary op (x2 may be NULL) */

@@ -1,5 +1,6 @@
 /* add.c: Add, z = x0 + x1 + ... over two or more inputs of one shape (residual graphs); each
- * input's gradient is dz. */
+ * input's gradient is dz, which the graph hands on with no backward of the layer's
+ * (grad_is_dz; with a fused ReLU, the graph masks dz first). */
 #include "layer.h"
 
 kiln_layer_config kiln_add_layer(void) { return kiln_layer_defaults(KILN_LAYER_ADD); }
@@ -16,16 +17,12 @@ static kiln_status infer(kiln_node *n, const kiln_node *const *in) {
     return KILN_OK;
 }
 
+/* z = ((x0 + x1) + x2) + ...; with a ReLU fused after it (fuse.c), the last sum is relu'd in
+ * its own pass (kiln_add_relu): the bits of the sums then kiln_relu */
 static kiln_status forward(kiln_node *n, const kiln_tensor *const *x, kiln_tensor *z, bool training, uint64_t seed) {
-    KILN_TRY(kiln_add(x[0], x[1], z));
-    for (int k = 2; k < n->n_in; k++) KILN_TRY(kiln_add(z, x[k], z));
-    return KILN_OK;
-}
-
-static kiln_status backward(kiln_node *n, const kiln_tensor *const *x, const kiln_tensor *z, const kiln_tensor *dz,
-                            kiln_tensor *const *dx, uint64_t seed) {
-    for (int k = 0; k < n->n_in; k++)
-        if (dx[k]) KILN_TRY(kiln_copy(dz, dx[k]));
+    const kiln_tensor *a = x[0];
+    for (int k = 1; k < n->n_in; k++, a = z)
+        KILN_TRY(k == n->n_in - 1 && n->fused_relu ? kiln_add_relu(a, x[k], z) : kiln_add(a, x[k], z));
     return KILN_OK;
 }
 
@@ -34,5 +31,5 @@ const kiln_layer_desc kiln_layer_add = {
     .base_name = "add",
     .infer = infer,
     .forward = forward,
-    .backward = backward,
+    .grad_is_dz = true, /* the graph hands dz on (graph.c) */
 };
