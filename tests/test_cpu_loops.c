@@ -258,6 +258,8 @@ static const bn_case bn_cases[] = {
     {2, {37, 19}, KILN_LAYOUT_NHWC},       /* (N, C) */
     {4, {8, 33, 17, 33}, KILN_LAYOUT_NCHW}, /* above the threading threshold (131072) */
     {4, {8, 17, 33, 33}, KILN_LAYOUT_NHWC}, /* above the threshold, several row chunks */
+    {4, {3, 5, 7, 16}, KILN_LAYOUT_NHWC},   /* rows of exactly 16: the fixed-width loop */
+    {4, {8, 32, 32, 16}, KILN_LAYOUT_NHWC}, /* the same, threaded, several row chunks */
 };
 
 /* the outputs of one run: y, save mean and invstd, dx, dgamma, dbeta (malloc'ed bytes) */
@@ -317,6 +319,28 @@ static void bn_oracle_y(const bn_case *bc, const float *x, double *want) {
     free(s);
 }
 
+/* float64 oracle of the training backward's dx from kiln's saved (f32) statistics sm, si:
+ * dx = gamma si (dy - mean(dy) - xhat mean(dy xhat)), xhat = (x - sm) si */
+static void bn_oracle_dx(const bn_case *bc, const float *x, const float *dy, const float *sm,
+                         const float *si, double *want) {
+    int64_t n = 1;
+    for (int d = 0; d < bc->ndim; d++) n *= bc->shape[d];
+    bool last = bc->ndim == 2 || bc->layout == KILN_LAYOUT_NHWC;
+    int64_t C = last ? bc->shape[bc->ndim - 1] : bc->shape[1], inner = last ? 1 : n / bc->shape[0] / C;
+    double *s = calloc((size_t)(2 * C), sizeof *s), per = (double)(n / C);
+    for (int64_t k = 0; k < n; k++) {
+        int64_t c = (k / inner) % C;
+        s[c] += dy[k];
+        s[C + c] += dy[k] * ((x[k] - (double)sm[c]) * si[c]);
+    }
+    for (int64_t k = 0; k < n; k++) {
+        int64_t c = (k / inner) % C;
+        double xhat = (x[k] - (double)sm[c]) * si[c];
+        want[k] = (double)(0.5f + 0.01f * (float)c) * si[c] * (dy[k] - s[c] / per - xhat * s[C + c] / per);
+    }
+    free(s);
+}
+
 Test(cpu_loops, batchnorm_levels_threads_and_oracle) {
     const kiln_dtype dts[] = {KILN_F32, KILN_F16, KILN_BF16};
     for (size_t ci = 0; ci < sizeof bn_cases / sizeof bn_cases[0]; ci++)
@@ -359,6 +383,8 @@ Test(cpu_loops, batchnorm_levels_threads_and_oracle) {
                 double *want = malloc((size_t)n * sizeof *want);
                 bn_oracle_y(bc, data(x), want);
                 kt_expect_close_f64("y vs float64", ref.y, want, n, 1e-6);
+                bn_oracle_dx(bc, data(x), data(dy), ref.sm, ref.si, want);
+                kt_expect_close_f64("dx vs float64", ref.dx, want, n, 1e-6);
                 free(want);
             }
             bn_free(&ref);
