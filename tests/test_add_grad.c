@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fusion_check.h"
 #include "model_grad.h"
 
 #define OK(call) cr_assert_eq((call), KILN_OK, "%s", kiln_last_error())
@@ -146,34 +147,12 @@ static void check_fd(const graph_case *c) {
     kiln_model_free(m);
 }
 
-/* two Adam steps of batch 8 with the aliases on and off: the same bits in every weight and in
- * predict's outputs */
+static kiln_model *make_case(const void *arg) { return ((const graph_case *)arg)->make(); }
+
+/* trained with the aliases on and off (KILN_FUSE=0): the same bits */
 static void check_same_bits(const graph_case *c) {
-    enum { N = 16 };
-    kt_rng r;
-    kt_rng_seed(&r, 19);
-    float x[N * IN], out[2][N * CLASSES];
-    int32_t y[N];
-    for (int i = 0; i < N * IN; i++) x[i] = (float)kt_uniform(&r, -1, 1);
-    for (int i = 0; i < N; i++) y[i] = (int32_t)(kt_next(&r) % CLASSES);
-    kiln_model *m[2];
-    for (int f = 0; f < 2; f++) {
-        m[f] = built(c, f == 0);
-        kiln_fit_config fc = kiln_fit_defaults();
-        fc.batch_size = 8;
-        fc.verbose = 0;
-        fc.seed = 3;
-        kiln_data d = {x, y, NULL, N};
-        OK(kiln_model_fit(m[f], &d, &fc, NULL));
-        OK(kiln_model_predict(m[f], x, N, 8, out[f]));
-        int want = f ? 0 : c->aliases;
-        cr_expect_eq(aliases(m[f]), want, "%s: %d aliases with KILN_FUSE=%s, want %d", c->name, aliases(m[f]),
-                     f ? "0" : "(unset)", want);
-    }
-    unsetenv("KILN_FUSE");
-    kt_expect_same_weights(m[0], m[1]);
-    kt_expect_bitwise("predict", out[0], out[1], sizeof out[0]);
-    for (int f = 0; f < 2; f++) kiln_model_free(m[f]);
+    kt_check_fusion_same_bits(&(kt_fusion_check){c->name, make_case, c, IN, CLASSES, c->make == add_last, 19, 11,
+                                                 aliases, c->aliases});
 }
 
 Test(add_grad, fan_out_finite_differences) { check_fd(&cases[0]); }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fusion_check.h"
 #include "harness.h"
 #include "model_impl.h"
 #include "simd.h"
@@ -213,39 +214,17 @@ static int fused_pairs(const kiln_model *m) {
     return k;
 }
 
-/* trains the model for two Adam steps of batch 8 with fusion on and off (KILN_FUSE=0): the
- * same bits in every weight and in predict's outputs; `pairs` Add -> ReLU pairs fused */
+typedef struct maker {
+    kiln_model *(*make)(void);
+} maker;
+
+static kiln_model *make_of(const void *arg) { return ((const maker *)arg)->make(); }
+
+/* the model trained with fusion on and off (KILN_FUSE=0): the same bits; `pairs` pairs fused */
 static void check_model(kiln_model *(*make)(void), bool logits, int pairs) {
-    enum { N = 16, IN = 6, C = 3 };
-    kt_rng r;
-    kt_rng_seed(&r, 23);
-    float x[N * IN], out[2][N * C];
-    int32_t y[N];
-    for (int i = 0; i < N * IN; i++) x[i] = (float)kt_uniform(&r, -1, 1);
-    for (int i = 0; i < N; i++) y[i] = (int32_t)(kt_next(&r) % C);
-    kiln_model *m[2];
-    for (int f = 0; f < 2; f++) {
-        if (f) setenv("KILN_FUSE", "0", 1);
-        else unsetenv("KILN_FUSE");
-        m[f] = make();
-        OK(kiln_model_build(m[f], kt_cpu(), 5));
-        kiln_compile_config cc = {kiln_optimizer_defaults(KILN_OPT_ADAM), KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, logits};
-        OK(kiln_model_compile(m[f], &cc));
-        kiln_fit_config fc = kiln_fit_defaults();
-        fc.batch_size = 8;
-        fc.verbose = 0;
-        fc.seed = 3;
-        kiln_data d = {x, y, NULL, N};
-        OK(kiln_model_fit(m[f], &d, &fc, NULL));
-        OK(kiln_model_predict(m[f], x, N, 8, out[f]));
-        int want = f ? 0 : pairs;
-        cr_expect_eq(fused_pairs(m[f]), want, "%s: %d pairs fused with KILN_FUSE=%s, want %d", kiln_model_name(m[f]),
-                     fused_pairs(m[f]), f ? "0" : "(unset)", want);
-    }
-    unsetenv("KILN_FUSE");
-    kt_expect_same_weights(m[0], m[1]);
-    kt_expect_bitwise("predict", out[0], out[1], sizeof out[0]);
-    for (int f = 0; f < 2; f++) kiln_model_free(m[f]);
+    maker k = {make};
+    kt_check_fusion_same_bits(&(kt_fusion_check){"add_relu model", make_of, &k, 6, 3, logits, 23, 5, fused_pairs,
+                                                 pairs});
 }
 
 Test(add_relu_model, functional_fused_same_weights) { check_model(functional, false, 3); }

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "half.h"
+#include "fusion_check.h"
 #include "harness.h"
 #include "model_impl.h"
 #include "simd.h"
@@ -347,44 +348,21 @@ static int fused_pairs(const kiln_model *m) {
     return k;
 }
 
-/* trains `name` for two Adam steps of batch 8 with fusion on and off (KILN_FUSE=0): the same
- * bits in every weight and in predict's outputs; `pairs` BN -> ReLU pairs fused */
+typedef struct model_spec {
+    const char *name;
+    int h, w, ch;
+} model_spec;
+
+static kiln_model *make_spec(const void *arg) {
+    const model_spec *s = arg;
+    return model_of(s->name, s->h, s->w, s->ch, 5);
+}
+
+/* `name` trained with fusion on and off (KILN_FUSE=0): the same bits; `pairs` pairs fused */
 static void check_model(const char *name, int h, int w, int ch, int pairs) {
-    const int classes = 5, n = 16;
-    kt_rng r;
-    kt_rng_seed(&r, 41);
-    float *x = malloc(sizeof(float) * (size_t)(n * h * w * ch)), *out[2];
-    int32_t *y = malloc(sizeof(int32_t) * (size_t)n);
-    for (int i = 0; i < n * h * w * ch; i++) x[i] = (float)kt_uniform(&r, -1, 1);
-    for (int i = 0; i < n; i++) y[i] = (int32_t)(kt_next(&r) % (uint64_t)classes);
-    kiln_model *m[2];
-    for (int f = 0; f < 2; f++) {
-        if (f) setenv("KILN_FUSE", "0", 1);
-        else unsetenv("KILN_FUSE");
-        m[f] = model_of(name, h, w, ch, classes);
-        OK(kiln_model_build(m[f], kt_cpu(), 7));
-        kiln_compile_config cc = {kiln_optimizer_defaults(KILN_OPT_ADAM), KILN_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, false};
-        OK(kiln_model_compile(m[f], &cc));
-        kiln_fit_config fc = kiln_fit_defaults();
-        fc.batch_size = 8;
-        fc.verbose = 0;
-        fc.seed = 3;
-        kiln_data d = {x, y, NULL, n};
-        OK(kiln_model_fit(m[f], &d, &fc, NULL));
-        out[f] = malloc(sizeof(float) * (size_t)(n * classes));
-        OK(kiln_model_predict(m[f], x, n, 8, out[f]));
-        cr_expect_eq(fused_pairs(m[f]), f ? 0 : pairs, "%s: %d pairs fused with KILN_FUSE=%s, want %d", name,
-                     fused_pairs(m[f]), f ? "0" : "(unset)", f ? 0 : pairs);
-    }
-    unsetenv("KILN_FUSE");
-    kt_expect_same_weights(m[0], m[1]);
-    kt_expect_bitwise("predict", out[0], out[1], sizeof(float) * (size_t)(n * classes));
-    for (int f = 0; f < 2; f++) {
-        kiln_model_free(m[f]);
-        free(out[f]);
-    }
-    free(x);
-    free(y);
+    model_spec s = {name, h, w, ch};
+    kt_check_fusion_same_bits(&(kt_fusion_check){name, make_spec, &s, (int64_t)h * w * ch, 5, false, 41, 7,
+                                                 fused_pairs, pairs});
 }
 
 Test(bn_relu_model, seed_cnn_fuses_nothing_and_is_unchanged) { check_model("seed-cnn", 8, 8, 1, 0); }
