@@ -208,12 +208,6 @@ static kiln_model *relu_out(void) {
     return m;
 }
 
-static int fused_pairs(const kiln_model *m) {
-    int k = 0;
-    for (int i = 0; i < m->n_nodes; i++) k += m->nodes[i].fused_into != 0;
-    return k;
-}
-
 typedef struct maker {
     kiln_model *(*make)(void);
 } maker;
@@ -223,7 +217,7 @@ static kiln_model *make_of(const void *arg) { return ((const maker *)arg)->make(
 /* the model trained with fusion on and off (KILN_FUSE=0): the same bits; `pairs` pairs fused */
 static void check_model(kiln_model *(*make)(void), bool logits, int pairs) {
     maker k = {make};
-    kt_check_fusion_same_bits(&(kt_fusion_check){"add_relu model", make_of, &k, 6, 3, logits, 23, 5, fused_pairs,
+    kt_check_fusion_same_bits(&(kt_fusion_check){"add_relu model", make_of, &k, 6, 3, logits, 23, 5, kt_fused_pairs,
                                                  pairs});
 }
 
@@ -245,6 +239,6 @@ Test(add_relu, cuda_refuses_and_models_stay_unfused, .timeout = 300) {
     OK(kiln_model_build(m, be, 7));
     kiln_plan *p;
     OK(kiln_model_plan(m, 4, &p));
-    cr_expect_eq(fused_pairs(m), 0, "%d pairs fused on %s", fused_pairs(m), kiln_backend_name(be));
+    cr_expect_eq(kt_fused_pairs(m), 0, "%d pairs fused on %s", kt_fused_pairs(m), kiln_backend_name(be));
     kiln_model_free(m);
 }

@@ -342,12 +342,6 @@ static kiln_model *model_of(const char *name, int h, int w, int ch, int classes)
     return m;
 }
 
-static int fused_pairs(const kiln_model *m) {
-    int k = 0;
-    for (int i = 0; i < m->n_nodes; i++) k += m->nodes[i].fused_into != 0;
-    return k;
-}
-
 typedef struct model_spec {
     const char *name;
     int h, w, ch;
@@ -362,7 +356,7 @@ static kiln_model *make_spec(const void *arg) {
 static void check_model(const char *name, int h, int w, int ch, int pairs) {
     model_spec s = {name, h, w, ch};
     kt_check_fusion_same_bits(&(kt_fusion_check){name, make_spec, &s, (int64_t)h * w * ch, 5, false, 41, 7,
-                                                 fused_pairs, pairs});
+                                                 kt_fused_pairs, pairs});
 }
 
 Test(bn_relu_model, seed_cnn_fuses_nothing_and_is_unchanged) { check_model("seed-cnn", 8, 8, 1, 0); }
@@ -407,7 +401,7 @@ Test(bn_relu, cuda_refuses_and_models_stay_unfused, .timeout = 300) {
     fc.verbose = 0;
     kiln_data d = {xs, ys, NULL, 8};
     OK(kiln_model_fit(m, &d, &fc, NULL));
-    cr_expect_eq(fused_pairs(m), 0, "%d pairs fused on %s", fused_pairs(m), kiln_backend_name(be));
+    cr_expect_eq(kt_fused_pairs(m), 0, "%d pairs fused on %s", kt_fused_pairs(m), kiln_backend_name(be));
     kiln_model_free(m);
     kiln_tensor *all[] = {x, y, mm, mv};
     for (int k = 0; k < 4; k++) kiln_tensor_free(all[k]);

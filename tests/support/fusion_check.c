@@ -5,10 +5,17 @@
 #include <stdlib.h>
 
 #include "harness.h"
+#include "model_impl.h"
 
 #define OK(call) cr_assert_eq((call), KILN_OK, "%s", kiln_last_error())
 
 enum { SAMPLES = 16, BATCH = 8 };
+
+int kt_fused_pairs(const kiln_model *m) {
+    int k = 0;
+    for (int i = 0; i < m->n_nodes; i++) k += m->nodes[i].fused_into != 0;
+    return k;
+}
 
 /* one model of c, built, compiled, trained on (x, y); its predictions in out */
 static kiln_model *trained(const kt_fusion_check *c, bool fuse, const float *x, const int32_t *y, float *out) {

@@ -22,6 +22,9 @@ typedef struct kt_fusion_check {
     int want;
 } kt_fusion_check;
 
+/* the ReLUs a built model runs fused into the layer before them (fuse.c: fused_into) */
+int kt_fused_pairs(const kiln_model *m);
+
 /* 16 samples drawn from data_seed, two Adam steps of batch 8 with fit's seed 3, then predict;
  * once with KILN_FUSE unset, once with KILN_FUSE=0 (unset again afterwards) */
 void kt_check_fusion_same_bits(const kt_fusion_check *c);
