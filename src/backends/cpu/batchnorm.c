@@ -174,7 +174,7 @@ KILN_SIMD_INLINE double bn_mask_act(double r, double g) {
 
 /* rows [lo, hi). Rows of exactly BLK channels (ResNet-20's 16) take a loop of that fixed width
  * with the coefficients in locals the compiler keeps in registers: the run-time loop's set-up
- * and overlap check per 16-element row cost it 1.2-1.4x there (warm cache); wider rows amortise
+ * and overlap check per 16-element row cost it 10-30 % there (warm cache); wider rows amortise
  * them. Each element is computed alone, so either loop gives the same bits. */
 #define PASS_ROWS(T, name, F)                                                                  \
     KILN_SIMD_INLINE void name##_body(const bn_job *j, int64_t lo, int64_t hi, double *s1, double *s2) { \
